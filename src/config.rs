@@ -1,0 +1,188 @@
+//! Configuration: the layered TOML files (`/etc/containai/config.toml`, then
+//! `~/.config/containai/config.toml`, then `--config FILE`) merged into one [`Config`].
+//!
+//! This module reads files and nothing else; it never decides host paths on its own (that is
+//! [`crate::host::Host`]'s job, which applies `--root`). Unknown keys are errors, because a typo in
+//! a config that runs as root must not be silently ignored.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::host::platform::Platform;
+
+/// One config file as written by an operator. Every field is optional; later files override
+/// earlier ones field by field.
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Forces the platform instead of detecting it.
+    pub platform: Option<Platform>,
+    /// Engine socket path (absolute host path; resolved under `--root`).
+    pub socket: Option<PathBuf>,
+    /// Engine data root (absolute host path; resolved under `--root`).
+    pub data_root: Option<PathBuf>,
+    /// Wall-clock budget for one script run, in seconds.
+    pub script_timeout_secs: Option<u64>,
+    /// Container stop timeout in seconds (systemd inside the containers needs it generous).
+    pub stop_timeout_secs: Option<u64>,
+}
+
+/// The merged configuration with the files it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub platform: Option<Platform>,
+    pub socket: Option<PathBuf>,
+    pub data_root: PathBuf,
+    pub script_timeout_secs: u64,
+    pub stop_timeout_secs: u64,
+    /// Files that were found and read, in order.
+    pub sources: Vec<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            platform: None,
+            socket: None,
+            data_root: PathBuf::from(DEFAULT_DATA_ROOT),
+            // One hour: an update stops containers (100 s each, concurrently) and installs packages.
+            script_timeout_secs: 3600,
+            // 100 s: systemd inside the containers needs it to shut down cleanly.
+            stop_timeout_secs: 100,
+            sources: Vec::new(),
+        }
+    }
+}
+
+pub const DEFAULT_DATA_ROOT: &str = "/var/lib/containai-docker";
+pub const SITE_CONFIG: &str = "/etc/containai/config.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}\nhelp: check the file's permissions, or pass another file with --config")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("malformed config {path}: {message}\nhelp: fix the file; valid keys are platform, socket, data_root, script_timeout_secs, stop_timeout_secs")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {0} does not exist\nhelp: check the path given to --config")]
+    Missing(PathBuf),
+}
+
+impl Config {
+    /// Loads the layered config. `site` and `user` are optional (absent files are skipped);
+    /// `explicit` (from `--config`) must exist.
+    pub fn load(site: &Path, user: Option<&Path>, explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut config = Config::default();
+        for path in [Some(site), user].into_iter().flatten() {
+            if let Some(file) = read_optional(path)? {
+                config.apply(file, path);
+            }
+        }
+        if let Some(path) = explicit {
+            match read_optional(path)? {
+                Some(file) => config.apply(file, path),
+                None => return Err(ConfigError::Missing(path.to_path_buf())),
+            }
+        }
+        Ok(config)
+    }
+
+    fn apply(&mut self, file: ConfigFile, path: &Path) {
+        if file.platform.is_some() {
+            self.platform = file.platform;
+        }
+        if file.socket.is_some() {
+            self.socket = file.socket;
+        }
+        if let Some(data_root) = file.data_root {
+            self.data_root = data_root;
+        }
+        if let Some(secs) = file.script_timeout_secs {
+            self.script_timeout_secs = secs;
+        }
+        if let Some(secs) = file.stop_timeout_secs {
+            self.stop_timeout_secs = secs;
+        }
+        self.sources.push(path.to_path_buf());
+    }
+}
+
+fn read_optional(path: &Path) -> Result<Option<ConfigFile>, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    parse(&text)
+        .map(Some)
+        .map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })
+}
+
+/// Parses one config file's text; the error is a single line.
+pub fn parse(text: &str) -> Result<ConfigFile, String> {
+    toml::from_str::<ConfigFile>(text).map_err(|e| {
+        let message = e.message().trim().to_string();
+        match e.span() {
+            Some(span) => {
+                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                format!("line {line}: {message}")
+            }
+            None => message,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_key() {
+        let file = parse(
+            "platform = \"wsl2\"\nsocket = \"/run/x.sock\"\ndata_root = \"/d\"\nscript_timeout_secs = 5\nstop_timeout_secs = 7\n",
+        )
+        .unwrap();
+        assert_eq!(file.platform, Some(Platform::Wsl2));
+        assert_eq!(file.socket, Some(PathBuf::from("/run/x.sock")));
+        assert_eq!(file.stop_timeout_secs, Some(7));
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_values_with_line() {
+        let err = parse("\nplatfrom = \"linux\"\n").unwrap_err();
+        assert!(err.starts_with("line 2:"), "{err}");
+        assert!(err.contains("platfrom"), "{err}");
+        let err = parse("platform = \"solaris\"").unwrap_err();
+        assert!(err.contains("solaris") || err.contains("unknown variant"), "{err}");
+        assert!(parse("platform = ").is_err());
+    }
+
+    #[test]
+    fn later_files_override_earlier_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let site = dir.path().join("site.toml");
+        let user = dir.path().join("user.toml");
+        std::fs::write(&site, "platform = \"linux\"\nstop_timeout_secs = 50\n").unwrap();
+        std::fs::write(&user, "platform = \"macos\"\n").unwrap();
+        let config = Config::load(&site, Some(&user), None).unwrap();
+        assert_eq!(config.platform, Some(Platform::Macos));
+        assert_eq!(config.stop_timeout_secs, 50);
+        assert_eq!(config.sources, vec![site.clone(), user.clone()]);
+        let missing = dir.path().join("nope.toml");
+        assert!(matches!(
+            Config::load(&site, None, Some(&missing)),
+            Err(ConfigError::Missing(_))
+        ));
+    }
+}

@@ -1,0 +1,413 @@
+//! The container family: talks to the `containai-docker` engine socket directly with bollard.
+//!
+//! It never goes through a docker context and never reads `DOCKER_HOST` or `DOCKER_CONTEXT`: the
+//! socket path comes from the [`Host`](super::Host) alone. Listing is fail-closed: a socket that
+//! exists but does not answer is an error, never an empty list, because "no containers" is the
+//! answer that lets an update proceed. Every call has a timeout. Stopping and starting take an
+//! [`Approval`] from the effect gate.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::errors::Error as BollardError;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::query_parameters::{ListContainersOptions, StartContainerOptions, StopContainerOptions};
+use futures_util::StreamExt;
+use serde::Serialize;
+use tokio::runtime::Runtime;
+
+use crate::effects::Approval;
+use crate::plan::containers::{ManagedBy, SSH_PORT_LABEL, classify};
+
+/// Programs that only read, so running them inside a container needs no gate.
+pub const QUERY_PROGRAMS: [&str; 9] = ["id", "getent", "stat", "cat", "ls", "test", "uname", "readlink", "whoami"];
+/// Timeout for list, inspect and other quick API calls.
+pub const API_TIMEOUT: Duration = Duration::from_secs(30);
+/// Extra time granted to a stop beyond the container's own stop timeout (the kill and cleanup).
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    #[error("cannot reach the engine at {socket}: {reason}\nhelp: check the engine with `systemctl status containai-docker`")]
+    Unreachable { socket: PathBuf, reason: String },
+    #[error("container {0} not found\nhelp: list managed containers with `cai run` on a script calling containers::list_managed()")]
+    NotFound(String),
+    #[error("engine call {what} failed: {message}")]
+    Api { what: String, message: String },
+    #[error("{0:?} is not a read-only inspection program (allowed: id, getent, stat, cat, ls, test, uname, readlink, whoami)")]
+    NotReadOnly(String),
+    #[error("the command to run is empty")]
+    EmptyCommand,
+    #[error("engine call {what} did not answer within {secs} s")]
+    Timeout { what: String, secs: u64 },
+}
+
+/// One container as scripts see it in lists.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub state: String,
+    pub running: bool,
+    pub managed_by: ManagedBy,
+    pub ssh_port: Option<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A container's details for decisions (user, mounts, state).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ContainerDetails {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub user: String,
+    pub state: String,
+    pub running: bool,
+    pub pid: i64,
+    pub managed_by: Option<ManagedBy>,
+    pub labels: BTreeMap<String, String>,
+    pub mounts: Vec<MountInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MountInfo {
+    /// `volume`, `bind`, `tmpfs`, ...
+    pub kind: String,
+    pub name: String,
+    pub source: String,
+    pub destination: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct ExecOutput {
+    pub exit_code: i64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// What happened to each container of a set.
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct SetReport {
+    /// Reached the wanted state, including those already in it.
+    pub done: Vec<String>,
+    /// Removed before we got to them; for a stop this also counts as stopped.
+    pub gone: Vec<String>,
+    pub failed: Vec<SetFailure>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SetFailure {
+    pub id: String,
+    pub error: String,
+}
+
+/// Whether the engine socket is there and answering.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EngineStatus {
+    pub socket: String,
+    pub present: bool,
+    pub reachable: bool,
+    pub version: String,
+    pub api_version: String,
+    pub error: String,
+}
+
+/// A lazily connected engine client bound to one socket.
+pub struct Engine {
+    socket: PathBuf,
+    client: std::cell::OnceCell<Docker>,
+}
+
+impl Engine {
+    pub fn new(socket: PathBuf) -> Self {
+        Self {
+            socket,
+            client: std::cell::OnceCell::new(),
+        }
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    fn unreachable(&self, reason: impl std::fmt::Display) -> DockerError {
+        DockerError::Unreachable {
+            socket: self.socket.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    fn client(&self, rt: &Runtime) -> Result<&Docker, DockerError> {
+        if let Some(client) = self.client.get() {
+            return Ok(client);
+        }
+        if !self.socket.exists() {
+            return Err(self.unreachable("the socket does not exist"));
+        }
+        let path = self.socket.to_string_lossy().into_owned();
+        // Long client timeout: per-call timeouts below are the ones that matter, and a stop with a
+        // 100 s container timeout must not be cut short by the transport.
+        let docker = Docker::connect_with_unix(&path, 3600, bollard::API_DEFAULT_VERSION)
+            .map_err(|e| self.unreachable(e))?;
+        let docker = rt
+            .block_on(async { tokio::time::timeout(API_TIMEOUT, docker.negotiate_version()).await })
+            .map_err(|_| self.unreachable("no answer within 30 s"))?
+            .map_err(|e| self.unreachable(e))?;
+        Ok(self.client.get_or_init(|| docker))
+    }
+
+    pub fn status(&self, rt: &Runtime) -> EngineStatus {
+        let mut status = EngineStatus {
+            socket: self.socket.display().to_string(),
+            present: self.socket.exists(),
+            reachable: false,
+            version: String::new(),
+            api_version: String::new(),
+            error: String::new(),
+        };
+        if !status.present {
+            status.error = "the socket does not exist".into();
+            return status;
+        }
+        let result = self.client(rt).and_then(|docker| {
+            timed(rt, "version", API_TIMEOUT, docker.version()).map_err(|e| self.unreachable(e))
+        });
+        match result {
+            Ok(version) => {
+                status.reachable = true;
+                status.version = version.version.unwrap_or_default();
+                status.api_version = version.api_version.unwrap_or_default();
+            }
+            Err(e) => status.error = first_line(&e.to_string()),
+        }
+        status
+    }
+
+    /// Managed containers (labelled and legacy). `all` includes stopped ones.
+    ///
+    /// `Ok(None)` means the socket does not exist, so no container can be running on this engine;
+    /// any failure once the socket exists is an error.
+    pub fn list_managed(&self, rt: &Runtime, all: bool) -> Result<Option<Vec<ContainerInfo>>, DockerError> {
+        if !self.socket.exists() {
+            return Ok(None);
+        }
+        let docker = self.client(rt)?;
+        let options = ListContainersOptions {
+            all,
+            ..Default::default()
+        };
+        let list = timed(rt, "list containers", API_TIMEOUT, docker.list_containers(Some(options)))
+            .map_err(|e| self.unreachable(e))?;
+        let mut out = Vec::new();
+        for c in list {
+            let labels = c.labels.unwrap_or_default();
+            let image = c.image.unwrap_or_default();
+            let Some(managed_by) = classify(&labels, &image) else {
+                continue;
+            };
+            let state = enum_text(&c.state);
+            out.push(ContainerInfo {
+                id: c.id.unwrap_or_default(),
+                name: c
+                    .names
+                    .and_then(|n| n.into_iter().next())
+                    .map(|n| n.trim_start_matches('/').to_string())
+                    .unwrap_or_default(),
+                image,
+                running: state == "running",
+                state,
+                managed_by,
+                ssh_port: labels.get(SSH_PORT_LABEL).cloned(),
+                labels: labels.into_iter().collect(),
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Some(out))
+    }
+
+    pub fn inspect(&self, rt: &Runtime, name: &str) -> Result<ContainerDetails, DockerError> {
+        let docker = self.client(rt)?;
+        let c = timed(rt, "inspect", API_TIMEOUT, docker.inspect_container(name, None))
+            .map_err(|e| not_found_or(name, "inspect", e))?;
+        let config = c.config.unwrap_or_default();
+        let labels: HashMap<String, String> = config.labels.unwrap_or_default();
+        let image = config.image.unwrap_or_default();
+        let state = c.state.unwrap_or_default();
+        let mounts = c
+            .mounts
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| MountInfo {
+                kind: enum_text(&m.typ),
+                name: m.name.unwrap_or_default(),
+                source: m.source.unwrap_or_default(),
+                destination: m.destination.unwrap_or_default(),
+            })
+            .collect();
+        Ok(ContainerDetails {
+            id: c.id.unwrap_or_default(),
+            name: c.name.unwrap_or_default().trim_start_matches('/').to_string(),
+            managed_by: classify(&labels, &image),
+            image,
+            user: config.user.unwrap_or_default(),
+            state: enum_text(&state.status),
+            running: state.running.unwrap_or(false),
+            pid: state.pid.unwrap_or(0),
+            labels: labels.into_iter().collect(),
+            mounts,
+        })
+    }
+
+    /// Runs a read-only inspection program (see [`QUERY_PROGRAMS`]) inside a running container.
+    pub fn query(&self, rt: &Runtime, name: &str, argv: &[String], timeout: Duration) -> Result<ExecOutput, DockerError> {
+        match argv.first() {
+            Some(program) if QUERY_PROGRAMS.contains(&program.as_str()) => self.run_exec(rt, name, argv, timeout),
+            Some(program) => Err(DockerError::NotReadOnly(program.clone())),
+            None => Err(DockerError::EmptyCommand),
+        }
+    }
+
+    /// Runs any program inside a running container; it may change the container.
+    pub fn exec(&self, _: Approval, rt: &Runtime, name: &str, argv: &[String], timeout: Duration) -> Result<ExecOutput, DockerError> {
+        if argv.is_empty() {
+            return Err(DockerError::EmptyCommand);
+        }
+        self.run_exec(rt, name, argv, timeout)
+    }
+
+    /// Runs `argv` inside a running container without a shell and collects its output.
+    fn run_exec(&self, rt: &Runtime, name: &str, argv: &[String], timeout: Duration) -> Result<ExecOutput, DockerError> {
+        let docker = self.client(rt)?;
+        let what = format!("exec {}", argv.first().map(String::as_str).unwrap_or(""));
+        let run = async {
+            let created = docker
+                .create_exec(
+                    name,
+                    CreateExecOptions {
+                        cmd: Some(argv.to_vec()),
+                        attach_stdout: Some(true),
+                        attach_stderr: Some(true),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            let mut out = ExecOutput::default();
+            if let StartExecResults::Attached { mut output, .. } = docker.start_exec(&created.id, None).await? {
+                while let Some(chunk) = output.next().await {
+                    match chunk? {
+                        bollard::container::LogOutput::StdErr { message } => {
+                            out.stderr.push_str(&String::from_utf8_lossy(&message));
+                        }
+                        other => out.stdout.push_str(&String::from_utf8_lossy(&other.into_bytes())),
+                    }
+                }
+            }
+            let inspected = docker.inspect_exec(&created.id).await?;
+            out.exit_code = inspected.exit_code.unwrap_or(-1);
+            Ok::<_, BollardError>(out)
+        };
+        timed(rt, &what, timeout, run).map_err(|e| not_found_or(name, &what, e))
+    }
+
+    /// Stops every container of the set at once; each gets `timeout` to shut down before the
+    /// engine kills it. A container that exited or disappeared meanwhile counts as stopped.
+    pub fn stop(&self, _: Approval, rt: &Runtime, ids: &[String], timeout: Duration) -> Result<SetReport, DockerError> {
+        let docker = self.client(rt)?;
+        let secs = i32::try_from(timeout.as_secs()).unwrap_or(i32::MAX);
+        let limit = timeout + STOP_GRACE;
+        let jobs = ids.iter().map(|id| async move {
+            let options = StopContainerOptions {
+                t: Some(secs),
+                ..Default::default()
+            };
+            let result = tokio::time::timeout(limit, docker.stop_container(id, Some(options))).await;
+            (id.clone(), result)
+        });
+        let results = rt.block_on(futures_util::future::join_all(jobs));
+        Ok(collect_set(results, limit))
+    }
+
+    /// Starts every container of the set at once.
+    pub fn start(&self, _: Approval, rt: &Runtime, ids: &[String]) -> Result<SetReport, DockerError> {
+        let docker = self.client(rt)?;
+        let jobs = ids.iter().map(|id| async move {
+            let result = tokio::time::timeout(
+                API_TIMEOUT,
+                docker.start_container(id, None::<StartContainerOptions>),
+            )
+            .await;
+            (id.clone(), result)
+        });
+        let results = rt.block_on(futures_util::future::join_all(jobs));
+        Ok(collect_set(results, API_TIMEOUT))
+    }
+}
+
+type TimedResult = Result<Result<(), BollardError>, tokio::time::error::Elapsed>;
+
+fn collect_set(results: Vec<(String, TimedResult)>, limit: Duration) -> SetReport {
+    let mut report = SetReport::default();
+    for (id, result) in results {
+        match result {
+            // The engine answers 304 for "already in that state"; bollard maps it to Ok.
+            Ok(Ok(())) => report.done.push(id),
+            Ok(Err(BollardError::DockerResponseServerError { status_code: 404, .. })) => report.gone.push(id),
+            Ok(Err(e)) => report.failed.push(SetFailure {
+                id,
+                error: first_line(&e.to_string()),
+            }),
+            Err(_) => report.failed.push(SetFailure {
+                id,
+                error: format!("no answer within {} s", limit.as_secs()),
+            }),
+        }
+    }
+    report
+}
+
+fn timed<T, F>(rt: &Runtime, what: &str, limit: Duration, fut: F) -> Result<T, DockerError>
+where
+    F: std::future::Future<Output = Result<T, BollardError>>,
+{
+    match rt.block_on(async { tokio::time::timeout(limit, fut).await }) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(api_error(what, e)),
+        Err(_) => Err(DockerError::Timeout {
+            what: what.to_string(),
+            secs: limit.as_secs(),
+        }),
+    }
+}
+
+fn api_error(what: &str, e: BollardError) -> DockerError {
+    match e {
+        BollardError::DockerResponseServerError { status_code: 404, message } => DockerError::NotFound(message),
+        other => DockerError::Api {
+            what: what.to_string(),
+            message: first_line(&other.to_string()),
+        },
+    }
+}
+
+fn not_found_or(name: &str, _what: &str, e: DockerError) -> DockerError {
+    match e {
+        DockerError::NotFound(_) => DockerError::NotFound(name.to_string()),
+        other => other,
+    }
+}
+
+/// The engine's enums serialize to their wire names (`running`, `volume`, ...).
+fn enum_text<T: Serialize>(value: &Option<T>) -> String {
+    value
+        .as_ref()
+        .and_then(|v| serde_json::to_value(v).ok())
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or("").to_string()
+}

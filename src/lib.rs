@@ -1,0 +1,33 @@
+//! `containai` keeps ContainAI hosts safe to update and repair.
+//!
+//! Three layers: the CLI ([`cli`]) adapts flags into a run context, the engine ([`script`]) runs
+//! versioned Rhai flows in a locked-down sandbox, and the primitives ([`host`]) do the work.
+//! Every mutating primitive passes through the effect gate ([`effects`]), so a dry run is a
+//! property of the core rather than a promise each script keeps. Pure decisions live in [`plan`].
+
+pub mod cli;
+pub mod config;
+pub mod effects;
+pub mod host;
+pub mod plan;
+pub mod render;
+pub mod script;
+
+/// Exit codes shared by every command.
+pub mod exit {
+    /// Success, or nothing to do.
+    pub const OK: u8 = 0;
+    /// Failure, including usage errors and bad input.
+    pub const FAILURE: u8 = 1;
+    /// Interrupted by Ctrl-C.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// Runs `cai` with the given arguments and returns the process exit code.
+pub fn main_with_args<I, T>(args: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    cli::main(args)
+}

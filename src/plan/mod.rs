@@ -1,0 +1,6 @@
+//! Pure decisions and parsing: no machine access happens here. Each module takes plain data and
+//! returns decision types, with table tests at the bottom.
+
+pub mod containers;
+pub mod deb822;
+pub mod version;

@@ -1,0 +1,147 @@
+//! Human and JSON output of a run: the plan a dry run recorded, or the journal of a live run.
+//! Both renderings come from the same [`crate::effects`] records.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::effects::{Action, JournalEntry, Mode};
+
+/// The human rendering of a dry-run plan.
+pub fn plan_human(plan: &[Action]) -> String {
+    if plan.is_empty() {
+        return "dry run: no changes planned; nothing was changed".to_string();
+    }
+    let mut out = format!(
+        "dry run: {} planned action{}; nothing was changed",
+        plan.len(),
+        if plan.len() == 1 { "" } else { "s" }
+    );
+    for (i, action) in plan.iter().enumerate() {
+        out.push_str(&format!("\n  {:>2}. {:<22} {}", i + 1, action.kind, action.target));
+        if let Some(details) = details_text(&action.details) {
+            out.push_str(&format!("  ({details})"));
+        }
+    }
+    out
+}
+
+fn details_text(details: &serde_json::Value) -> Option<String> {
+    let map = details.as_object()?;
+    let parts: Vec<String> = map
+        .iter()
+        .filter(|(k, _)| k.as_str() != "ids")
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => format!("{k}={s}"),
+            other => format!("{k}={other}"),
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// The JSON document printed by `cai run --json`.
+pub fn run_json(
+    mode: Mode,
+    plan: &[Action],
+    journal: &[JournalEntry],
+    reports: &[serde_json::Value],
+    result: &serde_json::Value,
+    exit_code: u8,
+) -> String {
+    let doc = json!({
+        "mode": mode,
+        "reports": reports,
+        "plan": plan,
+        "journal": journal,
+        "result": result,
+        "exit_code": exit_code,
+    });
+    serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".to_string())
+}
+
+/// Status of one health check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Warn,
+    Error,
+    Skip,
+    Unknown,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Warn => "warn",
+            Status::Error => "error",
+            Status::Skip => "skip",
+            Status::Unknown => "unknown",
+        }
+    }
+}
+
+/// One health check record; human and JSON output are both rendered from these.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckRecord {
+    pub id: String,
+    pub category: String,
+    pub status: Status,
+    pub summary: String,
+    #[serde(default)]
+    pub remediation: String,
+}
+
+pub fn checks_human(records: &[CheckRecord]) -> String {
+    let mut out = String::new();
+    for r in records {
+        out.push_str(&format!("{:<8} {:<22} {}\n", r.status.as_str(), r.id, r.summary));
+        for line in r.remediation.lines().filter(|l| !l.trim().is_empty()) {
+            out.push_str(&format!("{:<8} {:<22} help: {line}\n", "", ""));
+        }
+    }
+    let count = |s: Status| records.iter().filter(|r| r.status == s).count();
+    out.push_str(&format!(
+        "{} checks: {} ok, {} warn, {} error, {} unknown, {} skipped",
+        records.len(),
+        count(Status::Ok),
+        count(Status::Warn),
+        count(Status::Error),
+        count(Status::Unknown),
+        count(Status::Skip)
+    ));
+    out
+}
+
+pub fn checks_value(records: &[CheckRecord]) -> serde_json::Value {
+    let count = |s: Status| records.iter().filter(|r| r.status == s).count();
+    json!({
+        "checks": records,
+        "summary": {
+            "ok": count(Status::Ok),
+            "warn": count(Status::Warn),
+            "error": count(Status::Error),
+            "unknown": count(Status::Unknown),
+            "skip": count(Status::Skip),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_lists_every_action_with_details() {
+        let plan = vec![
+            Action::new("containers.stop", "a b", json!({"ids": ["a", "b"], "timeout_secs": 100})),
+            Action::new("units.daemon_reload", "systemd", json!({})),
+        ];
+        let text = plan_human(&plan);
+        assert!(text.starts_with("dry run: 2 planned actions; nothing was changed"), "{text}");
+        assert!(text.contains("containers.stop") && text.contains("timeout_secs=100"), "{text}");
+        assert!(!text.contains("ids="), "{text}");
+        assert!(plan_human(&[]).contains("no changes"));
+    }
+}

@@ -1,0 +1,106 @@
+//! `run::`, `platform::`, `prompt::`, `log::` and `sysbox::` bindings: facts about this run and
+//! this machine, and the only way a script talks to the operator.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::rc::Rc;
+
+use rhai::{Array, Dynamic};
+
+use super::{Registrar, fail, to_dynamic};
+use crate::host::{Host, platform, sysbox};
+use crate::render::{self, CheckRecord, Status};
+
+pub fn register(reg: &mut Registrar, host: &Rc<Host>, args: &Rc<Vec<String>>, json: bool) {
+    let a = args.clone();
+    reg.add("run", "args", move || Ok(a.iter().cloned().map(Dynamic::from).collect::<Array>()));
+    let h = host.clone();
+    reg.add("run", "dry_run", move || Ok(h.gate.is_dry_run()));
+    reg.add("run", "json", move || Ok(json));
+    let h = host.clone();
+    reg.add("run", "yes", move || Ok(h.yes));
+    let h = host.clone();
+    reg.add("run", "plan", move || to_dynamic(&h.gate.plan()));
+
+    let h = host.clone();
+    reg.add("platform", "detect", move || Ok(h.platform.as_str().to_string()));
+    reg.add("platform", "arch", || Ok(platform::deb_arch().to_string()));
+
+    reg.add("platform", "has_program", |name: &str| Ok(has_program(name)));
+
+    let h = host.clone();
+    reg.add("report", "checks", move |records: Array| {
+        let records = records
+            .into_iter()
+            .map(|r| rhai::serde::from_dynamic::<CheckRecord>(&r))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| fail(format!("report::checks: malformed record: {e}")))?;
+        if json {
+            // With --json the records join the one document printed at the end of the run.
+            h.reports.borrow_mut().push(render::checks_value(&records));
+        } else {
+            println!("{}", render::checks_human(&records));
+        }
+        Ok(i64::try_from(records.iter().filter(|r| r.status == Status::Error).count()).unwrap_or(i64::MAX))
+    });
+
+    let h = host.clone();
+    reg.add("prompt", "confirm", move |question: &str| Ok(confirm(&h, question)));
+
+    reg.add("log", "info", |m: &str| {
+        eprintln!("info: {m}");
+        Ok(())
+    });
+    reg.add("log", "warn", |m: &str| {
+        eprintln!("warning: {m}");
+        Ok(())
+    });
+    reg.add("log", "error", |m: &str| {
+        eprintln!("error: {m}");
+        Ok(())
+    });
+    let h = host.clone();
+    reg.add("log", "debug", move |m: &str| {
+        if h.verbose {
+            eprintln!("debug: {m}");
+        }
+        Ok(())
+    });
+
+    reg.add("sysbox", "installed_version", || match sysbox::installed_version() {
+        Ok(Some(v)) => to_dynamic(&v),
+        Ok(None) => Ok(Dynamic::UNIT),
+        Err(e) => Err(fail(e)),
+    });
+}
+
+/// `--yes` answers yes; without a terminal the answer is no, so unattended runs never proceed
+/// on a question nobody saw.
+fn confirm(host: &Host, question: &str) -> bool {
+    if host.yes {
+        return true;
+    }
+    if !host.interactive || !std::io::stdin().is_terminal() {
+        return false;
+    }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line).is_err() {
+        return false;
+    }
+    matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
+/// Looks for an executable on `PATH`; names with a slash are never looked up.
+fn has_program(name: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    if name.is_empty() || name.contains('/') {
+        return false;
+    }
+    let Some(path) = std::env::var_os("PATH") else {
+        return false;
+    };
+    std::env::split_paths(&path).any(|dir| {
+        std::fs::metadata(dir.join(name)).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
+}

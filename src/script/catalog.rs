@@ -1,0 +1,360 @@
+//! The script catalog: bundled scripts embedded from `stdlib/`, site overrides in
+//! `/etc/containai/scripts/` and user overrides in `~/.config/containai/scripts/` (ignored when
+//! running as root). Precedence: user, site, bundled.
+//!
+//! Scripts run as root, so an override is vetted before its text is read: a regular file, owned
+//! by root or the invoking user, not group- or world-writable, in a directory that passes the same
+//! test. There is deliberately no switch that turns this check off.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::api::API_VERSION;
+
+/// Bundled scripts: (name, text). A test checks this table against the files in `stdlib/`.
+pub const BUNDLED: &[(&str, &str)] = &[
+    ("detect", include_str!("../../stdlib/detect.rhai")),
+    ("doctor", include_str!("../../stdlib/doctor.rhai")),
+    ("repair", include_str!("../../stdlib/repair.rhai")),
+    ("update", include_str!("../../stdlib/update.rhai")),
+    ("lib/common", include_str!("../../stdlib/lib/common.rhai")),
+];
+
+pub const SITE_DIR: &str = "/etc/containai/scripts";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Bundled,
+    Site,
+    User,
+    /// A file named on the command line.
+    File,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Bundled => "bundled",
+            Source::Site => "site",
+            Source::User => "user",
+            Source::File => "file",
+        }
+    }
+}
+
+/// The declared header of a script: `//! version: X.Y.Z` and `//! api: REQ` in its leading
+/// comment lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub version: semver::Version,
+    pub api: semver::VersionReq,
+}
+
+/// One script's effective text and where it came from.
+#[derive(Debug, Clone)]
+pub struct Script {
+    pub name: String,
+    pub source: Source,
+    pub path: Option<PathBuf>,
+    pub text: String,
+}
+
+impl Script {
+    /// How errors name the script: the file path for files on disk, `NAME.rhai` for bundled ones.
+    pub fn display_name(&self) -> String {
+        match &self.path {
+            Some(path) => path.display().to_string(),
+            None => format!("{}.rhai", self.name),
+        }
+    }
+
+    pub fn sha256(&self) -> String {
+        hex::encode(Sha256::digest(self.text.as_bytes()))
+    }
+
+    pub fn header(&self) -> Result<Header, CatalogError> {
+        parse_header(&self.text).map_err(|reason| CatalogError::Header {
+            script: self.display_name(),
+            reason,
+        })
+    }
+
+    /// Parses the header and checks that this `cai` provides the API the script needs.
+    pub fn check_api(&self) -> Result<Header, CatalogError> {
+        let header = self.header()?;
+        if header.api.matches(&API_VERSION) {
+            Ok(header)
+        } else {
+            Err(CatalogError::Api {
+                script: self.display_name(),
+                needs: header.api.to_string(),
+                provides: API_VERSION.to_string(),
+            })
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("no script named {0:?}\nhelp: `cai scripts list` shows the available scripts; pass a path ending in .rhai to run a file")]
+    NotFound(String),
+    #[error("refusing {path}: {reason}\nhelp: scripts run as root; fix with `chown root:root {path} && chmod go-w {path}`")]
+    Unsafe { path: PathBuf, reason: String },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{script}: {reason}\nhelp: start the script with `//! version: 1.0.0` and `//! api: 1`")]
+    Header { script: String, reason: String },
+    #[error("{script} needs primitive API {needs} but this cai provides API {provides}\nhelp: upgrade cai, or use a version of the script written for API {provides}")]
+    Api {
+        script: String,
+        needs: String,
+        provides: String,
+    },
+    #[error("invalid module name {0:?}: names use only a-z, 0-9, _, - and /, never absolute paths or `..`")]
+    InvalidName(String),
+}
+
+pub fn parse_header(text: &str) -> Result<Header, String> {
+    let mut version = None;
+    let mut api = None;
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() {
+            continue;
+        }
+        let Some(rest) = line.strip_prefix("//") else {
+            break;
+        };
+        let rest = rest.trim_start_matches(['!', '/']).trim();
+        if let Some((key, value)) = rest.split_once(':') {
+            let value = value.trim();
+            match key.trim() {
+                "version" => {
+                    version = Some(
+                        semver::Version::parse(value)
+                            .map_err(|e| format!("declared version {value:?} is not semver: {e}"))?,
+                    );
+                }
+                "api" => {
+                    api = Some(
+                        semver::VersionReq::parse(value)
+                            .map_err(|e| format!("declared api {value:?} is not a version requirement: {e}"))?,
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+    match (version, api) {
+        (Some(version), Some(api)) => Ok(Header { version, api }),
+        (None, _) => Err("the script declares no version".into()),
+        (_, None) => Err("the script declares no api version".into()),
+    }
+}
+
+/// Module and script names: `[a-z0-9_/-]+`, no empty, `.` or `..` segments, not absolute.
+pub fn validate_name(name: &str) -> Result<(), CatalogError> {
+    let chars_ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'/'));
+    let segments_ok = name.split('/').all(|s| !s.is_empty());
+    if chars_ok && segments_ok {
+        Ok(())
+    } else {
+        Err(CatalogError::InvalidName(name.to_string()))
+    }
+}
+
+/// Where overrides are looked up.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    site_dir: PathBuf,
+    user_dir: Option<PathBuf>,
+    /// Owner allowed besides root (the invoking user).
+    uid: u32,
+}
+
+impl Catalog {
+    /// `user_dir` is used only when not running as root.
+    pub fn new(site_dir: PathBuf, user_dir: Option<PathBuf>) -> Self {
+        let uid = rustix::process::geteuid().as_raw();
+        Self {
+            site_dir,
+            user_dir: if uid == 0 { None } else { user_dir },
+            uid,
+        }
+    }
+
+    fn layers(&self) -> Vec<(Source, &Path)> {
+        let mut layers = Vec::new();
+        if let Some(user) = &self.user_dir {
+            layers.push((Source::User, user.as_path()));
+        }
+        layers.push((Source::Site, self.site_dir.as_path()));
+        layers
+    }
+
+    /// The effective script for `name`: user, then site, then bundled.
+    pub fn resolve(&self, name: &str) -> Result<Script, CatalogError> {
+        validate_name(name)?;
+        for (source, dir) in self.layers() {
+            let path = dir.join(format!("{name}.rhai"));
+            match std::fs::symlink_metadata(&path) {
+                Ok(_) => return self.load(name, source, &path),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(CatalogError::Read { path, source }),
+            }
+        }
+        BUNDLED
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(n, text)| Script {
+                name: (*n).to_string(),
+                source: Source::Bundled,
+                path: None,
+                text: (*text).to_string(),
+            })
+            .ok_or_else(|| CatalogError::NotFound(name.to_string()))
+    }
+
+    /// A script file named on the command line; vetted like an override.
+    pub fn load_file(&self, path: &Path) -> Result<Script, CatalogError> {
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.load(&name, Source::File, path)
+    }
+
+    fn load(&self, name: &str, source: Source, path: &Path) -> Result<Script, CatalogError> {
+        self.vet(path)?;
+        let text = std::fs::read_to_string(path).map_err(|e| CatalogError::Read {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        Ok(Script {
+            name: name.to_string(),
+            source,
+            path: Some(path.to_path_buf()),
+            text,
+        })
+    }
+
+    /// Refuses files that someone other than root or the invoking user could have written.
+    pub fn vet(&self, path: &Path) -> Result<(), CatalogError> {
+        let unsafe_because = |reason: String| CatalogError::Unsafe {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let meta = std::fs::symlink_metadata(path).map_err(|e| CatalogError::Read {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        if !meta.file_type().is_file() {
+            return Err(unsafe_because("not a regular file (symlinks are not followed)".into()));
+        }
+        self.check_owner_and_mode(&meta, "the file").map_err(unsafe_because)?;
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir_meta = std::fs::metadata(dir).map_err(|e| CatalogError::Read {
+            path: dir.to_path_buf(),
+            source: e,
+        })?;
+        // A sticky directory (like /tmp) only lets owners replace their files.
+        if dir_meta.permissions().mode() & 0o1000 == 0 {
+            self.check_owner_and_mode(&dir_meta, "its directory").map_err(unsafe_because)?;
+        }
+        Ok(())
+    }
+
+    fn check_owner_and_mode(&self, meta: &std::fs::Metadata, what: &str) -> Result<(), String> {
+        let mode = meta.permissions().mode();
+        if meta.uid() != 0 && meta.uid() != self.uid {
+            return Err(format!("{what} is owned by uid {} (only root or uid {} may own scripts)", meta.uid(), self.uid));
+        }
+        if mode & 0o022 != 0 {
+            return Err(format!("{what} is group- or world-writable (mode {:o})", mode & 0o7777));
+        }
+        Ok(())
+    }
+
+    /// Every script name that resolves, with its effective copy (or the error that refuses it).
+    pub fn list(&self) -> Vec<(String, Result<Script, CatalogError>)> {
+        let mut names: BTreeMap<String, ()> = BUNDLED.iter().map(|(n, _)| ((*n).to_string(), ())).collect();
+        for (_, dir) in self.layers() {
+            for name in scan_dir(dir) {
+                names.insert(name, ());
+            }
+        }
+        names.into_keys().map(|n| (n.clone(), self.resolve(&n))).collect()
+    }
+}
+
+/// Names of `*.rhai` files in `dir` and its `lib/` subdirectory.
+fn scan_dir(dir: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    for (sub, prefix) in [(dir.to_path_buf(), ""), (dir.join("lib"), "lib/")] {
+        let Ok(entries) = std::fs::read_dir(&sub) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(stem) = name.strip_suffix(".rhai") {
+                let full = format!("{prefix}{stem}");
+                if validate_name(&full).is_ok() {
+                    names.push(full);
+                }
+            }
+        }
+    }
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_table() {
+        let ok = parse_header("//! version: 1.2.3\n//! api: 1\nlet x = 1;").unwrap();
+        assert_eq!(ok.version, semver::Version::new(1, 2, 3));
+        assert!(ok.api.matches(&API_VERSION));
+        assert!(parse_header("//! api: 1\n").unwrap_err().contains("no version"));
+        assert!(parse_header("//! version: 1.0.0\n").unwrap_err().contains("no api"));
+        assert!(parse_header("//! version: one\n//! api: 1").unwrap_err().contains("not semver"));
+        // The header must be in the leading comment block.
+        assert!(parse_header("let x = 1;\n//! version: 1.0.0\n//! api: 1").is_err());
+        assert!(!parse_header("//! version: 1.0.0\n//! api: >=2").unwrap().api.matches(&API_VERSION));
+    }
+
+    #[test]
+    fn module_names_table() {
+        for ok in ["update", "lib/common", "a-b_c/d0"] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["/etc/passwd", "../x", "lib/../x", "a//b", "", "A", "x.rhai", "lib/", "a b", "..", "./x"] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_stdlib_file_is_bundled_with_a_valid_header() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("stdlib");
+        let mut on_disk = scan_dir(&root);
+        on_disk.sort();
+        let mut bundled: Vec<String> = BUNDLED.iter().map(|(n, _)| (*n).to_string()).collect();
+        bundled.sort();
+        assert_eq!(on_disk, bundled);
+        for (name, text) in BUNDLED {
+            let header = parse_header(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(header.api.matches(&API_VERSION), "{name}");
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! `cai repl`: an interactive session on the same sandboxed engine that runs the flows. It starts
+//! in dry-run, keeps function definitions and variables between entries, continues input over
+//! several lines while a statement is incomplete, completes primitive names, and keeps history in
+//! `~/.local/state/containai/repl_history`. `:live` switches to live mode with a warning.
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rhai::{AST, Dynamic, Engine, ParseErrorType, Scope};
+use rustyline::completion::{Completer, Pair};
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::history::DefaultHistory;
+use rustyline::validate::{ValidationContext, ValidationResult, Validator};
+use rustyline::{Context, Editor, Helper};
+
+use super::api::PRIMITIVES;
+use super::catalog::Catalog;
+use super::engine::{self, Budget, EngineOptions};
+use super::error;
+use crate::effects::Mode;
+use crate::host::Host;
+use crate::render;
+
+pub const HISTORY_FILE: &str = ".local/state/containai/repl_history";
+
+const HELP: &str = "\
+commands:
+  :plan      show the actions recorded so far in this dry run
+  :live      switch to live mode: mutating primitives change this host
+  :dry-run   switch back to dry-run mode
+  :api       list the primitives
+  :help      this text
+  :quit      leave (Ctrl-D works too)
+Rhai statements run as typed; input continues over several lines while a statement is incomplete.";
+
+/// Editor helper: syntax-aware continuation and completion of primitive names.
+struct ReplHelper {
+    checker: Engine,
+    names: Vec<String>,
+}
+
+impl Helper for ReplHelper {}
+
+impl Hinter for ReplHelper {
+    type Hint = String;
+}
+
+impl Highlighter for ReplHelper {
+    fn highlight_prompt<'b, 's: 'b, 'p: 'b>(&'s self, prompt: &'p str, _default: bool) -> Cow<'b, str> {
+        Cow::Borrowed(prompt)
+    }
+}
+
+impl Validator for ReplHelper {
+    fn validate(&self, ctx: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
+        let input = ctx.input();
+        if input.trim_start().starts_with(':') || is_complete(&self.checker, input) {
+            Ok(ValidationResult::Valid(None))
+        } else {
+            Ok(ValidationResult::Incomplete)
+        }
+    }
+}
+
+impl Completer for ReplHelper {
+    type Candidate = Pair;
+
+    fn complete(&self, line: &str, pos: usize, _ctx: &Context<'_>) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let start = line[..pos]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+            .map_or(0, |i| i + 1);
+        let word = &line[start..pos];
+        let candidates = self
+            .names
+            .iter()
+            .filter(|n| n.starts_with(word))
+            .map(|n| Pair {
+                display: n.clone(),
+                replacement: n.clone(),
+            })
+            .collect();
+        Ok((start, candidates))
+    }
+}
+
+/// Input is incomplete when the parser ran out of text: it wanted more tokens at the very end.
+pub fn is_complete(checker: &Engine, input: &str) -> bool {
+    let Err(err) = checker.compile(input) else {
+        return true;
+    };
+    let at_end = match err.position().line() {
+        None => true,
+        Some(line) => line >= input.lines().count().max(1),
+    };
+    let wants_more = matches!(
+        err.err_type(),
+        ParseErrorType::UnexpectedEOF | ParseErrorType::MissingToken(..) | ParseErrorType::MissingSymbol(..)
+    ) || matches!(err.err_type(), ParseErrorType::BadInput(lex) if lex.to_string().contains("Open string"));
+    !(at_end && wants_more && input.lines().last().is_some_and(|l| !l.trim().is_empty()))
+}
+
+fn prompt(mode: Mode) -> &'static str {
+    match mode {
+        Mode::DryRun => "cai[dry-run]> ",
+        Mode::Live => "cai[live]> ",
+    }
+}
+
+/// Runs the REPL until `:quit` or end of input; returns the exit code.
+pub fn run(host: &Rc<Host>, catalog: &Rc<Catalog>) -> anyhow::Result<u8> {
+    let budget = Budget::new(Duration::from_secs(host.config.script_timeout_secs));
+    let (engine, _) = engine::build(
+        host,
+        catalog,
+        EngineOptions {
+            args: Vec::new(),
+            json: false,
+            budget: budget.clone(),
+        },
+    );
+    let mut checker = Engine::new_raw();
+    checker.disable_symbol("eval");
+    let mut names: Vec<String> = PRIMITIVES.iter().map(|p| format!("{}(", p.path())).collect();
+    names.sort();
+    names.dedup();
+    names.extend([":plan", ":live", ":dry-run", ":api", ":help", ":quit"].map(String::from));
+
+    let mut editor: Editor<ReplHelper, DefaultHistory> = Editor::new()?;
+    editor.set_helper(Some(ReplHelper { checker, names }));
+    let history = host.home.as_ref().map(|h| h.join(HISTORY_FILE));
+    if let Some(path) = &history {
+        // A missing history file is the normal first run.
+        let _ = editor.load_history(path);
+    }
+
+    eprintln!("cai repl: dry-run mode, mutating primitives only record a plan; :help for commands");
+    let mut scope = Scope::new();
+    let mut functions = AST::empty();
+    loop {
+        let line = match editor.readline(prompt(host.gate.mode())) {
+            Ok(line) => line,
+            Err(rustyline::error::ReadlineError::Interrupted) => continue,
+            Err(rustyline::error::ReadlineError::Eof) => break,
+            Err(e) => return Err(e.into()),
+        };
+        let input = line.trim();
+        if input.is_empty() {
+            continue;
+        }
+        editor.add_history_entry(line.as_str())?;
+        save_history(&mut editor, history.as_ref());
+        match input {
+            ":quit" | ":q" | ":exit" => break,
+            ":help" => println!("{HELP}"),
+            ":plan" => println!("{}", render::plan_human(&host.gate.plan())),
+            ":api" => {
+                for p in PRIMITIVES {
+                    println!("{:<8} {}", if p.mutating { "mutating" } else { "read" }, p.signature);
+                }
+            }
+            ":live" => {
+                host.gate.set_mode(Mode::Live);
+                eprintln!(
+                    "warning: live mode: mutating primitives now change this host (stop containers, write units, install packages); :dry-run switches back"
+                );
+            }
+            ":dry-run" => {
+                host.gate.set_mode(Mode::DryRun);
+                eprintln!("dry-run mode: mutating primitives only record a plan");
+            }
+            other if other.starts_with(':') => eprintln!("error: unknown command {other}; :help lists commands"),
+            _ => {
+                budget.restart();
+                host.interrupted.store(false, Ordering::SeqCst);
+                eval_entry(&engine, &mut scope, &mut functions, &line, budget.limit().as_secs());
+            }
+        }
+    }
+    save_history(&mut editor, history.as_ref());
+    Ok(crate::exit::OK)
+}
+
+fn save_history(editor: &mut Editor<ReplHelper, DefaultHistory>, path: Option<&PathBuf>) {
+    let Some(path) = path else { return };
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Err(e) = editor.save_history(path) {
+        eprintln!("warning: cannot save history to {}: {e}", path.display());
+    }
+}
+
+/// Compiles one entry, keeps its function definitions for later entries, and prints its value.
+fn eval_entry(engine: &Engine, scope: &mut Scope, functions: &mut AST, input: &str, budget_secs: u64) {
+    let ast = match engine.compile_with_scope(scope, input) {
+        Ok(ast) => ast,
+        Err(e) => {
+            eprintln!("error: {}", error::from_parse(&e, "repl", input));
+            return;
+        }
+    };
+    *functions = functions.merge(&ast.clone_functions_only());
+    let runnable = functions.merge(&ast);
+    match engine.eval_ast_with_scope::<Dynamic>(scope, &runnable) {
+        Ok(value) if value.is_unit() => {}
+        Ok(value) => println!("=> {value:?}"),
+        Err(e) => eprintln!("error: {}", error::from_eval(&e, "repl", input, budget_secs)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incomplete_input_is_detected() {
+        let engine = Engine::new_raw();
+        for complete in ["1 + 2", "fn f(a) { a }", "let x = [1, 2];", "print(\"a\")", "let x = ;"] {
+            assert!(is_complete(&engine, complete), "{complete}");
+        }
+        for incomplete in ["fn f(a) {", "let x = [1,", "if true {\n  1", "let s = \"abc"] {
+            assert!(!is_complete(&engine, incomplete), "{incomplete}");
+        }
+    }
+}
