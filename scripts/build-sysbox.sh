@@ -203,8 +203,12 @@ build() {
 	# The packaging reads the sources through sources/sysbox; point it at this checkout.
 	mkdir -p -- "$pkgr/sources"
 	ln -sfn -- "$src" "$pkgr/sources/sysbox"
-	note "running make sysbox-ce-deb generic in $pkgr"
-	make -C "$pkgr" sysbox-ce-deb generic || die "the sysbox packaging failed (see make output above)"
+	# The deb/ Makefile is driven directly: `clean` first so no earlier package can be picked up
+	# below, then `generic`, the distribution-independent package. Two runs, because a single
+	# run would not notice that clean removed the sources it already checked.
+	note "running make clean generic in $pkgr/deb"
+	make -C "$pkgr/deb" EDITION=ce clean || die "make clean in $pkgr/deb failed (see make output above)"
+	make -C "$pkgr/deb" EDITION=ce generic || die "the sysbox packaging failed (see make output above)"
 
 	local -a debs
 	mapfile -t debs < <(find "$pkgr/deb/build" -type f -name 'sysbox-ce_*.deb' 2>/dev/null | sort)

@@ -1,0 +1,190 @@
+//! The container family against a real private dockerd: which containers count as managed, how
+//! a set is stopped and started, and what happens when the engine does not answer.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{Dockerd, TEST_IMAGE, TestHost};
+
+const LIST_SCRIPT: &str = r#"//! version: 1.0.0
+//! api: 1
+let all = run::args().contains("all");
+for c in containers::list_managed(all) {
+    print(`${c.name} ${c.managed_by} ${c.state}`);
+}
+"#;
+
+fn names_of(stdout: &str) -> Vec<String> {
+    stdout.lines().map(|l| l.split(' ').next().unwrap_or("").to_string()).collect()
+}
+
+#[test]
+fn list_managed_returns_labelled_and_legacy_containers_and_no_others() {
+    let host = TestHost::new();
+    let engine = Dockerd::start(&host);
+    engine.docker(&["tag", TEST_IMAGE, "containai:latest"]);
+    engine.docker(&["tag", TEST_IMAGE, "containai:gemini"]);
+    engine.run("labelled", &["containai.managed=true"], TEST_IMAGE, &["sleep", "600"]);
+    engine.run("legacy-latest", &[], "containai:latest", &["sleep", "600"]);
+    engine.run("legacy-gemini", &[], "containai:gemini", &["sleep", "600"]);
+    engine.run("other", &[], TEST_IMAGE, &["sleep", "600"]);
+    engine.run("label-false", &["containai.managed=false"], TEST_IMAGE, &["sleep", "600"]);
+    engine.run("stopped-labelled", &["containai.managed=true"], TEST_IMAGE, &["true"]);
+    engine.docker(&["wait", "stopped-labelled"]);
+    let script = host.script("list.rhai", LIST_SCRIPT);
+
+    let (code, stdout, stderr) = host.run(&["run", script.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(names_of(&stdout), ["labelled", "legacy-gemini", "legacy-latest"], "{stdout}");
+    assert!(stdout.contains("legacy-latest legacy running"), "{stdout}");
+    assert!(stdout.contains("labelled label running"), "{stdout}");
+
+    let (code, stdout, stderr) = host.run(&["run", script.to_str().unwrap(), "--", "all"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        names_of(&stdout),
+        ["labelled", "legacy-gemini", "legacy-latest", "stopped-labelled"],
+        "{stdout}"
+    );
+}
+
+/// P1, P2: `DOCKER_HOST`, `DOCKER_CONTEXT` and a docker client config naming another context are
+/// all ignored; only the `--root` socket is used.
+#[test]
+fn regression_p1_p2_engine_environment_and_contexts_are_ignored() {
+    let host = TestHost::new();
+    let engine = Dockerd::start(&host);
+    engine.run("agent-1", &["containai.managed=true"], TEST_IMAGE, &["sleep", "600"]);
+    let docker_config = host.home.path().join(".docker");
+    std::fs::create_dir_all(&docker_config).unwrap();
+    std::fs::write(docker_config.join("config.json"), r#"{"currentContext": "stale"}"#).unwrap();
+    let script = host.script("list.rhai", LIST_SCRIPT);
+    // host.cai() sets DOCKER_HOST and DOCKER_CONTEXT to places that do not exist.
+    let (code, stdout, stderr) = host.run(&["run", script.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(names_of(&stdout), ["agent-1"]);
+}
+
+#[test]
+fn stop_of_a_set_is_concurrent() {
+    let host = TestHost::new();
+    let engine = Dockerd::start(&host);
+    // `sleep` as PID 1 has no SIGTERM handler, so every stop waits for the full timeout.
+    let ids: Vec<String> = (0..8)
+        .map(|i| engine.run(&format!("stubborn-{i}"), &["containai.managed=true"], TEST_IMAGE, &["sleep", "600"]))
+        .collect();
+    let script = host.script(
+        "stop.rhai",
+        r#"//! version: 1.0.0
+//! api: 1
+let ids = containers::list_managed(false).map(|c| c.id);
+let report = containers::stop(ids, 2);
+print(`done=${report.done.len()} gone=${report.gone.len()} failed=${report.failed.len()}`);
+"#,
+    );
+    let start = Instant::now();
+    let (code, stdout, stderr) = host.run(&["run", script.to_str().unwrap()]);
+    let elapsed = start.elapsed();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("done=8 gone=0 failed=0"), "{stdout}");
+    for id in &ids {
+        assert_eq!(engine.state(id), "exited");
+    }
+    // Serial stops would take 8 x 2 s = 16 s; concurrent ones about 2 s plus overhead.
+    assert!(elapsed < Duration::from_secs(9), "stopping 8 containers took {elapsed:?}");
+    assert!(elapsed >= Duration::from_secs(2), "the stop timeout was not honoured: {elapsed:?}");
+}
+
+/// P8: a container that exited (or was removed) between the listing and the stop counts as
+/// stopped, not as a failure.
+#[test]
+fn regression_p8_container_gone_between_list_and_stop_counts_as_stopped() {
+    let host = TestHost::new();
+    let engine = Dockerd::start(&host);
+    let exited = engine.run("exits", &["containai.managed=true"], TEST_IMAGE, &["sleep", "600"]);
+    let removed = engine.run("removed", &["containai.managed=true"], TEST_IMAGE, &["sleep", "600"]);
+    let running = engine.run("runs", &["containai.managed=true"], TEST_IMAGE, &["sleep", "600"]);
+    // The listing happened while all three ran; now two of them go away before the stop.
+    engine.docker(&["kill", &exited]);
+    engine.docker(&["rm", "-f", &removed]);
+    let script = host.script(
+        "stop.rhai",
+        r#"//! version: 1.0.0
+//! api: 1
+let report = containers::stop(run::args(), 5);
+print(`done=${report.done.len()} gone=${report.gone.len()} failed=${report.failed}`);
+"#,
+    );
+    let (code, stdout, stderr) = host.run(&["run", script.to_str().unwrap(), "--", &exited, &removed, &running]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("done=2 gone=1 failed=[]"), "{stdout}");
+    assert_eq!(engine.state(&running), "exited");
+}
+
+#[test]
+fn start_and_exec_and_inspect_work_in_live_mode_and_are_journalled() {
+    let host = TestHost::new();
+    let engine = Dockerd::start(&host);
+    engine.run("agent-1", &["containai.managed=true"], TEST_IMAGE, &["sleep", "600"]);
+    engine.docker(&["volume", "create", "agent-data"]);
+    engine.docker(&["stop", "-t", "0", "agent-1"]);
+    let script = host.script(
+        "start.rhai",
+        r#"//! version: 1.0.0
+//! api: 1
+let report = containers::start(["agent-1"]);
+print(`started=${report.done}`);
+let who = containers::query("agent-1", ["id", "-u", "agent"]);
+print(`agent uid=[${who.stdout}] code=${who.exit_code}`);
+let out = containers::exec("agent-1", ["sh", "-c", "echo to-err >&2; exit 3"]);
+print(`exec code=${out.exit_code} err=[${out.stderr}]`);
+let details = containers::inspect("agent-1");
+print(`running=${details.running} managed=${details.managed_by}`);
+try {
+    containers::query("agent-1", ["rm", "-rf", "/"]);
+} catch (e) {
+    print(`refused: ${e}`);
+}
+"#,
+    );
+    let (code, stdout, stderr) = host.run(&["run", script.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("started=[\"agent-1\"]"), "{stdout}");
+    assert!(stdout.contains("agent uid=[1000\n] code=0"), "{stdout}");
+    assert!(stdout.contains("exec code=3 err=[to-err\n]"), "{stdout}");
+    assert!(stdout.contains("running=true managed=label"), "{stdout}");
+    assert!(stdout.contains("refused:") && stdout.contains("not a read-only inspection program"), "{stdout}");
+    assert_eq!(engine.state("agent-1"), "running");
+    let journal = std::fs::read_to_string(host.root().join("var/lib/containai/actions.jsonl")).unwrap();
+    assert!(journal.contains("\"kind\":\"containers.start\""), "{journal}");
+    assert!(journal.contains("\"kind\":\"containers.exec\""), "{journal}");
+}
+
+/// P3, P5: the socket file exists but nothing answers: listing is an error, never an empty list.
+#[test]
+fn regression_p3_p5_unreachable_engine_with_socket_present_is_an_error() {
+    let host = TestHost::new();
+    let socket = host.socket();
+    // A socket file nobody listens on any more.
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    assert!(socket.exists());
+    let script = host.script("list.rhai", LIST_SCRIPT);
+    let (code, stdout, stderr) = host.run(&["run", script.to_str().unwrap()]);
+    assert_eq!(code, 1, "stdout: {stdout}");
+    assert!(stderr.contains("cannot reach the engine"), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+
+    // A plain file where the socket should be is just as unreachable.
+    std::fs::remove_file(&socket).unwrap();
+    std::fs::write(&socket, "").unwrap();
+    let (code, _, stderr) = host.run(&["run", script.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("cannot reach the engine"), "{stderr}");
+
+    // No socket at all: no engine, so no container can be running.
+    std::fs::remove_file(&socket).unwrap();
+    let (code, stdout, stderr) = host.run(&["run", script.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.is_empty());
+}

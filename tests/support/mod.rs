@@ -1,0 +1,383 @@
+//! Test harness shared by the integration tests: a fake host under a temporary `--root`, a
+//! private `dockerd` serving it, a busybox image built from Debian's `busybox-static`, and fake
+//! executables on `PATH` for programs that cannot run here (systemctl, dpkg, sysbox-runc,
+//! limactl). Every missing component fails the test with the command that installs it.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const INSTALL_HINT: &str = "sudo ./scripts/test.sh (or: apt-get install docker.io busybox-static openssh-server systemd dpkg-dev)";
+pub const TEST_IMAGE: &str = "cai-test:busybox";
+
+/// The `cai` binary under test.
+pub fn cai_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_cai")
+}
+
+/// Fails (never skips) when a required program is missing.
+pub fn require(program: &str) -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join(program))
+            .find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| panic!("{program} is required for this test but is not installed; install with: {INSTALL_HINT}"))
+}
+
+pub fn require_root() {
+    assert_eq!(
+        rustix::process::geteuid().as_raw(),
+        0,
+        "this test needs root (a private dockerd, chown); run the suite with: {INSTALL_HINT}"
+    );
+}
+
+/// A fake host: a temporary root with the ContainAI layout, a temporary HOME and a directory of
+/// fake executables placed first on PATH.
+pub struct TestHost {
+    pub root: tempfile::TempDir,
+    pub home: tempfile::TempDir,
+    pub fakes: Fakes,
+}
+
+impl TestHost {
+    pub fn new() -> Self {
+        let root = tempfile::Builder::new().prefix("cai-root").tempdir().expect("temp root");
+        for dir in ["etc/containai/scripts", "etc/systemd/system", "var/run", "var/lib/containai-docker", "opt/containai"] {
+            std::fs::create_dir_all(root.path().join(dir)).expect("root layout");
+        }
+        // The overrides directory must pass the catalog's ownership check.
+        for dir in ["etc", "etc/containai", "etc/containai/scripts"] {
+            std::fs::set_permissions(root.path().join(dir), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let home = tempfile::Builder::new().prefix("cai-home").tempdir().expect("temp home");
+        Self {
+            root,
+            home,
+            fakes: Fakes::new(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.root().join("var/run/containai-docker.sock")
+    }
+
+    /// A `cai --root ROOT` command with HOME and PATH set for this host; engine-selecting
+    /// environment variables point somewhere wrong on purpose, since cai must ignore them.
+    pub fn cai(&self) -> Command {
+        let mut cmd = Command::new(cai_bin());
+        cmd.arg("--root")
+            .arg(self.root())
+            .env("HOME", self.home.path())
+            .env("PATH", self.fakes.path_env())
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .env("DOCKER_CONTEXT", "cai-test-stale-context")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Writes a script file (mode 0644) under the root's tmp and returns its path.
+    pub fn script(&self, name: &str, text: &str) -> PathBuf {
+        let dir = self.home.path().join("scripts");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        path
+    }
+
+    /// Runs `cai` with args and returns (exit code, stdout, stderr).
+    pub fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out = self.cai().args(args).output().expect("run cai");
+        decode(out)
+    }
+
+    /// Every file under the root except the engine's own state, with what identifies its
+    /// content and metadata.
+    pub fn snapshot_files(&self) -> BTreeMap<String, String> {
+        let skip = [
+            self.root().join("var/lib/containai-docker"),
+            self.root().join("run"),
+            self.root().join("var/run"),
+        ];
+        let mut out = BTreeMap::new();
+        walk(self.root(), &skip, &mut out);
+        out
+    }
+}
+
+fn walk(dir: &Path, skip: &[PathBuf], out: &mut BTreeMap<String, String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if skip.contains(&path) {
+            continue;
+        }
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let content = if meta.is_file() {
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            format!("file {} {:x}", bytes.len(), checksum(&bytes))
+        } else if meta.file_type().is_symlink() {
+            format!("link {}", std::fs::read_link(&path).unwrap().display())
+        } else {
+            "dir".to_string()
+        };
+        out.insert(
+            path.display().to_string(),
+            format!("{content} mode={:o} uid={} gid={}", meta.mode(), meta.uid(), meta.gid()),
+        );
+        if meta.is_dir() {
+            walk(&path, skip, out);
+        }
+    }
+}
+
+fn checksum(bytes: &[u8]) -> u64 {
+    // FNV-1a: enough to tell contents apart in a snapshot.
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
+}
+
+pub fn decode(out: Output) -> (i32, String, String) {
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Fake executables that log their argv to one file and print canned output.
+pub struct Fakes {
+    dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Fakes {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new().prefix("cai-fakes").tempdir().expect("fakes dir");
+        let log = dir.path().join("calls.log");
+        Self { dir, log }
+    }
+
+    /// Installs `name`: logs `name [arg]...` and then runs `body` (sh).
+    pub fn add(&self, name: &str, body: &str) {
+        let path = self.dir.path().join(name);
+        let script = format!(
+            "#!/bin/sh\n{{ printf '%s' '{name}'; for a in \"$@\"; do printf ' [%s]' \"$a\"; done; echo; }} >> '{}'\n{body}\n",
+            self.log.display()
+        );
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// The standard set: systemctl and dpkg succeed silently; sysbox-runc prints `version`.
+    pub fn add_standard(&self, sysbox_version_output: &str) {
+        self.add("systemctl", "exit 0");
+        self.add("dpkg", "exit 0");
+        self.add("limactl", "exit 0");
+        self.add("sysbox-runc", &format!("cat <<'CAI_EOF'\n{sysbox_version_output}\nCAI_EOF"));
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn path_env(&self) -> OsString {
+        let mut paths = vec![self.dir.path().to_path_buf()];
+        if let Some(path) = std::env::var_os("PATH") {
+            paths.extend(std::env::split_paths(&path));
+        }
+        std::env::join_paths(paths).unwrap()
+    }
+}
+
+/// A private dockerd serving `<root>/var/run/containai-docker.sock` with its data under the root.
+pub struct Dockerd {
+    child: Child,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Dockerd {
+    pub fn start(host: &TestHost) -> Self {
+        require_root();
+        let dockerd = require("dockerd");
+        require("docker");
+        let root = host.root();
+        let socket = host.socket();
+        let log = root.join("dockerd.log");
+        let child = Command::new(dockerd)
+            .arg("--host")
+            .arg(format!("unix://{}", socket.display()))
+            .arg("--data-root")
+            .arg(root.join("var/lib/containai-docker"))
+            .arg("--exec-root")
+            .arg(root.join("run/docker"))
+            .arg("--pidfile")
+            .arg(root.join("run/dockerd.pid"))
+            .args(["--iptables=false", "--ip6tables=false", "--bridge=none", "--shutdown-timeout=1"])
+            .env_remove("DOCKER_HOST")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(root.join("dockerd.err")).unwrap())
+            .spawn()
+            .expect("spawn dockerd");
+        let engine = Dockerd { child, socket, log };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if engine.try_docker(&["version", "--format", "{{.Server.Version}}"]).is_ok() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "private dockerd did not come up within 60 s; its log:\n{}",
+                std::fs::read_to_string(root.join("dockerd.err")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        engine.docker(&[
+            "import",
+            "--change",
+            "ENV PATH=/bin",
+            &busybox_image_tar().display().to_string(),
+            TEST_IMAGE,
+        ]);
+        engine
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    fn try_docker(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new("docker")
+            .arg("-H")
+            .arg(format!("unix://{}", self.socket.display()))
+            .args(args)
+            .env_remove("DOCKER_CONTEXT")
+            .env("DOCKER_CONFIG", self.log.with_file_name("docker-client"))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// Runs a docker CLI command against this engine; panics with its stderr on failure.
+    pub fn docker(&self, args: &[&str]) -> String {
+        self.try_docker(args)
+            .unwrap_or_else(|e| panic!("docker {} failed: {e}", args.join(" ")))
+    }
+
+    /// Starts a container (`--network none`) and returns its ID.
+    pub fn run(&self, name: &str, labels: &[&str], image: &str, cmd: &[&str]) -> String {
+        let mut args = vec!["run", "-d", "--network", "none", "--name", name];
+        for label in labels {
+            args.push("--label");
+            args.push(label);
+        }
+        args.push(image);
+        args.extend_from_slice(cmd);
+        self.docker(&args)
+    }
+
+    /// Container state (`running`, `exited`, ...).
+    pub fn state(&self, name: &str) -> String {
+        self.docker(&["inspect", "--format", "{{.State.Status}}", name])
+    }
+
+    /// Name and state of every container, for before/after comparisons.
+    pub fn states(&self) -> String {
+        self.docker(&["ps", "-a", "--format", "{{.Names}} {{.State}}"])
+            .lines()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        // Kill containers first: some tests run PID-1 programs that ignore SIGTERM.
+        if let Ok(ids) = self.try_docker(&["ps", "-aq"]) {
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            if !ids.is_empty() {
+                let mut args = vec!["rm", "-f"];
+                args.extend(ids);
+                let _ = self.try_docker(&args);
+            }
+        }
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(0)).expect("dockerd pid"),
+            rustix::process::Signal::TERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A tar of a busybox root file system for `docker import`, built once per test process (no
+/// registry is reachable, so the image is made here).
+fn busybox_image_tar() -> &'static Path {
+    static TAR: OnceLock<PathBuf> = OnceLock::new();
+    TAR.get_or_init(|| {
+        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("busybox-static is required; install with: {INSTALL_HINT}"));
+        let dir = std::env::temp_dir().join(format!("cai-test-image-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let rootfs = dir.join("rootfs");
+        for d in ["bin", "etc", "tmp", "home/agent"] {
+            std::fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        std::fs::copy(&busybox, rootfs.join("bin/busybox")).unwrap();
+        for link in ["sh", "id", "sleep", "ls", "cat", "chown", "stat", "touch", "echo", "test", "uname", "whoami", "readlink", "rm", "true"] {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(link)).unwrap();
+        }
+        std::fs::write(
+            rootfs.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nagent:x:1000:1000:agent:/home/agent:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(rootfs.join("etc/group"), "root:x:0:\nagent:x:1000:\n").unwrap();
+        let tar = dir.join("rootfs.tar");
+        let status = Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .expect("tar");
+        assert!(status.success(), "tar of the test image failed");
+        tar
+    })
+}
