@@ -60,12 +60,16 @@ pub const SITE_CONFIG: &str = "/etc/containai/config.toml";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source}\nhelp: check the file's permissions, or pass another file with --config")]
+    #[error(
+        "cannot read config {path}: {source}\nhelp: check the file's permissions, or pass another file with --config"
+    )]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("malformed config {path}: {message}\nhelp: fix the file; valid keys are platform, socket, data_root, script_timeout_secs, stop_timeout_secs")]
+    #[error(
+        "malformed config {path}: {message}\nhelp: fix the file; valid keys are platform, socket, data_root, script_timeout_secs, stop_timeout_secs"
+    )]
     Parse { path: PathBuf, message: String },
     #[error("config file {0} does not exist\nhelp: check the path given to --config")]
     Missing(PathBuf),
@@ -74,7 +78,11 @@ pub enum ConfigError {
 impl Config {
     /// Loads the layered config. `site` and `user` are optional (absent files are skipped);
     /// `explicit` (from `--config`) must exist.
-    pub fn load(site: &Path, user: Option<&Path>, explicit: Option<&Path>) -> Result<Config, ConfigError> {
+    pub fn load(
+        site: &Path,
+        user: Option<&Path>,
+        explicit: Option<&Path>,
+    ) -> Result<Config, ConfigError> {
         let mut config = Config::default();
         for path in [Some(site), user].into_iter().flatten() {
             if let Some(file) = read_optional(path)? {
@@ -164,7 +172,10 @@ mod tests {
         assert!(err.starts_with("line 2:"), "{err}");
         assert!(err.contains("platfrom"), "{err}");
         let err = parse("platform = \"solaris\"").unwrap_err();
-        assert!(err.contains("solaris") || err.contains("unknown variant"), "{err}");
+        assert!(
+            err.contains("solaris") || err.contains("unknown variant"),
+            "{err}"
+        );
         assert!(parse("platform = ").is_err());
     }
 

@@ -187,8 +187,11 @@ mod tests {
         let gate = Gate::new(Mode::Live, Some(file.clone()));
         let ok: Result<i32, String> =
             gate.apply(Action::new("a.b", "t", json!({"n": 1})), || 0, |_| Ok(5));
-        let err: Result<i32, String> =
-            gate.apply(Action::new("a.c", "t", json!({})), || 0, |_| Err("boom".into()));
+        let err: Result<i32, String> = gate.apply(
+            Action::new("a.c", "t", json!({})),
+            || 0,
+            |_| Err("boom".into()),
+        );
         assert_eq!(ok, Ok(5));
         assert_eq!(err, Err("boom".to_string()));
         let journal = gate.journal();

@@ -17,7 +17,12 @@ pub fn plan_human(plan: &[Action]) -> String {
         if plan.len() == 1 { "" } else { "s" }
     );
     for (i, action) in plan.iter().enumerate() {
-        out.push_str(&format!("\n  {:>2}. {:<22} {}", i + 1, action.kind, action.target));
+        out.push_str(&format!(
+            "\n  {:>2}. {:<22} {}",
+            i + 1,
+            action.kind,
+            action.target
+        ));
         if let Some(details) = details_text(&action.details) {
             out.push_str(&format!("  ({details})"));
         }
@@ -96,7 +101,12 @@ pub struct CheckRecord {
 pub fn checks_human(records: &[CheckRecord]) -> String {
     let mut out = String::new();
     for r in records {
-        out.push_str(&format!("{:<8} {:<22} {}\n", r.status.as_str(), r.id, r.summary));
+        out.push_str(&format!(
+            "{:<8} {:<22} {}\n",
+            r.status.as_str(),
+            r.id,
+            r.summary
+        ));
         for line in r.remediation.lines().filter(|l| !l.trim().is_empty()) {
             out.push_str(&format!("{:<8} {:<22} help: {line}\n", "", ""));
         }
@@ -135,12 +145,22 @@ mod tests {
     #[test]
     fn plan_lists_every_action_with_details() {
         let plan = vec![
-            Action::new("containers.stop", "a b", json!({"ids": ["a", "b"], "timeout_secs": 100})),
+            Action::new(
+                "containers.stop",
+                "a b",
+                json!({"ids": ["a", "b"], "timeout_secs": 100}),
+            ),
             Action::new("units.daemon_reload", "systemd", json!({})),
         ];
         let text = plan_human(&plan);
-        assert!(text.starts_with("dry run: 2 planned actions; nothing was changed"), "{text}");
-        assert!(text.contains("containers.stop") && text.contains("timeout_secs=100"), "{text}");
+        assert!(
+            text.starts_with("dry run: 2 planned actions; nothing was changed"),
+            "{text}"
+        );
+        assert!(
+            text.contains("containers.stop") && text.contains("timeout_secs=100"),
+            "{text}"
+        );
         assert!(!text.contains("ids="), "{text}");
         assert!(plan_human(&[]).contains("no changes"));
     }

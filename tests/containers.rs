@@ -16,7 +16,10 @@ for c in containers::list_managed(all) {
 "#;
 
 fn names_of(stdout: &str) -> Vec<String> {
-    stdout.lines().map(|l| l.split(' ').next().unwrap_or("").to_string()).collect()
+    stdout
+        .lines()
+        .map(|l| l.split(' ').next().unwrap_or("").to_string())
+        .collect()
 }
 
 #[test]
@@ -25,18 +28,37 @@ fn list_managed_returns_labelled_and_legacy_containers_and_no_others() {
     let engine = Dockerd::start(&host);
     engine.docker(&["tag", TEST_IMAGE, "containai:latest"]);
     engine.docker(&["tag", TEST_IMAGE, "containai:gemini"]);
-    engine.run("labelled", &["containai.managed=true"], TEST_IMAGE, &["sleep", "600"]);
+    engine.run(
+        "labelled",
+        &["containai.managed=true"],
+        TEST_IMAGE,
+        &["sleep", "600"],
+    );
     engine.run("legacy-latest", &[], "containai:latest", &["sleep", "600"]);
     engine.run("legacy-gemini", &[], "containai:gemini", &["sleep", "600"]);
     engine.run("other", &[], TEST_IMAGE, &["sleep", "600"]);
-    engine.run("label-false", &["containai.managed=false"], TEST_IMAGE, &["sleep", "600"]);
-    engine.run("stopped-labelled", &["containai.managed=true"], TEST_IMAGE, &["true"]);
+    engine.run(
+        "label-false",
+        &["containai.managed=false"],
+        TEST_IMAGE,
+        &["sleep", "600"],
+    );
+    engine.run(
+        "stopped-labelled",
+        &["containai.managed=true"],
+        TEST_IMAGE,
+        &["true"],
+    );
     engine.docker(&["wait", "stopped-labelled"]);
     let script = host.script("list.rhai", LIST_SCRIPT);
 
     let (code, stdout, stderr) = host.run(&["run", script.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(names_of(&stdout), ["labelled", "legacy-gemini", "legacy-latest"], "{stdout}");
+    assert_eq!(
+        names_of(&stdout),
+        ["labelled", "legacy-gemini", "legacy-latest"],
+        "{stdout}"
+    );
     assert!(stdout.contains("legacy-latest legacy running"), "{stdout}");
     assert!(stdout.contains("labelled label running"), "{stdout}");
 
@@ -44,7 +66,12 @@ fn list_managed_returns_labelled_and_legacy_containers_and_no_others() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(
         names_of(&stdout),
-        ["labelled", "legacy-gemini", "legacy-latest", "stopped-labelled"],
+        [
+            "labelled",
+            "legacy-gemini",
+            "legacy-latest",
+            "stopped-labelled"
+        ],
         "{stdout}"
     );
 }
@@ -55,10 +82,19 @@ fn list_managed_returns_labelled_and_legacy_containers_and_no_others() {
 fn regression_p1_p2_engine_environment_and_contexts_are_ignored() {
     let host = TestHost::new();
     let engine = Dockerd::start(&host);
-    engine.run("agent-1", &["containai.managed=true"], TEST_IMAGE, &["sleep", "600"]);
+    engine.run(
+        "agent-1",
+        &["containai.managed=true"],
+        TEST_IMAGE,
+        &["sleep", "600"],
+    );
     let docker_config = host.home.path().join(".docker");
     std::fs::create_dir_all(&docker_config).unwrap();
-    std::fs::write(docker_config.join("config.json"), r#"{"currentContext": "stale"}"#).unwrap();
+    std::fs::write(
+        docker_config.join("config.json"),
+        r#"{"currentContext": "stale"}"#,
+    )
+    .unwrap();
     let script = host.script("list.rhai", LIST_SCRIPT);
     // host.cai() sets DOCKER_HOST and DOCKER_CONTEXT to places that do not exist.
     let (code, stdout, stderr) = host.run(&["run", script.to_str().unwrap()]);
@@ -72,7 +108,14 @@ fn stop_of_a_set_is_concurrent() {
     let engine = Dockerd::start(&host);
     // `sleep` as PID 1 has no SIGTERM handler, so every stop waits for the full timeout.
     let ids: Vec<String> = (0..8)
-        .map(|i| engine.run(&format!("stubborn-{i}"), &["containai.managed=true"], TEST_IMAGE, &["sleep", "600"]))
+        .map(|i| {
+            engine.run(
+                &format!("stubborn-{i}"),
+                &["containai.managed=true"],
+                TEST_IMAGE,
+                &["sleep", "600"],
+            )
+        })
         .collect();
     let script = host.script(
         "stop.rhai",
@@ -92,8 +135,14 @@ print(`done=${report.done.len()} gone=${report.gone.len()} failed=${report.faile
         assert_eq!(engine.state(id), "exited");
     }
     // Serial stops would take 8 x 2 s = 16 s; concurrent ones about 2 s plus overhead.
-    assert!(elapsed < Duration::from_secs(9), "stopping 8 containers took {elapsed:?}");
-    assert!(elapsed >= Duration::from_secs(2), "the stop timeout was not honoured: {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(9),
+        "stopping 8 containers took {elapsed:?}"
+    );
+    assert!(
+        elapsed >= Duration::from_secs(2),
+        "the stop timeout was not honoured: {elapsed:?}"
+    );
 }
 
 /// P8: a container that exited (or was removed) between the listing and the stop counts as
@@ -102,9 +151,24 @@ print(`done=${report.done.len()} gone=${report.gone.len()} failed=${report.faile
 fn regression_p8_container_gone_between_list_and_stop_counts_as_stopped() {
     let host = TestHost::new();
     let engine = Dockerd::start(&host);
-    let exited = engine.run("exits", &["containai.managed=true"], TEST_IMAGE, &["sleep", "600"]);
-    let removed = engine.run("removed", &["containai.managed=true"], TEST_IMAGE, &["sleep", "600"]);
-    let running = engine.run("runs", &["containai.managed=true"], TEST_IMAGE, &["sleep", "600"]);
+    let exited = engine.run(
+        "exits",
+        &["containai.managed=true"],
+        TEST_IMAGE,
+        &["sleep", "600"],
+    );
+    let removed = engine.run(
+        "removed",
+        &["containai.managed=true"],
+        TEST_IMAGE,
+        &["sleep", "600"],
+    );
+    let running = engine.run(
+        "runs",
+        &["containai.managed=true"],
+        TEST_IMAGE,
+        &["sleep", "600"],
+    );
     // The listing happened while all three ran; now two of them go away before the stop.
     engine.docker(&["kill", &exited]);
     engine.docker(&["rm", "-f", &removed]);
@@ -116,7 +180,14 @@ let report = containers::stop(run::args(), 5);
 print(`done=${report.done.len()} gone=${report.gone.len()} failed=${report.failed}`);
 "#,
     );
-    let (code, stdout, stderr) = host.run(&["run", script.to_str().unwrap(), "--", &exited, &removed, &running]);
+    let (code, stdout, stderr) = host.run(&[
+        "run",
+        script.to_str().unwrap(),
+        "--",
+        &exited,
+        &removed,
+        &running,
+    ]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("done=2 gone=1 failed=[]"), "{stdout}");
     assert_eq!(engine.state(&running), "exited");
@@ -126,7 +197,12 @@ print(`done=${report.done.len()} gone=${report.gone.len()} failed=${report.faile
 fn start_and_exec_and_inspect_work_in_live_mode_and_are_journalled() {
     let host = TestHost::new();
     let engine = Dockerd::start(&host);
-    engine.run("agent-1", &["containai.managed=true"], TEST_IMAGE, &["sleep", "600"]);
+    engine.run(
+        "agent-1",
+        &["containai.managed=true"],
+        TEST_IMAGE,
+        &["sleep", "600"],
+    );
     engine.docker(&["volume", "create", "agent-data"]);
     engine.docker(&["stop", "-t", "0", "agent-1"]);
     let script = host.script(
@@ -154,11 +230,21 @@ try {
     assert!(stdout.contains("agent uid=[1000\n] code=0"), "{stdout}");
     assert!(stdout.contains("exec code=3 err=[to-err\n]"), "{stdout}");
     assert!(stdout.contains("running=true managed=label"), "{stdout}");
-    assert!(stdout.contains("refused:") && stdout.contains("not a read-only inspection program"), "{stdout}");
+    assert!(
+        stdout.contains("refused:") && stdout.contains("not a read-only inspection program"),
+        "{stdout}"
+    );
     assert_eq!(engine.state("agent-1"), "running");
-    let journal = std::fs::read_to_string(host.root().join("var/lib/containai/actions.jsonl")).unwrap();
-    assert!(journal.contains("\"kind\":\"containers.start\""), "{journal}");
-    assert!(journal.contains("\"kind\":\"containers.exec\""), "{journal}");
+    let journal =
+        std::fs::read_to_string(host.root().join("var/lib/containai/actions.jsonl")).unwrap();
+    assert!(
+        journal.contains("\"kind\":\"containers.start\""),
+        "{journal}"
+    );
+    assert!(
+        journal.contains("\"kind\":\"containers.exec\""),
+        "{journal}"
+    );
 }
 
 /// P3, P5: the socket file exists but nothing answers: listing is an error, never an empty list.

@@ -153,7 +153,11 @@ where
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { exit::FAILURE } else { exit::OK };
+            let code = if e.use_stderr() {
+                exit::FAILURE
+            } else {
+                exit::OK
+            };
             // clap's own rendering already says what is wrong and how to get help.
             let _ = e.print();
             return code;
@@ -162,15 +166,24 @@ where
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            let interrupted = e.downcast_ref::<RunError>().is_some_and(RunError::interrupted);
+            let interrupted = e
+                .downcast_ref::<RunError>()
+                .is_some_and(RunError::interrupted);
             eprintln!("error: {}", chain(&e));
-            if interrupted { exit::INTERRUPTED } else { exit::FAILURE }
+            if interrupted {
+                exit::INTERRUPTED
+            } else {
+                exit::FAILURE
+            }
         }
     }
 }
 
 fn chain(e: &anyhow::Error) -> String {
-    e.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ")
+    e.chain()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<u8> {
@@ -221,7 +234,11 @@ fn mode(dry_run: bool) -> Mode {
 }
 
 fn flag_args(flags: &[(bool, &str)]) -> Vec<String> {
-    flags.iter().filter(|(on, _)| *on).map(|(_, f)| (*f).to_string()).collect()
+    flags
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, f)| (*f).to_string())
+        .collect()
 }
 
 /// Everything a command needs after the machine was probed.
@@ -236,13 +253,21 @@ impl Ctx {
             Some(root) => {
                 let meta = std::fs::metadata(root)
                     .with_context(|| format!("cannot use --root {}", root.display()))?;
-                anyhow::ensure!(meta.is_dir(), "--root {} is not a directory", root.display());
+                anyhow::ensure!(
+                    meta.is_dir(),
+                    "--root {} is not a directory",
+                    root.display()
+                );
                 root.clone()
             }
             None => PathBuf::from("/"),
         };
-        let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
-        let user_config = home.as_ref().map(|h| h.join(".config/containai/config.toml"));
+        let home = std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from);
+        let user_config = home
+            .as_ref()
+            .map(|h| h.join(".config/containai/config.toml"));
         let config = Config::load(
             &under_root(&root, Path::new(SITE_CONFIG)),
             user_config.as_deref(),
@@ -280,7 +305,9 @@ impl Ctx {
                     return Ok(script);
                 }
             }
-            anyhow::bail!("script file {arg} does not exist\nhelp: check the path, or `cai scripts list` for catalog scripts");
+            anyhow::bail!(
+                "script file {arg} does not exist\nhelp: check the path, or `cai scripts list` for catalog scripts"
+            );
         }
         Ok(self.catalog.resolve(arg)?)
     }
@@ -293,7 +320,9 @@ impl Ctx {
                 eprintln!("\ninterrupted again: exiting now");
                 std::process::exit(i32::from(exit::INTERRUPTED));
             }
-            eprintln!("\ninterrupt: stopping the script after the current step (Ctrl-C again to exit now)");
+            eprintln!(
+                "\ninterrupt: stopping the script after the current step (Ctrl-C again to exit now)"
+            );
         });
         if let Err(e) = result {
             eprintln!("warning: cannot install the Ctrl-C handler: {e}");

@@ -20,11 +20,19 @@ pub(super) fn run(ctx: &Ctx, cmd: &ScriptsCommand) -> anyhow::Result<u8> {
         ScriptsCommand::Api { json } => {
             if *json {
                 let doc = serde_json::json!({ "api_version": API_VERSION.to_string(), "primitives": PRIMITIVES });
-                println!("{}", serde_json::to_string_pretty(&doc).context("cannot render the API as JSON")?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&doc).context("cannot render the API as JSON")?
+                );
             } else {
                 println!("primitive API {API_VERSION}");
                 for p in PRIMITIVES {
-                    println!("{:<9} {:<62} {}", if p.mutating { "mutating" } else { "read-only" }, p.signature, p.doc);
+                    println!(
+                        "{:<9} {:<62} {}",
+                        if p.mutating { "mutating" } else { "read-only" },
+                        p.signature,
+                        p.doc
+                    );
                 }
             }
             Ok(exit::OK)
@@ -34,16 +42,33 @@ pub(super) fn run(ctx: &Ctx, cmd: &ScriptsCommand) -> anyhow::Result<u8> {
 
 fn list(ctx: &Ctx) -> anyhow::Result<u8> {
     let mut code = exit::OK;
-    println!("{:<12} {:<9} {:<8} {:<64} path", "name", "version", "source", "sha256");
+    println!(
+        "{:<12} {:<9} {:<8} {:<64} path",
+        "name", "version", "source", "sha256"
+    );
     for (name, resolved) in ctx.catalog.list() {
         match resolved {
             Ok(script) => {
-                let version = script.header().map(|h| h.version.to_string()).unwrap_or_else(|_| "?".into());
-                let path = script.path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(embedded)".into());
-                println!("{name:<12} {version:<9} {:<8} {} {path}", script.source.as_str(), script.sha256());
+                let version = script
+                    .header()
+                    .map(|h| h.version.to_string())
+                    .unwrap_or_else(|_| "?".into());
+                let path = script
+                    .path
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "(embedded)".into());
+                println!(
+                    "{name:<12} {version:<9} {:<8} {} {path}",
+                    script.source.as_str(),
+                    script.sha256()
+                );
             }
             Err(e) => {
-                eprintln!("error: {name}: {}", e.to_string().lines().next().unwrap_or(""));
+                eprintln!(
+                    "error: {name}: {}",
+                    e.to_string().lines().next().unwrap_or("")
+                );
                 code = exit::FAILURE;
             }
         }
@@ -70,7 +95,13 @@ fn check(ctx: &Ctx, files: &[std::path::PathBuf]) -> anyhow::Result<u8> {
             Ok((s, header))
         });
         match result {
-            Ok((s, header)) => println!("ok     {} {} ({}, api {})", s.display_name(), header.version, s.source.as_str(), header.api),
+            Ok((s, header)) => println!(
+                "ok     {} {} ({}, api {})",
+                s.display_name(),
+                header.version,
+                s.source.as_str(),
+                header.api
+            ),
             Err(e) => {
                 failed += 1;
                 eprintln!("error: {e}");

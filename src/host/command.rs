@@ -34,7 +34,11 @@ pub enum CommandError {
 }
 
 /// Runs `program args...` with stdin closed, capturing stdout and stderr.
-pub fn run<S: AsRef<OsStr>>(program: &str, args: &[S], timeout: Duration) -> Result<CommandOutput, CommandError> {
+pub fn run<S: AsRef<OsStr>>(
+    program: &str,
+    args: &[S],
+    timeout: Duration,
+) -> Result<CommandOutput, CommandError> {
     let args: Vec<&OsStr> = args.iter().map(AsRef::as_ref).collect();
     let handle = duct::cmd(program, &args)
         .stdin_null()
@@ -90,7 +94,12 @@ mod tests {
 
     #[test]
     fn captures_streams_separately_and_exit_code() {
-        let out = run("sh", &["-c", "echo out; echo err >&2; exit 3"], Duration::from_secs(5)).unwrap();
+        let out = run(
+            "sh",
+            &["-c", "echo out; echo err >&2; exit 3"],
+            Duration::from_secs(5),
+        )
+        .unwrap();
         assert_eq!(out.stdout, "out\n");
         assert_eq!(out.stderr, "err\n");
         assert_eq!(out.code, Some(3));

@@ -13,7 +13,9 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
-use bollard::query_parameters::{ListContainersOptions, StartContainerOptions, StopContainerOptions};
+use bollard::query_parameters::{
+    ListContainersOptions, StartContainerOptions, StopContainerOptions,
+};
 use futures_util::StreamExt;
 use serde::Serialize;
 use tokio::runtime::Runtime;
@@ -22,7 +24,9 @@ use crate::effects::Approval;
 use crate::plan::containers::{ManagedBy, SSH_PORT_LABEL, classify};
 
 /// Programs that only read, so running them inside a container needs no gate.
-pub const QUERY_PROGRAMS: [&str; 9] = ["id", "getent", "stat", "cat", "ls", "test", "uname", "readlink", "whoami"];
+pub const QUERY_PROGRAMS: [&str; 9] = [
+    "id", "getent", "stat", "cat", "ls", "test", "uname", "readlink", "whoami",
+];
 /// Timeout for list, inspect and other quick API calls.
 pub const API_TIMEOUT: Duration = Duration::from_secs(30);
 /// Extra time granted to a stop beyond the container's own stop timeout (the kill and cleanup).
@@ -30,13 +34,19 @@ const STOP_GRACE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
-    #[error("cannot reach the engine at {socket}: {reason}\nhelp: check the engine with `systemctl status containai-docker`")]
+    #[error(
+        "cannot reach the engine at {socket}: {reason}\nhelp: check the engine with `systemctl status containai-docker`"
+    )]
     Unreachable { socket: PathBuf, reason: String },
-    #[error("container {0} not found\nhelp: list managed containers with `cai run` on a script calling containers::list_managed()")]
+    #[error(
+        "container {0} not found\nhelp: list managed containers with `cai run` on a script calling containers::list_managed()"
+    )]
     NotFound(String),
     #[error("engine call {what} failed: {message}")]
     Api { what: String, message: String },
-    #[error("{0:?} is not a read-only inspection program (allowed: id, getent, stat, cat, ls, test, uname, readlink, whoami)")]
+    #[error(
+        "{0:?} is not a read-only inspection program (allowed: id, getent, stat, cat, ls, test, uname, readlink, whoami)"
+    )]
     NotReadOnly(String),
     #[error("the command to run is empty")]
     EmptyCommand,
@@ -190,7 +200,11 @@ impl Engine {
     ///
     /// `Ok(None)` means the socket does not exist, so no container can be running on this engine;
     /// any failure once the socket exists is an error.
-    pub fn list_managed(&self, rt: &Runtime, all: bool) -> Result<Option<Vec<ContainerInfo>>, DockerError> {
+    pub fn list_managed(
+        &self,
+        rt: &Runtime,
+        all: bool,
+    ) -> Result<Option<Vec<ContainerInfo>>, DockerError> {
         if !self.socket.exists() {
             return Ok(None);
         }
@@ -199,8 +213,13 @@ impl Engine {
             all,
             ..Default::default()
         };
-        let list = timed(rt, "list containers", API_TIMEOUT, docker.list_containers(Some(options)))
-            .map_err(|e| self.unreachable(e))?;
+        let list = timed(
+            rt,
+            "list containers",
+            API_TIMEOUT,
+            docker.list_containers(Some(options)),
+        )
+        .map_err(|e| self.unreachable(e))?;
         let mut out = Vec::new();
         for c in list {
             let labels = c.labels.unwrap_or_default();
@@ -230,8 +249,13 @@ impl Engine {
 
     pub fn inspect(&self, rt: &Runtime, name: &str) -> Result<ContainerDetails, DockerError> {
         let docker = self.client(rt)?;
-        let c = timed(rt, "inspect", API_TIMEOUT, docker.inspect_container(name, None))
-            .map_err(|e| not_found_or(name, "inspect", e))?;
+        let c = timed(
+            rt,
+            "inspect",
+            API_TIMEOUT,
+            docker.inspect_container(name, None),
+        )
+        .map_err(|e| not_found_or(name, "inspect", e))?;
         let config = c.config.unwrap_or_default();
         let labels: HashMap<String, String> = config.labels.unwrap_or_default();
         let image = config.image.unwrap_or_default();
@@ -249,7 +273,11 @@ impl Engine {
             .collect();
         Ok(ContainerDetails {
             id: c.id.unwrap_or_default(),
-            name: c.name.unwrap_or_default().trim_start_matches('/').to_string(),
+            name: c
+                .name
+                .unwrap_or_default()
+                .trim_start_matches('/')
+                .to_string(),
             managed_by: classify(&labels, &image),
             image,
             user: config.user.unwrap_or_default(),
@@ -262,16 +290,31 @@ impl Engine {
     }
 
     /// Runs a read-only inspection program (see [`QUERY_PROGRAMS`]) inside a running container.
-    pub fn query(&self, rt: &Runtime, name: &str, argv: &[String], timeout: Duration) -> Result<ExecOutput, DockerError> {
+    pub fn query(
+        &self,
+        rt: &Runtime,
+        name: &str,
+        argv: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput, DockerError> {
         match argv.first() {
-            Some(program) if QUERY_PROGRAMS.contains(&program.as_str()) => self.run_exec(rt, name, argv, timeout),
+            Some(program) if QUERY_PROGRAMS.contains(&program.as_str()) => {
+                self.run_exec(rt, name, argv, timeout)
+            }
             Some(program) => Err(DockerError::NotReadOnly(program.clone())),
             None => Err(DockerError::EmptyCommand),
         }
     }
 
     /// Runs any program inside a running container; it may change the container.
-    pub fn exec(&self, _: Approval, rt: &Runtime, name: &str, argv: &[String], timeout: Duration) -> Result<ExecOutput, DockerError> {
+    pub fn exec(
+        &self,
+        _: Approval,
+        rt: &Runtime,
+        name: &str,
+        argv: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput, DockerError> {
         if argv.is_empty() {
             return Err(DockerError::EmptyCommand);
         }
@@ -279,7 +322,13 @@ impl Engine {
     }
 
     /// Runs `argv` inside a running container without a shell and collects its output.
-    fn run_exec(&self, rt: &Runtime, name: &str, argv: &[String], timeout: Duration) -> Result<ExecOutput, DockerError> {
+    fn run_exec(
+        &self,
+        rt: &Runtime,
+        name: &str,
+        argv: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput, DockerError> {
         let docker = self.client(rt)?;
         let what = format!("exec {}", argv.first().map(String::as_str).unwrap_or(""));
         let run = async {
@@ -295,13 +344,17 @@ impl Engine {
                 )
                 .await?;
             let mut out = ExecOutput::default();
-            if let StartExecResults::Attached { mut output, .. } = docker.start_exec(&created.id, None).await? {
+            if let StartExecResults::Attached { mut output, .. } =
+                docker.start_exec(&created.id, None).await?
+            {
                 while let Some(chunk) = output.next().await {
                     match chunk? {
                         bollard::container::LogOutput::StdErr { message } => {
                             out.stderr.push_str(&String::from_utf8_lossy(&message));
                         }
-                        other => out.stdout.push_str(&String::from_utf8_lossy(&other.into_bytes())),
+                        other => out
+                            .stdout
+                            .push_str(&String::from_utf8_lossy(&other.into_bytes())),
                     }
                 }
             }
@@ -314,7 +367,13 @@ impl Engine {
 
     /// Stops every container of the set at once; each gets `timeout` to shut down before the
     /// engine kills it. A container that exited or disappeared meanwhile counts as stopped.
-    pub fn stop(&self, _: Approval, rt: &Runtime, ids: &[String], timeout: Duration) -> Result<SetReport, DockerError> {
+    pub fn stop(
+        &self,
+        _: Approval,
+        rt: &Runtime,
+        ids: &[String],
+        timeout: Duration,
+    ) -> Result<SetReport, DockerError> {
         let docker = self.client(rt)?;
         let secs = i32::try_from(timeout.as_secs()).unwrap_or(i32::MAX);
         let limit = timeout + STOP_GRACE;
@@ -323,7 +382,8 @@ impl Engine {
                 t: Some(secs),
                 ..Default::default()
             };
-            let result = tokio::time::timeout(limit, docker.stop_container(id, Some(options))).await;
+            let result =
+                tokio::time::timeout(limit, docker.stop_container(id, Some(options))).await;
             (id.clone(), result)
         });
         let results = rt.block_on(futures_util::future::join_all(jobs));
@@ -331,7 +391,12 @@ impl Engine {
     }
 
     /// Starts every container of the set at once.
-    pub fn start(&self, _: Approval, rt: &Runtime, ids: &[String]) -> Result<SetReport, DockerError> {
+    pub fn start(
+        &self,
+        _: Approval,
+        rt: &Runtime,
+        ids: &[String],
+    ) -> Result<SetReport, DockerError> {
         let docker = self.client(rt)?;
         let jobs = ids.iter().map(|id| async move {
             let result = tokio::time::timeout(
@@ -354,7 +419,9 @@ fn collect_set(results: Vec<(String, TimedResult)>, limit: Duration) -> SetRepor
         match result {
             // The engine answers 304 for "already in that state"; bollard maps it to Ok.
             Ok(Ok(())) => report.done.push(id),
-            Ok(Err(BollardError::DockerResponseServerError { status_code: 404, .. })) => report.gone.push(id),
+            Ok(Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            })) => report.gone.push(id),
             Ok(Err(e)) => report.failed.push(SetFailure {
                 id,
                 error: first_line(&e.to_string()),
@@ -384,7 +451,10 @@ where
 
 fn api_error(what: &str, e: BollardError) -> DockerError {
     match e {
-        BollardError::DockerResponseServerError { status_code: 404, message } => DockerError::NotFound(message),
+        BollardError::DockerResponseServerError {
+            status_code: 404,
+            message,
+        } => DockerError::NotFound(message),
         other => DockerError::Api {
             what: what.to_string(),
             message: first_line(&other.to_string()),

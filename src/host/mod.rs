@@ -59,10 +59,9 @@ impl Host {
             .build()
             .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
         let root = options.root;
-        let platform = options
-            .config
-            .platform
-            .unwrap_or_else(|| platform::detect(&under_root(&root, Path::new("/proc/sys/kernel/osrelease"))));
+        let platform = options.config.platform.unwrap_or_else(|| {
+            platform::detect(&under_root(&root, Path::new("/proc/sys/kernel/osrelease")))
+        });
         let socket = match (&options.config.socket, platform) {
             (Some(socket), _) => under_root(&root, socket),
             (None, Platform::Macos) => options
@@ -72,7 +71,8 @@ impl Host {
                 .join(".lima/containai-docker/sock/docker.sock"),
             (None, _) => under_root(&root, Path::new(LINUX_SOCKET)),
         };
-        let journal = (options.mode == Mode::Live).then(|| under_root(&root, Path::new(JOURNAL_FILE)));
+        let journal =
+            (options.mode == Mode::Live).then(|| under_root(&root, Path::new(JOURNAL_FILE)));
         Ok(Self {
             engine: docker::Engine::new(socket),
             gate: Gate::new(options.mode, journal),
@@ -126,8 +126,17 @@ mod tests {
     #[test]
     fn paths_resolve_under_root_without_escaping() {
         let root = Path::new("/tmp/r");
-        assert_eq!(under_root(root, Path::new("/etc/x")), PathBuf::from("/tmp/r/etc/x"));
-        assert_eq!(under_root(root, Path::new("/../../etc/x")), PathBuf::from("/tmp/r/etc/x"));
-        assert_eq!(under_root(Path::new("/"), Path::new("/var/run/a.sock")), PathBuf::from("/var/run/a.sock"));
+        assert_eq!(
+            under_root(root, Path::new("/etc/x")),
+            PathBuf::from("/tmp/r/etc/x")
+        );
+        assert_eq!(
+            under_root(root, Path::new("/../../etc/x")),
+            PathBuf::from("/tmp/r/etc/x")
+        );
+        assert_eq!(
+            under_root(Path::new("/"), Path::new("/var/run/a.sock")),
+            PathBuf::from("/var/run/a.sock")
+        );
     }
 }

@@ -16,7 +16,9 @@ const SYSTEMCTL_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum UnitError {
-    #[error("invalid unit name {0:?}: expected NAME.service, NAME.socket or NAME.timer without slashes")]
+    #[error(
+        "invalid unit name {0:?}: expected NAME.service, NAME.socket or NAME.timer without slashes"
+    )]
     InvalidName(String),
     #[error("cannot {what} {path}: {source}")]
     Io {
@@ -60,7 +62,11 @@ pub fn read(host: &Host, name: &str) -> Result<Option<String>, UnitError> {
     match std::fs::read_to_string(&path) {
         Ok(text) => Ok(Some(text)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(UnitError::Io { what: "read", path, source }),
+        Err(source) => Err(UnitError::Io {
+            what: "read",
+            path,
+            source,
+        }),
     }
 }
 
@@ -73,7 +79,8 @@ pub fn write(_: Approval, host: &Host, name: &str, text: &str) -> Result<(), Uni
         source,
     };
     std::fs::create_dir_all(&dir).map_err(|e| io("create the directory of", e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| io("create a temporary file beside", e))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir)
+        .map_err(|e| io("create a temporary file beside", e))?;
     tmp.write_all(text.as_bytes()).map_err(|e| io("write", e))?;
     tmp.as_file().sync_all().map_err(|e| io("sync", e))?;
     let perms = std::os::unix::fs::PermissionsExt::from_mode(0o644);
@@ -106,7 +113,11 @@ fn systemctl(args: &[&str]) -> Result<(), UnitError> {
 
 /// Installs a `.deb` with `dpkg -i`. The path must name an existing regular `.deb` file.
 pub fn install_deb(_: Approval, path: &std::path::Path) -> Result<(), UnitError> {
-    let out = command::run("dpkg", &[std::ffi::OsStr::new("-i"), path.as_os_str()], SYSTEMCTL_TIMEOUT)?;
+    let out = command::run(
+        "dpkg",
+        &[std::ffi::OsStr::new("-i"), path.as_os_str()],
+        SYSTEMCTL_TIMEOUT,
+    )?;
     if out.success() {
         Ok(())
     } else {
@@ -124,10 +135,23 @@ mod tests {
 
     #[test]
     fn unit_names_are_validated() {
-        for ok in ["containai-docker.service", "sysbox-fs.service", "a@b.socket", "x.timer"] {
+        for ok in [
+            "containai-docker.service",
+            "sysbox-fs.service",
+            "a@b.socket",
+            "x.timer",
+        ] {
             assert!(validate_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["../x.service", "/etc/x.service", "x", ".service", "a b.service", "x.conf", "a/b.service"] {
+        for bad in [
+            "../x.service",
+            "/etc/x.service",
+            "x",
+            ".service",
+            "a b.service",
+            "x.conf",
+            "a/b.service",
+        ] {
             assert!(validate_name(bad).is_err(), "{bad}");
         }
     }

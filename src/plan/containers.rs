@@ -23,7 +23,11 @@ pub fn classify(labels: &HashMap<String, String>, image: &str) -> Option<Managed
     if labels.get(MANAGED_LABEL).map(String::as_str) == Some("true") {
         return Some(ManagedBy::Label);
     }
-    if LEGACY_IMAGES.contains(&image) || LEGACY_IMAGES.iter().any(|l| image == format!("docker.io/library/{l}")) {
+    if LEGACY_IMAGES.contains(&image)
+        || LEGACY_IMAGES
+            .iter()
+            .any(|l| image == format!("docker.io/library/{l}"))
+    {
         return Some(ManagedBy::Legacy);
     }
     None
@@ -34,17 +38,32 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn classification_table() {
         let cases = [
-            (labels(&[("containai.managed", "true")]), "busybox", Some(ManagedBy::Label)),
-            (labels(&[("containai.managed", "true")]), "containai:latest", Some(ManagedBy::Label)),
+            (
+                labels(&[("containai.managed", "true")]),
+                "busybox",
+                Some(ManagedBy::Label),
+            ),
+            (
+                labels(&[("containai.managed", "true")]),
+                "containai:latest",
+                Some(ManagedBy::Label),
+            ),
             (labels(&[]), "containai:latest", Some(ManagedBy::Legacy)),
             (labels(&[]), "containai:gemini", Some(ManagedBy::Legacy)),
-            (labels(&[]), "docker.io/library/containai:latest", Some(ManagedBy::Legacy)),
+            (
+                labels(&[]),
+                "docker.io/library/containai:latest",
+                Some(ManagedBy::Legacy),
+            ),
             (labels(&[("containai.managed", "false")]), "busybox", None),
             (labels(&[("containai.managed", "TRUE ")]), "busybox", None),
             (labels(&[]), "containai:other", None),

@@ -27,7 +27,9 @@ pub enum VersionError {
 /// Parses the output of `sysbox-runc --version` in either format.
 pub fn parse_runc_output(output: &str) -> Result<SysboxVersion, VersionError> {
     let mut lines = output.lines().map(str::trim).filter(|l| !l.is_empty());
-    let first = lines.next().ok_or_else(|| VersionError::NoVersion(output.to_string()))?;
+    let first = lines
+        .next()
+        .ok_or_else(|| VersionError::NoVersion(output.to_string()))?;
     if let Some(rest) = first.strip_prefix("sysbox-runc version ") {
         return parse_version(rest.trim());
     }
@@ -89,7 +91,13 @@ mod tests {
 
     #[test]
     fn unparseable_output_is_an_error_never_empty() {
-        for bad in ["", "\n\n", "sysbox-runc\n\tcommit: abc\n", "sysbox-runc version \n", "garbage"] {
+        for bad in [
+            "",
+            "\n\n",
+            "sysbox-runc\n\tcommit: abc\n",
+            "sysbox-runc version \n",
+            "garbage",
+        ] {
             assert!(parse_runc_output(bad).is_err(), "{bad:?}");
         }
     }
@@ -104,7 +112,11 @@ mod tests {
             ("0.6.7+other", "0.6.7", None),
         ] {
             let v = parse_version(text).unwrap();
-            assert_eq!((v.semver.as_str(), v.containai_build.as_deref()), (semver, build), "{text}");
+            assert_eq!(
+                (v.semver.as_str(), v.containai_build.as_deref()),
+                (semver, build),
+                "{text}"
+            );
         }
         assert!(parse_version("v0.6").is_err());
     }

@@ -101,24 +101,34 @@ impl Script {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
-    #[error("no script named {0:?}\nhelp: `cai scripts list` shows the available scripts; pass a path ending in .rhai to run a file")]
+    #[error(
+        "no script named {0:?}\nhelp: `cai scripts list` shows the available scripts; pass a path ending in .rhai to run a file"
+    )]
     NotFound(String),
-    #[error("refusing {path}: {reason}\nhelp: scripts run as root; fix with `chown root:root {path} && chmod go-w {path}`")]
+    #[error(
+        "refusing {path}: {reason}\nhelp: scripts run as root; fix with `chown root:root {path} && chmod go-w {path}`"
+    )]
     Unsafe { path: PathBuf, reason: String },
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{script}: {reason}\nhelp: start the script with `//! version: 1.0.0` and `//! api: 1`")]
+    #[error(
+        "{script}: {reason}\nhelp: start the script with `//! version: 1.0.0` and `//! api: 1`"
+    )]
     Header { script: String, reason: String },
-    #[error("{script} needs primitive API {needs} but this cai provides API {provides}\nhelp: upgrade cai, or use a version of the script written for API {provides}")]
+    #[error(
+        "{script} needs primitive API {needs} but this cai provides API {provides}\nhelp: upgrade cai, or use a version of the script written for API {provides}"
+    )]
     Api {
         script: String,
         needs: String,
         provides: String,
     },
-    #[error("invalid module name {0:?}: names use only a-z, 0-9, _, - and /, never absolute paths or `..`")]
+    #[error(
+        "invalid module name {0:?}: names use only a-z, 0-9, _, - and /, never absolute paths or `..`"
+    )]
     InvalidName(String),
 }
 
@@ -137,16 +147,15 @@ pub fn parse_header(text: &str) -> Result<Header, String> {
             let value = value.trim();
             match key.trim() {
                 "version" => {
-                    version = Some(
-                        semver::Version::parse(value)
-                            .map_err(|e| format!("declared version {value:?} is not semver: {e}"))?,
-                    );
+                    version =
+                        Some(semver::Version::parse(value).map_err(|e| {
+                            format!("declared version {value:?} is not semver: {e}")
+                        })?);
                 }
                 "api" => {
-                    api = Some(
-                        semver::VersionReq::parse(value)
-                            .map_err(|e| format!("declared api {value:?} is not a version requirement: {e}"))?,
-                    );
+                    api = Some(semver::VersionReq::parse(value).map_err(|e| {
+                        format!("declared api {value:?} is not a version requirement: {e}")
+                    })?);
                 }
                 _ => {}
             }
@@ -162,9 +171,9 @@ pub fn parse_header(text: &str) -> Result<Header, String> {
 /// Module and script names: `[a-z0-9_/-]+`, no empty, `.` or `..` segments, not absolute.
 pub fn validate_name(name: &str) -> Result<(), CatalogError> {
     let chars_ok = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'/'));
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'/')
+        });
     let segments_ok = name.split('/').all(|s| !s.is_empty());
     if chars_ok && segments_ok {
         Ok(())
@@ -259,17 +268,24 @@ impl Catalog {
             source: e,
         })?;
         if !meta.file_type().is_file() {
-            return Err(unsafe_because("not a regular file (symlinks are not followed)".into()));
+            return Err(unsafe_because(
+                "not a regular file (symlinks are not followed)".into(),
+            ));
         }
-        self.check_owner_and_mode(&meta, "the file").map_err(unsafe_because)?;
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        self.check_owner_and_mode(&meta, "the file")
+            .map_err(unsafe_because)?;
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let dir_meta = std::fs::metadata(dir).map_err(|e| CatalogError::Read {
             path: dir.to_path_buf(),
             source: e,
         })?;
         // A sticky directory (like /tmp) only lets owners replace their files.
         if dir_meta.permissions().mode() & 0o1000 == 0 {
-            self.check_owner_and_mode(&dir_meta, "its directory").map_err(unsafe_because)?;
+            self.check_owner_and_mode(&dir_meta, "its directory")
+                .map_err(unsafe_because)?;
         }
         Ok(())
     }
@@ -277,23 +293,36 @@ impl Catalog {
     fn check_owner_and_mode(&self, meta: &std::fs::Metadata, what: &str) -> Result<(), String> {
         let mode = meta.permissions().mode();
         if meta.uid() != 0 && meta.uid() != self.uid {
-            return Err(format!("{what} is owned by uid {} (only root or uid {} may own scripts)", meta.uid(), self.uid));
+            return Err(format!(
+                "{what} is owned by uid {} (only root or uid {} may own scripts)",
+                meta.uid(),
+                self.uid
+            ));
         }
         if mode & 0o022 != 0 {
-            return Err(format!("{what} is group- or world-writable (mode {:o})", mode & 0o7777));
+            return Err(format!(
+                "{what} is group- or world-writable (mode {:o})",
+                mode & 0o7777
+            ));
         }
         Ok(())
     }
 
     /// Every script name that resolves, with its effective copy (or the error that refuses it).
     pub fn list(&self) -> Vec<(String, Result<Script, CatalogError>)> {
-        let mut names: BTreeMap<String, ()> = BUNDLED.iter().map(|(n, _)| ((*n).to_string(), ())).collect();
+        let mut names: BTreeMap<String, ()> = BUNDLED
+            .iter()
+            .map(|(n, _)| ((*n).to_string(), ()))
+            .collect();
         for (_, dir) in self.layers() {
             for name in scan_dir(dir) {
                 names.insert(name, ());
             }
         }
-        names.into_keys().map(|n| (n.clone(), self.resolve(&n))).collect()
+        names
+            .into_keys()
+            .map(|n| (n.clone(), self.resolve(&n)))
+            .collect()
     }
 }
 
@@ -326,12 +355,29 @@ mod tests {
         let ok = parse_header("//! version: 1.2.3\n//! api: 1\nlet x = 1;").unwrap();
         assert_eq!(ok.version, semver::Version::new(1, 2, 3));
         assert!(ok.api.matches(&API_VERSION));
-        assert!(parse_header("//! api: 1\n").unwrap_err().contains("no version"));
-        assert!(parse_header("//! version: 1.0.0\n").unwrap_err().contains("no api"));
-        assert!(parse_header("//! version: one\n//! api: 1").unwrap_err().contains("not semver"));
+        assert!(
+            parse_header("//! api: 1\n")
+                .unwrap_err()
+                .contains("no version")
+        );
+        assert!(
+            parse_header("//! version: 1.0.0\n")
+                .unwrap_err()
+                .contains("no api")
+        );
+        assert!(
+            parse_header("//! version: one\n//! api: 1")
+                .unwrap_err()
+                .contains("not semver")
+        );
         // The header must be in the leading comment block.
         assert!(parse_header("let x = 1;\n//! version: 1.0.0\n//! api: 1").is_err());
-        assert!(!parse_header("//! version: 1.0.0\n//! api: >=2").unwrap().api.matches(&API_VERSION));
+        assert!(
+            !parse_header("//! version: 1.0.0\n//! api: >=2")
+                .unwrap()
+                .api
+                .matches(&API_VERSION)
+        );
     }
 
     #[test]
@@ -339,7 +385,19 @@ mod tests {
         for ok in ["update", "lib/common", "a-b_c/d0"] {
             assert!(validate_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["/etc/passwd", "../x", "lib/../x", "a//b", "", "A", "x.rhai", "lib/", "a b", "..", "./x"] {
+        for bad in [
+            "/etc/passwd",
+            "../x",
+            "lib/../x",
+            "a//b",
+            "",
+            "A",
+            "x.rhai",
+            "lib/",
+            "a b",
+            "..",
+            "./x",
+        ] {
             assert!(validate_name(bad).is_err(), "{bad}");
         }
     }

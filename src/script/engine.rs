@@ -67,7 +67,11 @@ pub struct EngineOptions {
 }
 
 /// Builds the sandboxed engine; returns it with the list of registered primitive names.
-pub fn build(host: &Rc<Host>, catalog: &Rc<Catalog>, options: EngineOptions) -> (Engine, Vec<String>) {
+pub fn build(
+    host: &Rc<Host>,
+    catalog: &Rc<Catalog>,
+    options: EngineOptions,
+) -> (Engine, Vec<String>) {
     let mut engine = Engine::new_raw();
     engine.register_global_module(StandardPackage::new().as_shared_module());
     engine.set_optimization_level(OptimizationLevel::Simple);
@@ -140,14 +144,24 @@ impl ModuleResolver for CatalogResolver {
         pos: Position,
     ) -> Result<Shared<Module>, Box<EvalAltResult>> {
         let refuse = |message: String| -> Box<EvalAltResult> {
-            Box::new(EvalAltResult::ErrorModuleNotFound(format!("{path}: {message}"), pos))
+            // A runtime error, not ErrorModuleNotFound: the engine would replace the latter's
+            // text with the bare module name and lose the reason.
+            Box::new(EvalAltResult::ErrorRuntime(
+                format!("import {path:?} refused: {message}").into(),
+                pos,
+            ))
         };
         validate_name(path).map_err(|e| refuse(e.to_string()))?;
         if let Some(module) = self.cache.borrow().get(path) {
             return Ok(module.clone());
         }
-        let script = self.catalog.resolve(path).map_err(|e| refuse(first_line(&e.to_string())))?;
-        script.check_api().map_err(|e| refuse(first_line(&e.to_string())))?;
+        let script = self
+            .catalog
+            .resolve(path)
+            .map_err(|e| refuse(first_line(&e.to_string())))?;
+        script
+            .check_api()
+            .map_err(|e| refuse(first_line(&e.to_string())))?;
         let mut ast = engine.compile(&script.text).map_err(|e| {
             Box::new(EvalAltResult::ErrorInModule(
                 path.to_string(),
@@ -159,7 +173,9 @@ impl ModuleResolver for CatalogResolver {
         let module = Module::eval_ast_as_new(Scope::new(), &ast, engine)
             .map_err(|e| Box::new(EvalAltResult::ErrorInModule(path.to_string(), e, pos)))?;
         let module: Shared<Module> = module.into();
-        self.cache.borrow_mut().insert(path.to_string(), module.clone());
+        self.cache
+            .borrow_mut()
+            .insert(path.to_string(), module.clone());
         Ok(module)
     }
 }

@@ -22,7 +22,12 @@ impl std::error::Error for ScriptError {}
 
 pub fn from_parse(err: &ParseError, file: &str, source: &str) -> ScriptError {
     ScriptError {
-        message: located(file, source, err.position(), &format!("syntax error: {}", err.err_type())),
+        message: located(
+            file,
+            source,
+            err.position(),
+            &format!("syntax error: {}", err.err_type()),
+        ),
         interrupted: false,
     }
 }
@@ -45,7 +50,9 @@ pub fn from_eval(err: &EvalAltResult, file: &str, source: &str, budget_secs: u64
                 interrupted = true;
                 "script interrupted by Ctrl-C".to_string()
             } else if token == STOP_TIMEOUT {
-                format!("script stopped: it ran past its wall-clock budget of {budget_secs} s (config script_timeout_secs)")
+                format!(
+                    "script stopped: it ran past its wall-clock budget of {budget_secs} s (config script_timeout_secs)"
+                )
             } else {
                 "script terminated".to_string()
             }
@@ -54,8 +61,13 @@ pub fn from_eval(err: &EvalAltResult, file: &str, source: &str, budget_secs: u64
             "script stopped: it exceeded the limit of {} operations (a runaway loop?)",
             super::engine::limits::OPERATIONS
         ),
-        EvalAltResult::ErrorDataTooLarge(what, _) => format!("script stopped: {what} exceeds the sandbox limit"),
-        EvalAltResult::ErrorStackOverflow(_) => "script stopped: call depth limit reached (runaway recursion?)".into(),
+        EvalAltResult::ErrorDataTooLarge(what, _) => {
+            format!("script stopped: {what} exceeds the sandbox limit")
+        }
+        EvalAltResult::ErrorStackOverflow(_) => {
+            "script stopped: call depth limit reached (runaway recursion?)".into()
+        }
+        EvalAltResult::ErrorRuntime(value, _) if value.is_string() => value.to_string(),
         other => {
             let mut text = without_position(other);
             if in_module {
@@ -126,6 +138,9 @@ mod tests {
             msg,
             "x.rhai:2:9: function not found\n  |\n2 | let b = foo(a);\n  |         ^"
         );
-        assert_eq!(located("x.rhai", src, Position::NONE, "boom"), "x.rhai: boom");
+        assert_eq!(
+            located("x.rhai", src, Position::NONE, "boom"),
+            "x.rhai: boom"
+        );
     }
 }

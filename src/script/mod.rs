@@ -51,7 +51,13 @@ pub fn check(host: &Rc<Host>, catalog: &Rc<Catalog>, script: &Script) -> Result<
 }
 
 /// Runs a script to completion in the host's mode (dry-run or live).
-pub fn run(host: &Rc<Host>, catalog: &Rc<Catalog>, script: &Script, args: Vec<String>, json: bool) -> Result<Finished, RunError> {
+pub fn run(
+    host: &Rc<Host>,
+    catalog: &Rc<Catalog>,
+    script: &Script,
+    args: Vec<String>,
+    json: bool,
+) -> Result<Finished, RunError> {
     script.check_api()?;
     let opts = options(host, args.clone(), json);
     let budget_secs = opts.budget.limit().as_secs();
@@ -62,7 +68,10 @@ pub fn run(host: &Rc<Host>, catalog: &Rc<Catalog>, script: &Script, args: Vec<St
         .map_err(|e| error::from_parse(&e, &file, &script.text))?;
     ast.set_source(file.clone());
     let mut scope = Scope::new();
-    scope.push_constant("ARGS", args.into_iter().map(Dynamic::from).collect::<rhai::Array>());
+    scope.push_constant(
+        "ARGS",
+        args.into_iter().map(Dynamic::from).collect::<rhai::Array>(),
+    );
     let value = engine
         .eval_ast_with_scope::<Dynamic>(&mut scope, &ast)
         .map_err(|e| error::from_eval(&e, &file, &script.text, budget_secs))?;
@@ -91,6 +100,7 @@ pub fn finish(value: Dynamic) -> Result<Finished, String> {
     } else {
         0
     };
-    let value = rhai::serde::from_dynamic::<serde_json::Value>(&value).unwrap_or(serde_json::Value::Null);
+    let value =
+        rhai::serde::from_dynamic::<serde_json::Value>(&value).unwrap_or(serde_json::Value::Null);
     Ok(Finished { value, exit_code })
 }

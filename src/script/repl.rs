@@ -50,7 +50,11 @@ impl Hinter for ReplHelper {
 }
 
 impl Highlighter for ReplHelper {
-    fn highlight_prompt<'b, 's: 'b, 'p: 'b>(&'s self, prompt: &'p str, _default: bool) -> Cow<'b, str> {
+    fn highlight_prompt<'b, 's: 'b, 'p: 'b>(
+        &'s self,
+        prompt: &'p str,
+        _default: bool,
+    ) -> Cow<'b, str> {
         Cow::Borrowed(prompt)
     }
 }
@@ -69,7 +73,12 @@ impl Validator for ReplHelper {
 impl Completer for ReplHelper {
     type Candidate = Pair;
 
-    fn complete(&self, line: &str, pos: usize, _ctx: &Context<'_>) -> rustyline::Result<(usize, Vec<Pair>)> {
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
         let start = line[..pos]
             .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
             .map_or(0, |i| i + 1);
@@ -98,7 +107,9 @@ pub fn is_complete(checker: &Engine, input: &str) -> bool {
     };
     let wants_more = matches!(
         err.err_type(),
-        ParseErrorType::UnexpectedEOF | ParseErrorType::MissingToken(..) | ParseErrorType::MissingSymbol(..)
+        ParseErrorType::UnexpectedEOF
+            | ParseErrorType::MissingToken(..)
+            | ParseErrorType::MissingSymbol(..)
     ) || matches!(err.err_type(), ParseErrorType::BadInput(lex) if lex.to_string().contains("Open string"));
     !(at_end && wants_more && input.lines().last().is_some_and(|l| !l.trim().is_empty()))
 }
@@ -124,7 +135,10 @@ pub fn run(host: &Rc<Host>, catalog: &Rc<Catalog>) -> anyhow::Result<u8> {
     );
     let mut checker = Engine::new_raw();
     checker.disable_symbol("eval");
-    let mut names: Vec<String> = PRIMITIVES.iter().map(|p| format!("{}(", p.path())).collect();
+    let mut names: Vec<String> = PRIMITIVES
+        .iter()
+        .map(|p| format!("{}(", p.path()))
+        .collect();
     names.sort();
     names.dedup();
     names.extend([":plan", ":live", ":dry-run", ":api", ":help", ":quit"].map(String::from));
@@ -159,7 +173,11 @@ pub fn run(host: &Rc<Host>, catalog: &Rc<Catalog>) -> anyhow::Result<u8> {
             ":plan" => println!("{}", render::plan_human(&host.gate.plan())),
             ":api" => {
                 for p in PRIMITIVES {
-                    println!("{:<8} {}", if p.mutating { "mutating" } else { "read" }, p.signature);
+                    println!(
+                        "{:<8} {}",
+                        if p.mutating { "mutating" } else { "read" },
+                        p.signature
+                    );
                 }
             }
             ":live" => {
@@ -172,11 +190,19 @@ pub fn run(host: &Rc<Host>, catalog: &Rc<Catalog>) -> anyhow::Result<u8> {
                 host.gate.set_mode(Mode::DryRun);
                 eprintln!("dry-run mode: mutating primitives only record a plan");
             }
-            other if other.starts_with(':') => eprintln!("error: unknown command {other}; :help lists commands"),
+            other if other.starts_with(':') => {
+                eprintln!("error: unknown command {other}; :help lists commands")
+            }
             _ => {
                 budget.restart();
                 host.interrupted.store(false, Ordering::SeqCst);
-                eval_entry(&engine, &mut scope, &mut functions, &line, budget.limit().as_secs());
+                eval_entry(
+                    &engine,
+                    &mut scope,
+                    &mut functions,
+                    &line,
+                    budget.limit().as_secs(),
+                );
             }
         }
     }
@@ -195,7 +221,13 @@ fn save_history(editor: &mut Editor<ReplHelper, DefaultHistory>, path: Option<&P
 }
 
 /// Compiles one entry, keeps its function definitions for later entries, and prints its value.
-fn eval_entry(engine: &Engine, scope: &mut Scope, functions: &mut AST, input: &str, budget_secs: u64) {
+fn eval_entry(
+    engine: &Engine,
+    scope: &mut Scope,
+    functions: &mut AST,
+    input: &str,
+    budget_secs: u64,
+) {
     let ast = match engine.compile_with_scope(scope, input) {
         Ok(ast) => ast,
         Err(e) => {
@@ -208,7 +240,10 @@ fn eval_entry(engine: &Engine, scope: &mut Scope, functions: &mut AST, input: &s
     match engine.eval_ast_with_scope::<Dynamic>(scope, &runnable) {
         Ok(value) if value.is_unit() => {}
         Ok(value) => println!("=> {value:?}"),
-        Err(e) => eprintln!("error: {}", error::from_eval(&e, "repl", input, budget_secs)),
+        Err(e) => eprintln!(
+            "error: {}",
+            error::from_eval(&e, "repl", input, budget_secs)
+        ),
     }
 }
 
@@ -219,10 +254,21 @@ mod tests {
     #[test]
     fn incomplete_input_is_detected() {
         let engine = Engine::new_raw();
-        for complete in ["1 + 2", "fn f(a) { a }", "let x = [1, 2];", "print(\"a\")", "let x = ;"] {
+        for complete in [
+            "1 + 2",
+            "fn f(a) { a }",
+            "let x = [1, 2];",
+            "print(\"a\")",
+            "let x = ;",
+        ] {
             assert!(is_complete(&engine, complete), "{complete}");
         }
-        for incomplete in ["fn f(a) {", "let x = [1,", "if true {\n  1", "let s = \"abc"] {
+        for incomplete in [
+            "fn f(a) {",
+            "let x = [1,",
+            "if true {\n  1",
+            "let s = \"abc",
+        ] {
             assert!(!is_complete(&engine, incomplete), "{incomplete}");
         }
     }

@@ -28,7 +28,11 @@ pub fn require(program: &str) -> PathBuf {
             .map(|d| d.join(program))
             .find(|p| p.is_file())
     });
-    found.unwrap_or_else(|| panic!("{program} is required for this test but is not installed; install with: {INSTALL_HINT}"))
+    found.unwrap_or_else(|| {
+        panic!(
+            "{program} is required for this test but is not installed; install with: {INSTALL_HINT}"
+        )
+    })
 }
 
 pub fn require_root() {
@@ -49,15 +53,31 @@ pub struct TestHost {
 
 impl TestHost {
     pub fn new() -> Self {
-        let root = tempfile::Builder::new().prefix("cai-root").tempdir().expect("temp root");
-        for dir in ["etc/containai/scripts", "etc/systemd/system", "var/run", "var/lib/containai-docker", "opt/containai"] {
+        let root = tempfile::Builder::new()
+            .prefix("cai-root")
+            .tempdir()
+            .expect("temp root");
+        for dir in [
+            "etc/containai/scripts",
+            "etc/systemd/system",
+            "var/run",
+            "var/lib/containai-docker",
+            "opt/containai",
+        ] {
             std::fs::create_dir_all(root.path().join(dir)).expect("root layout");
         }
         // The overrides directory must pass the catalog's ownership check.
         for dir in ["etc", "etc/containai", "etc/containai/scripts"] {
-            std::fs::set_permissions(root.path().join(dir), std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::set_permissions(
+                root.path().join(dir),
+                std::fs::Permissions::from_mode(0o755),
+            )
+            .unwrap();
         }
-        let home = tempfile::Builder::new().prefix("cai-home").tempdir().expect("temp home");
+        let home = tempfile::Builder::new()
+            .prefix("cai-home")
+            .tempdir()
+            .expect("temp home");
         Self {
             root,
             home,
@@ -119,7 +139,9 @@ impl TestHost {
 }
 
 fn walk(dir: &Path, skip: &[PathBuf], out: &mut BTreeMap<String, String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if skip.contains(&path) {
@@ -136,7 +158,12 @@ fn walk(dir: &Path, skip: &[PathBuf], out: &mut BTreeMap<String, String>) {
         };
         out.insert(
             path.display().to_string(),
-            format!("{content} mode={:o} uid={} gid={}", meta.mode(), meta.uid(), meta.gid()),
+            format!(
+                "{content} mode={:o} uid={} gid={}",
+                meta.mode(),
+                meta.uid(),
+                meta.gid()
+            ),
         );
         if meta.is_dir() {
             walk(&path, skip, out);
@@ -146,7 +173,9 @@ fn walk(dir: &Path, skip: &[PathBuf], out: &mut BTreeMap<String, String>) {
 
 fn checksum(bytes: &[u8]) -> u64 {
     // FNV-1a: enough to tell contents apart in a snapshot.
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 pub fn decode(out: Output) -> (i32, String, String) {
@@ -165,7 +194,10 @@ pub struct Fakes {
 
 impl Fakes {
     pub fn new() -> Self {
-        let dir = tempfile::Builder::new().prefix("cai-fakes").tempdir().expect("fakes dir");
+        let dir = tempfile::Builder::new()
+            .prefix("cai-fakes")
+            .tempdir()
+            .expect("fakes dir");
         let log = dir.path().join("calls.log");
         Self { dir, log }
     }
@@ -186,7 +218,10 @@ impl Fakes {
         self.add("systemctl", "exit 0");
         self.add("dpkg", "exit 0");
         self.add("limactl", "exit 0");
-        self.add("sysbox-runc", &format!("cat <<'CAI_EOF'\n{sysbox_version_output}\nCAI_EOF"));
+        self.add(
+            "sysbox-runc",
+            &format!("cat <<'CAI_EOF'\n{sysbox_version_output}\nCAI_EOF"),
+        );
     }
 
     pub fn log(&self) -> String {
@@ -230,7 +265,12 @@ impl Dockerd {
             .arg(root.join("run/docker"))
             .arg("--pidfile")
             .arg(root.join("run/dockerd.pid"))
-            .args(["--iptables=false", "--ip6tables=false", "--bridge=none", "--shutdown-timeout=1"])
+            .args([
+                "--iptables=false",
+                "--ip6tables=false",
+                "--bridge=none",
+                "--shutdown-timeout=1",
+            ])
             .env_remove("DOCKER_HOST")
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).unwrap())
@@ -240,7 +280,10 @@ impl Dockerd {
         let engine = Dockerd { child, socket, log };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if engine.try_docker(&["version", "--format", "{{.Server.Version}}"]).is_ok() {
+            if engine
+                .try_docker(&["version", "--format", "{{.Server.Version}}"])
+                .is_ok()
+            {
                 break;
             }
             assert!(
@@ -327,7 +370,8 @@ impl Drop for Dockerd {
             }
         }
         let _ = rustix::process::kill_process(
-            rustix::process::Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(0)).expect("dockerd pid"),
+            rustix::process::Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(0))
+                .expect("dockerd pid"),
             rustix::process::Signal::TERM,
         );
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -352,14 +396,20 @@ fn busybox_image_tar() -> &'static Path {
             .map(PathBuf::from)
             .find(|p| p.is_file())
             .unwrap_or_else(|| panic!("busybox-static is required; install with: {INSTALL_HINT}"));
-        let dir = std::env::temp_dir().join(format!("cai-test-image-{}", std::process::id()));
+        // Inside the target directory, so nothing is left in /tmp; one directory per process
+        // because test binaries run concurrently.
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("cai-test-image-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let rootfs = dir.join("rootfs");
         for d in ["bin", "etc", "tmp", "home/agent"] {
             std::fs::create_dir_all(rootfs.join(d)).unwrap();
         }
         std::fs::copy(&busybox, rootfs.join("bin/busybox")).unwrap();
-        for link in ["sh", "id", "sleep", "ls", "cat", "chown", "stat", "touch", "echo", "test", "uname", "whoami", "readlink", "rm", "true"] {
+        for link in [
+            "sh", "id", "sleep", "ls", "cat", "chown", "stat", "touch", "echo", "test", "uname",
+            "whoami", "readlink", "rm", "true",
+        ] {
             std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(link)).unwrap();
         }
         std::fs::write(

@@ -19,7 +19,9 @@ const MAX_STOP_SECS: i64 = 3600;
 
 pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     let h = host.clone();
-    reg.add("containers", "engine_status", move || to_dynamic(&h.engine.status(h.runtime())));
+    reg.add("containers", "engine_status", move || {
+        to_dynamic(&h.engine.status(h.runtime()))
+    });
 
     let h = host.clone();
     reg.add("containers", "list_managed", move |all: bool| list(&h, all));
@@ -43,14 +45,16 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
             return Err(fail("containers::exec: the argument list is empty"));
         }
         let action = Action::new("containers.exec", name, json!({ "argv": argv }));
-        let out = h
-            .gate
-            .apply(action, ExecOutput::default, |ok| h.engine.exec(ok, h.runtime(), name, &argv, EXEC_TIMEOUT));
+        let out = h.gate.apply(action, ExecOutput::default, |ok| {
+            h.engine.exec(ok, h.runtime(), name, &argv, EXEC_TIMEOUT)
+        });
         to_dynamic(&out.map_err(fail)?)
     });
 
     let h = host.clone();
-    reg.add("containers", "stop", move |ids: Array, secs: i64| stop(&h, ids, secs));
+    reg.add("containers", "stop", move |ids: Array, secs: i64| {
+        stop(&h, ids, secs)
+    });
     let h = host.clone();
     reg.add("containers", "stop", move |ids: Array| {
         let secs = i64::try_from(h.config.stop_timeout_secs).unwrap_or(MAX_STOP_SECS);
@@ -65,13 +69,19 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
             done: ids.clone(),
             ..Default::default()
         };
-        let out = h.gate.apply(action, predicted, |ok| h.engine.start(ok, h.runtime(), &ids));
+        let out = h.gate.apply(action, predicted, |ok| {
+            h.engine.start(ok, h.runtime(), &ids)
+        });
         to_dynamic(&out.map_err(fail)?)
     });
 }
 
 fn list(host: &Host, all: bool) -> Res<Dynamic> {
-    match host.engine.list_managed(host.runtime(), all).map_err(fail)? {
+    match host
+        .engine
+        .list_managed(host.runtime(), all)
+        .map_err(fail)?
+    {
         Some(list) => to_dynamic(&list),
         None => Ok(Dynamic::from_array(Vec::new())),
     }
@@ -80,16 +90,22 @@ fn list(host: &Host, all: bool) -> Res<Dynamic> {
 fn stop(host: &Host, ids: Array, secs: i64) -> Res<Dynamic> {
     let ids = strings("containers::stop", ids)?;
     if !(1..=MAX_STOP_SECS).contains(&secs) {
-        return Err(fail(format!("containers::stop: timeout {secs} s is outside 1..={MAX_STOP_SECS}")));
+        return Err(fail(format!(
+            "containers::stop: timeout {secs} s is outside 1..={MAX_STOP_SECS}"
+        )));
     }
     let timeout = Duration::from_secs(secs.unsigned_abs());
-    let action = Action::new("containers.stop", ids.join(" "), json!({ "ids": ids, "timeout_secs": secs }));
+    let action = Action::new(
+        "containers.stop",
+        ids.join(" "),
+        json!({ "ids": ids, "timeout_secs": secs }),
+    );
     let predicted = || SetReport {
         done: ids.clone(),
         ..Default::default()
     };
-    let out = host
-        .gate
-        .apply(action, predicted, |ok| host.engine.stop(ok, host.runtime(), &ids, timeout));
+    let out = host.gate.apply(action, predicted, |ok| {
+        host.engine.stop(ok, host.runtime(), &ids, timeout)
+    });
     to_dynamic(&out.map_err(fail)?)
 }

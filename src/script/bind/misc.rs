@@ -12,7 +12,9 @@ use crate::render::{self, CheckRecord, Status};
 
 pub fn register(reg: &mut Registrar, host: &Rc<Host>, args: &Rc<Vec<String>>, json: bool) {
     let a = args.clone();
-    reg.add("run", "args", move || Ok(a.iter().cloned().map(Dynamic::from).collect::<Array>()));
+    reg.add("run", "args", move || {
+        Ok(a.iter().cloned().map(Dynamic::from).collect::<Array>())
+    });
     let h = host.clone();
     reg.add("run", "dry_run", move || Ok(h.gate.is_dry_run()));
     reg.add("run", "json", move || Ok(json));
@@ -22,10 +24,14 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>, args: &Rc<Vec<String>>, js
     reg.add("run", "plan", move || to_dynamic(&h.gate.plan()));
 
     let h = host.clone();
-    reg.add("platform", "detect", move || Ok(h.platform.as_str().to_string()));
+    reg.add("platform", "detect", move || {
+        Ok(h.platform.as_str().to_string())
+    });
     reg.add("platform", "arch", || Ok(platform::deb_arch().to_string()));
 
-    reg.add("platform", "has_program", |name: &str| Ok(has_program(name)));
+    reg.add("platform", "has_program", |name: &str| {
+        Ok(has_program(name))
+    });
 
     let h = host.clone();
     reg.add("report", "checks", move |records: Array| {
@@ -40,11 +46,16 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>, args: &Rc<Vec<String>>, js
         } else {
             println!("{}", render::checks_human(&records));
         }
-        Ok(i64::try_from(records.iter().filter(|r| r.status == Status::Error).count()).unwrap_or(i64::MAX))
+        Ok(
+            i64::try_from(records.iter().filter(|r| r.status == Status::Error).count())
+                .unwrap_or(i64::MAX),
+        )
     });
 
     let h = host.clone();
-    reg.add("prompt", "confirm", move |question: &str| Ok(confirm(&h, question)));
+    reg.add("prompt", "confirm", move |question: &str| {
+        Ok(confirm(&h, question))
+    });
 
     reg.add("log", "info", |m: &str| {
         eprintln!("info: {m}");
@@ -66,11 +77,15 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>, args: &Rc<Vec<String>>, js
         Ok(())
     });
 
-    reg.add("sysbox", "installed_version", || match sysbox::installed_version() {
-        Ok(Some(v)) => to_dynamic(&v),
-        Ok(None) => Ok(Dynamic::UNIT),
-        Err(e) => Err(fail(e)),
-    });
+    reg.add(
+        "sysbox",
+        "installed_version",
+        || match sysbox::installed_version() {
+            Ok(Some(v)) => to_dynamic(&v),
+            Ok(None) => Ok(Dynamic::UNIT),
+            Err(e) => Err(fail(e)),
+        },
+    );
 }
 
 /// `--yes` answers yes; without a terminal the answer is no, so unattended runs never proceed
@@ -101,6 +116,7 @@ fn has_program(name: &str) -> bool {
         return false;
     };
     std::env::split_paths(&path).any(|dir| {
-        std::fs::metadata(dir.join(name)).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        std::fs::metadata(dir.join(name))
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     })
 }

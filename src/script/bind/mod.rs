@@ -22,8 +22,12 @@ pub struct Registrar {
 }
 
 impl Registrar {
-    pub fn add<A: 'static, const N: usize, const X: bool, R, F>(&mut self, module: &'static str, name: &'static str, func: F)
-    where
+    pub fn add<A: 'static, const N: usize, const X: bool, R, F>(
+        &mut self,
+        module: &'static str,
+        name: &'static str,
+        func: F,
+    ) where
         R: Variant + Clone,
         F: RhaiNativeFunc<A, N, X, R, true> + 'static,
     {
@@ -52,7 +56,12 @@ impl Registrar {
 }
 
 /// Registers every primitive family on `engine`; returns the names registered.
-pub fn register_all(engine: &mut Engine, host: &Rc<Host>, args: &Rc<Vec<String>>, json: bool) -> Vec<String> {
+pub fn register_all(
+    engine: &mut Engine,
+    host: &Rc<Host>,
+    args: &Rc<Vec<String>>,
+    json: bool,
+) -> Vec<String> {
     let mut reg = Registrar::default();
     misc::register(&mut reg, host, args, json);
     containers::register(&mut reg, host);
@@ -79,8 +88,11 @@ pub(crate) fn strings(what: &str, array: rhai::Array) -> Res<Vec<String>> {
         .into_iter()
         .map(|v| {
             let type_name = v.type_name();
-            v.into_string()
-                .map_err(|_| fail(format!("{what}: expected an array of strings, found {type_name}")))
+            v.into_string().map_err(|_| {
+                fail(format!(
+                    "{what}: expected an array of strings, found {type_name}"
+                ))
+            })
         })
         .collect()
 }

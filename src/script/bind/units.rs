@@ -33,35 +33,58 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
             json!({ "bytes": text.len(), "replaces": current.is_some() }),
         );
         h.gate
-            .apply(action, || true, |ok| systemd::write(ok, &h, name, text).map(|()| true))
+            .apply(
+                action,
+                || true,
+                |ok| systemd::write(ok, &h, name, text).map(|()| true),
+            )
             .map_err(fail)
     });
 
     let h = host.clone();
     reg.add("units", "daemon_reload", move || {
         let action = Action::new("units.daemon_reload", "systemd", json!({}));
-        h.gate.apply(action, || (), systemd::daemon_reload).map_err(fail)
+        h.gate
+            .apply(action, || (), systemd::daemon_reload)
+            .map_err(fail)
     });
 
     let h = host.clone();
     reg.add("units", "restart", move |name: &str| {
         systemd::validate_name(name).map_err(fail)?;
         let action = Action::new("units.restart", name, json!({}));
-        h.gate.apply(action, || (), |ok| systemd::restart(ok, name)).map_err(fail)
+        h.gate
+            .apply(action, || (), |ok| systemd::restart(ok, name))
+            .map_err(fail)
     });
 
     let h = host.clone();
     reg.add("packages", "install_deb", move |path: &str| {
         if !path.starts_with('/') || !path.ends_with(".deb") {
-            return Err(fail(format!("packages::install_deb: {path:?} is not an absolute path to a .deb file")));
+            return Err(fail(format!(
+                "packages::install_deb: {path:?} is not an absolute path to a .deb file"
+            )));
         }
         let file = h.path(path);
-        let meta = std::fs::symlink_metadata(&file)
-            .map_err(|e| fail(format!("packages::install_deb: cannot use {}: {e}", file.display())))?;
+        let meta = std::fs::symlink_metadata(&file).map_err(|e| {
+            fail(format!(
+                "packages::install_deb: cannot use {}: {e}",
+                file.display()
+            ))
+        })?;
         if !meta.is_file() {
-            return Err(fail(format!("packages::install_deb: {} is not a regular file", file.display())));
+            return Err(fail(format!(
+                "packages::install_deb: {} is not a regular file",
+                file.display()
+            )));
         }
-        let action = Action::new("packages.install_deb", file.display().to_string(), json!({ "bytes": meta.len() }));
-        h.gate.apply(action, || (), |ok| systemd::install_deb(ok, &file)).map_err(fail)
+        let action = Action::new(
+            "packages.install_deb",
+            file.display().to_string(),
+            json!({ "bytes": meta.len() }),
+        );
+        h.gate
+            .apply(action, || (), |ok| systemd::install_deb(ok, &file))
+            .map_err(fail)
     });
 }

@@ -1,0 +1,252 @@
+//! The script sandbox and catalog, end to end through the real binary: what a script cannot do,
+//! how errors point at the source, API versions, and vetting of overrides.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use support::TestHost;
+
+const HEADER: &str = "//! version: 1.0.0\n//! api: 1\n";
+
+fn run_text(host: &TestHost, body: &str) -> (i32, String, String) {
+    let script = host.script("t.rhai", &format!("{HEADER}{body}"));
+    host.run(&["run", script.to_str().unwrap()])
+}
+
+#[test]
+fn import_serves_module_names_only() {
+    let host = TestHost::new();
+    for (body, expect) in [
+        (
+            "import \"/etc/passwd\" as p;",
+            "invalid module name \"/etc/passwd\"",
+        ),
+        ("import \"../x\" as x;", "invalid module name \"../x\""),
+        (
+            "import \"lib/../../etc/passwd\" as x;",
+            "invalid module name",
+        ),
+        (
+            "import \"no_such_module\" as x;",
+            "no script named \"no_such_module\"",
+        ),
+    ] {
+        let (code, _, stderr) = run_text(&host, body);
+        assert_eq!(code, 1, "{body}: {stderr}");
+        assert!(stderr.contains(expect), "{body}: {stderr}");
+        assert!(
+            stderr.contains("t.rhai:3:"),
+            "{body}: no location in {stderr}"
+        );
+    }
+    // The bundled shared module resolves.
+    let (code, stdout, stderr) = run_text(
+        &host,
+        "import \"lib/common\" as c;\nprint(c::names([#{name: \"a\", id: \"1\"}]));",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.lines().next(), Some("[\"a\"]"));
+}
+
+#[test]
+fn eval_is_disabled() {
+    let host = TestHost::new();
+    let (code, _, stderr) = run_text(&host, "let x = eval(\"1 + 1\");");
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("t.rhai:3:9") && stderr.contains("eval"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn runaway_loop_stops_on_the_wall_clock_budget() {
+    let host = TestHost::new();
+    std::fs::write(
+        host.root().join("etc/containai/config.toml"),
+        "script_timeout_secs = 1\n",
+    )
+    .unwrap();
+    let start = Instant::now();
+    let (code, _, stderr) = run_text(&host, "loop {}");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("wall-clock budget of 1 s"), "{stderr}");
+    assert!(start.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn runaway_loop_stops_on_the_operation_limit() {
+    let host = TestHost::new();
+    let (code, _, stderr) = run_text(&host, "let i = 0;\nloop { i += 1; }");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("limit of 50000000 operations"), "{stderr}");
+}
+
+#[test]
+fn unbounded_string_growth_is_stopped() {
+    let host = TestHost::new();
+    let (code, _, stderr) = run_text(&host, "let s = \"x\";\nloop { s += s; }");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("exceeds the sandbox limit"), "{stderr}");
+    assert!(stderr.contains("t.rhai:4:"), "{stderr}");
+}
+
+#[test]
+fn runaway_recursion_is_stopped() {
+    let host = TestHost::new();
+    let (code, _, stderr) = run_text(&host, "fn f(n) { f(n + 1) }\nf(0);");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("call depth limit"), "{stderr}");
+}
+
+#[test]
+fn ctrl_c_stops_a_running_script() {
+    let host = TestHost::new();
+    let script = host.script("spin.rhai", &format!("{HEADER}loop {{}}"));
+    let child = host
+        .cai()
+        .args(["run", script.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("script interrupted by Ctrl-C"), "{stderr}");
+}
+
+#[test]
+fn errors_show_file_line_column_source_and_caret() {
+    let host = TestHost::new();
+    let (code, _, stderr) = run_text(&host, "let a = 1;\nlet b = no_such_fn(a);\n");
+    assert_eq!(code, 1);
+    let path = host.home.path().join("scripts/t.rhai");
+    let expected = format!(
+        "error: {}:4:9: Function not found: no_such_fn (i64)\n  |\n4 | let b = no_such_fn(a);\n  |         ^",
+        path.display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+
+    let (code, _, stderr) = run_text(&host, "let a = ;\n");
+    assert_eq!(code, 1);
+    assert!(stderr.contains(":3:9: syntax error"), "{stderr}");
+
+    let (code, _, stderr) = run_text(&host, "throw \"custom failure\";\n");
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains(":3:1:") && stderr.contains("custom failure"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn scripts_declare_version_and_api_and_unsupported_api_is_refused() {
+    let host = TestHost::new();
+    let future = host.script(
+        "future.rhai",
+        "//! version: 2.0.0\n//! api: 2\nprint(\"ran\");\n",
+    );
+    let (code, stdout, stderr) = host.run(&["run", future.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(!stdout.contains("ran"));
+    assert!(
+        stderr.contains("needs primitive API ^2 but this cai provides API 1.0.0"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = host.run(&["scripts", "check", future.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("needs primitive API ^2"), "{stderr}");
+
+    let bare = host.script("bare.rhai", "print(\"ran\");\n");
+    let (code, stdout, stderr) = host.run(&["run", bare.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(!stdout.contains("ran"));
+    assert!(stderr.contains("declares no version"), "{stderr}");
+}
+
+#[test]
+fn world_writable_or_foreign_overrides_are_refused() {
+    let host = TestHost::new();
+    let site = host.root().join("etc/containai/scripts/doctor.rhai");
+    std::fs::write(&site, format!("{HEADER}print(\"site doctor\");\n")).unwrap();
+    std::fs::set_permissions(&site, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let (code, stdout, stderr) = host.run(&["doctor"]);
+    assert_eq!(code, 1);
+    assert!(!stdout.contains("site doctor"));
+    assert!(stderr.contains("group- or world-writable"), "{stderr}");
+
+    std::fs::set_permissions(&site, std::fs::Permissions::from_mode(0o644)).unwrap();
+    rustix::fs::chown(&site, Some(rustix::fs::Uid::from_raw(4242)), None).unwrap();
+    let (code, _, stderr) = host.run(&["doctor"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("owned by uid 4242"), "{stderr}");
+
+    // Owned by root and not writable by others: the override runs instead of the bundled script.
+    rustix::fs::chown(&site, Some(rustix::fs::Uid::ROOT), None).unwrap();
+    let (code, stdout, stderr) = host.run(&["doctor"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("site doctor"), "{stdout}");
+    let (_, list, _) = host.run(&["scripts", "list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("doctor") && l.contains(" site ")),
+        "{list}"
+    );
+    let (_, show, _) = host.run(&["scripts", "show", "doctor"]);
+    assert!(show.contains("site doctor"));
+
+    // A writable directory makes even a well-owned file untrustworthy.
+    std::fs::set_permissions(
+        host.root().join("etc/containai/scripts"),
+        std::fs::Permissions::from_mode(0o777),
+    )
+    .unwrap();
+    let (code, _, stderr) = host.run(&["doctor"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("its directory is group- or world-writable"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn user_overrides_are_ignored_when_running_as_root() {
+    support::require_root();
+    let host = TestHost::new();
+    let user_dir = host.home.path().join(".config/containai/scripts");
+    std::fs::create_dir_all(&user_dir).unwrap();
+    std::fs::write(
+        user_dir.join("detect.rhai"),
+        format!("{HEADER}print(\"user detect\");\n"),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = host.run(&["run", "detect"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stdout.contains("user detect"), "{stdout}");
+    assert!(stdout.contains("platform"), "{stdout}");
+}
+
+#[test]
+fn every_bundled_script_compiles_and_lists_with_sha256() {
+    let host = TestHost::new();
+    let (code, stdout, stderr) = host.run(&["scripts", "check"]);
+    assert_eq!(code, 0, "{stderr}");
+    for name in ["update", "doctor", "repair", "detect", "lib/common"] {
+        assert!(
+            stdout.contains(&format!("ok     {name}.rhai")),
+            "{name}: {stdout}"
+        );
+    }
+    let (code, stdout, _) = host.run(&["scripts", "list"]);
+    assert_eq!(code, 0);
+    let update = stdout.lines().find(|l| l.starts_with("update ")).unwrap();
+    let fields: Vec<&str> = update.split_whitespace().collect();
+    assert_eq!(fields[2], "bundled");
+    assert_eq!(fields[3].len(), 64);
+    assert!(fields[3].bytes().all(|b| b.is_ascii_hexdigit()));
+}
