@@ -44,7 +44,7 @@ pub struct Cli {
     /// Answer yes to every confirmation
     #[arg(long, short = 'y', global = true)]
     pub yes: bool,
-    /// Print more detail (log::debug lines)
+    /// Print more detail (log::verbose lines)
     #[arg(long, short = 'v', global = true)]
     pub verbose: bool,
     #[command(subcommand)]

@@ -152,10 +152,10 @@ pub const PRIMITIVES: &[Primitive] = &[
     ),
     read(
         "log",
-        "debug",
-        "log::debug(message: string)",
+        "verbose",
+        "log::verbose(message: string)",
         "prints a line on stderr with --verbose only",
-        "log::debug(\"detail\")",
+        "log::verbose(\"detail\")",
     ),
     read(
         "containers",

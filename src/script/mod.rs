@@ -104,3 +104,74 @@ pub fn finish(value: Dynamic) -> Result<Finished, String> {
         rhai::serde::from_dynamic::<serde_json::Value>(&value).unwrap_or(serde_json::Value::Null);
     Ok(Finished { value, exit_code })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::effects::Mode;
+    use crate::host::HostOptions;
+
+    fn dry_run_host(root: PathBuf) -> Rc<Host> {
+        Rc::new(
+            Host::new(HostOptions {
+                root,
+                config: Config::default(),
+                mode: Mode::DryRun,
+                yes: false,
+                verbose: false,
+                interactive: false,
+                home: None,
+            })
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn every_primitive_in_the_table_is_registered_and_nothing_else() {
+        let root = tempfile::tempdir().unwrap();
+        let host = dry_run_host(root.path().to_path_buf());
+        let catalog = Rc::new(Catalog::new(root.path().join("scripts"), None));
+        let (_, names) = engine::build(&host, &catalog, options(&host, Vec::new(), false));
+        let registered: BTreeSet<String> = names.into_iter().collect();
+        let table: BTreeSet<String> = api::PRIMITIVES.iter().map(api::Primitive::path).collect();
+        assert_eq!(registered, table);
+    }
+
+    #[test]
+    fn every_documented_example_runs_in_a_dry_run_and_mutations_are_planned() {
+        let root = tempfile::tempdir().unwrap();
+        let host = dry_run_host(root.path().to_path_buf());
+        let catalog = Rc::new(Catalog::new(root.path().join("scripts"), None));
+        let (engine, _) = engine::build(&host, &catalog, options(&host, Vec::new(), false));
+        for p in api::PRIMITIVES {
+            let before = host.gate.plan().len();
+            engine
+                .run(p.example)
+                .unwrap_or_else(|e| panic!("{}: example {:?} failed: {e}", p.path(), p.example));
+            let planned = host.gate.plan().len() - before;
+            let kind = format!("{}.{}", p.module, p.name);
+            if p.mutating && !p.example.starts_with("try") {
+                assert_eq!(planned, 1, "{kind} did not record exactly one action");
+                assert_eq!(host.gate.plan().last().unwrap().kind, kind);
+            } else if !p.mutating {
+                assert_eq!(planned, 0, "read-only {kind} recorded an action");
+            }
+        }
+        // Nothing was written under the root.
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn exit_codes_follow_the_script_value() {
+        assert_eq!(finish(Dynamic::UNIT).unwrap().exit_code, 0);
+        assert_eq!(finish(Dynamic::from(2_i64)).unwrap().exit_code, 2);
+        assert_eq!(finish(Dynamic::from(100_i64)).unwrap().exit_code, 100);
+        assert!(finish(Dynamic::from(256_i64)).is_err());
+        assert!(finish(Dynamic::from(-1_i64)).is_err());
+        assert_eq!(finish(Dynamic::from("text")).unwrap().exit_code, 0);
+    }
+}

@@ -342,6 +342,13 @@ impl Dockerd {
         self.docker(&args)
     }
 
+    /// True when `docker exec NAME ARGV` exits non-zero.
+    pub fn try_exec_fails(&self, name: &str, argv: &[&str]) -> bool {
+        let mut args = vec!["exec", name];
+        args.extend_from_slice(argv);
+        self.try_docker(&args).is_err()
+    }
+
     /// Container state (`running`, `exited`, ...).
     pub fn state(&self, name: &str) -> String {
         self.docker(&["inspect", "--format", "{{.State.Status}}", name])

@@ -70,7 +70,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>, args: &Rc<Vec<String>>, js
         Ok(())
     });
     let h = host.clone();
-    reg.add("log", "debug", move |m: &str| {
+    reg.add("log", "verbose", move |m: &str| {
         if h.verbose {
             eprintln!("debug: {m}");
         }

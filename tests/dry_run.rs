@@ -1,0 +1,188 @@
+//! The effect gate, end to end: a script that calls every mutating primitive changes nothing on
+//! the host in a dry run (files under the root, container states, fake-command logs), and its
+//! plan lists every call. The same script run live does change the host, which shows the
+//! comparison can fail.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use support::{Dockerd, TEST_IMAGE, TestHost};
+
+const EVERY_MUTATION: &str = r#"//! version: 1.0.0
+//! api: 1
+let out = containers::exec("agent-1", ["touch", "/tmp/was-here"]);
+print(`exec predicted exit ${out.exit_code}`);
+let stopped = containers::stop(["agent-1"], 5);
+print(`stop predicted ${stopped.done}`);
+let started = containers::start(["agent-2"]);
+print(`start predicted ${started.done}`);
+let changed = units::write("containai-docker.service", "[Unit]\nDescription=new\n");
+print(`unit changed ${changed}`);
+units::daemon_reload();
+units::restart("containai-docker.service");
+packages::install_deb("/var/cache/containai/sysbox.deb");
+print(`dry run ${run::dry_run()}`);
+"#;
+
+struct Fixture {
+    host: TestHost,
+    engine: Dockerd,
+    script: std::path::PathBuf,
+}
+
+fn fixture() -> Fixture {
+    let host = TestHost::new();
+    host.fakes
+        .add_standard("sysbox-runc version 0.6.7+containai.20260127");
+    let engine = Dockerd::start(&host);
+    engine.run(
+        "agent-1",
+        &["containai.managed=true"],
+        TEST_IMAGE,
+        &["sleep", "600"],
+    );
+    engine.run(
+        "agent-2",
+        &["containai.managed=true"],
+        TEST_IMAGE,
+        &["sleep", "600"],
+    );
+    engine.docker(&["stop", "-t", "0", "agent-2"]);
+    std::fs::write(
+        host.root()
+            .join("etc/systemd/system/containai-docker.service"),
+        "[Unit]\nDescription=old\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(host.root().join("var/cache/containai")).unwrap();
+    std::fs::write(
+        host.root().join("var/cache/containai/sysbox.deb"),
+        "not really a deb",
+    )
+    .unwrap();
+    let script = host.script("every.rhai", EVERY_MUTATION);
+    Fixture {
+        host,
+        engine,
+        script,
+    }
+}
+
+fn mutating_primitives(host: &TestHost) -> BTreeSet<String> {
+    let (code, stdout, stderr) = host.run(&["scripts", "api", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    doc["primitives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["mutating"] == true)
+        .map(|p| {
+            format!(
+                "{}.{}",
+                p["module"].as_str().unwrap(),
+                p["name"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn dry_run_of_every_mutating_primitive_changes_nothing_and_plans_every_call() {
+    let f = fixture();
+    let files_before = f.host.snapshot_files();
+    let states_before = f.engine.states();
+    let log_before = f.host.fakes.log();
+
+    let (code, stdout, stderr) =
+        f.host
+            .run(&["run", "--dry-run", "--json", f.script.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+
+    assert_eq!(
+        f.host.snapshot_files(),
+        files_before,
+        "files under the root changed in a dry run"
+    );
+    assert_eq!(
+        f.engine.states(),
+        states_before,
+        "container states changed in a dry run"
+    );
+    assert_eq!(
+        f.host.fakes.log(),
+        log_before,
+        "a fake command ran in a dry run"
+    );
+    assert!(
+        f.engine
+            .try_exec_fails("agent-1", &["test", "-e", "/tmp/was-here"]),
+        "containers::exec ran inside the container in a dry run"
+    );
+
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["mode"], "dry-run");
+    assert_eq!(doc["journal"].as_array().unwrap().len(), 0);
+    let plan = doc["plan"].as_array().unwrap();
+    let kinds: BTreeSet<String> = plan
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        kinds,
+        mutating_primitives(&f.host),
+        "the plan must list every mutating primitive"
+    );
+    assert_eq!(plan.len(), 7);
+    // Predicted results reach the script; print goes to stderr under --json.
+    assert!(stderr.contains("stop predicted [\"agent-1\"]"), "{stderr}");
+    assert!(stderr.contains("unit changed true"), "{stderr}");
+    assert!(stderr.contains("dry run true"), "{stderr}");
+
+    // The human rendering lists every call too.
+    let (code, stdout, stderr) = f
+        .host
+        .run(&["run", "--dry-run", f.script.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("dry run: 7 planned actions; nothing was changed"),
+        "{stdout}"
+    );
+    for kind in mutating_primitives(&f.host) {
+        assert!(stdout.contains(&kind), "{kind} missing from {stdout}");
+    }
+    assert_eq!(f.host.snapshot_files(), files_before);
+}
+
+#[test]
+fn the_same_script_live_changes_the_host_and_is_journalled() {
+    let f = fixture();
+    let files_before = f.host.snapshot_files();
+    let (code, _, stderr) = f.host.run(&["run", f.script.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_ne!(f.host.snapshot_files(), files_before);
+    assert_eq!(f.engine.state("agent-1"), "exited");
+    assert_eq!(f.engine.state("agent-2"), "running");
+    let unit = std::fs::read_to_string(
+        f.host
+            .root()
+            .join("etc/systemd/system/containai-docker.service"),
+    )
+    .unwrap();
+    assert_eq!(unit, "[Unit]\nDescription=new\n");
+    let log = f.host.fakes.log();
+    assert!(log.contains("systemctl [daemon-reload]"), "{log}");
+    assert!(
+        log.contains("systemctl [restart] [containai-docker.service]"),
+        "{log}"
+    );
+    let deb = f.host.root().join("var/cache/containai/sysbox.deb");
+    assert!(
+        log.contains(&format!("dpkg [-i] [{}]", deb.display())),
+        "{log}"
+    );
+    let journal =
+        std::fs::read_to_string(f.host.root().join("var/lib/containai/actions.jsonl")).unwrap();
+    assert_eq!(journal.lines().count(), 7, "{journal}");
+}
