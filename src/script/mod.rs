@@ -45,7 +45,7 @@ pub fn check(host: &Rc<Host>, catalog: &Rc<Catalog>, script: &Script) -> Result<
     let header = script.check_api()?;
     let (engine, _) = engine::build(host, catalog, options(host, Vec::new(), false));
     engine
-        .compile(&script.text)
+        .compile_with_scope(&base_scope(Vec::new()), &script.text)
         .map_err(|e| error::from_parse(&e, &script.display_name(), &script.text))?;
     Ok(header)
 }
@@ -63,15 +63,11 @@ pub fn run(
     let budget_secs = opts.budget.limit().as_secs();
     let (engine, _) = engine::build(host, catalog, opts);
     let file = script.display_name();
+    let mut scope = base_scope(args);
     let mut ast = engine
-        .compile(&script.text)
+        .compile_with_scope(&scope, &script.text)
         .map_err(|e| error::from_parse(&e, &file, &script.text))?;
     ast.set_source(file.clone());
-    let mut scope = Scope::new();
-    scope.push_constant(
-        "ARGS",
-        args.into_iter().map(Dynamic::from).collect::<rhai::Array>(),
-    );
     let value = engine
         .eval_ast_with_scope::<Dynamic>(&mut scope, &ast)
         .map_err(|e| error::from_eval(&e, &file, &script.text, budget_secs))?;
@@ -81,6 +77,16 @@ pub fn run(
             interrupted: false,
         })
     })
+}
+
+/// The variables every script starts with: `ARGS`, the arguments after `--`.
+fn base_scope(args: Vec<String>) -> Scope<'static> {
+    let mut scope = Scope::new();
+    scope.push_constant(
+        "ARGS",
+        args.into_iter().map(Dynamic::from).collect::<rhai::Array>(),
+    );
+    scope
 }
 
 fn options(host: &Host, args: Vec<String>, json: bool) -> EngineOptions {

@@ -96,14 +96,20 @@ impl TestHost {
     /// A `cai --root ROOT` command with HOME and PATH set for this host; engine-selecting
     /// environment variables point somewhere wrong on purpose, since cai must ignore them.
     pub fn cai(&self) -> Command {
+        let mut cmd = self.cai_tty();
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    /// Like [`TestHost::cai`] but leaves stdio alone, for a pseudo-terminal to take over.
+    pub fn cai_tty(&self) -> Command {
         let mut cmd = Command::new(cai_bin());
         cmd.arg("--root")
             .arg(self.root())
             .env("HOME", self.home.path())
             .env("PATH", self.fakes.path_env())
             .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-            .env("DOCKER_CONTEXT", "cai-test-stale-context")
-            .stdin(Stdio::null());
+            .env("DOCKER_CONTEXT", "cai-test-stale-context");
         cmd
     }
 

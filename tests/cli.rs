@@ -1,0 +1,278 @@
+//! Command-line behaviour: bad input gets one clear line and a non-zero exit with nothing changed,
+//! and the `update` / `doctor` aliases run their bundled scripts end to end.
+
+mod support;
+
+use support::{Dockerd, TEST_IMAGE, TestHost};
+
+/// The first line of stderr, which must say what is wrong on its own.
+fn first_line(stderr: &str) -> &str {
+    stderr.lines().next().unwrap_or("")
+}
+
+#[test]
+fn bad_input_gets_one_clear_line_a_nonzero_exit_and_no_change() {
+    let host = TestHost::new();
+    let before = host.snapshot_files();
+
+    let (code, _, stderr) = host.run(&["update", "--frobnicate"]);
+    assert_eq!(code, 1);
+    assert!(
+        first_line(&stderr).contains("unexpected argument '--frobnicate'"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = host.run(&["run", "/nonexistent/x.rhai"]);
+    assert_eq!(code, 1);
+    assert!(
+        first_line(&stderr).contains("script file /nonexistent/x.rhai does not exist"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = host.run(&["run", "no-such-script"]);
+    assert_eq!(code, 1);
+    assert!(
+        first_line(&stderr).contains("no script named \"no-such-script\""),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = host.run(&["--config", "/nonexistent/cai.toml", "doctor"]);
+    assert_eq!(code, 1);
+    assert!(
+        first_line(&stderr).contains("config file /nonexistent/cai.toml does not exist"),
+        "{stderr}"
+    );
+
+    let config = host.root().join("etc/containai/config.toml");
+    std::fs::write(&config, "platform = \"linux\"\nstop_timeout = 5\n").unwrap();
+    let (code, _, stderr) = host.run(&["doctor"]);
+    assert_eq!(code, 1);
+    assert!(first_line(&stderr).contains("malformed config"), "{stderr}");
+    assert!(
+        first_line(&stderr).contains("line 2") && first_line(&stderr).contains("stop_timeout"),
+        "{stderr}"
+    );
+
+    std::fs::write(&config, "platform = [").unwrap();
+    let (code, _, stderr) = host.run(&["doctor"]);
+    assert_eq!(code, 1);
+    assert!(first_line(&stderr).contains("malformed config"), "{stderr}");
+
+    let out = std::process::Command::new(support::cai_bin())
+        .args(["--root", "/nonexistent-root", "doctor"])
+        .output()
+        .unwrap();
+    let (code, _, stderr) = support::decode(out);
+    assert_eq!(code, 1);
+    assert!(
+        first_line(&stderr).contains("cannot use --root /nonexistent-root"),
+        "{stderr}"
+    );
+
+    std::fs::remove_file(&config).unwrap();
+    let throws = host.script(
+        "throws.rhai",
+        "//! version: 1.0.0\n//! api: 1\nthrow \"disk on fire\";\n",
+    );
+    let (code, _, stderr) = host.run(&["run", throws.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        first_line(&stderr).ends_with(":3:1: disk on fire"),
+        "{stderr}"
+    );
+
+    assert_eq!(host.snapshot_files(), before, "bad input changed the host");
+}
+
+#[test]
+fn unreadable_config_is_reported() {
+    support::require_root();
+    let host = TestHost::new();
+    // A directory where the file should be cannot be read as text, even by root.
+    std::fs::create_dir(host.root().join("etc/containai/config.toml")).unwrap();
+    let (code, _, stderr) = host.run(&["doctor"]);
+    assert_eq!(code, 1);
+    assert!(
+        first_line(&stderr).contains("cannot read config"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn version_help_and_completions() {
+    let host = TestHost::new();
+    let (code, stdout, _) = host.run(&["--version"]);
+    assert_eq!(code, 0);
+    assert_eq!(stdout.trim(), format!("cai {}", env!("CARGO_PKG_VERSION")));
+    let (code, stdout, _) = host.run(&["--help"]);
+    assert_eq!(code, 0);
+    for sub in ["run", "repl", "scripts", "completions", "update", "doctor"] {
+        assert!(stdout.contains(sub), "{sub} missing from help");
+    }
+    let (code, stdout, _) = host.run(&["completions", "bash"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("_cai()") && stdout.contains("--stop-containers"),
+        "bash completion incomplete"
+    );
+}
+
+#[test]
+fn config_platform_overrides_detection_and_wsl_is_detected() {
+    let host = TestHost::new();
+    let script = host.script(
+        "p.rhai",
+        "//! version: 1.0.0\n//! api: 1\nprint(platform::detect());\n",
+    );
+    let (_, stdout, _) = host.run(&["run", script.to_str().unwrap()]);
+    assert_eq!(stdout.trim(), "linux");
+    std::fs::create_dir_all(host.root().join("proc/sys/kernel")).unwrap();
+    std::fs::write(
+        host.root().join("proc/sys/kernel/osrelease"),
+        "5.15.167.4-microsoft-standard-WSL2\n",
+    )
+    .unwrap();
+    let (_, stdout, _) = host.run(&["run", script.to_str().unwrap()]);
+    assert_eq!(stdout.trim(), "wsl2");
+    std::fs::write(
+        host.root().join("etc/containai/config.toml"),
+        "platform = \"macos\"\n",
+    )
+    .unwrap();
+    let (_, stdout, _) = host.run(&["run", script.to_str().unwrap()]);
+    assert_eq!(stdout.trim(), "macos");
+    let explicit = host.home.path().join("explicit.toml");
+    std::fs::write(&explicit, "platform = \"linux\"\n").unwrap();
+    let (_, stdout, _) = host.run(&[
+        "--config",
+        explicit.to_str().unwrap(),
+        "run",
+        script.to_str().unwrap(),
+    ]);
+    assert_eq!(stdout.trim(), "linux");
+}
+
+#[test]
+fn run_passes_arguments_byte_for_byte_and_honours_exit() {
+    let host = TestHost::new();
+    let script = host.script(
+        "args.rhai",
+        "//! version: 1.0.0\n//! api: 1\nfor a in ARGS { print(`<${a}>`); }\nif run::args().len() == 3 { exit(7); }\n",
+    );
+    let (code, stdout, stderr) = host.run(&[
+        "run",
+        script.to_str().unwrap(),
+        "--",
+        "a b",
+        "--flag",
+        "$x;`y`",
+    ]);
+    assert_eq!(code, 7, "{stderr}");
+    assert_eq!(stdout, "<a b>\n<--flag>\n<$x;`y`>\n");
+}
+
+#[test]
+fn doctor_alias_reports_stable_check_ids_in_text_and_json() {
+    let host = TestHost::new();
+    host.fakes.add_standard("sysbox-runc\n\tedition: \tCommunity Edition (CE)\n\tversion: \t0.6.7+containai.20260127\n\tcommit: \tabc");
+    host.fakes.add("fusermount3", "exit 0");
+    let engine = Dockerd::start(&host);
+    engine.run(
+        "agent-1",
+        &["containai.managed=true"],
+        TEST_IMAGE,
+        &["sleep", "600"],
+    );
+    std::fs::write(
+        host.root()
+            .join("etc/systemd/system/containai-docker.service"),
+        "[Unit]\n",
+    )
+    .unwrap();
+
+    let (code, stdout, stderr) = host.run(&["doctor"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    for line in [
+        "ok       engine.socket",
+        "ok       containers.managed     1 managed container(s), 1 running",
+        "ok       sysbox.installed       sysbox 0.6.7+containai.20260127",
+        "ok       fuse.fusermount3",
+        "ok       unit.engine",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing from\n{stdout}");
+    }
+
+    let (code, stdout, stderr) = host.run(&["doctor", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let doc: serde_json::Value =
+        serde_json::from_str(&stdout).expect("doctor --json prints one JSON document");
+    let checks = doc["reports"][0]["checks"].as_array().unwrap();
+    let ids: Vec<&str> = checks.iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [
+            "engine.socket",
+            "containers.managed",
+            "sysbox.installed",
+            "fuse.fusermount3",
+            "unit.engine"
+        ]
+    );
+    assert_eq!(doc["reports"][0]["summary"]["error"], 0);
+
+    // An error check makes the exit code 1.
+    drop(engine);
+    let (code, stdout, _) = host.run(&["doctor"]);
+    assert_eq!(code, 1);
+    assert!(stdout.contains("error    engine.socket"), "{stdout}");
+}
+
+/// P3/P5 through the update alias: a socket that does not answer refuses, never "no containers";
+/// and the alias never touches containers or units while it cannot tell what to update.
+#[test]
+fn update_alias_is_fail_closed_and_changes_nothing() {
+    let host = TestHost::new();
+    host.fakes
+        .add_standard("sysbox-runc version 0.6.7+containai.20260127");
+    drop(std::os::unix::net::UnixListener::bind(host.socket()).unwrap());
+    let before = host.snapshot_files();
+    let (code, _, stderr) = host.run(&["update"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("cannot verify running container state"),
+        "{stderr}"
+    );
+    std::fs::remove_file(host.socket()).unwrap();
+
+    let engine = Dockerd::start(&host);
+    engine.run(
+        "agent-1",
+        &["containai.managed=true"],
+        TEST_IMAGE,
+        &["sleep", "600"],
+    );
+    let before_states = engine.states();
+    let (code, _, stderr) = host.run(&["update", "--stop-containers"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("running managed containers: [\"agent-1\"]"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("cannot tell which components need updating"),
+        "{stderr}"
+    );
+    assert_eq!(engine.states(), before_states);
+    assert!(
+        !host.fakes.log().contains("systemctl"),
+        "{}",
+        host.fakes.log()
+    );
+    let mut after = host.snapshot_files();
+    after.retain(|k, _| {
+        !k.ends_with("dockerd.log") && !k.ends_with("dockerd.err") && !k.contains("docker-client")
+    });
+    let mut before = before;
+    before.retain(|k, _| !k.ends_with("dockerd.log") && !k.ends_with("dockerd.err"));
+    assert_eq!(after, before);
+}
