@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{Dockerd, TEST_IMAGE, TestHost};
+use support::{Dockerd, TestHost};
 
 /// The first line of stderr, which must say what is wrong on its own.
 fn first_line(stderr: &str) -> &str {
@@ -177,12 +177,7 @@ fn doctor_alias_reports_stable_check_ids_in_text_and_json() {
     host.fakes.add_standard("sysbox-runc\n\tedition: \tCommunity Edition (CE)\n\tversion: \t0.6.7+containai.20260127\n\tcommit: \tabc");
     host.fakes.add("fusermount3", "exit 0");
     let engine = Dockerd::start(&host);
-    engine.run(
-        "agent-1",
-        &["containai.managed=true"],
-        TEST_IMAGE,
-        &["sleep", "600"],
-    );
+    engine.run_agent("agent-1");
     std::fs::write(
         host.root()
             .join("etc/systemd/system/containai-docker.service"),
@@ -245,12 +240,7 @@ fn update_alias_is_fail_closed_and_changes_nothing() {
     std::fs::remove_file(host.socket()).unwrap();
 
     let engine = Dockerd::start(&host);
-    engine.run(
-        "agent-1",
-        &["containai.managed=true"],
-        TEST_IMAGE,
-        &["sleep", "600"],
-    );
+    engine.run_agent("agent-1");
     let before_states = engine.states();
     let (code, _, stderr) = host.run(&["update", "--stop-containers"]);
     assert_eq!(code, 1, "{stderr}");

@@ -28,12 +28,7 @@ fn list_managed_returns_labelled_and_legacy_containers_and_no_others() {
     let engine = Dockerd::start(&host);
     engine.docker(&["tag", TEST_IMAGE, "containai:latest"]);
     engine.docker(&["tag", TEST_IMAGE, "containai:gemini"]);
-    engine.run(
-        "labelled",
-        &["containai.managed=true"],
-        TEST_IMAGE,
-        &["sleep", "600"],
-    );
+    engine.run_agent("labelled");
     engine.run("legacy-latest", &[], "containai:latest", &["sleep", "600"]);
     engine.run("legacy-gemini", &[], "containai:gemini", &["sleep", "600"]);
     engine.run("other", &[], TEST_IMAGE, &["sleep", "600"]);
@@ -82,12 +77,7 @@ fn list_managed_returns_labelled_and_legacy_containers_and_no_others() {
 fn regression_p1_p2_engine_environment_and_contexts_are_ignored() {
     let host = TestHost::new();
     let engine = Dockerd::start(&host);
-    engine.run(
-        "agent-1",
-        &["containai.managed=true"],
-        TEST_IMAGE,
-        &["sleep", "600"],
-    );
+    engine.run_agent("agent-1");
     let docker_config = host.home.path().join(".docker");
     std::fs::create_dir_all(&docker_config).unwrap();
     std::fs::write(
@@ -108,14 +98,7 @@ fn stop_of_a_set_is_concurrent() {
     let engine = Dockerd::start(&host);
     // `sleep` as PID 1 has no SIGTERM handler, so every stop waits for the full timeout.
     let ids: Vec<String> = (0..8)
-        .map(|i| {
-            engine.run(
-                &format!("stubborn-{i}"),
-                &["containai.managed=true"],
-                TEST_IMAGE,
-                &["sleep", "600"],
-            )
-        })
+        .map(|i| engine.run_agent(&format!("stubborn-{i}")))
         .collect();
     let script = host.script(
         "stop.rhai",
@@ -151,24 +134,9 @@ print(`done=${report.done.len()} gone=${report.gone.len()} failed=${report.faile
 fn regression_p8_container_gone_between_list_and_stop_counts_as_stopped() {
     let host = TestHost::new();
     let engine = Dockerd::start(&host);
-    let exited = engine.run(
-        "exits",
-        &["containai.managed=true"],
-        TEST_IMAGE,
-        &["sleep", "600"],
-    );
-    let removed = engine.run(
-        "removed",
-        &["containai.managed=true"],
-        TEST_IMAGE,
-        &["sleep", "600"],
-    );
-    let running = engine.run(
-        "runs",
-        &["containai.managed=true"],
-        TEST_IMAGE,
-        &["sleep", "600"],
-    );
+    let exited = engine.run_agent("exits");
+    let removed = engine.run_agent("removed");
+    let running = engine.run_agent("runs");
     // The listing happened while all three ran; now two of them go away before the stop.
     engine.docker(&["kill", &exited]);
     engine.docker(&["rm", "-f", &removed]);
@@ -197,12 +165,7 @@ print(`done=${report.done.len()} gone=${report.gone.len()} failed=${report.faile
 fn start_and_exec_and_inspect_work_in_live_mode_and_are_journalled() {
     let host = TestHost::new();
     let engine = Dockerd::start(&host);
-    engine.run(
-        "agent-1",
-        &["containai.managed=true"],
-        TEST_IMAGE,
-        &["sleep", "600"],
-    );
+    engine.run_agent("agent-1");
     engine.docker(&["volume", "create", "agent-data"]);
     engine.docker(&["stop", "-t", "0", "agent-1"]);
     let script = host.script(

@@ -7,7 +7,7 @@ mod support;
 
 use std::collections::BTreeSet;
 
-use support::{Dockerd, TEST_IMAGE, TestHost};
+use support::{Dockerd, TestHost};
 
 const EVERY_MUTATION: &str = r#"//! version: 1.0.0
 //! api: 1
@@ -36,18 +36,8 @@ fn fixture() -> Fixture {
     host.fakes
         .add_standard("sysbox-runc version 0.6.7+containai.20260127");
     let engine = Dockerd::start(&host);
-    engine.run(
-        "agent-1",
-        &["containai.managed=true"],
-        TEST_IMAGE,
-        &["sleep", "600"],
-    );
-    engine.run(
-        "agent-2",
-        &["containai.managed=true"],
-        TEST_IMAGE,
-        &["sleep", "600"],
-    );
+    engine.run_agent("agent-1");
+    engine.run_agent("agent-2");
     engine.docker(&["stop", "-t", "0", "agent-2"]);
     std::fs::write(
         host.root()

@@ -355,6 +355,17 @@ impl Dockerd {
         self.try_docker(&args).is_err()
     }
 
+    /// Starts a labelled managed container whose PID 1 (`sleep`) ignores SIGTERM, like a
+    /// container running systemd that takes its time; returns its ID.
+    pub fn run_agent(&self, name: &str) -> String {
+        self.run(
+            name,
+            &["containai.managed=true"],
+            TEST_IMAGE,
+            &["sleep", "600"],
+        )
+    }
+
     /// Container state (`running`, `exited`, ...).
     pub fn state(&self, name: &str) -> String {
         self.docker(&["inspect", "--format", "{{.State.Status}}", name])
