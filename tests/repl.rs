@@ -82,6 +82,15 @@ fn repl_reports_errors_and_keeps_going() {
     p.exp_string("cai[dry-run]> ").unwrap();
     p.send_line("x * 2").unwrap();
     p.exp_string("=> 10").unwrap();
+    // Tab completes a primitive name (the engine socket does not exist: no containers).
+    p.send("containers::list_m").unwrap();
+    p.flush().unwrap();
+    p.exp_string("containers::list_m").unwrap();
+    p.send("\t").unwrap();
+    p.flush().unwrap();
+    p.exp_string("anaged(").unwrap();
+    p.send_line("true)").unwrap();
+    p.exp_string("=> []").unwrap();
     p.send_line(":nonsense").unwrap();
     p.exp_string("unknown command :nonsense").unwrap();
     p.send_control('d').unwrap();
