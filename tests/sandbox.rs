@@ -186,6 +186,17 @@ fn world_writable_or_foreign_overrides_are_refused() {
     assert_eq!(code, 1);
     assert!(stderr.contains("owned by uid 4242"), "{stderr}");
 
+    // The user who ran sudo counts as the invoking user.
+    let out = host
+        .cai()
+        .arg("doctor")
+        .env("SUDO_UID", "4242")
+        .output()
+        .unwrap();
+    let (code, stdout, stderr) = support::decode(out);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("site doctor"), "{stdout}");
+
     // Owned by root and not writable by others: the override runs instead of the bundled script.
     rustix::fs::chown(&site, Some(rustix::fs::Uid::ROOT), None).unwrap();
     let (code, stdout, stderr) = host.run(&["doctor"]);
@@ -199,6 +210,19 @@ fn world_writable_or_foreign_overrides_are_refused() {
     );
     let (_, show, _) = host.run(&["scripts", "show", "doctor"]);
     assert!(show.contains("site doctor"));
+
+    // A symlink is never followed, even to a well-owned file.
+    let target = host.home.path().join("real-detect.rhai");
+    std::fs::write(&target, format!("{HEADER}print(\"linked\");\n")).unwrap();
+    std::os::unix::fs::symlink(
+        &target,
+        host.root().join("etc/containai/scripts/detect.rhai"),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = host.run(&["run", "detect"]);
+    assert_eq!(code, 1);
+    assert!(!stdout.contains("linked"));
+    assert!(stderr.contains("it is a symlink"), "{stderr}");
 
     // A writable directory makes even a well-owned file untrustworthy.
     std::fs::set_permissions(

@@ -276,6 +276,7 @@ impl Ctx {
         let catalog = Catalog::new(
             under_root(&root, Path::new(SITE_DIR)),
             home.as_ref().map(|h| h.join(".config/containai/scripts")),
+            std::env::var("SUDO_UID").ok().and_then(|u| u.parse().ok()),
         );
         let host = Host::new(HostOptions {
             root,

@@ -182,23 +182,29 @@ pub fn validate_name(name: &str) -> Result<(), CatalogError> {
     }
 }
 
-/// Where overrides are looked up.
+/// Where overrides are looked up, and who may own them.
 #[derive(Debug, Clone)]
 pub struct Catalog {
     site_dir: PathBuf,
     user_dir: Option<PathBuf>,
-    /// Owner allowed besides root (the invoking user).
-    uid: u32,
+    /// Owners allowed besides root: this process's user and the user who invoked sudo.
+    owners: Vec<u32>,
 }
 
 impl Catalog {
-    /// `user_dir` is used only when not running as root.
-    pub fn new(site_dir: PathBuf, user_dir: Option<PathBuf>) -> Self {
-        let uid = rustix::process::geteuid().as_raw();
+    /// `user_dir` is used only when not running as root. `sudo_uid` is the user who ran `sudo`
+    /// (from `SUDO_UID`), who counts as the invoking user when running as root.
+    pub fn new(site_dir: PathBuf, user_dir: Option<PathBuf>, sudo_uid: Option<u32>) -> Self {
+        let euid = rustix::process::geteuid().as_raw();
+        let mut owners = vec![0, euid];
+        if euid == 0 {
+            owners.extend(sudo_uid);
+        }
+        owners.dedup();
         Self {
             site_dir,
-            user_dir: if uid == 0 { None } else { user_dir },
-            uid,
+            user_dir: if euid == 0 { None } else { user_dir },
+            owners,
         }
     }
 
@@ -244,11 +250,7 @@ impl Catalog {
     }
 
     fn load(&self, name: &str, source: Source, path: &Path) -> Result<Script, CatalogError> {
-        self.vet(path)?;
-        let text = std::fs::read_to_string(path).map_err(|e| CatalogError::Read {
-            path: path.to_path_buf(),
-            source: e,
-        })?;
+        let text = self.read_vetted(path)?;
         Ok(Script {
             name: name.to_string(),
             source,
@@ -257,46 +259,71 @@ impl Catalog {
         })
     }
 
-    /// Refuses files that someone other than root or the invoking user could have written.
-    pub fn vet(&self, path: &Path) -> Result<(), CatalogError> {
+    /// Reads a script that only root or the invoking user could have written.
+    ///
+    /// The file is opened without following a symlink and checked through the open descriptor,
+    /// so it cannot be swapped between the check and the read; every directory above it must
+    /// pass the same test (sticky directories like /tmp excepted from the writable check, since
+    /// they only let owners replace their files).
+    pub fn read_vetted(&self, path: &Path) -> Result<String, CatalogError> {
+        use rustix::fs::{Mode, OFlags};
         let unsafe_because = |reason: String| CatalogError::Unsafe {
             path: path.to_path_buf(),
             reason,
         };
-        let meta = std::fs::symlink_metadata(path).map_err(|e| CatalogError::Read {
+        let read_error = |source: std::io::Error| CatalogError::Read {
             path: path.to_path_buf(),
-            source: e,
+            source,
+        };
+        let fd = rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+            Mode::empty(),
+        )
+        .map_err(|e| {
+            if e == rustix::io::Errno::LOOP {
+                unsafe_because("it is a symlink (symlinks are not followed)".into())
+            } else {
+                read_error(e.into())
+            }
         })?;
+        let mut file = std::fs::File::from(fd);
+        let meta = file.metadata().map_err(read_error)?;
         if !meta.file_type().is_file() {
-            return Err(unsafe_because(
-                "not a regular file (symlinks are not followed)".into(),
-            ));
+            return Err(unsafe_because("not a regular file".into()));
         }
         self.check_owner_and_mode(&meta, "the file")
             .map_err(unsafe_because)?;
-        let dir = path
+        let parent = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        let dir_meta = std::fs::metadata(dir).map_err(|e| CatalogError::Read {
-            path: dir.to_path_buf(),
-            source: e,
-        })?;
-        // A sticky directory (like /tmp) only lets owners replace their files.
-        if dir_meta.permissions().mode() & 0o1000 == 0 {
-            self.check_owner_and_mode(&dir_meta, "its directory")
-                .map_err(unsafe_because)?;
+        let parent = std::fs::canonicalize(parent).map_err(read_error)?;
+        for dir in parent.ancestors() {
+            let dir_meta = std::fs::metadata(dir).map_err(read_error)?;
+            let what = if dir == parent {
+                "its directory".to_string()
+            } else {
+                format!("the directory {} above it", dir.display())
+            };
+            if dir_meta.permissions().mode() & 0o1000 == 0 {
+                self.check_owner_and_mode(&dir_meta, &what)
+                    .map_err(unsafe_because)?;
+            }
         }
-        Ok(())
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut file, &mut text).map_err(read_error)?;
+        Ok(text)
     }
 
     fn check_owner_and_mode(&self, meta: &std::fs::Metadata, what: &str) -> Result<(), String> {
         let mode = meta.permissions().mode();
-        if meta.uid() != 0 && meta.uid() != self.uid {
+        if !self.owners.contains(&meta.uid()) {
+            let allowed: Vec<String> = self.owners.iter().map(ToString::to_string).collect();
             return Err(format!(
-                "{what} is owned by uid {} (only root or uid {} may own scripts)",
+                "{what} is owned by uid {} (only uid {} may own scripts)",
                 meta.uid(),
-                self.uid
+                allowed.join(" or ")
             ));
         }
         if mode & 0o022 != 0 {

@@ -79,9 +79,7 @@ impl Completer for ReplHelper {
         pos: usize,
         _ctx: &Context<'_>,
     ) -> rustyline::Result<(usize, Vec<Pair>)> {
-        let start = line[..pos]
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
-            .map_or(0, |i| i + 1);
+        let start = word_start(line, pos);
         let word = &line[start..pos];
         let candidates = self
             .names
@@ -94,6 +92,16 @@ impl Completer for ReplHelper {
             .collect();
         Ok((start, candidates))
     }
+}
+
+/// Byte index where the primitive name under the cursor starts; always a char boundary.
+fn word_start(line: &str, pos: usize) -> usize {
+    let pos = pos.min(line.len());
+    let head = line.get(..pos).unwrap_or(line);
+    head.char_indices()
+        .rev()
+        .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '_' || *c == ':'))
+        .map_or(0, |(i, c)| i + c.len_utf8())
 }
 
 /// Input is incomplete when the parser ran out of text: it wanted more tokens at the very end.
@@ -250,6 +258,14 @@ fn eval_entry(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn completion_word_starts_on_char_boundaries() {
+        assert_eq!(word_start("containers::li", 14), 0);
+        assert_eq!(word_start("let x = run::a", 14), 8);
+        assert_eq!(word_start("é", 2), 2);
+        assert_eq!(word_start("\"é\" + units::r", 15), 7);
+    }
 
     #[test]
     fn incomplete_input_is_detected() {
