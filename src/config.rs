@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::host::platform::Platform;
+use crate::host::trust::{Trust, TrustError};
 
 /// One config file as written by an operator. Every field is optional; later files override
 /// earlier ones field by field.
@@ -60,13 +61,8 @@ pub const SITE_CONFIG: &str = "/etc/containai/config.toml";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error(
-        "cannot read config {path}: {source}\nhelp: check the file's permissions, or pass another file with --config"
-    )]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Untrusted(#[from] TrustError),
     #[error(
         "malformed config {path}: {message}\nhelp: fix the file; valid keys are platform, socket, data_root, script_timeout_secs, stop_timeout_secs"
     )]
@@ -79,26 +75,27 @@ impl Config {
     /// Loads the layered config. `site` and `user` are optional (absent files are skipped);
     /// `explicit` (from `--config`) must exist.
     pub fn load(
+        trust: &Trust,
         site: &Path,
         user: Option<&Path>,
         explicit: Option<&Path>,
     ) -> Result<Config, ConfigError> {
         let mut config = Config::default();
         for path in [Some(site), user].into_iter().flatten() {
-            if let Some(file) = read_optional(path)? {
-                config.apply(file, path);
+            if let Some(file) = read_optional(trust, path)? {
+                config.apply(file, path)?;
             }
         }
         if let Some(path) = explicit {
-            match read_optional(path)? {
-                Some(file) => config.apply(file, path),
+            match read_optional(trust, path)? {
+                Some(file) => config.apply(file, path)?,
                 None => return Err(ConfigError::Missing(path.to_path_buf())),
             }
         }
         Ok(config)
     }
 
-    fn apply(&mut self, file: ConfigFile, path: &Path) {
+    fn apply(&mut self, file: ConfigFile, path: &Path) -> Result<(), ConfigError> {
         if file.platform.is_some() {
             self.platform = file.platform;
         }
@@ -108,26 +105,34 @@ impl Config {
         if let Some(data_root) = file.data_root {
             self.data_root = data_root;
         }
+        let invalid = |message: String| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        };
         if let Some(secs) = file.script_timeout_secs {
+            if secs == 0 {
+                return Err(invalid("script_timeout_secs must be at least 1".into()));
+            }
             self.script_timeout_secs = secs;
         }
         if let Some(secs) = file.stop_timeout_secs {
+            if !(1..=3600).contains(&secs) {
+                return Err(invalid(format!(
+                    "stop_timeout_secs = {secs} is outside 1..=3600"
+                )));
+            }
             self.stop_timeout_secs = secs;
         }
         self.sources.push(path.to_path_buf());
+        Ok(())
     }
 }
 
-fn read_optional(path: &Path) -> Result<Option<ConfigFile>, ConfigError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(ConfigError::Read {
-                path: path.to_path_buf(),
-                source,
-            });
-        }
+/// Config decides which socket and data root a root process acts on, so it is read only when
+/// nobody but root or the invoking user could have written it.
+fn read_optional(trust: &Trust, path: &Path) -> Result<Option<ConfigFile>, ConfigError> {
+    let Some(text) = trust.read(path)? else {
+        return Ok(None);
     };
     parse(&text)
         .map(Some)
@@ -182,18 +187,27 @@ mod tests {
     #[test]
     fn later_files_override_earlier_ones() {
         let dir = tempfile::tempdir().unwrap();
+        let trust = Trust::new(None);
         let site = dir.path().join("site.toml");
         let user = dir.path().join("user.toml");
         std::fs::write(&site, "platform = \"linux\"\nstop_timeout_secs = 50\n").unwrap();
         std::fs::write(&user, "platform = \"macos\"\n").unwrap();
-        let config = Config::load(&site, Some(&user), None).unwrap();
+        let config = Config::load(&trust, &site, Some(&user), None).unwrap();
         assert_eq!(config.platform, Some(Platform::Macos));
         assert_eq!(config.stop_timeout_secs, 50);
         assert_eq!(config.sources, vec![site.clone(), user.clone()]);
         let missing = dir.path().join("nope.toml");
         assert!(matches!(
-            Config::load(&site, None, Some(&missing)),
+            Config::load(&trust, &site, None, Some(&missing)),
             Err(ConfigError::Missing(_))
         ));
+        std::fs::write(&user, "stop_timeout_secs = 0\n").unwrap();
+        let err = Config::load(&trust, &site, Some(&user), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("stop_timeout_secs = 0 is outside 1..=3600"),
+            "{err}"
+        );
     }
 }

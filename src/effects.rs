@@ -40,6 +40,18 @@ impl Action {
     }
 }
 
+/// A result that can carry a partial failure (a set where some members failed), so the journal
+/// records it as failed even though the call as a whole returned.
+pub trait Partial {
+    fn partial_failure(&self) -> Option<String> {
+        None
+    }
+}
+
+impl Partial for () {}
+impl Partial for bool {}
+impl Partial for i64 {}
+
 /// How a journal entry ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -105,6 +117,7 @@ impl Gate {
         perform: impl FnOnce(Approval) -> Result<T, E>,
     ) -> Result<T, E>
     where
+        T: Partial,
         E: std::fmt::Display,
     {
         if self.is_dry_run() {
@@ -112,14 +125,18 @@ impl Gate {
             return Ok(predict());
         }
         let result = perform(Approval { _private: () });
+        let error = match &result {
+            Ok(value) => value.partial_failure(),
+            Err(e) => Some(e.to_string()),
+        };
         let entry = JournalEntry {
             action,
-            outcome: if result.is_ok() {
+            outcome: if error.is_none() {
                 Outcome::Done
             } else {
                 Outcome::Failed
             },
-            error: result.as_ref().err().map(ToString::to_string),
+            error,
         };
         self.append_journal_file(&entry);
         self.journal.borrow_mut().push(entry);
@@ -166,7 +183,7 @@ mod tests {
     fn dry_run_records_and_predicts_without_performing() {
         let gate = Gate::new(Mode::DryRun, None);
         let performed = Cell::new(false);
-        let out: Result<i32, String> = gate.apply(
+        let out: Result<i64, String> = gate.apply(
             Action::new("units.restart", "x.service", json!({})),
             || 7,
             |_| {
@@ -185,9 +202,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("j/actions.jsonl");
         let gate = Gate::new(Mode::Live, Some(file.clone()));
-        let ok: Result<i32, String> =
+        let ok: Result<i64, String> =
             gate.apply(Action::new("a.b", "t", json!({"n": 1})), || 0, |_| Ok(5));
-        let err: Result<i32, String> = gate.apply(
+        let err: Result<i64, String> = gate.apply(
             Action::new("a.c", "t", json!({})),
             || 0,
             |_| Err("boom".into()),

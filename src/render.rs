@@ -30,6 +30,29 @@ pub fn plan_human(plan: &[Action]) -> String {
     out
 }
 
+/// The human rendering of what a live run performed.
+pub fn journal_human(journal: &[JournalEntry]) -> String {
+    let mut out = format!(
+        "live: {} action{} performed",
+        journal.len(),
+        if journal.len() == 1 { "" } else { "s" }
+    );
+    for (i, entry) in journal.iter().enumerate() {
+        let outcome = match (&entry.outcome, &entry.error) {
+            (crate::effects::Outcome::Done, _) => "done".to_string(),
+            (crate::effects::Outcome::Failed, Some(e)) => format!("failed: {e}"),
+            (crate::effects::Outcome::Failed, None) => "failed".to_string(),
+        };
+        out.push_str(&format!(
+            "\n  {:>2}. {:<22} {}  [{outcome}]",
+            i + 1,
+            entry.action.kind,
+            entry.action.target
+        ));
+    }
+    out
+}
+
 fn details_text(details: &serde_json::Value) -> Option<String> {
     let map = details.as_object()?;
     let parts: Vec<String> = map

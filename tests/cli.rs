@@ -85,7 +85,7 @@ fn bad_input_gets_one_clear_line_a_nonzero_exit_and_no_change() {
 }
 
 #[test]
-fn unreadable_config_is_reported() {
+fn unreadable_or_untrusted_config_is_reported() {
     support::require_root();
     let host = TestHost::new();
     // A directory where the file should be cannot be read as text, even by root.
@@ -93,9 +93,22 @@ fn unreadable_config_is_reported() {
     let (code, _, stderr) = host.run(&["doctor"]);
     assert_eq!(code, 1);
     assert!(
-        first_line(&stderr).contains("cannot read config"),
+        first_line(&stderr).contains("not a regular file"),
         "{stderr}"
     );
+
+    // A config anyone could have written is not read by a root process.
+    let config = host.root().join("etc/containai/config.toml");
+    std::fs::remove_dir(&config).unwrap();
+    std::fs::write(&config, "platform = \"macos\"\n").unwrap();
+    std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let (code, _, stderr) = host.run(&["doctor"]);
+    assert_eq!(code, 1);
+    assert!(
+        first_line(&stderr).contains("the file is group- or world-writable"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("help: "), "{stderr}");
 }
 
 #[test]

@@ -161,17 +161,23 @@ fn the_same_script_live_changes_the_host_and_is_journalled() {
     )
     .unwrap();
     assert_eq!(unit, "[Unit]\nDescription=new\n");
+    // With --root, systemctl and dpkg are told the root too, so they never act on the
+    // running machine by mistake.
     let log = f.host.fakes.log();
-    assert!(log.contains("systemctl [daemon-reload]"), "{log}");
-    assert!(
-        log.contains("systemctl [restart] [containai-docker.service]"),
-        "{log}"
-    );
-    let deb = f.host.root().join("var/cache/containai/sysbox.deb");
-    assert!(
-        log.contains(&format!("dpkg [-i] [{}]", deb.display())),
-        "{log}"
-    );
+    let root = format!("[--root={}]", f.host.root().display());
+    for call in [
+        format!("systemctl {root} [daemon-reload]"),
+        format!("systemctl {root} [restart] [containai-docker.service]"),
+        format!(
+            "dpkg {root} [-i] [{}]",
+            f.host
+                .root()
+                .join("var/cache/containai/sysbox.deb")
+                .display()
+        ),
+    ] {
+        assert!(log.contains(&call), "{call} missing from {log}");
+    }
     let journal =
         std::fs::read_to_string(f.host.root().join("var/lib/containai/actions.jsonl")).unwrap();
     assert_eq!(journal.lines().count(), 7, "{journal}");

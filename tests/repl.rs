@@ -56,9 +56,16 @@ fn repl_multiline_definition_call_history_plan_and_live() {
     p.exp_eof().unwrap();
 
     assert!(
-        host.fakes.log().contains("systemctl [daemon-reload]"),
+        host.fakes.log().contains("[daemon-reload]"),
         "{}",
         host.fakes.log()
+    );
+    // Live actions taken after `:live` are journalled.
+    let journal =
+        std::fs::read_to_string(host.root().join("var/lib/containai/actions.jsonl")).unwrap();
+    assert!(
+        journal.contains("units.daemon_reload") && journal.contains("\"outcome\":\"done\""),
+        "{journal}"
     );
     let history =
         std::fs::read_to_string(host.home.path().join(".local/state/containai/repl_history"))

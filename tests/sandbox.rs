@@ -29,8 +29,12 @@ fn import_serves_module_names_only() {
             "invalid module name",
         ),
         (
-            "import \"no_such_module\" as x;",
-            "no script named \"no_such_module\"",
+            "import \"lib/no_such_module\" as x;",
+            "no script named \"lib/no_such_module\"",
+        ),
+        (
+            "import \"update\" as x;",
+            "only modules under lib/ can be imported",
         ),
     ] {
         let (code, _, stderr) = run_text(&host, body);
@@ -233,9 +237,20 @@ fn world_writable_or_foreign_overrides_are_refused() {
     let (code, _, stderr) = host.run(&["doctor"]);
     assert_eq!(code, 1);
     assert!(
-        stderr.contains("its directory is group- or world-writable"),
+        stderr.contains("the directory is group- or world-writable"),
         "{stderr}"
     );
+
+    // So does a writable directory higher up.
+    for (dir, mode) in [("etc/containai/scripts", 0o755), ("etc", 0o777)] {
+        std::fs::set_permissions(host.root().join(dir), std::fs::Permissions::from_mode(mode))
+            .unwrap();
+    }
+    let (code, _, stderr) = host.run(&["doctor"]);
+    assert_eq!(code, 1);
+    let etc = host.root().join("etc");
+    let expected = format!("refusing {}: the directory is group-", etc.display());
+    assert!(stderr.contains(&expected), "{stderr}");
 }
 
 #[test]

@@ -21,6 +21,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use crate::config::{Config, SITE_CONFIG};
 use crate::effects::Mode;
 use crate::exit;
+use crate::host::trust::Trust;
 use crate::host::{Host, HostOptions, under_root};
 use crate::render;
 use crate::script::catalog::{Catalog, SITE_DIR, Script};
@@ -268,7 +269,9 @@ impl Ctx {
         let user_config = home
             .as_ref()
             .map(|h| h.join(".config/containai/config.toml"));
+        let trust = Trust::new(std::env::var("SUDO_UID").ok().and_then(|u| u.parse().ok()));
         let config = Config::load(
+            &trust,
             &under_root(&root, Path::new(SITE_CONFIG)),
             user_config.as_deref(),
             cli.config.as_deref(),
@@ -276,7 +279,7 @@ impl Ctx {
         let catalog = Catalog::new(
             under_root(&root, Path::new(SITE_DIR)),
             home.as_ref().map(|h| h.join(".config/containai/scripts")),
-            std::env::var("SUDO_UID").ok().and_then(|u| u.parse().ok()),
+            trust.clone(),
         );
         let host = Host::new(HostOptions {
             root,

@@ -27,6 +27,8 @@ use crate::plan::containers::{ManagedBy, SSH_PORT_LABEL, classify};
 pub const QUERY_PROGRAMS: [&str; 9] = [
     "id", "getent", "stat", "cat", "ls", "test", "uname", "readlink", "whoami",
 ];
+/// Output a command inside a container may return: the same as the sandbox's string limit.
+const MAX_EXEC_OUTPUT: usize = crate::script::engine::limits::STRING_SIZE;
 /// Timeout for list, inspect and other quick API calls.
 pub const API_TIMEOUT: Duration = Duration::from_secs(30);
 /// Extra time granted to a stop beyond the container's own stop timeout (the kill and cleanup).
@@ -48,6 +50,8 @@ pub enum DockerError {
         "{0:?} is not a read-only inspection program (allowed: id, getent, stat, cat, ls, test, uname, readlink, whoami)"
     )]
     NotReadOnly(String),
+    #[error("{what}: output exceeds {limit} bytes and was cut off")]
+    OutputTooLarge { what: String, limit: usize },
     #[error("the command to run is empty")]
     EmptyCommand,
     #[error("engine call {what} did not answer within {secs} s")]
@@ -108,6 +112,21 @@ pub struct SetReport {
     pub failed: Vec<SetFailure>,
 }
 
+impl crate::effects::Partial for SetReport {
+    fn partial_failure(&self) -> Option<String> {
+        (!self.failed.is_empty()).then(|| {
+            self.failed
+                .iter()
+                .map(|f| format!("{}: {}", f.id, f.error))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+}
+
+/// A command's own exit status is its result, not a failure of the action.
+impl crate::effects::Partial for ExecOutput {}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SetFailure {
     pub id: String,
@@ -150,11 +169,22 @@ impl Engine {
         }
     }
 
+    /// Whether anything exists at the socket path. Only "not found" counts as absent: a path
+    /// that cannot be checked (permissions, a loop, a dangling link) is an error, because
+    /// "absent" is the answer that means no container can be running.
+    pub fn socket_present(&self) -> Result<bool, DockerError> {
+        match std::fs::symlink_metadata(&self.socket) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(self.unreachable(format!("cannot check the socket path: {e}"))),
+        }
+    }
+
     fn client(&self, rt: &Runtime) -> Result<&Docker, DockerError> {
         if let Some(client) = self.client.get() {
             return Ok(client);
         }
-        if !self.socket.exists() {
+        if !self.socket_present()? {
             return Err(self.unreachable("the socket does not exist"));
         }
         let path = self.socket.to_string_lossy().into_owned();
@@ -172,15 +202,23 @@ impl Engine {
     pub fn status(&self, rt: &Runtime) -> EngineStatus {
         let mut status = EngineStatus {
             socket: self.socket.display().to_string(),
-            present: self.socket.exists(),
+            present: true,
             reachable: false,
             version: String::new(),
             api_version: String::new(),
             error: String::new(),
         };
-        if !status.present {
-            status.error = "the socket does not exist".into();
-            return status;
+        match self.socket_present() {
+            Ok(true) => {}
+            Ok(false) => {
+                status.present = false;
+                status.error = "the socket does not exist".into();
+                return status;
+            }
+            Err(e) => {
+                status.error = first_line(&e.to_string());
+                return status;
+            }
         }
         let result = self.client(rt).and_then(|docker| {
             timed(rt, "version", API_TIMEOUT, docker.version()).map_err(|e| self.unreachable(e))
@@ -205,7 +243,7 @@ impl Engine {
         rt: &Runtime,
         all: bool,
     ) -> Result<Option<Vec<ContainerInfo>>, DockerError> {
-        if !self.socket.exists() {
+        if !self.socket_present()? {
             return Ok(None);
         }
         let docker = self.client(rt)?;
@@ -343,26 +381,51 @@ impl Engine {
                     },
                 )
                 .await?;
-            let mut out = ExecOutput::default();
+            // Bytes are collected whole and decoded once, so a character split across two
+            // chunks survives; a container that floods its output is cut off, not buffered.
+            let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+            let mut too_large = false;
             if let StartExecResults::Attached { mut output, .. } =
                 docker.start_exec(&created.id, None).await?
             {
                 while let Some(chunk) = output.next().await {
                     match chunk? {
                         bollard::container::LogOutput::StdErr { message } => {
-                            out.stderr.push_str(&String::from_utf8_lossy(&message));
+                            stderr.extend_from_slice(&message);
                         }
-                        other => out
-                            .stdout
-                            .push_str(&String::from_utf8_lossy(&other.into_bytes())),
+                        other => stdout.extend_from_slice(&other.into_bytes()),
+                    }
+                    if stdout.len() + stderr.len() > MAX_EXEC_OUTPUT {
+                        too_large = true;
+                        break;
                     }
                 }
             }
-            let inspected = docker.inspect_exec(&created.id).await?;
-            out.exit_code = inspected.exit_code.unwrap_or(-1);
-            Ok::<_, BollardError>(out)
+            let exit_code = if too_large {
+                -1
+            } else {
+                docker
+                    .inspect_exec(&created.id)
+                    .await?
+                    .exit_code
+                    .unwrap_or(-1)
+            };
+            let out = ExecOutput {
+                exit_code,
+                stdout: String::from_utf8_lossy(&stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            };
+            Ok::<_, BollardError>((out, too_large))
         };
-        timed(rt, &what, timeout, run).map_err(|e| not_found_or(name, &what, e))
+        let (out, too_large) =
+            timed(rt, &what, timeout, run).map_err(|e| not_found_or(name, &what, e))?;
+        if too_large {
+            return Err(DockerError::OutputTooLarge {
+                what,
+                limit: MAX_EXEC_OUTPUT,
+            });
+        }
+        Ok(out)
     }
 
     /// Stops every container of the set at once; each gets `timeout` to shut down before the

@@ -8,6 +8,7 @@ pub mod docker;
 pub mod platform;
 pub mod sysbox;
 pub mod systemd;
+pub mod trust;
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -71,8 +72,9 @@ impl Host {
                 .join(".lima/containai-docker/sock/docker.sock"),
             (None, _) => under_root(&root, Path::new(LINUX_SOCKET)),
         };
-        let journal =
-            (options.mode == Mode::Live).then(|| under_root(&root, Path::new(JOURNAL_FILE)));
+        // Always known: a REPL that switches to live mode journals from then on. The gate writes
+        // to it only for actions it performs.
+        let journal = Some(under_root(&root, Path::new(JOURNAL_FILE)));
         Ok(Self {
             engine: docker::Engine::new(socket),
             gate: Gate::new(options.mode, journal),

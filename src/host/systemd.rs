@@ -1,6 +1,10 @@
 //! The units family: reads and writes unit files under `<root>/etc/systemd/system` only, and asks
 //! `systemctl` (found on `PATH`) to reload or restart. Unit names are validated, so a script can
-//! never turn a unit name into a path elsewhere. Writes are atomic (temporary file + rename).
+//! never turn a unit name into a path elsewhere, and only ContainAI's own units may be written or
+//! restarted: a unit file is a command run as root, so a script must not be able to create or
+//! restart arbitrary ones. Writes are atomic (temporary file + rename). With `--root` other than
+//! `/`, `systemctl` and `dpkg` get `--root=DIR` too, so they act on that tree or refuse (systemctl
+//! does not reload or restart under `--root`) instead of changing the running machine.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -20,6 +24,12 @@ pub enum UnitError {
         "invalid unit name {0:?}: expected NAME.service, NAME.socket or NAME.timer without slashes"
     )]
     InvalidName(String),
+    #[error("refusing to {verb} unit {name}: cai only {verb}s {allowed}")]
+    NotManaged {
+        verb: &'static str,
+        name: String,
+        allowed: &'static str,
+    },
     #[error("cannot {what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -51,6 +61,35 @@ pub fn validate_name(name: &str) -> Result<(), UnitError> {
     }
 }
 
+/// Units a script may write: ContainAI's own (`containai-*`).
+pub fn check_writable(name: &str) -> Result<(), UnitError> {
+    validate_name(name)?;
+    if name.starts_with("containai-") {
+        Ok(())
+    } else {
+        Err(UnitError::NotManaged {
+            verb: "write",
+            name: name.to_string(),
+            allowed: "containai-* units",
+        })
+    }
+}
+
+/// Units a script may restart: ContainAI's own and the sysbox services.
+pub fn check_restartable(name: &str) -> Result<(), UnitError> {
+    validate_name(name)?;
+    let sysbox = ["sysbox.service", "sysbox-mgr.service", "sysbox-fs.service"];
+    if name.starts_with("containai-") || sysbox.contains(&name) {
+        Ok(())
+    } else {
+        Err(UnitError::NotManaged {
+            verb: "restart",
+            name: name.to_string(),
+            allowed: "containai-* units and sysbox.service, sysbox-mgr.service, sysbox-fs.service",
+        })
+    }
+}
+
 pub fn unit_path(host: &Host, name: &str) -> Result<PathBuf, UnitError> {
     validate_name(name)?;
     Ok(host.path(UNIT_DIR).join(name))
@@ -71,6 +110,7 @@ pub fn read(host: &Host, name: &str) -> Result<Option<String>, UnitError> {
 }
 
 pub fn write(_: Approval, host: &Host, name: &str, text: &str) -> Result<(), UnitError> {
+    check_writable(name)?;
     let path = unit_path(host, name)?;
     let dir = host.path(UNIT_DIR);
     let io = |what, source| UnitError::Io {
@@ -89,17 +129,28 @@ pub fn write(_: Approval, host: &Host, name: &str, text: &str) -> Result<(), Uni
     Ok(())
 }
 
-pub fn daemon_reload(_: Approval) -> Result<(), UnitError> {
-    systemctl(&["daemon-reload"])
+pub fn daemon_reload(_: Approval, host: &Host) -> Result<(), UnitError> {
+    systemctl(host, &["daemon-reload"])
 }
 
-pub fn restart(_: Approval, name: &str) -> Result<(), UnitError> {
-    validate_name(name)?;
-    systemctl(&["restart", name])
+pub fn restart(_: Approval, host: &Host, name: &str) -> Result<(), UnitError> {
+    check_restartable(name)?;
+    systemctl(host, &["restart", name])
 }
 
-fn systemctl(args: &[&str]) -> Result<(), UnitError> {
-    let out = command::run("systemctl", args, SYSTEMCTL_TIMEOUT)?;
+/// `--root=DIR` for programs that understand it, when `--root` is not `/`.
+fn root_args(host: &Host) -> Vec<String> {
+    if host.root() == std::path::Path::new("/") {
+        Vec::new()
+    } else {
+        vec![format!("--root={}", host.root().display())]
+    }
+}
+
+fn systemctl(host: &Host, args: &[&str]) -> Result<(), UnitError> {
+    let mut full = root_args(host);
+    full.extend(args.iter().map(ToString::to_string));
+    let out = command::run("systemctl", &full, SYSTEMCTL_TIMEOUT)?;
     if out.success() {
         Ok(())
     } else {
@@ -112,12 +163,11 @@ fn systemctl(args: &[&str]) -> Result<(), UnitError> {
 }
 
 /// Installs a `.deb` with `dpkg -i`. The path must name an existing regular `.deb` file.
-pub fn install_deb(_: Approval, path: &std::path::Path) -> Result<(), UnitError> {
-    let out = command::run(
-        "dpkg",
-        &[std::ffi::OsStr::new("-i"), path.as_os_str()],
-        SYSTEMCTL_TIMEOUT,
-    )?;
+pub fn install_deb(_: Approval, host: &Host, path: &std::path::Path) -> Result<(), UnitError> {
+    let mut args: Vec<std::ffi::OsString> = root_args(host).into_iter().map(Into::into).collect();
+    args.push("-i".into());
+    args.push(path.as_os_str().to_owned());
+    let out = command::run("dpkg", &args, SYSTEMCTL_TIMEOUT)?;
     if out.success() {
         Ok(())
     } else {
@@ -132,6 +182,31 @@ pub fn install_deb(_: Approval, path: &std::path::Path) -> Result<(), UnitError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_containai_units_are_written_and_only_ours_or_sysbox_restarted() {
+        assert!(check_writable("containai-docker.service").is_ok());
+        assert!(check_writable("containai-stop.service").is_ok());
+        for bad in [
+            "ssh.service",
+            "sysbox.service",
+            "evil.service",
+            "../containai-x.service",
+        ] {
+            assert!(check_writable(bad).is_err(), "{bad}");
+        }
+        for ok in [
+            "containai-docker.service",
+            "sysbox.service",
+            "sysbox-mgr.service",
+            "sysbox-fs.service",
+        ] {
+            assert!(check_restartable(ok).is_ok(), "{ok}");
+        }
+        for bad in ["ssh.service", "sysbox-evil.service", "docker.service"] {
+            assert!(check_restartable(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn unit_names_are_validated() {

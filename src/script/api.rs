@@ -225,7 +225,7 @@ pub const PRIMITIVES: &[Primitive] = &[
         "write",
         "units::write(name: string, text: string) -> bool",
         "writes a unit file in /etc/systemd/system atomically; true when the text changed",
-        "units::write(\"cai-example.service\", \"[Unit]\\n\")",
+        "units::write(\"containai-example.service\", \"[Unit]\\n\")",
     ),
     write(
         "units",
@@ -239,7 +239,7 @@ pub const PRIMITIVES: &[Primitive] = &[
         "restart",
         "units::restart(name: string)",
         "systemctl restart NAME",
-        "units::restart(\"cai-example.service\")",
+        "units::restart(\"containai-example.service\")",
     ),
     write(
         "packages",

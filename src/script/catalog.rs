@@ -7,13 +7,13 @@
 //! test. There is deliberately no switch that turns this check off.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::api::API_VERSION;
+use crate::host::trust::{Trust, TrustError};
 
 /// Bundled scripts: (name, text). A test checks this table against the files in `stdlib/`.
 pub const BUNDLED: &[(&str, &str)] = &[
@@ -105,15 +105,10 @@ pub enum CatalogError {
         "no script named {0:?}\nhelp: `cai scripts list` shows the available scripts; pass a path ending in .rhai to run a file"
     )]
     NotFound(String),
-    #[error(
-        "refusing {path}: {reason}\nhelp: scripts run as root; fix with `chown root:root {path} && chmod go-w {path}`"
-    )]
-    Unsafe { path: PathBuf, reason: String },
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Untrusted(#[from] TrustError),
+    #[error("script file {} does not exist\nhelp: check the path, or `cai scripts list` for catalog scripts", .0.display())]
+    FileMissing(PathBuf),
     #[error(
         "{script}: {reason}\nhelp: start the script with `//! version: 1.0.0` and `//! api: 1`"
     )]
@@ -187,24 +182,16 @@ pub fn validate_name(name: &str) -> Result<(), CatalogError> {
 pub struct Catalog {
     site_dir: PathBuf,
     user_dir: Option<PathBuf>,
-    /// Owners allowed besides root: this process's user and the user who invoked sudo.
-    owners: Vec<u32>,
+    trust: Trust,
 }
 
 impl Catalog {
-    /// `user_dir` is used only when not running as root. `sudo_uid` is the user who ran `sudo`
-    /// (from `SUDO_UID`), who counts as the invoking user when running as root.
-    pub fn new(site_dir: PathBuf, user_dir: Option<PathBuf>, sudo_uid: Option<u32>) -> Self {
-        let euid = rustix::process::geteuid().as_raw();
-        let mut owners = vec![0, euid];
-        if euid == 0 {
-            owners.extend(sudo_uid);
-        }
-        owners.dedup();
+    /// `user_dir` is used only when not running as root.
+    pub fn new(site_dir: PathBuf, user_dir: Option<PathBuf>, trust: Trust) -> Self {
         Self {
             site_dir,
-            user_dir: if euid == 0 { None } else { user_dir },
-            owners,
+            user_dir: if trust.is_root() { None } else { user_dir },
+            trust,
         }
     }
 
@@ -222,10 +209,13 @@ impl Catalog {
         validate_name(name)?;
         for (source, dir) in self.layers() {
             let path = dir.join(format!("{name}.rhai"));
-            match std::fs::symlink_metadata(&path) {
-                Ok(_) => return self.load(name, source, &path),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(CatalogError::Read { path, source }),
+            if let Some(text) = self.trust.read(&path)? {
+                return Ok(Script {
+                    name: name.to_string(),
+                    source,
+                    path: Some(path),
+                    text,
+                });
             }
         }
         BUNDLED
@@ -246,93 +236,16 @@ impl Catalog {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        self.load(&name, Source::File, path)
-    }
-
-    fn load(&self, name: &str, source: Source, path: &Path) -> Result<Script, CatalogError> {
-        let text = self.read_vetted(path)?;
+        let text = self
+            .trust
+            .read(path)?
+            .ok_or_else(|| CatalogError::FileMissing(path.to_path_buf()))?;
         Ok(Script {
-            name: name.to_string(),
-            source,
+            name,
+            source: Source::File,
             path: Some(path.to_path_buf()),
             text,
         })
-    }
-
-    /// Reads a script that only root or the invoking user could have written.
-    ///
-    /// The file is opened without following a symlink and checked through the open descriptor,
-    /// so it cannot be swapped between the check and the read; every directory above it must
-    /// pass the same test (sticky directories like /tmp excepted from the writable check, since
-    /// they only let owners replace their files).
-    pub fn read_vetted(&self, path: &Path) -> Result<String, CatalogError> {
-        use rustix::fs::{Mode, OFlags};
-        let unsafe_because = |reason: String| CatalogError::Unsafe {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let read_error = |source: std::io::Error| CatalogError::Read {
-            path: path.to_path_buf(),
-            source,
-        };
-        let fd = rustix::fs::open(
-            path,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
-            Mode::empty(),
-        )
-        .map_err(|e| {
-            if e == rustix::io::Errno::LOOP {
-                unsafe_because("it is a symlink (symlinks are not followed)".into())
-            } else {
-                read_error(e.into())
-            }
-        })?;
-        let mut file = std::fs::File::from(fd);
-        let meta = file.metadata().map_err(read_error)?;
-        if !meta.file_type().is_file() {
-            return Err(unsafe_because("not a regular file".into()));
-        }
-        self.check_owner_and_mode(&meta, "the file")
-            .map_err(unsafe_because)?;
-        let parent = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let parent = std::fs::canonicalize(parent).map_err(read_error)?;
-        for dir in parent.ancestors() {
-            let dir_meta = std::fs::metadata(dir).map_err(read_error)?;
-            let what = if dir == parent {
-                "its directory".to_string()
-            } else {
-                format!("the directory {} above it", dir.display())
-            };
-            if dir_meta.permissions().mode() & 0o1000 == 0 {
-                self.check_owner_and_mode(&dir_meta, &what)
-                    .map_err(unsafe_because)?;
-            }
-        }
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut file, &mut text).map_err(read_error)?;
-        Ok(text)
-    }
-
-    fn check_owner_and_mode(&self, meta: &std::fs::Metadata, what: &str) -> Result<(), String> {
-        let mode = meta.permissions().mode();
-        if !self.owners.contains(&meta.uid()) {
-            let allowed: Vec<String> = self.owners.iter().map(ToString::to_string).collect();
-            return Err(format!(
-                "{what} is owned by uid {} (only uid {} may own scripts)",
-                meta.uid(),
-                allowed.join(" or ")
-            ));
-        }
-        if mode & 0o022 != 0 {
-            return Err(format!(
-                "{what} is group- or world-writable (mode {:o})",
-                mode & 0o7777
-            ));
-        }
-        Ok(())
     }
 
     /// Every script name that resolves, with its effective copy (or the error that refuses it).

@@ -152,6 +152,12 @@ impl ModuleResolver for CatalogResolver {
             ))
         };
         validate_name(path).map_err(|e| refuse(e.to_string()))?;
+        if !path.starts_with("lib/") {
+            // A top-level script runs its whole flow when evaluated; only modules are importable.
+            return Err(refuse(
+                "only modules under lib/ can be imported, not top-level scripts".into(),
+            ));
+        }
         if let Some(module) = self.cache.borrow().get(path) {
             return Ok(module.clone());
         }

@@ -140,7 +140,11 @@ mod tests {
     fn every_primitive_in_the_table_is_registered_and_nothing_else() {
         let root = tempfile::tempdir().unwrap();
         let host = dry_run_host(root.path().to_path_buf());
-        let catalog = Rc::new(Catalog::new(root.path().join("scripts"), None, None));
+        let catalog = Rc::new(Catalog::new(
+            root.path().join("scripts"),
+            None,
+            crate::host::trust::Trust::new(None),
+        ));
         let (_, names) = engine::build(&host, &catalog, options(&host, Vec::new(), false));
         let registered: BTreeSet<String> = names.into_iter().collect();
         let table: BTreeSet<String> = api::PRIMITIVES.iter().map(api::Primitive::path).collect();
@@ -151,7 +155,11 @@ mod tests {
     fn every_documented_example_runs_in_a_dry_run_and_mutations_are_planned() {
         let root = tempfile::tempdir().unwrap();
         let host = dry_run_host(root.path().to_path_buf());
-        let catalog = Rc::new(Catalog::new(root.path().join("scripts"), None, None));
+        let catalog = Rc::new(Catalog::new(
+            root.path().join("scripts"),
+            None,
+            crate::host::trust::Trust::new(None),
+        ));
         let (engine, _) = engine::build(&host, &catalog, options(&host, Vec::new(), false));
         for p in api::PRIMITIVES {
             let before = host.gate.plan().len();

@@ -178,7 +178,13 @@ pub fn run(host: &Rc<Host>, catalog: &Rc<Catalog>) -> anyhow::Result<u8> {
         match input {
             ":quit" | ":q" | ":exit" => break,
             ":help" => println!("{HELP}"),
-            ":plan" => println!("{}", render::plan_human(&host.gate.plan())),
+            ":plan" => {
+                println!("{}", render::plan_human(&host.gate.plan()));
+                let journal = host.gate.journal();
+                if !journal.is_empty() {
+                    println!("{}", render::journal_human(&journal));
+                }
+            }
             ":api" => {
                 for p in PRIMITIVES {
                     println!(

@@ -21,6 +21,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
 
     let h = host.clone();
     reg.add("units", "write", move |name: &str, text: &str| {
+        systemd::check_writable(name).map_err(fail)?;
         let path = systemd::unit_path(&h, name).map_err(fail)?;
         let current = systemd::read(&h, name).map_err(fail)?;
         let changed = current.as_deref() != Some(text);
@@ -45,16 +46,16 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     reg.add("units", "daemon_reload", move || {
         let action = Action::new("units.daemon_reload", "systemd", json!({}));
         h.gate
-            .apply(action, || (), systemd::daemon_reload)
+            .apply(action, || (), |ok| systemd::daemon_reload(ok, &h))
             .map_err(fail)
     });
 
     let h = host.clone();
     reg.add("units", "restart", move |name: &str| {
-        systemd::validate_name(name).map_err(fail)?;
+        systemd::check_restartable(name).map_err(fail)?;
         let action = Action::new("units.restart", name, json!({}));
         h.gate
-            .apply(action, || (), |ok| systemd::restart(ok, name))
+            .apply(action, || (), |ok| systemd::restart(ok, &h, name))
             .map_err(fail)
     });
 
@@ -84,7 +85,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
             json!({ "bytes": meta.len() }),
         );
         h.gate
-            .apply(action, || (), |ok| systemd::install_deb(ok, &file))
+            .apply(action, || (), |ok| systemd::install_deb(ok, &h, &file))
             .map_err(fail)
     });
 }
