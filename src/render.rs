@@ -66,22 +66,28 @@ fn details_text(details: &serde_json::Value) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(", "))
 }
 
+/// Everything a `--json` run prints: one document, also when the script failed.
+pub struct RunDocument<'a> {
+    pub mode: Mode,
+    pub plan: &'a [Action],
+    pub journal: &'a [JournalEntry],
+    pub reports: &'a [serde_json::Value],
+    pub result: &'a serde_json::Value,
+    pub exit_code: u8,
+    /// Why the script failed, when it did.
+    pub error: Option<&'a str>,
+}
+
 /// The JSON document printed by `cai run --json`.
-pub fn run_json(
-    mode: Mode,
-    plan: &[Action],
-    journal: &[JournalEntry],
-    reports: &[serde_json::Value],
-    result: &serde_json::Value,
-    exit_code: u8,
-) -> String {
+pub fn run_json(doc: &RunDocument<'_>) -> String {
     let doc = json!({
-        "mode": mode,
-        "reports": reports,
-        "plan": plan,
-        "journal": journal,
-        "result": result,
-        "exit_code": exit_code,
+        "mode": doc.mode,
+        "reports": doc.reports,
+        "plan": doc.plan,
+        "journal": doc.journal,
+        "result": doc.result,
+        "exit_code": doc.exit_code,
+        "error": doc.error,
     });
     serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".to_string())
 }

@@ -279,3 +279,28 @@ fn update_alias_is_fail_closed_and_changes_nothing() {
     before.retain(|k, _| !k.ends_with("dockerd.log") && !k.ends_with("dockerd.err"));
     assert_eq!(after, before);
 }
+
+#[test]
+fn json_runs_print_one_document_even_when_the_script_fails() {
+    let host = TestHost::new();
+    let script = host.script(
+        "fails.rhai",
+        "//! version: 1.0.0\n//! api: 1\nunits::daemon_reload();\ncontainers::stop([\"a\"], 0);\n",
+    );
+    let (code, stdout, stderr) =
+        host.run(&["run", "--dry-run", "--json", script.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON document");
+    assert_eq!(doc["exit_code"], 1);
+    assert_eq!(doc["plan"].as_array().unwrap().len(), 1);
+    // A primitive's own error points at its call in the script.
+    let error = doc["error"].as_str().unwrap();
+    assert!(
+        error.contains("fails.rhai:4:13: containers::stop: timeout 0 s is outside 1..=3600"),
+        "{error}"
+    );
+    assert!(
+        stderr.contains("4 | containers::stop([\"a\"], 0);"),
+        "{stderr}"
+    );
+}

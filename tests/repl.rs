@@ -83,7 +83,7 @@ fn repl_reports_errors_and_keeps_going() {
         rexpect::session::spawn_command(cmd, Some(15_000)).expect("spawn cai repl in a PTY");
     p.exp_string("cai[dry-run]> ").unwrap();
     p.send_line("no_such_fn(1)").unwrap();
-    p.exp_string("Function not found: no_such_fn").unwrap();
+    p.exp_string("function not found: no_such_fn").unwrap();
     p.exp_string("cai[dry-run]> ").unwrap();
     p.send_line("let x = 5;").unwrap();
     p.exp_string("cai[dry-run]> ").unwrap();

@@ -131,7 +131,7 @@ fn errors_show_file_line_column_source_and_caret() {
     assert_eq!(code, 1);
     let path = host.home.path().join("scripts/t.rhai");
     let expected = format!(
-        "error: {}:4:9: Function not found: no_such_fn (i64)\n  |\n4 | let b = no_such_fn(a);\n  |         ^",
+        "error: {}:4:9: function not found: no_such_fn (i64)\n  |\n4 | let b = no_such_fn(a);\n  |         ^",
         path.display()
     );
     assert!(stderr.contains(&expected), "{stderr}");

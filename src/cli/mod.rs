@@ -15,7 +15,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::Context;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::config::{Config, SITE_CONFIG};
@@ -252,14 +251,18 @@ impl Ctx {
     fn probe(cli: &Cli, mode: Mode) -> anyhow::Result<Ctx> {
         let root = match &cli.root {
             Some(root) => {
-                let meta = std::fs::metadata(root)
-                    .with_context(|| format!("cannot use --root {}", root.display()))?;
-                anyhow::ensure!(
-                    meta.is_dir(),
-                    "--root {} is not a directory",
-                    root.display()
-                );
-                root.clone()
+                let is_dir = std::fs::metadata(root).map(|m| m.is_dir());
+                match is_dir {
+                    Ok(true) => root.clone(),
+                    Ok(false) => anyhow::bail!(
+                        "--root {} is not a directory\nhelp: pass the directory that holds the host tree",
+                        root.display()
+                    ),
+                    Err(e) => anyhow::bail!(
+                        "cannot use --root {}: {e}\nhelp: pass an existing directory",
+                        root.display()
+                    ),
+                }
             }
             None => PathBuf::from("/"),
         };
@@ -335,23 +338,37 @@ impl Ctx {
 
     fn run_script(&self, script: &Script, args: Vec<String>, json: bool) -> anyhow::Result<u8> {
         self.install_interrupt_handler();
-        let finished = script::run(&self.host, &self.catalog, script, args, json)?;
+        let outcome = script::run(&self.host, &self.catalog, script, args, json);
         let gate = &self.host.gate;
         if json {
-            println!(
-                "{}",
-                render::run_json(
-                    gate.mode(),
-                    &gate.plan(),
-                    &gate.journal(),
-                    &self.host.reports.borrow(),
-                    &finished.value,
-                    finished.exit_code
-                )
-            );
+            // Tools reading stdout get one document whether the script finished or failed.
+            let (result, exit_code, error) = match &outcome {
+                Ok(finished) => (finished.value.clone(), finished.exit_code, None),
+                Err(e) => {
+                    let code = if e.interrupted() {
+                        exit::INTERRUPTED
+                    } else {
+                        exit::FAILURE
+                    };
+                    (serde_json::Value::Null, code, Some(e.to_string()))
+                }
+            };
+            let doc = render::RunDocument {
+                mode: gate.mode(),
+                plan: &gate.plan(),
+                journal: &gate.journal(),
+                reports: &self.host.reports.borrow(),
+                result: &result,
+                exit_code,
+                error: error.as_deref(),
+            };
+            println!("{}", render::run_json(&doc));
         } else if gate.is_dry_run() {
             println!("{}", render::plan_human(&gate.plan()));
+        } else if outcome.is_err() && !gate.journal().is_empty() {
+            // A live run that failed part-way: say exactly what it had already done.
+            eprintln!("{}", render::journal_human(&gate.journal()));
         }
-        Ok(finished.exit_code)
+        Ok(outcome?.exit_code)
     }
 }

@@ -40,9 +40,7 @@ pub enum DockerError {
         "cannot reach the engine at {socket}: {reason}\nhelp: check the engine with `systemctl status containai-docker`"
     )]
     Unreachable { socket: PathBuf, reason: String },
-    #[error(
-        "container {0} not found\nhelp: list managed containers with `cai run` on a script calling containers::list_managed()"
-    )]
+    #[error("container {0} not found on the containai-docker engine")]
     NotFound(String),
     #[error("engine call {what} failed: {message}")]
     Api { what: String, message: String },

@@ -26,21 +26,37 @@ pub fn from_parse(err: &ParseError, file: &str, source: &str) -> ScriptError {
             file,
             source,
             err.position(),
-            &format!("syntax error: {}", err.err_type()),
+            &format!(
+                "syntax error: {}",
+                lowercase_first(&err.err_type().to_string())
+            ),
         ),
         interrupted: false,
     }
 }
 
 pub fn from_eval(err: &EvalAltResult, file: &str, source: &str, budget_secs: u64) -> ScriptError {
-    // The innermost error carries the real message; inside a function of the same file its
-    // position is also the precise one. Inside an imported module, point at the import instead.
+    from_eval_in(err, file, source, budget_secs, &|_| true)
+}
+
+/// Like [`from_eval`] for text that defines only some of the functions it calls (a REPL entry):
+/// `defined_here` tells which function names the text itself defines.
+pub fn from_eval_in(
+    err: &EvalAltResult,
+    file: &str,
+    source: &str,
+    budget_secs: u64,
+    defined_here: &dyn Fn(&str) -> bool,
+) -> ScriptError {
+    // The innermost error carries the real message. Its position is the precise one only while
+    // the error stays in this file's text; once it comes from an imported module or a function
+    // defined elsewhere (an earlier REPL entry), point at the deepest call site in this file.
     let inner = err.unwrap_inner();
     let in_module = has_module_layer(err);
-    let pos = if in_module || inner.position().is_none() {
+    let pos = if in_module {
         err.position()
     } else {
-        inner.position()
+        position_in(err, file, defined_here)
     };
     let mut interrupted = false;
     let message = match inner {
@@ -84,6 +100,20 @@ pub fn from_eval(err: &EvalAltResult, file: &str, source: &str, budget_secs: u64
     }
 }
 
+/// The deepest position that still refers to `file`'s text.
+fn position_in(err: &EvalAltResult, file: &str, defined_here: &dyn Fn(&str) -> bool) -> Position {
+    match err {
+        EvalAltResult::ErrorInFunctionCall(name, source, inner, pos) => {
+            if (!source.is_empty() && source != file) || !defined_here(name) {
+                return *pos;
+            }
+            let deeper = position_in(inner, file, defined_here);
+            if deeper.is_none() { *pos } else { deeper }
+        }
+        other => other.position(),
+    }
+}
+
 fn has_module_layer(err: &EvalAltResult) -> bool {
     module_name(err).is_some()
 }
@@ -105,8 +135,21 @@ fn without_position(err: &EvalAltResult) -> String {
     }
 }
 
+/// Messages start lowercase like every other `cai` error; acronyms ("API") stay as they are.
+fn lowercase_first(message: &str) -> String {
+    let mut chars = message.chars();
+    match (chars.next(), chars.next()) {
+        (Some(first), Some(second)) if first.is_uppercase() && !second.is_uppercase() => first
+            .to_lowercase()
+            .chain(message.chars().skip(1))
+            .collect(),
+        _ => message.to_string(),
+    }
+}
+
 /// `file:line:col: message` plus the source line and a caret.
 pub fn located(file: &str, source: &str, pos: Position, message: &str) -> String {
+    let message = lowercase_first(message);
     let (Some(line), col) = (pos.line(), pos.position().unwrap_or(1)) else {
         return format!("{file}: {message}");
     };

@@ -162,6 +162,7 @@ pub fn run(host: &Rc<Host>, catalog: &Rc<Catalog>) -> anyhow::Result<u8> {
     eprintln!("cai repl: dry-run mode, mutating primitives only record a plan; :help for commands");
     let mut scope = Scope::new();
     let mut functions = AST::empty();
+    let mut entries = 0_usize;
     loop {
         let line = match editor.readline(prompt(host.gate.mode())) {
             Ok(line) => line,
@@ -210,11 +211,13 @@ pub fn run(host: &Rc<Host>, catalog: &Rc<Catalog>) -> anyhow::Result<u8> {
             _ => {
                 budget.restart();
                 host.interrupted.store(false, Ordering::SeqCst);
+                entries += 1;
                 eval_entry(
                     &engine,
                     &mut scope,
                     &mut functions,
                     &line,
+                    entries,
                     budget.limit().as_secs(),
                 );
             }
@@ -235,20 +238,26 @@ fn save_history(editor: &mut Editor<ReplHelper, DefaultHistory>, path: Option<&P
 }
 
 /// Compiles one entry, keeps its function definitions for later entries, and prints its value.
+///
+/// Each entry is labelled `repl#N`; an error inside a function defined by an earlier entry points
+/// at the call in this entry, not at unrelated text.
 fn eval_entry(
     engine: &Engine,
     scope: &mut Scope,
     functions: &mut AST,
     input: &str,
+    entry: usize,
     budget_secs: u64,
 ) {
+    let label = format!("repl#{entry}");
     let ast = match engine.compile_with_scope(scope, input) {
         Ok(ast) => ast,
         Err(e) => {
-            eprintln!("error: {}", error::from_parse(&e, "repl", input));
+            eprintln!("error: {}", error::from_parse(&e, &label, input));
             return;
         }
     };
+    let defined: Vec<String> = ast.iter_functions().map(|f| f.name.to_string()).collect();
     *functions = functions.merge(&ast.clone_functions_only());
     let runnable = functions.merge(&ast);
     match engine.eval_ast_with_scope::<Dynamic>(scope, &runnable) {
@@ -256,7 +265,9 @@ fn eval_entry(
         Ok(value) => println!("=> {value:?}"),
         Err(e) => eprintln!(
             "error: {}",
-            error::from_eval(&e, "repl", input, budget_secs)
+            error::from_eval_in(&e, &label, input, budget_secs, &|name| {
+                defined.iter().any(|d| d == name)
+            })
         ),
     }
 }

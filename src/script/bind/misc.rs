@@ -4,9 +4,9 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::rc::Rc;
 
-use rhai::{Array, Dynamic};
+use rhai::{Array, Dynamic, NativeCallContext};
 
-use super::{Registrar, fail, to_dynamic};
+use super::{Registrar, fail_at, to_dynamic};
 use crate::host::{Host, platform, sysbox};
 use crate::render::{self, CheckRecord, Status};
 
@@ -34,23 +34,27 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>, args: &Rc<Vec<String>>, js
     });
 
     let h = host.clone();
-    reg.add("report", "checks", move |records: Array| {
-        let records = records
-            .into_iter()
-            .map(|r| rhai::serde::from_dynamic::<CheckRecord>(&r))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| fail(format!("report::checks: malformed record: {e}")))?;
-        if json {
-            // With --json the records join the one document printed at the end of the run.
-            h.reports.borrow_mut().push(render::checks_value(&records));
-        } else {
-            println!("{}", render::checks_human(&records));
-        }
-        Ok(
-            i64::try_from(records.iter().filter(|r| r.status == Status::Error).count())
-                .unwrap_or(i64::MAX),
-        )
-    });
+    reg.add(
+        "report",
+        "checks",
+        move |ctx: NativeCallContext, records: Array| {
+            let records = records
+                .into_iter()
+                .map(|r| rhai::serde::from_dynamic::<CheckRecord>(&r))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| fail_at(&ctx, format!("report::checks: malformed record: {e}")))?;
+            if json {
+                // With --json the records join the one document printed at the end of the run.
+                h.reports.borrow_mut().push(render::checks_value(&records));
+            } else {
+                println!("{}", render::checks_human(&records));
+            }
+            Ok(
+                i64::try_from(records.iter().filter(|r| r.status == Status::Error).count())
+                    .unwrap_or(i64::MAX),
+            )
+        },
+    );
 
     let h = host.clone();
     reg.add("prompt", "confirm", move |question: &str| {
@@ -80,10 +84,10 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>, args: &Rc<Vec<String>>, js
     reg.add(
         "sysbox",
         "installed_version",
-        || match sysbox::installed_version() {
+        |ctx: NativeCallContext| match sysbox::installed_version() {
             Ok(Some(v)) => to_dynamic(&v),
             Ok(None) => Ok(Dynamic::UNIT),
-            Err(e) => Err(fail(e)),
+            Err(e) => Err(fail_at(&ctx, e)),
         },
     );
 }

@@ -9,7 +9,10 @@ mod units;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use rhai::{Dynamic, Engine, EvalAltResult, FuncRegistration, Module, RhaiNativeFunc, Variant};
+use rhai::{
+    Dynamic, Engine, EvalAltResult, FuncRegistration, Module, NativeCallContext, RhaiNativeFunc,
+    Variant,
+};
 
 use crate::host::Host;
 
@@ -73,9 +76,13 @@ pub fn register_all(
 
 pub(crate) type Res<T> = Result<T, Box<EvalAltResult>>;
 
-/// Turns any displayable error into a script runtime error (its position is the call site).
-pub(crate) fn fail(e: impl std::fmt::Display) -> Box<EvalAltResult> {
-    e.to_string().into()
+/// Turns any displayable error into a script runtime error at the primitive's call site (the
+/// engine does not fill in positions for namespaced native calls on its own).
+pub(crate) fn fail_at(ctx: &NativeCallContext, e: impl std::fmt::Display) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorRuntime(
+        e.to_string().into(),
+        ctx.call_position(),
+    ))
 }
 
 pub(crate) fn to_dynamic<T: serde::Serialize>(value: &T) -> Res<Dynamic> {
@@ -83,15 +90,16 @@ pub(crate) fn to_dynamic<T: serde::Serialize>(value: &T) -> Res<Dynamic> {
 }
 
 /// Reads an array of strings, naming the primitive when an element is not a string.
-pub(crate) fn strings(what: &str, array: rhai::Array) -> Res<Vec<String>> {
+pub(crate) fn strings(ctx: &NativeCallContext, what: &str, array: rhai::Array) -> Res<Vec<String>> {
     array
         .into_iter()
         .map(|v| {
             let type_name = v.type_name();
             v.into_string().map_err(|_| {
-                fail(format!(
-                    "{what}: expected an array of strings, found {type_name}"
-                ))
+                fail_at(
+                    ctx,
+                    format!("{what}: expected an array of strings, found {type_name}"),
+                )
             })
         })
         .collect()
