@@ -289,3 +289,33 @@ fn every_bundled_script_compiles_and_lists_with_sha256() {
     assert_eq!(fields[3].len(), 64);
     assert!(fields[3].bytes().all(|b| b.is_ascii_hexdigit()));
 }
+
+#[test]
+fn check_follows_imports_and_covers_site_overrides() {
+    let host = TestHost::new();
+    let bad_import = host.script(
+        "imports.rhai",
+        &format!("{HEADER}import \"lib/nope\" as n;\n"),
+    );
+    let (code, _, stderr) = host.run(&["scripts", "check", bad_import.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("imports.rhai:3:1: import \"lib/nope\": no script named"),
+        "{stderr}"
+    );
+
+    // A broken site copy of a shared module fails the check of every script, and of itself.
+    let lib = host.root().join("etc/containai/scripts/lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        lib.join("common.rhai"),
+        format!("{HEADER}fn names(list) {{ list.map(|c| c.name) \n"),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = host.run(&["scripts", "check"]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stderr.contains("common.rhai:4:"), "{stderr}");
+    assert!(!stdout.contains("ok     lib/common"), "{stdout}");
+    assert!(!stdout.contains("ok     doctor"), "{stdout}");
+}

@@ -5,7 +5,6 @@ use anyhow::Context;
 use super::{Ctx, ScriptsCommand};
 use crate::exit;
 use crate::script::api::{API_VERSION, PRIMITIVES};
-use crate::script::catalog::BUNDLED;
 use crate::script::{self};
 
 pub(super) fn run(ctx: &Ctx, cmd: &ScriptsCommand) -> anyhow::Result<u8> {
@@ -77,11 +76,13 @@ fn list(ctx: &Ctx) -> anyhow::Result<u8> {
 }
 
 fn check(ctx: &Ctx, files: &[std::path::PathBuf]) -> anyhow::Result<u8> {
-    let scripts = if files.is_empty() {
-        BUNDLED
-            .iter()
-            .map(|(name, _)| ctx.catalog.resolve(name).map_err(anyhow::Error::from))
-            .collect::<Vec<_>>()
+    // Without files: every script the catalog knows, bundled and overrides alike.
+    let scripts: Vec<anyhow::Result<_>> = if files.is_empty() {
+        ctx.catalog
+            .list()
+            .into_iter()
+            .map(|(_, script)| script.map_err(anyhow::Error::from))
+            .collect()
     } else {
         files
             .iter()

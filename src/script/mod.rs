@@ -40,14 +40,64 @@ impl RunError {
     }
 }
 
-/// Checks the API version and compiles without running anything.
+/// Checks the API version and compiles without running anything; every module the script
+/// imports by a literal name must resolve, pass the same checks, and compile too.
 pub fn check(host: &Rc<Host>, catalog: &Rc<Catalog>, script: &Script) -> Result<Header, RunError> {
+    check_once(host, catalog, script, &mut Vec::new())
+}
+
+fn check_once(
+    host: &Rc<Host>,
+    catalog: &Rc<Catalog>,
+    script: &Script,
+    checked: &mut Vec<String>,
+) -> Result<Header, RunError> {
     let header = script.check_api()?;
     let (engine, _) = engine::build(host, catalog, options(host, Vec::new(), false));
-    engine
+    let file = script.display_name();
+    let ast = engine
         .compile_with_scope(&base_scope(Vec::new()), &script.text)
-        .map_err(|e| error::from_parse(&e, &script.display_name(), &script.text))?;
+        .map_err(|e| error::from_parse(&e, &file, &script.text))?;
+    for (name, pos) in literal_imports(&ast) {
+        let located = |message: String| {
+            RunError::Script(ScriptError {
+                message: error::located(&file, &script.text, pos, &message),
+                interrupted: false,
+            })
+        };
+        if !name.starts_with("lib/") {
+            return Err(located(format!(
+                "import {name:?}: only modules under lib/ can be imported"
+            )));
+        }
+        if checked.contains(&name) {
+            continue;
+        }
+        checked.push(name.clone());
+        let module = catalog.resolve(&name).map_err(|e| {
+            let reason = e.to_string();
+            located(format!(
+                "import {name:?}: {}",
+                reason.lines().next().unwrap_or("")
+            ))
+        })?;
+        check_once(host, catalog, &module, checked)?;
+    }
     Ok(header)
+}
+
+/// `import "name"` statements whose name is a string literal, with their positions.
+fn literal_imports(ast: &rhai::AST) -> Vec<(String, rhai::Position)> {
+    let mut found = Vec::new();
+    ast.walk(&mut |path: &[rhai::ASTNode]| {
+        if let Some(rhai::ASTNode::Stmt(rhai::Stmt::Import(import, pos))) = path.last() {
+            if let rhai::Expr::StringConstant(name, _) = &import.0 {
+                found.push((name.to_string(), *pos));
+            }
+        }
+        true
+    });
+    found
 }
 
 /// Runs a script to completion in the host's mode (dry-run or live).
