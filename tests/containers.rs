@@ -117,9 +117,10 @@ print(`done=${report.done.len()} gone=${report.gone.len()} failed=${report.faile
     for id in &ids {
         assert_eq!(engine.state(id), "exited");
     }
-    // Serial stops would take 8 x 2 s = 16 s; concurrent ones about 2 s plus overhead.
+    // Serial stops would take 8 x 2 s = 16 s; concurrent ones about 2 s plus start-up and
+    // engine overhead, which a loaded two-core machine stretches.
     assert!(
-        elapsed < Duration::from_secs(9),
+        elapsed < Duration::from_secs(12),
         "stopping 8 containers took {elapsed:?}"
     );
     assert!(

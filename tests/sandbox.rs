@@ -107,15 +107,25 @@ fn runaway_recursion_is_stopped() {
 
 #[test]
 fn ctrl_c_stops_a_running_script() {
+    use std::io::BufRead;
     let host = TestHost::new();
-    let script = host.script("spin.rhai", &format!("{HEADER}loop {{}}"));
-    let child = host
+    let script = host.script(
+        "spin.rhai",
+        &format!("{HEADER}print(\"spinning\");\nloop {{}}"),
+    );
+    let mut child = host
         .cai()
         .args(["run", script.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    // Interrupt only once the script is running, so the handler is surely installed.
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "spinning\n");
     let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
     let out = child.wait_with_output().unwrap();
