@@ -186,16 +186,22 @@ mod tests {
         )
     }
 
-    #[test]
-    fn every_primitive_in_the_table_is_registered_and_nothing_else() {
-        let root = tempfile::tempdir().unwrap();
-        let host = dry_run_host(root.path().to_path_buf());
+    /// A dry-run engine over an empty root, with the names it registered.
+    fn dry_run_engine(root: &std::path::Path) -> (Rc<Host>, rhai::Engine, Vec<String>) {
+        let host = dry_run_host(root.to_path_buf());
         let catalog = Rc::new(Catalog::new(
-            root.path().join("scripts"),
+            root.join("scripts"),
             None,
             crate::host::trust::Trust::new(None),
         ));
-        let (_, names) = engine::build(&host, &catalog, options(&host, Vec::new(), false));
+        let (engine, names) = engine::build(&host, &catalog, options(&host, Vec::new(), false));
+        (host, engine, names)
+    }
+
+    #[test]
+    fn every_primitive_in_the_table_is_registered_and_nothing_else() {
+        let root = tempfile::tempdir().unwrap();
+        let (_, _, names) = dry_run_engine(root.path());
         let registered: BTreeSet<String> = names.into_iter().collect();
         let table: BTreeSet<String> = api::PRIMITIVES.iter().map(api::Primitive::path).collect();
         assert_eq!(registered, table);
@@ -204,13 +210,7 @@ mod tests {
     #[test]
     fn every_documented_example_runs_in_a_dry_run_and_mutations_are_planned() {
         let root = tempfile::tempdir().unwrap();
-        let host = dry_run_host(root.path().to_path_buf());
-        let catalog = Rc::new(Catalog::new(
-            root.path().join("scripts"),
-            None,
-            crate::host::trust::Trust::new(None),
-        ));
-        let (engine, _) = engine::build(&host, &catalog, options(&host, Vec::new(), false));
+        let (host, engine, _) = dry_run_engine(root.path());
         for p in api::PRIMITIVES {
             let before = host.gate.plan().len();
             engine
