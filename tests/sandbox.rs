@@ -329,3 +329,27 @@ fn check_follows_imports_and_covers_site_overrides() {
     assert!(!stdout.contains("ok     lib/common"), "{stdout}");
     assert!(!stdout.contains("ok     doctor"), "{stdout}");
 }
+
+#[test]
+fn import_cycles_are_refused_not_a_stack_overflow() {
+    let host = TestHost::new();
+    let lib = host.root().join("etc/containai/scripts/lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        lib.join("a.rhai"),
+        format!("{HEADER}import \"lib/b\" as b;\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        lib.join("b.rhai"),
+        format!("{HEADER}import \"lib/a\" as a;\n"),
+    )
+    .unwrap();
+    let (code, _, stderr) = run_text(&host, "import \"lib/a\" as a;");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("import cycle: lib/a -> lib/b -> lib/a"),
+        "{stderr}"
+    );
+}

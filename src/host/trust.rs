@@ -94,9 +94,7 @@ impl Trust {
             Ok(fd) => fd,
             Err(Errno::NOENT) => return Ok(None),
             Err(Errno::LOOP) => {
-                return Err(
-                    self.unsafe_path(path, "it is a symlink (symlinks are not followed)".into())
-                );
+                return Err(self.not_a_file(path, "it is a symlink (symlinks are not followed)"));
             }
             Err(e) => return Err(read_error(e.into())),
         };
@@ -116,7 +114,7 @@ impl Trust {
         let file_type = FileType::from_raw_mode(stat.st_mode);
         let what = match kind {
             Kind::File if file_type != FileType::RegularFile => {
-                return Err(self.unsafe_path(path, "not a regular file".into()));
+                return Err(self.not_a_file(path, "not a regular file"));
             }
             Kind::File => "the file",
             Kind::Directory => "the directory",
@@ -151,6 +149,15 @@ impl Trust {
             help: format!(
                 "cai runs as root and reads only files nobody else can change; fix with `chown root:root {shown} && chmod go-w {shown}`"
             ),
+        }
+    }
+
+    /// Not a plain file (a symlink, directory, FIFO or device): no chmod makes it one.
+    fn not_a_file(&self, path: &Path, reason: &str) -> TrustError {
+        TrustError::Unsafe {
+            path: path.to_path_buf(),
+            reason: reason.to_string(),
+            help: "pass the path of the regular file itself".to_string(),
         }
     }
 }

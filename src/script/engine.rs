@@ -89,6 +89,7 @@ pub fn build(
     engine.set_module_resolver(CatalogResolver {
         catalog: catalog.clone(),
         cache: RefCell::new(HashMap::new()),
+        loading: RefCell::new(Vec::new()),
     });
 
     let json = options.json;
@@ -133,6 +134,9 @@ pub fn build(
 struct CatalogResolver {
     catalog: Rc<Catalog>,
     cache: RefCell<HashMap<String, Shared<Module>>>,
+    /// Modules being evaluated right now, outermost first: an import of one of them is a cycle,
+    /// which would otherwise recurse until the stack overflows.
+    loading: RefCell<Vec<String>>,
 }
 
 impl ModuleResolver for CatalogResolver {
@@ -176,8 +180,15 @@ impl ModuleResolver for CatalogResolver {
             ))
         })?;
         ast.set_source(script.display_name());
-        let module = Module::eval_ast_as_new(Scope::new(), &ast, engine)
-            .map_err(|e| Box::new(EvalAltResult::ErrorInModule(path.to_string(), e, pos)))?;
+        if self.loading.borrow().iter().any(|m| m == path) {
+            let chain = self.loading.borrow().join(" -> ");
+            return Err(refuse(format!("import cycle: {chain} -> {path}")));
+        }
+        self.loading.borrow_mut().push(path.to_string());
+        let module = Module::eval_ast_as_new(Scope::new(), &ast, engine);
+        self.loading.borrow_mut().pop();
+        let module =
+            module.map_err(|e| Box::new(EvalAltResult::ErrorInModule(path.to_string(), e, pos)))?;
         let module: Shared<Module> = module.into();
         self.cache
             .borrow_mut()

@@ -43,14 +43,22 @@ impl RunError {
 /// Checks the API version and compiles without running anything; every module the script
 /// imports by a literal name must resolve, pass the same checks, and compile too.
 pub fn check(host: &Rc<Host>, catalog: &Rc<Catalog>, script: &Script) -> Result<Header, RunError> {
-    check_once(host, catalog, script, &mut Vec::new())
+    check_once(host, catalog, script, &mut Imports::default())
+}
+
+/// Modules seen while checking: `loading` is the chain being checked now (an import of one of
+/// them is a cycle), `done` the ones already found good.
+#[derive(Default)]
+struct Imports {
+    loading: Vec<String>,
+    done: Vec<String>,
 }
 
 fn check_once(
     host: &Rc<Host>,
     catalog: &Rc<Catalog>,
     script: &Script,
-    checked: &mut Vec<String>,
+    imports: &mut Imports,
 ) -> Result<Header, RunError> {
     let header = script.check_api()?;
     let (engine, _) = engine::build(host, catalog, options(host, Vec::new(), false));
@@ -70,10 +78,13 @@ fn check_once(
                 "import {name:?}: only modules under lib/ can be imported"
             )));
         }
-        if checked.contains(&name) {
+        if imports.loading.contains(&name) {
+            let chain = imports.loading.join(" -> ");
+            return Err(located(format!("import cycle: {chain} -> {name}")));
+        }
+        if imports.done.contains(&name) {
             continue;
         }
-        checked.push(name.clone());
         let module = catalog.resolve(&name).map_err(|e| {
             let reason = e.to_string();
             located(format!(
@@ -81,7 +92,10 @@ fn check_once(
                 reason.lines().next().unwrap_or("")
             ))
         })?;
-        check_once(host, catalog, &module, checked)?;
+        imports.loading.push(name.clone());
+        check_once(host, catalog, &module, imports)?;
+        imports.loading.pop();
+        imports.done.push(name);
     }
     Ok(header)
 }
