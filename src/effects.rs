@@ -2,14 +2,15 @@
 //!
 //! A mutating primitive describes what it wants to do as an [`Action`] and hands the gate two
 //! closures: one that predicts the result and one that performs the action. In dry-run the gate
-//! records the action in the plan and returns the prediction; in live mode it performs the action
-//! and appends it to the journal. Functions in [`crate::host`] that change the machine take an
+//! records the action in the plan and returns the prediction; in live mode it journals first and
+//! acts second (write-ahead): an intent entry, durable before anything happens, then the action,
+//! then its outcome. An action whose intent cannot be journalled is refused, so nothing is ever
+//! performed that was not recorded. Functions in [`crate::host`] that change the machine take an
 //! [`Approval`], which only this module can create, so no code path (and no script) can reach a
 //! side effect without passing the gate.
 
 use std::cell::{Cell, RefCell};
-use std::io::Write;
-use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
 
@@ -40,17 +41,17 @@ impl Action {
     }
 }
 
-/// A result that can carry a partial failure (a set where some members failed), so the journal
+/// A result that can carry failed members (a set where some containers failed), so the journal
 /// records it as failed even though the call as a whole returned.
-pub trait Partial {
-    fn partial_failure(&self) -> Option<String> {
+pub trait FailedMembers {
+    fn failed_members(&self) -> Option<String> {
         None
     }
 }
 
-impl Partial for () {}
-impl Partial for bool {}
-impl Partial for i64 {}
+impl FailedMembers for () {}
+impl FailedMembers for bool {}
+impl FailedMembers for i64 {}
 
 /// How a journal entry ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -76,23 +77,79 @@ pub enum Mode {
     Live,
 }
 
-/// Records planned actions (dry-run) or performed ones (live).
+/// Where journal lines go. `append` returns only once the line is durable (written and synced).
+pub type JournalSink = Box<dyn Fn(&[u8]) -> std::io::Result<()>>;
+
+/// Why the gate did not hand back the action's result.
 #[derive(Debug)]
+pub enum GateError<E> {
+    /// The intent could not be journalled, so the action was not performed.
+    Journal(std::io::Error),
+    /// The action was performed (and journalled) and failed.
+    Action(E),
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for GateError<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GateError::Journal(e) => write!(
+                f,
+                "refusing to act: cannot write the journal ({e}); nothing was changed\nhelp: make {} writable by root",
+                crate::host::JOURNAL_FILE
+            ),
+            GateError::Action(e) => e.fmt(f),
+        }
+    }
+}
+
+/// Records planned actions (dry-run) or journals and performs them (live).
 pub struct Gate {
     mode: Cell<Mode>,
     plan: RefCell<Vec<Action>>,
     journal: RefCell<Vec<JournalEntry>>,
-    /// Where live entries are appended as JSON lines; `None` keeps them in memory only.
-    journal_file: Option<PathBuf>,
+    /// Where live entries are written ahead; `None` keeps them in memory only (unit tests).
+    sink: Option<JournalSink>,
+    /// Ties the intent and outcome lines of one run together in the journal file.
+    run_id: String,
+    seq: Cell<u64>,
+    /// Held from an action's intent to its outcome, so an impatient second Ctrl-C waits for the
+    /// action in progress and its outcome entry instead of leaving the journal half written.
+    in_flight: Arc<Mutex<()>>,
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate")
+            .field("mode", &self.mode.get())
+            .field("run_id", &self.run_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One line of the journal file: the intent of an action, or its outcome.
+#[derive(Serialize)]
+struct JournalLine<'a> {
+    run: &'a str,
+    seq: u64,
+    phase: &'static str,
+    unix_time: u64,
+    #[serde(flatten)]
+    body: serde_json::Value,
 }
 
 impl Gate {
-    pub fn new(mode: Mode, journal_file: Option<PathBuf>) -> Self {
+    pub fn new(mode: Mode, sink: Option<JournalSink>) -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         Self {
             mode: Cell::new(mode),
             plan: RefCell::new(Vec::new()),
             journal: RefCell::new(Vec::new()),
-            journal_file,
+            sink,
+            run_id: format!("{:x}-{:x}", now.as_nanos(), std::process::id()),
+            seq: Cell::new(0),
+            in_flight: Arc::new(Mutex::new(())),
         }
     }
 
@@ -109,24 +166,42 @@ impl Gate {
         self.mode.set(mode);
     }
 
+    /// The identifier of this run's lines in the journal file.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// A lock that is held while an action is being performed; whoever takes it waits for the
+    /// action in progress and its journal entry.
+    pub fn in_flight(&self) -> Arc<Mutex<()>> {
+        self.in_flight.clone()
+    }
+
     /// Passes one action through the gate.
     pub fn apply<T, E>(
         &self,
         action: Action,
         predict: impl FnOnce() -> T,
         perform: impl FnOnce(Approval) -> Result<T, E>,
-    ) -> Result<T, E>
+    ) -> Result<T, GateError<E>>
     where
-        T: Partial,
+        T: FailedMembers,
         E: std::fmt::Display,
     {
         if self.is_dry_run() {
             self.plan.borrow_mut().push(action);
             return Ok(predict());
         }
+        let seq = self.seq.get() + 1;
+        self.seq.set(seq);
+        let in_flight = self.in_flight.clone();
+        let _performing = in_flight.lock().unwrap_or_else(PoisonError::into_inner);
+        let intent = serde_json::to_value(&action).unwrap_or_default();
+        self.write_line(seq, "intent", intent)
+            .map_err(GateError::Journal)?;
         let result = perform(Approval { _private: () });
         let error = match &result {
-            Ok(value) => value.partial_failure(),
+            Ok(value) => value.failed_members(),
             Err(e) => Some(e.to_string()),
         };
         let entry = JournalEntry {
@@ -138,9 +213,17 @@ impl Gate {
             },
             error,
         };
-        self.append_journal_file(&entry);
+        let outcome = serde_json::json!({ "outcome": entry.outcome, "error": entry.error });
+        if let Err(e) = self.write_line(seq, "outcome", outcome) {
+            // The action already happened; failing now would hide that. The intent line says it
+            // was attempted, and the operator learns that its outcome is missing.
+            eprintln!(
+                "warning: cannot journal the outcome of {} {}: {e}",
+                entry.action.kind, entry.action.target
+            );
+        }
         self.journal.borrow_mut().push(entry);
-        result
+        result.map_err(GateError::Action)
     }
 
     pub fn plan(&self) -> Vec<Action> {
@@ -151,26 +234,28 @@ impl Gate {
         self.journal.borrow().clone()
     }
 
-    /// The journal file is an audit trail; failing to write it must not undo or hide the action
-    /// that already happened, so the failure is reported on stderr instead.
-    fn append_journal_file(&self, entry: &JournalEntry) {
-        let Some(path) = &self.journal_file else {
-            return;
+    fn write_line(
+        &self,
+        seq: u64,
+        phase: &'static str,
+        body: serde_json::Value,
+    ) -> std::io::Result<()> {
+        let Some(sink) = &self.sink else {
+            return Ok(());
         };
-        let write = || -> std::io::Result<()> {
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)?;
-            let line = serde_json::to_string(entry).map_err(std::io::Error::other)?;
-            writeln!(file, "{line}")
+        let unix_time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let line = JournalLine {
+            run: &self.run_id,
+            seq,
+            phase,
+            unix_time,
+            body,
         };
-        if let Err(e) = write() {
-            eprintln!("warning: cannot append to journal {}: {e}", path.display());
-        }
+        let mut bytes = serde_json::to_vec(&line).map_err(std::io::Error::other)?;
+        bytes.push(b'\n');
+        sink(&bytes)
     }
 }
 
@@ -178,12 +263,28 @@ impl Gate {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::rc::Rc;
+
+    /// A sink that keeps lines in memory, or fails every write.
+    fn memory_sink(fail: bool) -> (JournalSink, Rc<RefCell<Vec<String>>>) {
+        let lines = Rc::new(RefCell::new(Vec::new()));
+        let kept = lines.clone();
+        let sink: JournalSink = Box::new(move |bytes: &[u8]| {
+            if fail {
+                return Err(std::io::Error::other("disk full"));
+            }
+            kept.borrow_mut()
+                .push(String::from_utf8_lossy(bytes).into_owned());
+            Ok(())
+        });
+        (sink, lines)
+    }
 
     #[test]
     fn dry_run_records_and_predicts_without_performing() {
         let gate = Gate::new(Mode::DryRun, None);
         let performed = Cell::new(false);
-        let out: Result<i64, String> = gate.apply(
+        let out: Result<i64, GateError<String>> = gate.apply(
             Action::new("units.restart", "x.service", json!({})),
             || 7,
             |_| {
@@ -191,32 +292,79 @@ mod tests {
                 Ok(1)
             },
         );
-        assert_eq!(out, Ok(7));
+        assert_eq!(out.ok(), Some(7));
         assert!(!performed.get());
         assert_eq!(gate.plan().len(), 1);
         assert!(gate.journal().is_empty());
     }
 
     #[test]
-    fn live_performs_and_journals_failures_too() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("j/actions.jsonl");
-        let gate = Gate::new(Mode::Live, Some(file.clone()));
-        let ok: Result<i64, String> =
-            gate.apply(Action::new("a.b", "t", json!({"n": 1})), || 0, |_| Ok(5));
-        let err: Result<i64, String> = gate.apply(
+    fn live_journals_the_intent_before_acting_and_the_outcome_after() {
+        let (sink, lines) = memory_sink(false);
+        let gate = Gate::new(Mode::Live, Some(sink));
+        let seen_before_acting = Cell::new(0);
+        let ok: Result<i64, GateError<String>> = gate.apply(
+            Action::new("a.b", "t", json!({"n": 1})),
+            || 0,
+            |_| {
+                seen_before_acting.set(lines.borrow().len());
+                Ok(5)
+            },
+        );
+        let err: Result<i64, GateError<String>> = gate.apply(
             Action::new("a.c", "t", json!({})),
             || 0,
             |_| Err("boom".into()),
         );
-        assert_eq!(ok, Ok(5));
-        assert_eq!(err, Err("boom".to_string()));
+        assert_eq!(ok.ok(), Some(5));
+        assert_eq!(err.err().map(|e| e.to_string()).as_deref(), Some("boom"));
+        assert_eq!(
+            seen_before_acting.get(),
+            1,
+            "the intent was not written first"
+        );
         let journal = gate.journal();
         assert_eq!(journal[0].outcome, Outcome::Done);
         assert_eq!(journal[1].error.as_deref(), Some("boom"));
         assert!(gate.plan().is_empty());
-        let text = std::fs::read_to_string(file).unwrap();
-        assert_eq!(text.lines().count(), 2);
-        assert!(text.contains("\"kind\":\"a.c\"") && text.contains("\"outcome\":\"failed\""));
+        let lines: Vec<serde_json::Value> = lines
+            .borrow()
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let phases: Vec<(&str, u64)> = lines
+            .iter()
+            .map(|l| (l["phase"].as_str().unwrap(), l["seq"].as_u64().unwrap()))
+            .collect();
+        assert_eq!(
+            phases,
+            [("intent", 1), ("outcome", 1), ("intent", 2), ("outcome", 2)]
+        );
+        assert!(lines.iter().all(|l| l["run"] == gate.run_id()));
+        assert_eq!(lines[0]["kind"], "a.b");
+        assert_eq!(lines[3]["outcome"], "failed");
+        assert_eq!(lines[3]["error"], "boom");
+    }
+
+    #[test]
+    fn an_action_whose_intent_cannot_be_journalled_is_refused() {
+        let (sink, _) = memory_sink(true);
+        let gate = Gate::new(Mode::Live, Some(sink));
+        let performed = Cell::new(false);
+        let out: Result<(), GateError<String>> = gate.apply(
+            Action::new("units.restart", "x.service", json!({})),
+            || (),
+            |_| {
+                performed.set(true);
+                Ok(())
+            },
+        );
+        assert!(!performed.get());
+        let message = out.err().unwrap().to_string();
+        assert!(
+            message.contains("refusing to act: cannot write the journal"),
+            "{message}"
+        );
+        assert!(gate.journal().is_empty());
     }
 }

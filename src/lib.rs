@@ -8,20 +8,11 @@
 pub mod cli;
 pub mod config;
 pub mod effects;
+pub mod error;
 pub mod host;
 pub mod plan;
 pub mod render;
 pub mod script;
-
-/// Exit codes shared by every command.
-pub mod exit {
-    /// Success, or nothing to do.
-    pub const OK: u8 = 0;
-    /// Failure, including usage errors and bad input.
-    pub const FAILURE: u8 = 1;
-    /// Interrupted by Ctrl-C.
-    pub const INTERRUPTED: u8 = 130;
-}
 
 /// Runs `cai` with the given arguments and returns the process exit code.
 pub fn main_with_args<I, T>(args: I) -> u8

@@ -178,7 +178,20 @@ fn the_same_script_live_changes_the_host_and_is_journalled() {
     ] {
         assert!(log.contains(&call), "{call} missing from {log}");
     }
+    // Write-ahead: every action has its intent line before its outcome line, one run id.
     let journal =
         std::fs::read_to_string(f.host.root().join("var/lib/containai/actions.jsonl")).unwrap();
-    assert_eq!(journal.lines().count(), 7, "{journal}");
+    let lines: Vec<serde_json::Value> = journal
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let phases: Vec<String> = lines
+        .iter()
+        .map(|l| format!("{}{}", l["phase"].as_str().unwrap(), l["seq"]))
+        .collect();
+    let expected: Vec<String> = (1..=7)
+        .flat_map(|n| [format!("intent{n}"), format!("outcome{n}")])
+        .collect();
+    assert_eq!(phases, expected, "{journal}");
+    assert!(lines.iter().all(|l| l["run"] == lines[0]["run"]), "{journal}");
 }

@@ -1,9 +1,9 @@
 //! Command-line interface: clap structs and one thin adapter per command.
 //!
 //! Arguments are handled in two stages: first only what the user typed is checked (clap), then the
-//! machine is probed once (terminal, home, config, platform) into a [`Host`]. Every error reaches
-//! [`main`] as one message and becomes exit code 1 (130 after Ctrl-C); commands return their own
-//! code otherwise. Nothing here decides policy.
+//! machine is probed once (terminal, home, `PATH`, config, platform) into a [`Host`]. Every
+//! failure reaches [`main`] as one [`Error`], whose [`Error::code`] is the exit status; commands
+//! return their own code otherwise. Nothing here decides policy.
 
 pub mod packaging;
 mod scripts;
@@ -19,12 +19,12 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::config::{Config, SITE_CONFIG};
 use crate::effects::Mode;
-use crate::exit;
+use crate::error::{self as exit, Error};
 use crate::host::trust::Trust;
 use crate::host::{Host, HostOptions, under_root};
 use crate::render;
+use crate::script;
 use crate::script::catalog::{Catalog, SITE_DIR, Script};
-use crate::script::{self, RunError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -166,34 +166,20 @@ where
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            let interrupted = e
-                .downcast_ref::<RunError>()
-                .is_some_and(RunError::interrupted);
-            eprintln!("error: {}", chain(&e));
-            if interrupted {
-                exit::INTERRUPTED
-            } else {
-                exit::FAILURE
-            }
+            eprintln!("error: {e}");
+            e.code()
         }
     }
 }
 
-fn chain(e: &anyhow::Error) -> String {
-    e.chain()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(": ")
-}
-
-fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+fn dispatch(cli: Cli) -> Result<u8, Error> {
     match &cli.command {
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "cai", &mut std::io::stdout());
             Ok(exit::OK)
         }
         Command::Packaging(PackagingCommand::PatchControl { dir }) => {
-            let code = packaging::patch_control(dir)?;
+            let code = packaging::patch_control(dir).map_err(Error::from)?;
             Ok(u8::try_from(code).unwrap_or(exit::FAILURE))
         }
         Command::Scripts(cmd) => {
@@ -224,7 +210,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Repl => {
             let ctx = Ctx::probe(&cli, Mode::DryRun)?;
             ctx.install_interrupt_handler();
-            script::repl::run(&ctx.host, &ctx.catalog)
+            script::repl::run(&ctx.host, &ctx.catalog)?;
+            Ok(exit::OK)
         }
     }
 }
@@ -248,20 +235,24 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
-    fn probe(cli: &Cli, mode: Mode) -> anyhow::Result<Ctx> {
+    fn probe(cli: &Cli, mode: Mode) -> Result<Ctx, Error> {
         let root = match &cli.root {
             Some(root) => {
                 let is_dir = std::fs::metadata(root).map(|m| m.is_dir());
                 match is_dir {
                     Ok(true) => root.clone(),
-                    Ok(false) => anyhow::bail!(
-                        "--root {} is not a directory\nhelp: pass the directory that holds the host tree",
-                        root.display()
-                    ),
-                    Err(e) => anyhow::bail!(
-                        "cannot use --root {}: {e}\nhelp: pass an existing directory",
-                        root.display()
-                    ),
+                    Ok(false) => {
+                        return Err(Error::Input(format!(
+                            "--root {} is not a directory\nhelp: pass the directory that holds the host tree",
+                            root.display()
+                        )));
+                    }
+                    Err(e) => {
+                        return Err(Error::Input(format!(
+                            "cannot use --root {}: {e}\nhelp: pass an existing directory",
+                            root.display()
+                        )));
+                    }
                 }
             }
             None => PathBuf::from("/"),
@@ -292,6 +283,7 @@ impl Ctx {
             verbose: cli.verbose,
             interactive: std::io::stdin().is_terminal() && std::io::stdout().is_terminal(),
             home,
+            path: std::env::var_os("PATH"),
         })?;
         Ok(Ctx {
             host: Rc::new(host),
@@ -300,7 +292,7 @@ impl Ctx {
     }
 
     /// A `.rhai` path runs that file; a bare name runs the effective catalog script.
-    fn script_for(&self, arg: &str) -> anyhow::Result<Script> {
+    fn script_for(&self, arg: &str) -> Result<Script, Error> {
         let path = Path::new(arg);
         if arg.ends_with(".rhai") || arg.contains('/') {
             if path.exists() {
@@ -312,18 +304,31 @@ impl Ctx {
                     return Ok(script);
                 }
             }
-            anyhow::bail!(
+            return Err(Error::Input(format!(
                 "script file {arg} does not exist\nhelp: check the path, or `cai scripts list` for catalog scripts"
-            );
+            )));
         }
         Ok(self.catalog.resolve(arg)?)
     }
 
-    /// Ctrl-C once: the script stops at its next operation. Twice: leave at once.
+    /// Ctrl-C once: the script stops at its next operation. Twice: leave as soon as the action
+    /// in progress (if any) has finished and its outcome is journalled.
     fn install_interrupt_handler(&self) {
         let flag: Arc<AtomicBool> = self.host.interrupted.clone();
+        let in_flight = self.host.gate.in_flight();
         let result = ctrlc::set_handler(move || {
             if flag.swap(true, Ordering::SeqCst) {
+                let performing = match in_flight.try_lock() {
+                    Err(std::sync::TryLockError::WouldBlock) => true,
+                    Ok(_) | Err(std::sync::TryLockError::Poisoned(_)) => false,
+                };
+                if performing {
+                    eprintln!(
+                        "\ninterrupted again: waiting for the action in progress to finish and be journalled"
+                    );
+                }
+                // Held by the gate from an action's intent to its outcome entry.
+                let _done = in_flight.lock();
                 eprintln!("\ninterrupted again: exiting now");
                 std::process::exit(i32::from(exit::INTERRUPTED));
             }
@@ -336,22 +341,16 @@ impl Ctx {
         }
     }
 
-    fn run_script(&self, script: &Script, args: Vec<String>, json: bool) -> anyhow::Result<u8> {
+    fn run_script(&self, script: &Script, args: Vec<String>, json: bool) -> Result<u8, Error> {
         self.install_interrupt_handler();
-        let outcome = script::run(&self.host, &self.catalog, script, args, json);
+        let outcome =
+            script::run(&self.host, &self.catalog, script, args, json).map_err(Error::from);
         let gate = &self.host.gate;
         if json {
             // Tools reading stdout get one document whether the script finished or failed.
             let (result, exit_code, error) = match &outcome {
                 Ok(finished) => (finished.value.clone(), finished.exit_code, None),
-                Err(e) => {
-                    let code = if e.interrupted() {
-                        exit::INTERRUPTED
-                    } else {
-                        exit::FAILURE
-                    };
-                    (serde_json::Value::Null, code, Some(e.to_string()))
-                }
+                Err(e) => (serde_json::Value::Null, e.code(), Some(e.to_string())),
             };
             let doc = render::RunDocument {
                 mode: gate.mode(),

@@ -18,7 +18,7 @@ use crate::plan::deb822::{self, Patch};
 
 /// Every failure here (nothing to patch, or a file that cannot be brought into shape) is the
 /// shared failure code: the build script only needs to know whether to stop.
-const FAILURE: i32 = crate::exit::FAILURE as i32;
+const FAILURE: i32 = crate::error::FAILURE as i32;
 
 /// Patches every `deb/*/control` under `dir`; returns the process exit code.
 ///

@@ -1,13 +1,11 @@
 //! `cai scripts {list,show,check,api}`: read-only views of the catalog and the primitive API.
 
-use anyhow::Context;
-
 use super::{Ctx, ScriptsCommand};
-use crate::exit;
-use crate::script::api::{API_VERSION, PRIMITIVES};
-use crate::script::{self};
+use crate::error::{self as exit, Error};
+use crate::script::api::API_VERSION;
+use crate::script::{self, bind};
 
-pub(super) fn run(ctx: &Ctx, cmd: &ScriptsCommand) -> anyhow::Result<u8> {
+pub(super) fn run(ctx: &Ctx, cmd: &ScriptsCommand) -> Result<u8, Error> {
     match cmd {
         ScriptsCommand::List => list(ctx),
         ScriptsCommand::Show { name } => {
@@ -17,15 +15,14 @@ pub(super) fn run(ctx: &Ctx, cmd: &ScriptsCommand) -> anyhow::Result<u8> {
         }
         ScriptsCommand::Check { files } => check(ctx, files),
         ScriptsCommand::Api { json } => {
+            // Generated from the registrations themselves: what is listed is what is callable.
+            let primitives = bind::primitives(&ctx.host);
             if *json {
-                let doc = serde_json::json!({ "api_version": API_VERSION.to_string(), "primitives": PRIMITIVES });
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&doc).context("cannot render the API as JSON")?
-                );
+                let doc = serde_json::json!({ "api_version": API_VERSION.to_string(), "primitives": primitives });
+                println!("{doc:#}");
             } else {
                 println!("primitive API {API_VERSION}");
-                for p in PRIMITIVES {
+                for p in &primitives {
                     println!(
                         "{:<9} {:<62} {}",
                         if p.mutating { "mutating" } else { "read-only" },
@@ -39,7 +36,7 @@ pub(super) fn run(ctx: &Ctx, cmd: &ScriptsCommand) -> anyhow::Result<u8> {
     }
 }
 
-fn list(ctx: &Ctx) -> anyhow::Result<u8> {
+fn list(ctx: &Ctx) -> Result<u8, Error> {
     let mut code = exit::OK;
     println!(
         "{:<12} {:<9} {:<8} {:<64} path",
@@ -75,18 +72,18 @@ fn list(ctx: &Ctx) -> anyhow::Result<u8> {
     Ok(code)
 }
 
-fn check(ctx: &Ctx, files: &[std::path::PathBuf]) -> anyhow::Result<u8> {
+fn check(ctx: &Ctx, files: &[std::path::PathBuf]) -> Result<u8, Error> {
     // Without files: every script the catalog knows, bundled and overrides alike.
-    let scripts: Vec<anyhow::Result<_>> = if files.is_empty() {
+    let scripts: Vec<Result<_, Error>> = if files.is_empty() {
         ctx.catalog
             .list()
             .into_iter()
-            .map(|(_, script)| script.map_err(anyhow::Error::from))
+            .map(|(_, script)| script.map_err(Error::from))
             .collect()
     } else {
         files
             .iter()
-            .map(|f| ctx.catalog.load_file(f).map_err(anyhow::Error::from))
+            .map(|f| ctx.catalog.load_file(f).map_err(Error::from))
             .collect()
     };
     let mut failed = 0;

@@ -1,22 +1,68 @@
-//! External programs (systemctl, dpkg, sysbox-runc, limactl), found on `PATH`, run with argument
-//! vectors (never a shell string) and a timeout after which they are killed.
+//! External programs (systemctl, dpkg, sysbox-runc, limactl), found on the host's `PATH`, run
+//! with argument vectors (never a shell string) and a timeout after which they are killed.
 //!
-//! A child's stderr is kept as text for framed display; it is never parsed as data.
+//! A program runs on an execution [`Target`]: this machine, or the Lima VM that carries the
+//! engine on macOS (`limactl shell VM -- argv`; limactl quotes each argument for the VM's shell,
+//! so an argument is never spliced into a command string). A child's stderr is kept as text for
+//! framed display; it is never parsed as data. Failures name the program that ran and its exit
+//! status or signal.
 
 use std::ffi::OsStr;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
 use std::time::Duration;
+
+/// Where programs run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// This machine.
+    Local,
+    /// Inside the named Lima VM, through `limactl shell`.
+    Lima { vm: String },
+}
+
+/// How a finished program ended: an exit code, or the signal that killed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    Code(i32),
+    Signal(i32),
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ended::Code(code) => write!(f, "exited with status {code}"),
+            Ended::Signal(signal) => write!(f, "was killed by signal {signal}"),
+        }
+    }
+}
 
 /// What a finished program produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandOutput {
-    pub code: Option<i32>,
+    /// The command line as it is shown in messages (`systemctl restart x.service`).
+    pub command: String,
+    pub ended: Ended,
     pub stdout: String,
     pub stderr: String,
 }
 
 impl CommandOutput {
     pub fn success(&self) -> bool {
-        self.code == Some(0)
+        self.ended == Ended::Code(0)
+    }
+
+    /// The output of a successful run, or an error naming the command and how it ended.
+    pub fn checked(self) -> Result<CommandOutput, CommandError> {
+        if self.success() {
+            Ok(self)
+        } else {
+            Err(CommandError::Failed {
+                command: self.command,
+                ended: self.ended,
+                stderr: framed(&self.stderr),
+            })
+        }
     }
 }
 
@@ -31,14 +77,103 @@ pub enum CommandError {
     },
     #[error("{program} did not finish within {secs} s and was killed")]
     Timeout { program: String, secs: u64 },
+    #[error("{command} {ended}{}", if stderr.is_empty() { String::new() } else { format!("\n{stderr}") })]
+    Failed {
+        command: String,
+        ended: Ended,
+        stderr: String,
+    },
 }
 
-/// Runs `program args...` with stdin closed, capturing stdout and stderr.
+/// Exit status of a shell that could not find the program it was asked to run.
+const SHELL_NOT_FOUND: i32 = 127;
+
+impl Target {
+    /// Runs `program args...` on this target with stdin closed, capturing stdout and stderr.
+    /// `as_root` prefixes `sudo -n` inside the Lima VM, where the shell user is not root; on this
+    /// machine `cai` already runs as root.
+    pub fn run(
+        &self,
+        path: Option<&OsStr>,
+        program: &str,
+        args: &[String],
+        as_root: bool,
+        timeout: Duration,
+    ) -> Result<CommandOutput, CommandError> {
+        let shown = std::iter::once(program)
+            .chain(args.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ");
+        match self {
+            Target::Local => {
+                let found = find_program(path, program).ok_or_else(|| CommandError::NotFound {
+                    program: program.to_string(),
+                })?;
+                let mut out = run(&found, args, timeout).map_err(|e| named(e, program))?;
+                out.command = shown;
+                Ok(out)
+            }
+            Target::Lima { vm } => {
+                let limactl =
+                    find_program(path, "limactl").ok_or_else(|| CommandError::NotFound {
+                        program: "limactl".into(),
+                    })?;
+                let mut argv: Vec<String> = vec!["shell".into(), "--workdir".into(), "/".into()];
+                argv.push(vm.clone());
+                argv.push("--".into());
+                if as_root {
+                    argv.extend(["sudo".into(), "-n".into()]);
+                }
+                argv.push(program.to_string());
+                argv.extend(args.iter().cloned());
+                let mut out = run(&limactl, &argv, timeout).map_err(|e| named(e, program))?;
+                out.command = format!("{shown} (in the Lima VM {vm})");
+                if out.ended == Ended::Code(SHELL_NOT_FOUND) {
+                    return Err(CommandError::NotFound {
+                        program: format!("{program} (in the Lima VM {vm})"),
+                    });
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// Looks `name` up on `path`: an executable regular file. Names with a slash never are.
+pub fn find_program(path: Option<&OsStr>, name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    if name.is_empty() || name.contains('/') {
+        return None;
+    }
+    std::env::split_paths(path?)
+        .map(|dir| dir.join(name))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+fn named(e: CommandError, program: &str) -> CommandError {
+    match e {
+        CommandError::Spawn { source, .. } => CommandError::Spawn {
+            program: program.to_string(),
+            source,
+        },
+        CommandError::Timeout { secs, .. } => CommandError::Timeout {
+            program: program.to_string(),
+            secs,
+        },
+        other => other,
+    }
+}
+
+/// Runs the executable at `program` with stdin closed, capturing stdout and stderr.
 pub fn run<S: AsRef<OsStr>>(
-    program: &str,
+    program: &std::path::Path,
     args: &[S],
     timeout: Duration,
 ) -> Result<CommandOutput, CommandError> {
+    let shown = program.display().to_string();
     let args: Vec<&OsStr> = args.iter().map(AsRef::as_ref).collect();
     let handle = duct::cmd(program, &args)
         .stdin_null()
@@ -46,10 +181,16 @@ pub fn run<S: AsRef<OsStr>>(
         .stderr_capture()
         .unchecked()
         .start()
-        .map_err(|source| spawn_error(program, source))?;
+        .map_err(|source| spawn_error(&shown, source))?;
     match handle.wait_timeout(timeout) {
         Ok(Some(output)) => Ok(CommandOutput {
-            code: output.status.code(),
+            command: shown,
+            ended: match (output.status.code(), output.status.signal()) {
+                (Some(code), _) => Ended::Code(code),
+                (None, Some(signal)) => Ended::Signal(signal),
+                // Neither a code nor a signal does not happen on Unix; report it as a failure.
+                (None, None) => Ended::Code(-1),
+            },
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         }),
@@ -57,11 +198,11 @@ pub fn run<S: AsRef<OsStr>>(
             // Best effort: the process may have exited between the timeout and the kill.
             let _ = handle.kill();
             Err(CommandError::Timeout {
-                program: program.to_string(),
+                program: shown,
                 secs: timeout.as_secs(),
             })
         }
-        Err(source) => Err(spawn_error(program, source)),
+        Err(source) => Err(spawn_error(&shown, source)),
     }
 }
 
@@ -92,30 +233,111 @@ pub fn framed(stderr: &str) -> String {
 mod tests {
     use super::*;
 
+    fn path() -> Option<std::ffi::OsString> {
+        std::env::var_os("PATH")
+    }
+
     #[test]
-    fn captures_streams_separately_and_exit_code() {
-        let out = run(
-            "sh",
-            &["-c", "echo out; echo err >&2; exit 3"],
-            Duration::from_secs(5),
-        )
-        .unwrap();
+    fn captures_streams_separately_and_how_the_program_ended() {
+        let out = Target::Local
+            .run(
+                path().as_deref(),
+                "sh",
+                &["-c".into(), "echo out; echo err >&2; exit 3".into()],
+                false,
+                Duration::from_secs(5),
+            )
+            .unwrap();
         assert_eq!(out.stdout, "out\n");
         assert_eq!(out.stderr, "err\n");
-        assert_eq!(out.code, Some(3));
+        assert_eq!(out.ended, Ended::Code(3));
+        let message = out.checked().unwrap_err().to_string();
+        assert_eq!(
+            message,
+            "sh -c echo out; echo err >&2; exit 3 exited with status 3\n  | err"
+        );
+        let killed = Target::Local
+            .run(
+                path().as_deref(),
+                "sh",
+                &["-c".into(), "kill -9 $$".into()],
+                false,
+                Duration::from_secs(5),
+            )
+            .unwrap();
+        assert_eq!(killed.ended, Ended::Signal(9));
+        assert!(
+            killed
+                .checked()
+                .unwrap_err()
+                .to_string()
+                .ends_with("was killed by signal 9")
+        );
     }
 
     #[test]
     fn missing_program_and_timeout_are_distinct_errors() {
         assert!(matches!(
-            run("cai-no-such-program", &["x"], Duration::from_secs(1)),
+            Target::Local.run(
+                path().as_deref(),
+                "cai-no-such-program",
+                &[],
+                false,
+                Duration::from_secs(1)
+            ),
             Err(CommandError::NotFound { .. })
         ));
+        assert!(find_program(path().as_deref(), "/bin/sh").is_none());
         let start = std::time::Instant::now();
         assert!(matches!(
-            run("sleep", &["30"], Duration::from_millis(200)),
+            Target::Local.run(
+                path().as_deref(),
+                "sleep",
+                &["30".into()],
+                false,
+                Duration::from_millis(200)
+            ),
             Err(CommandError::Timeout { .. })
         ));
         assert!(start.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn lima_runs_the_argv_through_limactl_shell_unspliced() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("argv");
+        let fake = dir.path().join("limactl");
+        std::fs::write(
+            &fake,
+            format!(
+                "#!/bin/sh\nfor a in \"$@\"; do printf '[%s]' \"$a\" >> '{}'; done\n[ \"$6\" = no-such ] && exit 127\nexit 0\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let lima = Target::Lima {
+            vm: "containai-docker".into(),
+        };
+        let path = Some(dir.path().as_os_str());
+        lima.run(
+            path,
+            "dpkg",
+            &["-i".into(), "/tmp/a b;$(x).deb".into()],
+            true,
+            Duration::from_secs(5),
+        )
+        .unwrap()
+        .checked()
+        .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "[shell][--workdir][/][containai-docker][--][sudo][-n][dpkg][-i][/tmp/a b;$(x).deb]"
+        );
+        assert!(matches!(
+            lima.run(path, "no-such", &[], false, Duration::from_secs(5)),
+            Err(CommandError::NotFound { .. })
+        ));
     }
 }

@@ -27,8 +27,8 @@ use crate::plan::containers::{ManagedBy, SSH_PORT_LABEL, classify};
 pub const QUERY_PROGRAMS: [&str; 9] = [
     "id", "getent", "stat", "cat", "ls", "test", "uname", "readlink", "whoami",
 ];
-/// Output a command inside a container may return: the same as the sandbox's string limit.
-const MAX_EXEC_OUTPUT: usize = crate::script::engine::limits::STRING_SIZE;
+/// Output a command inside a container may return: as much as a script may hold in one string.
+const MAX_EXEC_OUTPUT: usize = 4 * 1024 * 1024;
 /// Timeout for list, inspect and other quick API calls.
 pub const API_TIMEOUT: Duration = Duration::from_secs(30);
 /// Extra time granted to a stop beyond the container's own stop timeout (the kill and cleanup).
@@ -54,6 +54,31 @@ pub enum DockerError {
     EmptyCommand,
     #[error("engine call {what} did not answer within {secs} s")]
     Timeout { what: String, secs: u64 },
+    #[error(
+        "invalid container name or id {0:?}: expected a name like agent-1 ([a-zA-Z0-9][a-zA-Z0-9_.-]*) or a hex id"
+    )]
+    InvalidRef(String),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(String),
+}
+
+/// Checks a container name or id against the engine's grammar before it reaches a request: the
+/// client library splices it into the URL path, where `/`, `..`, `?` or `&` would change which
+/// endpoint is called (a read could become a mutation the gate never saw).
+pub fn validate_ref(name: &str) -> Result<(), DockerError> {
+    let bytes = name.as_bytes();
+    let valid = match bytes.first() {
+        Some(first) if first.is_ascii_alphanumeric() => bytes[1..]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')),
+        _ => false,
+    };
+    // Engine names are at most 253 bytes in practice; anything longer is not a container.
+    if valid && name.len() <= 253 {
+        Ok(())
+    } else {
+        Err(DockerError::InvalidRef(name.to_string()))
+    }
 }
 
 /// One container as scripts see it in lists.
@@ -110,8 +135,8 @@ pub struct SetReport {
     pub failed: Vec<SetFailure>,
 }
 
-impl crate::effects::Partial for SetReport {
-    fn partial_failure(&self) -> Option<String> {
+impl crate::effects::FailedMembers for SetReport {
+    fn failed_members(&self) -> Option<String> {
         (!self.failed.is_empty()).then(|| {
             self.failed
                 .iter()
@@ -123,7 +148,7 @@ impl crate::effects::Partial for SetReport {
 }
 
 /// A command's own exit status is its result, not a failure of the action.
-impl crate::effects::Partial for ExecOutput {}
+impl crate::effects::FailedMembers for ExecOutput {}
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SetFailure {
@@ -142,18 +167,25 @@ pub struct EngineStatus {
     pub error: String,
 }
 
-/// A lazily connected engine client bound to one socket.
-pub struct Engine {
+/// A lazily connected client of the `containai-docker` engine, bound to one socket and carrying
+/// the async runtime its calls block on.
+pub struct Client {
     socket: PathBuf,
     client: std::cell::OnceCell<Docker>,
+    rt: Runtime,
 }
 
-impl Engine {
-    pub fn new(socket: PathBuf) -> Self {
-        Self {
+impl Client {
+    pub fn new(socket: PathBuf) -> Result<Self, DockerError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| DockerError::Runtime(e.to_string()))?;
+        Ok(Self {
             socket,
             client: std::cell::OnceCell::new(),
-        }
+            rt,
+        })
     }
 
     pub fn socket(&self) -> &Path {
@@ -178,7 +210,8 @@ impl Engine {
         }
     }
 
-    fn client(&self, rt: &Runtime) -> Result<&Docker, DockerError> {
+    fn client(&self) -> Result<&Docker, DockerError> {
+        let rt = &self.rt;
         if let Some(client) = self.client.get() {
             return Ok(client);
         }
@@ -197,7 +230,8 @@ impl Engine {
         Ok(self.client.get_or_init(|| docker))
     }
 
-    pub fn status(&self, rt: &Runtime) -> EngineStatus {
+    pub fn status(&self) -> EngineStatus {
+        let rt = &self.rt;
         let mut status = EngineStatus {
             socket: self.socket.display().to_string(),
             present: true,
@@ -218,7 +252,7 @@ impl Engine {
                 return status;
             }
         }
-        let result = self.client(rt).and_then(|docker| {
+        let result = self.client().and_then(|docker| {
             timed(rt, "version", API_TIMEOUT, docker.version()).map_err(|e| self.unreachable(e))
         });
         match result {
@@ -236,15 +270,12 @@ impl Engine {
     ///
     /// `Ok(None)` means the socket does not exist, so no container can be running on this engine;
     /// any failure once the socket exists is an error.
-    pub fn list_managed(
-        &self,
-        rt: &Runtime,
-        all: bool,
-    ) -> Result<Option<Vec<ContainerInfo>>, DockerError> {
+    pub fn list_managed(&self, all: bool) -> Result<Option<Vec<ContainerInfo>>, DockerError> {
+        let rt = &self.rt;
         if !self.socket_present()? {
             return Ok(None);
         }
-        let docker = self.client(rt)?;
+        let docker = self.client()?;
         let options = ListContainersOptions {
             all,
             ..Default::default()
@@ -283,8 +314,10 @@ impl Engine {
         Ok(Some(out))
     }
 
-    pub fn inspect(&self, rt: &Runtime, name: &str) -> Result<ContainerDetails, DockerError> {
-        let docker = self.client(rt)?;
+    pub fn inspect(&self, name: &str) -> Result<ContainerDetails, DockerError> {
+        validate_ref(name)?;
+        let rt = &self.rt;
+        let docker = self.client()?;
         let c = timed(
             rt,
             "inspect",
@@ -328,14 +361,13 @@ impl Engine {
     /// Runs a read-only inspection program (see [`QUERY_PROGRAMS`]) inside a running container.
     pub fn query(
         &self,
-        rt: &Runtime,
         name: &str,
         argv: &[String],
         timeout: Duration,
     ) -> Result<ExecOutput, DockerError> {
         match argv.first() {
             Some(program) if QUERY_PROGRAMS.contains(&program.as_str()) => {
-                self.run_exec(rt, name, argv, timeout)
+                self.run_exec(name, argv, timeout)
             }
             Some(program) => Err(DockerError::NotReadOnly(program.clone())),
             None => Err(DockerError::EmptyCommand),
@@ -346,7 +378,6 @@ impl Engine {
     pub fn exec(
         &self,
         _: Approval,
-        rt: &Runtime,
         name: &str,
         argv: &[String],
         timeout: Duration,
@@ -354,18 +385,19 @@ impl Engine {
         if argv.is_empty() {
             return Err(DockerError::EmptyCommand);
         }
-        self.run_exec(rt, name, argv, timeout)
+        self.run_exec(name, argv, timeout)
     }
 
     /// Runs `argv` inside a running container without a shell and collects its output.
     fn run_exec(
         &self,
-        rt: &Runtime,
         name: &str,
         argv: &[String],
         timeout: Duration,
     ) -> Result<ExecOutput, DockerError> {
-        let docker = self.client(rt)?;
+        validate_ref(name)?;
+        let rt = &self.rt;
+        let docker = self.client()?;
         let what = format!("exec {}", argv.first().map(String::as_str).unwrap_or(""));
         let run = async {
             let created = docker
@@ -431,11 +463,12 @@ impl Engine {
     pub fn stop(
         &self,
         _: Approval,
-        rt: &Runtime,
         ids: &[String],
         timeout: Duration,
     ) -> Result<SetReport, DockerError> {
-        let docker = self.client(rt)?;
+        validate_refs(ids)?;
+        let rt = &self.rt;
+        let docker = self.client()?;
         let secs = i32::try_from(timeout.as_secs()).unwrap_or(i32::MAX);
         let limit = timeout + STOP_GRACE;
         let jobs = ids.iter().map(|id| async move {
@@ -452,13 +485,10 @@ impl Engine {
     }
 
     /// Starts every container of the set at once.
-    pub fn start(
-        &self,
-        _: Approval,
-        rt: &Runtime,
-        ids: &[String],
-    ) -> Result<SetReport, DockerError> {
-        let docker = self.client(rt)?;
+    pub fn start(&self, _: Approval, ids: &[String]) -> Result<SetReport, DockerError> {
+        validate_refs(ids)?;
+        let rt = &self.rt;
+        let docker = self.client()?;
         let jobs = ids.iter().map(|id| async move {
             let result = tokio::time::timeout(
                 API_TIMEOUT,
@@ -470,6 +500,10 @@ impl Engine {
         let results = rt.block_on(futures_util::future::join_all(jobs));
         Ok(collect_set(results, API_TIMEOUT))
     }
+}
+
+fn validate_refs(ids: &[String]) -> Result<(), DockerError> {
+    ids.iter().try_for_each(|id| validate_ref(id))
 }
 
 type TimedResult = Result<Result<(), BollardError>, tokio::time::error::Elapsed>;
@@ -541,4 +575,35 @@ fn enum_text<T: Serialize>(value: &Option<T>) -> String {
 
 fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or("").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_ids_follow_the_engine_grammar() {
+        for ok in ["agent-1", "a", "A.b_c-d", "0123abcdef", "cai-example"] {
+            assert!(validate_ref(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "-x",
+            ".x",
+            "_x",
+            "a/b",
+            "../../volumes/x",
+            "x?force=true",
+            "x&t=0",
+            "x/stop",
+            "a b",
+            "a\nb",
+            "é",
+            "x#y",
+            "x%2Fy",
+        ] {
+            assert!(validate_ref(bad).is_err(), "{bad}");
+        }
+        assert!(validate_ref(&"a".repeat(254)).is_err());
+    }
 }

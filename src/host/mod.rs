@@ -1,27 +1,34 @@
 //! Side effects, one file per family. [`Host`] is the one handle that carries everything ambient:
-//! the `--root` prefix, config, platform, terminal facts, the async runtime, the engine client and
-//! the effect gate. Nothing here reads global state behind the handle's back (in particular, no
-//! `DOCKER_HOST`).
+//! the `--root` prefix, config, platform, the terminal, `PATH`, the execution target (this
+//! machine or the Lima VM), the engine client with its runtime and the effect gate. Nothing here
+//! reads global state behind the handle's back (in particular, no `DOCKER_HOST`).
 
 pub mod command;
 pub mod docker;
+pub mod packages;
 pub mod platform;
 pub mod sysbox;
 pub mod systemd;
 pub mod trust;
 
+use std::ffi::OsString;
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use crate::config::Config;
-use crate::effects::{Gate, Mode};
+use crate::effects::{Gate, JournalSink, Mode};
+use command::{CommandError, CommandOutput, Target};
 use platform::Platform;
 
 /// Default engine socket on Linux and WSL2.
 pub const LINUX_SOCKET: &str = "/var/run/containai-docker.sock";
 /// Where live actions are journalled (under `--root`).
 pub const JOURNAL_FILE: &str = "/var/lib/containai/actions.jsonl";
+/// The Lima VM that runs the engine on macOS.
+pub const LIMA_VM: &str = "containai-docker";
 
 /// Facts probed once at start-up.
 #[derive(Debug, Clone)]
@@ -34,6 +41,8 @@ pub struct HostOptions {
     /// stdin and stdout are terminals, so prompts can be asked.
     pub interactive: bool,
     pub home: Option<PathBuf>,
+    /// The `PATH` programs are looked up in.
+    pub path: Option<OsString>,
 }
 
 pub struct Host {
@@ -45,20 +54,17 @@ pub struct Host {
     pub interactive: bool,
     pub home: Option<PathBuf>,
     pub gate: Gate,
-    pub engine: docker::Engine,
     /// Reports (e.g. doctor checks) collected for the one JSON document of a `--json` run.
     pub reports: std::cell::RefCell<Vec<serde_json::Value>>,
     /// Set by Ctrl-C; scripts stop at their next operation.
     pub interrupted: Arc<AtomicBool>,
-    rt: tokio::runtime::Runtime,
+    docker: docker::Client,
+    target: Target,
+    path: Option<OsString>,
 }
 
 impl Host {
     pub fn new(options: HostOptions) -> anyhow::Result<Self> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
         let root = options.root;
         let platform = options.config.platform.unwrap_or_else(|| {
             platform::detect(&under_root(&root, Path::new("/proc/sys/kernel/osrelease")))
@@ -74,10 +80,18 @@ impl Host {
         };
         // Always known: a REPL that switches to live mode journals from then on. The gate writes
         // to it only for actions it performs.
-        let journal = Some(under_root(&root, Path::new(JOURNAL_FILE)));
+        let journal = under_root(&root, Path::new(JOURNAL_FILE));
+        let target = match platform {
+            Platform::Macos => Target::Lima {
+                vm: LIMA_VM.to_string(),
+            },
+            Platform::Linux | Platform::Wsl2 => Target::Local,
+        };
         Ok(Self {
-            engine: docker::Engine::new(socket),
-            gate: Gate::new(options.mode, journal),
+            docker: docker::Client::new(socket)?,
+            gate: Gate::new(options.mode, Some(journal_sink(journal))),
+            target,
+            path: options.path,
             root,
             config: options.config,
             platform,
@@ -87,8 +101,71 @@ impl Host {
             home: options.home,
             interrupted: Arc::new(AtomicBool::new(false)),
             reports: std::cell::RefCell::new(Vec::new()),
-            rt,
         })
+    }
+
+    /// The `containai-docker` engine client.
+    pub fn docker(&self) -> &docker::Client {
+        &self.docker
+    }
+
+    /// Where programs run: this machine, or the Lima VM on macOS.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// Runs a program on the execution target with an argument vector and a timeout.
+    pub fn run(
+        &self,
+        program: &str,
+        args: &[String],
+        timeout: Duration,
+    ) -> Result<CommandOutput, CommandError> {
+        self.target
+            .run(self.path.as_deref(), program, args, false, timeout)
+    }
+
+    /// Like [`Host::run`] for programs that need root inside the Lima VM (`sudo -n` there).
+    pub fn run_as_root(
+        &self,
+        program: &str,
+        args: &[String],
+        timeout: Duration,
+    ) -> Result<CommandOutput, CommandError> {
+        self.target
+            .run(self.path.as_deref(), program, args, true, timeout)
+    }
+
+    /// `--root=DIR` for programs that understand it, when `--root` is not `/`.
+    pub fn root_args(&self) -> Vec<String> {
+        if self.root == Path::new("/") {
+            Vec::new()
+        } else {
+            vec![format!("--root={}", self.root.display())]
+        }
+    }
+
+    /// Whether an executable `name` is on this host's `PATH`; names with a slash never are.
+    pub fn has_program(&self, name: &str) -> bool {
+        command::find_program(self.path.as_deref(), name).is_some()
+    }
+
+    /// Asks a yes/no question on the terminal. `--yes` answers yes; without a terminal the answer
+    /// is no, so unattended runs never proceed on a question nobody saw.
+    pub fn confirm(&self, question: &str) -> bool {
+        if self.yes {
+            return true;
+        }
+        if !self.interactive || !std::io::stdin().is_terminal() {
+            return false;
+        }
+        eprint!("{question} [y/N] ");
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        if std::io::stdin().lock().read_line(&mut line).is_err() {
+            return false;
+        }
+        matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
     }
 
     pub fn root(&self) -> &Path {
@@ -100,13 +177,28 @@ impl Host {
         under_root(&self.root, absolute.as_ref())
     }
 
-    pub fn runtime(&self) -> &tokio::runtime::Runtime {
-        &self.rt
-    }
-
     pub fn data_root(&self) -> PathBuf {
         self.path(&self.config.data_root)
     }
+}
+
+/// Appends journal lines durably: created 0600 on first use, never through a symlink, synced
+/// before the gate acts.
+fn journal_sink(path: PathBuf) -> JournalSink {
+    Box::new(move |line: &[u8]| {
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&path)?;
+        file.write_all(line)?;
+        file.sync_data()
+    })
 }
 
 /// Joins an absolute path under a root the way `dpkg --root` does; `..` components are dropped so

@@ -11,12 +11,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Host;
-use super::command::{self, CommandError};
+use super::command::CommandError;
 use crate::effects::Approval;
 
 pub const UNIT_DIR: &str = "/etc/systemd/system";
 /// systemctl waits for the unit's stop; the engine unit's TimeoutStopSec exceeds 100 s.
-const SYSTEMCTL_TIMEOUT: Duration = Duration::from_secs(300);
+pub const SYSTEMCTL_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum UnitError {
@@ -38,12 +38,6 @@ pub enum UnitError {
     },
     #[error(transparent)]
     Command(#[from] CommandError),
-    #[error("systemctl {args} exited with {code:?}\n{stderr}")]
-    Failed {
-        args: String,
-        code: Option<i32>,
-        stderr: String,
-    },
 }
 
 /// Checks a unit name: letters, digits and `@._-`, with a known unit suffix.
@@ -138,45 +132,12 @@ pub fn restart(_: Approval, host: &Host, name: &str) -> Result<(), UnitError> {
     systemctl(host, &["restart", name])
 }
 
-/// `--root=DIR` for programs that understand it, when `--root` is not `/`.
-fn root_args(host: &Host) -> Vec<String> {
-    if host.root() == std::path::Path::new("/") {
-        Vec::new()
-    } else {
-        vec![format!("--root={}", host.root().display())]
-    }
-}
-
 fn systemctl(host: &Host, args: &[&str]) -> Result<(), UnitError> {
-    let mut full = root_args(host);
+    let mut full = host.root_args();
     full.extend(args.iter().map(ToString::to_string));
-    let out = command::run("systemctl", &full, SYSTEMCTL_TIMEOUT)?;
-    if out.success() {
-        Ok(())
-    } else {
-        Err(UnitError::Failed {
-            args: args.join(" "),
-            code: out.code,
-            stderr: command::framed(&out.stderr),
-        })
-    }
-}
-
-/// Installs a `.deb` with `dpkg -i`. The path must name an existing regular `.deb` file.
-pub fn install_deb(_: Approval, host: &Host, path: &std::path::Path) -> Result<(), UnitError> {
-    let mut args: Vec<std::ffi::OsString> = root_args(host).into_iter().map(Into::into).collect();
-    args.push("-i".into());
-    args.push(path.as_os_str().to_owned());
-    let out = command::run("dpkg", &args, SYSTEMCTL_TIMEOUT)?;
-    if out.success() {
-        Ok(())
-    } else {
-        Err(UnitError::Failed {
-            args: format!("dpkg -i {}", path.display()),
-            code: out.code,
-            stderr: command::framed(&out.stderr),
-        })
-    }
+    host.run_as_root("systemctl", &full, SYSTEMCTL_TIMEOUT)?
+        .checked()?;
+    Ok(())
 }
 
 #[cfg(test)]

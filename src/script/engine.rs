@@ -66,12 +66,12 @@ pub struct EngineOptions {
     pub budget: Budget,
 }
 
-/// Builds the sandboxed engine; returns it with the list of registered primitive names.
+/// Builds the sandboxed engine; returns it with the documentation of every primitive it has.
 pub fn build(
     host: &Rc<Host>,
     catalog: &Rc<Catalog>,
     options: EngineOptions,
-) -> (Engine, Vec<String>) {
+) -> (Engine, Vec<bind::Primitive>) {
     let mut engine = Engine::new_raw();
     engine.register_global_module(StandardPackage::new().as_shared_module());
     engine.set_optimization_level(OptimizationLevel::Simple);
@@ -125,8 +125,8 @@ pub fn build(
         None
     });
 
-    let names = bind::register_all(&mut engine, host, &Rc::new(options.args), options.json);
-    (engine, names)
+    let primitives = bind::install(&mut engine, host, &Rc::new(options.args), options.json);
+    (engine, primitives)
 }
 
 /// Serves `import "name"` from the catalog only (user, site, bundled), with the same vetting and

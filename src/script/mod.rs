@@ -34,16 +34,10 @@ pub enum RunError {
     Script(#[from] ScriptError),
 }
 
-impl RunError {
-    pub fn interrupted(&self) -> bool {
-        matches!(self, RunError::Script(e) if e.interrupted)
-    }
-}
-
 /// Checks the API version and compiles without running anything; every module the script
 /// imports by a literal name must resolve, pass the same checks, and compile too.
 pub fn check(host: &Rc<Host>, catalog: &Rc<Catalog>, script: &Script) -> Result<Header, RunError> {
-    check_once(host, catalog, script, &mut Imports::default())
+    check_with_imports(host, catalog, script, &mut Imports::default())
 }
 
 /// Modules seen while checking: `loading` is the chain being checked now (an import of one of
@@ -54,7 +48,7 @@ struct Imports {
     done: Vec<String>,
 }
 
-fn check_once(
+fn check_with_imports(
     host: &Rc<Host>,
     catalog: &Rc<Catalog>,
     script: &Script,
@@ -93,7 +87,7 @@ fn check_once(
             ))
         })?;
         imports.loading.push(name.clone());
-        check_once(host, catalog, &module, imports)?;
+        check_with_imports(host, catalog, &module, imports)?;
         imports.loading.pop();
         imports.done.push(name);
     }
@@ -177,7 +171,6 @@ pub fn finish(value: Dynamic) -> Result<Finished, String> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
     use std::path::PathBuf;
 
     use super::*;
@@ -195,37 +188,48 @@ mod tests {
                 verbose: false,
                 interactive: false,
                 home: None,
+                path: std::env::var_os("PATH"),
             })
             .unwrap(),
         )
     }
 
-    /// A dry-run engine over an empty root, with the names it registered.
-    fn dry_run_engine(root: &std::path::Path) -> (Rc<Host>, rhai::Engine, Vec<String>) {
+    /// A dry-run engine over an empty root, with the primitives it registered.
+    fn dry_run_engine(root: &std::path::Path) -> (Rc<Host>, rhai::Engine, Vec<bind::Primitive>) {
         let host = dry_run_host(root.to_path_buf());
         let catalog = Rc::new(Catalog::new(
             root.join("scripts"),
             None,
             crate::host::trust::Trust::new(None),
         ));
-        let (engine, names) = engine::build(&host, &catalog, options(&host, Vec::new(), false));
-        (host, engine, names)
+        let (engine, primitives) =
+            engine::build(&host, &catalog, options(&host, Vec::new(), false));
+        (host, engine, primitives)
     }
 
     #[test]
-    fn every_primitive_in_the_table_is_registered_and_nothing_else() {
+    fn the_api_listing_is_what_the_engine_registered() {
         let root = tempfile::tempdir().unwrap();
-        let (_, _, names) = dry_run_engine(root.path());
-        let registered: BTreeSet<String> = names.into_iter().collect();
-        let table: BTreeSet<String> = api::PRIMITIVES.iter().map(api::Primitive::path).collect();
-        assert_eq!(registered, table);
+        let (host, engine, primitives) = dry_run_engine(root.path());
+        let listed: Vec<String> = bind::primitives(&host)
+            .iter()
+            .map(bind::Primitive::path)
+            .collect();
+        let built: Vec<String> = primitives.iter().map(bind::Primitive::path).collect();
+        assert_eq!(listed, built);
+        // Every listed primitive resolves in a script (a misspelt registration would not).
+        for p in &primitives {
+            let probe = format!("{}::{}", p.module, p.name);
+            let err = engine.compile(&probe).err();
+            assert!(err.is_none(), "{probe}: {err:?}");
+        }
     }
 
     #[test]
     fn every_documented_example_runs_in_a_dry_run_and_mutations_are_planned() {
         let root = tempfile::tempdir().unwrap();
-        let (host, engine, _) = dry_run_engine(root.path());
-        for p in api::PRIMITIVES {
+        let (host, engine, primitives) = dry_run_engine(root.path());
+        for p in &primitives {
             let before = host.gate.plan().len();
             engine
                 .run(p.example)

@@ -17,7 +17,6 @@ use rustyline::history::DefaultHistory;
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{Context, Editor, Helper};
 
-use super::api::PRIMITIVES;
 use super::catalog::Catalog;
 use super::engine::{self, Budget, EngineOptions};
 use super::error;
@@ -129,10 +128,10 @@ fn prompt(mode: Mode) -> &'static str {
     }
 }
 
-/// Runs the REPL until `:quit` or end of input; returns the exit code.
-pub fn run(host: &Rc<Host>, catalog: &Rc<Catalog>) -> anyhow::Result<u8> {
+/// Runs the REPL until `:quit` or end of input.
+pub fn run(host: &Rc<Host>, catalog: &Rc<Catalog>) -> anyhow::Result<()> {
     let budget = Budget::new(Duration::from_secs(host.config.script_timeout_secs));
-    let (engine, _) = engine::build(
+    let (engine, primitives) = engine::build(
         host,
         catalog,
         EngineOptions {
@@ -143,7 +142,7 @@ pub fn run(host: &Rc<Host>, catalog: &Rc<Catalog>) -> anyhow::Result<u8> {
     );
     let mut checker = Engine::new_raw();
     checker.disable_symbol("eval");
-    let mut names: Vec<String> = PRIMITIVES
+    let mut names: Vec<String> = primitives
         .iter()
         .map(|p| format!("{}(", p.path()))
         .collect();
@@ -187,7 +186,7 @@ pub fn run(host: &Rc<Host>, catalog: &Rc<Catalog>) -> anyhow::Result<u8> {
                 }
             }
             ":api" => {
-                for p in PRIMITIVES {
+                for p in &primitives {
                     println!(
                         "{:<8} {}",
                         if p.mutating { "mutating" } else { "read" },
@@ -224,7 +223,7 @@ pub fn run(host: &Rc<Host>, catalog: &Rc<Catalog>) -> anyhow::Result<u8> {
         }
     }
     save_history(&mut editor, history.as_ref());
-    Ok(crate::exit::OK)
+    Ok(())
 }
 
 fn save_history(editor: &mut Editor<ReplHelper, DefaultHistory>, path: Option<&PathBuf>) {

@@ -1,6 +1,7 @@
 //! `containers::` bindings over [`crate::host::docker`]. Reads run in every mode; `exec`, `stop`
 //! and `start` pass through the effect gate. `query` is the read-only way to look inside a
-//! container and only runs programs that cannot change anything.
+//! container and only runs programs that cannot change anything. Every name and id is checked
+//! against the engine's grammar by the host family before any request is made.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -8,10 +9,10 @@ use std::time::Duration;
 use rhai::{Array, Dynamic, NativeCallContext};
 use serde_json::json;
 
-use super::{Registrar, Res, fail_at, strings, to_dynamic};
+use super::{Doc, Registrar, Res, fail_at, gated, strings, to_dynamic};
 use crate::effects::Action;
 use crate::host::Host;
-use crate::host::docker::{ExecOutput, SetReport};
+use crate::host::docker::{self, ExecOutput, SetReport};
 
 const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
 /// A stop timeout above an hour is a typo, not a plan.
@@ -19,47 +20,68 @@ const MAX_STOP_SECS: i64 = 3600;
 
 pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     let h = host.clone();
-    reg.add("containers", "engine_status", move || {
-        to_dynamic(&h.engine.status(h.runtime()))
-    });
-
-    let h = host.clone();
-    reg.add(
-        "containers",
-        "list_managed",
-        move |ctx: NativeCallContext, all: bool| list(&ctx, &h, all),
+    reg.read(
+        Doc {
+            signature: "containers::engine_status() -> map",
+            doc: "engine socket path, whether it exists and answers, engine version",
+            example: "containers::engine_status()",
+        },
+        move || to_dynamic(&h.docker().status()),
     );
 
     let h = host.clone();
-    reg.add(
-        "containers",
-        "inspect",
-        move |ctx: NativeCallContext, name: &str| {
-            to_dynamic(
-                &h.engine
-                    .inspect(h.runtime(), name)
-                    .map_err(|e| fail_at(&ctx, e))?,
-            )
+    reg.read(
+        Doc {
+            signature: "containers::list_managed(all: bool) -> array",
+            doc: "managed containers (label or legacy image); all=false lists running ones; fails when the engine does not answer",
+            example: "containers::list_managed(true)",
+        },
+        move |ctx: NativeCallContext, all: bool| match h
+            .docker()
+            .list_managed(all)
+            .map_err(|e| fail_at(&ctx, e))?
+        {
+            Some(list) => to_dynamic(&list),
+            None => Ok(Dynamic::from_array(Vec::new())),
         },
     );
 
     let h = host.clone();
-    reg.add(
-        "containers",
-        "query",
+    reg.read(
+        Doc {
+            signature: "containers::inspect(name: string) -> map",
+            doc: "user, state, labels and mounts of one container",
+            example: "try { containers::inspect(\"cai-example\") } catch { () }",
+        },
+        move |ctx: NativeCallContext, name: &str| {
+            to_dynamic(&h.docker().inspect(name).map_err(|e| fail_at(&ctx, e))?)
+        },
+    );
+
+    let h = host.clone();
+    reg.read(
+        Doc {
+            signature: "containers::query(name: string, argv: array) -> map",
+            doc: "runs a read-only inspection program (id, getent, stat, cat, ls, test, uname, readlink, whoami) in a running container; exit_code, stdout, stderr",
+            example: "try { containers::query(\"cai-example\", [\"id\", \"-u\"]) } catch { () }",
+        },
         move |ctx: NativeCallContext, name: &str, argv: Array| {
             let argv = strings(&ctx, "containers::query", argv)?;
-            let out = h.engine.query(h.runtime(), name, &argv, EXEC_TIMEOUT);
+            let out = h.docker().query(name, &argv, EXEC_TIMEOUT);
             to_dynamic(&out.map_err(|e| fail_at(&ctx, format!("containers::query: {e}")))?)
         },
     );
 
     let h = host.clone();
-    reg.add(
-        "containers",
-        "exec",
+    reg.mutating(
+        Doc {
+            signature: "containers::exec(name: string, argv: array) -> map",
+            doc: "runs a program in a running container (no shell); exit_code, stdout, stderr",
+            example: "containers::exec(\"cai-example\", [\"touch\", \"/tmp/x\"])",
+        },
         move |ctx: NativeCallContext, name: &str, argv: Array| {
             let argv = strings(&ctx, "containers::exec", argv)?;
+            docker::validate_ref(name).map_err(|e| fail_at(&ctx, e))?;
             if argv.is_empty() {
                 return Err(fail_at(
                     &ctx,
@@ -67,23 +89,24 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
                 ));
             }
             let action = Action::new("containers.exec", name, json!({ "argv": argv }));
-            let out = h.gate.apply(action, ExecOutput::default, |ok| {
-                h.engine.exec(ok, h.runtime(), name, &argv, EXEC_TIMEOUT)
-            });
-            to_dynamic(&out.map_err(|e| fail_at(&ctx, e))?)
+            gated(&ctx, &h, action, ExecOutput::default, |ok| {
+                h.docker().exec(ok, name, &argv, EXEC_TIMEOUT)
+            })
         },
     );
 
     let h = host.clone();
-    reg.add(
-        "containers",
-        "stop",
+    reg.mutating(
+        Doc {
+            signature: "containers::stop(ids: array, timeout_secs: int) -> map",
+            doc: "stops a set concurrently; done (incl. already stopped), gone, failed; the timeout defaults to config stop_timeout_secs",
+            example: "containers::stop([\"cai-example\"], 100)",
+        },
         move |ctx: NativeCallContext, ids: Array, secs: i64| stop(&ctx, &h, ids, secs),
     );
     let h = host.clone();
-    reg.add(
-        "containers",
-        "stop",
+    reg.overload(
+        "containers::stop(ids: array) -> map",
         move |ctx: NativeCallContext, ids: Array| {
             let secs = i64::try_from(h.config.stop_timeout_secs).unwrap_or(MAX_STOP_SECS);
             stop(&ctx, &h, ids, secs)
@@ -91,37 +114,35 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     );
 
     let h = host.clone();
-    reg.add(
-        "containers",
-        "start",
+    reg.mutating(
+        Doc {
+            signature: "containers::start(ids: array) -> map",
+            doc: "starts a set concurrently; done, gone, failed",
+            example: "containers::start([\"cai-example\"])",
+        },
         move |ctx: NativeCallContext, ids: Array| {
-            let ids = strings(&ctx, "containers::start", ids)?;
+            let ids = set(&ctx, "containers::start", ids)?;
             let action = Action::new("containers.start", ids.join(" "), json!({ "ids": ids }));
             let predicted = || SetReport {
                 done: ids.clone(),
                 ..Default::default()
             };
-            let out = h.gate.apply(action, predicted, |ok| {
-                h.engine.start(ok, h.runtime(), &ids)
-            });
-            to_dynamic(&out.map_err(|e| fail_at(&ctx, e))?)
+            gated(&ctx, &h, action, predicted, |ok| h.docker().start(ok, &ids))
         },
     );
 }
 
-fn list(ctx: &NativeCallContext, host: &Host, all: bool) -> Res<Dynamic> {
-    match host
-        .engine
-        .list_managed(host.runtime(), all)
-        .map_err(|e| fail_at(ctx, e))?
-    {
-        Some(list) => to_dynamic(&list),
-        None => Ok(Dynamic::from_array(Vec::new())),
+/// The members of a set, each checked against the engine's grammar before anything is planned.
+fn set(ctx: &NativeCallContext, what: &str, ids: Array) -> Res<Vec<String>> {
+    let ids = strings(ctx, what, ids)?;
+    for id in &ids {
+        docker::validate_ref(id).map_err(|e| fail_at(ctx, format!("{what}: {e}")))?;
     }
+    Ok(ids)
 }
 
 fn stop(ctx: &NativeCallContext, host: &Host, ids: Array, secs: i64) -> Res<Dynamic> {
-    let ids = strings(ctx, "containers::stop", ids)?;
+    let ids = set(ctx, "containers::stop", ids)?;
     if !(1..=MAX_STOP_SECS).contains(&secs) {
         return Err(fail_at(
             ctx,
@@ -138,8 +159,7 @@ fn stop(ctx: &NativeCallContext, host: &Host, ids: Array, secs: i64) -> Res<Dyna
         done: ids.clone(),
         ..Default::default()
     };
-    let out = host.gate.apply(action, predicted, |ok| {
-        host.engine.stop(ok, host.runtime(), &ids, timeout)
-    });
-    to_dynamic(&out.map_err(|e| fail_at(ctx, e))?)
+    gated(ctx, host, action, predicted, |ok| {
+        host.docker().stop(ok, &ids, timeout)
+    })
 }

@@ -1,20 +1,23 @@
-//! `units::` and `packages::` bindings over [`crate::host::systemd`]: unit files only under
-//! `/etc/systemd/system`, `systemctl` verbs and `.deb` installs, all mutating ones gated.
+//! `units::` bindings over [`crate::host::systemd`]: unit files only under `/etc/systemd/system`
+//! and `systemctl` verbs, every mutating one gated.
 
 use std::rc::Rc;
 
 use rhai::{Dynamic, NativeCallContext};
 use serde_json::json;
 
-use super::{Registrar, fail_at};
+use super::{Doc, Registrar, fail_at, gated};
 use crate::effects::Action;
 use crate::host::{Host, systemd};
 
 pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     let h = host.clone();
-    reg.add(
-        "units",
-        "read",
+    reg.read(
+        Doc {
+            signature: "units::read(name: string) -> string or ()",
+            doc: "text of a unit file in /etc/systemd/system, () when absent",
+            example: "units::read(\"containai-docker.service\")",
+        },
         move |ctx: NativeCallContext, name: &str| {
             Ok(
                 match systemd::read(&h, name).map_err(|e| fail_at(&ctx, e))? {
@@ -26,90 +29,58 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     );
 
     let h = host.clone();
-    reg.add(
-        "units",
-        "write",
+    reg.mutating(
+        Doc {
+            signature: "units::write(name: string, text: string) -> bool",
+            doc: "writes a unit file in /etc/systemd/system atomically; true when the text changed",
+            example: "units::write(\"containai-example.service\", \"[Unit]\\n\")",
+        },
         move |ctx: NativeCallContext, name: &str, text: &str| {
             systemd::check_writable(name).map_err(|e| fail_at(&ctx, e))?;
             let path = systemd::unit_path(&h, name).map_err(|e| fail_at(&ctx, e))?;
             let current = systemd::read(&h, name).map_err(|e| fail_at(&ctx, e))?;
-            let changed = current.as_deref() != Some(text);
-            if !changed {
-                return Ok(false);
+            if current.as_deref() == Some(text) {
+                return Ok(Dynamic::FALSE);
             }
             let action = Action::new(
                 "units.write",
                 path.display().to_string(),
                 json!({ "bytes": text.len(), "replaces": current.is_some() }),
             );
-            h.gate
-                .apply(
-                    action,
-                    || true,
-                    |ok| systemd::write(ok, &h, name, text).map(|()| true),
-                )
-                .map_err(|e| fail_at(&ctx, e))
+            gated(
+                &ctx,
+                &h,
+                action,
+                || true,
+                |ok| systemd::write(ok, &h, name, text).map(|()| true),
+            )
         },
     );
 
     let h = host.clone();
-    reg.add("units", "daemon_reload", move |ctx: NativeCallContext| {
-        let action = Action::new("units.daemon_reload", "systemd", json!({}));
-        h.gate
-            .apply(action, || (), |ok| systemd::daemon_reload(ok, &h))
-            .map_err(|e| fail_at(&ctx, e))
-    });
+    reg.mutating(
+        Doc {
+            signature: "units::daemon_reload()",
+            doc: "systemctl daemon-reload",
+            example: "units::daemon_reload()",
+        },
+        move |ctx: NativeCallContext| {
+            let action = Action::new("units.daemon_reload", "systemd", json!({}));
+            gated(&ctx, &h, action, || (), |ok| systemd::daemon_reload(ok, &h))
+        },
+    );
 
     let h = host.clone();
-    reg.add(
-        "units",
-        "restart",
+    reg.mutating(
+        Doc {
+            signature: "units::restart(name: string)",
+            doc: "systemctl restart NAME (containai-* units and the sysbox services only)",
+            example: "units::restart(\"containai-example.service\")",
+        },
         move |ctx: NativeCallContext, name: &str| {
             systemd::check_restartable(name).map_err(|e| fail_at(&ctx, e))?;
             let action = Action::new("units.restart", name, json!({}));
-            h.gate
-                .apply(action, || (), |ok| systemd::restart(ok, &h, name))
-                .map_err(|e| fail_at(&ctx, e))
-        },
-    );
-
-    let h = host.clone();
-    reg.add(
-        "packages",
-        "install_deb",
-        move |ctx: NativeCallContext, path: &str| {
-            if !path.starts_with('/') || !path.ends_with(".deb") {
-                return Err(fail_at(
-                    &ctx,
-                    format!(
-                        "packages::install_deb: {path:?} is not an absolute path to a .deb file"
-                    ),
-                ));
-            }
-            let file = h.path(path);
-            let meta = std::fs::symlink_metadata(&file).map_err(|e| {
-                fail_at(
-                    &ctx,
-                    format!("packages::install_deb: cannot use {}: {e}", file.display()),
-                )
-            })?;
-            if !meta.is_file() {
-                return Err(fail_at(
-                    &ctx,
-                    format!(
-                        "packages::install_deb: {} is not a regular file",
-                        file.display()
-                    ),
-                ));
-            }
-            let action = Action::new(
-                "packages.install_deb",
-                file.display().to_string(),
-                json!({ "bytes": meta.len() }),
-            );
-            h.gate
-                .apply(action, || (), |ok| systemd::install_deb(ok, &h, &file))
-                .map_err(|e| fail_at(&ctx, e))
+            gated(&ctx, &h, action, || (), |ok| systemd::restart(ok, &h, name))
         },
     );
 }

@@ -1,0 +1,56 @@
+//! `log::` bindings: lines for the operator on stderr, never on stdout (which may carry JSON).
+
+use std::rc::Rc;
+
+use super::{Doc, Registrar};
+use crate::host::Host;
+
+pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
+    reg.read(
+        Doc {
+            signature: "log::info(message: string)",
+            doc: "prints an informational line on stderr",
+            example: "log::info(\"hello\")",
+        },
+        |m: &str| {
+            eprintln!("info: {m}");
+            Ok(())
+        },
+    );
+    reg.read(
+        Doc {
+            signature: "log::warn(message: string)",
+            doc: "prints a warning line on stderr",
+            example: "log::warn(\"careful\")",
+        },
+        |m: &str| {
+            eprintln!("warning: {m}");
+            Ok(())
+        },
+    );
+    reg.read(
+        Doc {
+            signature: "log::error(message: string)",
+            doc: "prints an error line on stderr (does not stop the script)",
+            example: "log::error(\"oops\")",
+        },
+        |m: &str| {
+            eprintln!("error: {m}");
+            Ok(())
+        },
+    );
+    let h = host.clone();
+    reg.read(
+        Doc {
+            signature: "log::verbose(message: string)",
+            doc: "prints a line on stderr with --verbose only",
+            example: "log::verbose(\"detail\")",
+        },
+        move |m: &str| {
+            if h.verbose {
+                eprintln!("debug: {m}");
+            }
+            Ok(())
+        },
+    );
+}
