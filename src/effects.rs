@@ -94,8 +94,7 @@ impl<E: std::fmt::Display> std::fmt::Display for GateError<E> {
         match self {
             GateError::Journal(e) => write!(
                 f,
-                "refusing to act: cannot write the journal ({e}); nothing was changed\nhelp: make {} writable by root",
-                crate::host::JOURNAL_FILE
+                "refusing to act: cannot write the journal: {e}; nothing was changed"
             ),
             GateError::Action(e) => e.fmt(f),
         }

@@ -238,3 +238,58 @@ fn regression_p3_p5_unreachable_engine_with_socket_present_is_an_error() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.is_empty());
 }
+
+/// A name or id reaches the engine's URL path, where `/`, `..`, `?` and `&` would change the
+/// endpoint: `query("victim/kill?signal=KILL&x=", ...)` would POST to `/containers/victim/kill`
+/// from a read-only primitive, in a dry run, and `../volumes/create?x=` would create a volume.
+/// Every name is checked against the engine's grammar before any request.
+#[test]
+fn regression_hostile_names_never_reach_the_engine_in_a_dry_run() {
+    let host = TestHost::new();
+    let engine = Dockerd::start(&host);
+    engine.run_agent("victim");
+    engine.docker(&["volume", "create", "victim-data"]);
+    let volumes_before = engine.docker(&["volume", "ls", "-q"]);
+    let states_before = engine.states();
+    let script = host.script(
+        "hostile.rhai",
+        r#"//! version: 1.0.0
+//! api: 1
+let names = [
+    "victim/kill?signal=KILL&x=",
+    "victim/stop?t=0&x=",
+    "../volumes/create?x=",
+    "../volumes/victim-data?force=1&x=",
+    "victim/../victim/pause?x=",
+    "victim\nx",
+    "-victim",
+    "",
+];
+let refused = 0;
+for name in names {
+    for verb in ["inspect", "query", "exec", "stop", "start"] {
+        try {
+            switch verb {
+                "inspect" => containers::inspect(name),
+                "query" => containers::query(name, ["id"]),
+                "exec" => containers::exec(name, ["id"]),
+                "stop" => containers::stop([name], 1),
+                "start" => containers::start([name]),
+            };
+            print(`accepted ${verb} ${name}`);
+        } catch (e) {
+            if `${e}`.contains("invalid container name or id") { refused += 1; } else { print(`other error ${verb}: ${e}`); }
+        }
+    }
+}
+print(`refused=${refused} planned=${run::plan().len()}`);
+"#,
+    );
+    let (code, stdout, stderr) = host.run(&["run", script.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("refused=40 planned=0"), "{stdout}");
+    assert!(!stdout.contains("accepted"), "{stdout}");
+    assert_eq!(engine.states(), states_before);
+    assert_eq!(engine.state("victim"), "running");
+    assert_eq!(engine.docker(&["volume", "ls", "-q"]), volumes_before);
+}

@@ -193,5 +193,8 @@ fn the_same_script_live_changes_the_host_and_is_journalled() {
         .flat_map(|n| [format!("intent{n}"), format!("outcome{n}")])
         .collect();
     assert_eq!(phases, expected, "{journal}");
-    assert!(lines.iter().all(|l| l["run"] == lines[0]["run"]), "{journal}");
+    assert!(
+        lines.iter().all(|l| l["run"] == lines[0]["run"]),
+        "{journal}"
+    );
 }

@@ -187,17 +187,20 @@ impl Host {
 fn journal_sink(path: PathBuf) -> JournalSink {
     Box::new(move |line: &[u8]| {
         use std::os::unix::fs::OpenOptionsExt;
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(&path)?;
-        file.write_all(line)?;
-        file.sync_data()
+        let append = || -> std::io::Result<()> {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                .open(&path)?;
+            file.write_all(line)?;
+            file.sync_data()
+        };
+        append().map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
     })
 }
 
