@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# Runs the whole cai test suite on this machine, as CI does.
+# Runs what CI runs, on this machine: `cargo fmt --check`, `cargo clippy --all-targets -D warnings`
+# and the whole cai test suite.
 #
 # The tests use real components: a private dockerd, busybox-static for the test image, sshd,
 # systemd-analyze and dpkg-deb. This script installs the Debian packages that are missing, finds
-# the Rust toolchain (also under sudo, which resets PATH), then runs `cargo test`. Extra arguments
-# go to cargo test. It never skips a test: a component that is still missing makes tests fail
-# with the command that installs it.
+# the Rust toolchain (also under sudo, which resets PATH) with rustfmt and clippy, checks
+# formatting and lints, then runs `cargo test`. Extra arguments go to cargo test. It never skips a
+# test: a component that is still missing makes tests fail with the command that installs it.
+#
+# A failed format or lint check is reported and remembered, and the tests still run, so one run
+# shows everything that is wrong. The last line is `N passed, N failed`, which CI reads: it counts
+# every test, plus the format and lint checks as one each, so it never says `0 failed` for a run
+# that failed.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -60,12 +66,57 @@ if ! command -v cargo >/dev/null 2>&1; then
 	exit 1
 fi
 
+# The format and lint checks need these components; a rustup toolchain can add them.
+# cargo subcommand -> rustup component that provides it
+declare -A components=([fmt]=rustfmt [clippy]=clippy)
+for subcommand in "${!components[@]}"; do
+	component="${components[$subcommand]}"
+	if ! cargo "$subcommand" --version >/dev/null 2>&1 && command -v rustup >/dev/null 2>&1; then
+		echo "test.sh: adding the $component component" >&2
+		rustup component add "$component" >&2
+	fi
+	if ! cargo "$subcommand" --version >/dev/null 2>&1; then
+		echo "error: cargo $subcommand is not available, and CI runs it" >&2
+		echo "help: rustup component add $component, then run sudo ./scripts/test.sh again" >&2
+		exit 1
+	fi
+done
+
 export PATH="$PATH:/usr/sbin:/sbin"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0
+checks_passed=0
+checks_failed=()
+
+if cargo fmt --check; then
+	checks_passed=$((checks_passed + 1))
+else
+	echo "error: cargo fmt --check found unformatted code (the diff is above)" >&2
+	echo "help: cargo fmt" >&2
+	checks_failed+=("cargo fmt --check|cargo fmt")
+fi
+if cargo clippy --all-targets --locked -- -D warnings; then
+	checks_passed=$((checks_passed + 1))
+else
+	echo "error: cargo clippy found warnings or errors (listed above)" >&2
+	echo "help: fix them, then cargo clippy --all-targets --locked -- -D warnings" >&2
+	checks_failed+=("cargo clippy|cargo clippy --all-targets --locked -- -D warnings")
+fi
+
 cargo test --locked --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
-# One closing line for the whole suite, summed over every test binary.
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-     END { printf "%d passed, %d failed\n", p, f }' "$log"
+
+# Repeated here because the test output buries them.
+for check in "${checks_failed[@]}"; do
+	echo "error: ${check%%|*} failed (its output is above the tests)" >&2
+	echo "help: ${check#*|}" >&2
+done
+if [[ ${#checks_failed[@]} -gt 0 ]]; then
+	status=1
+fi
+# One closing line for the whole run, summed over every test binary. A cargo test that failed
+# without a failing test (a build error) counts as one failure.
+awk -v cp="$checks_passed" -v cf="${#checks_failed[@]}" -v status="$status" '
+	/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+	END { if (status != 0 && f + cf == 0) f = 1; printf "%d passed, %d failed\n", p + cp, f + cf }' "$log"
 exit "$status"

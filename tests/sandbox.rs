@@ -176,11 +176,101 @@ fn scripts_declare_version_and_api_and_unsupported_api_is_refused() {
     assert_eq!(code, 1);
     assert!(stderr.contains("needs primitive API ^2"), "{stderr}");
 
-    let bare = host.script("bare.rhai", "print(\"ran\");\n");
-    let (code, stdout, stderr) = host.run(&["run", bare.to_str().unwrap()]);
+    // An api line is checked even when the version line is missing.
+    let future = host.script("future-bare.rhai", "//! api: 2\nprint(\"ran\");\n");
+    let (code, stdout, stderr) = host.run(&["run", future.to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(!stdout.contains("ran"));
+    assert!(stderr.contains("needs primitive API ^2"), "{stderr}");
+}
+
+#[test]
+fn a_headerless_file_runs_against_the_current_api_with_a_note() {
+    let host = TestHost::new();
+    let bare = host.script("bare.rhai", "print(\"hi\");\n");
+    let note = format!(
+        "note: {} declares no version or api, so it runs against API 1.0.0 (add `//! version: 1.0.0` and `//! api: 1` to pin it)\n",
+        bare.display()
+    );
+    let (code, stdout, stderr) = host.run(&["run", bare.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "hi\n");
+    assert_eq!(stderr, note);
+
+    // The note stays off stdout, which carries only the JSON document.
+    let (code, stdout, stderr) = host.run(&["run", "--json", bare.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON document");
+    assert_eq!(doc["exit_code"], 0);
+    assert!(stderr.contains(&note), "{stderr}");
+
+    let (code, stdout, stderr) = host.run(&["scripts", "check", bare.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("ok     "), "{stdout}");
+    assert!(stdout.contains("(file, api ^1.0.0)"), "{stdout}");
+    assert_eq!(stderr, note);
+
+    // Half a header runs too, and the note names the missing line.
+    let half = host.script("half.rhai", "//! version: 1.0.0\nprint(\"half\");\n");
+    let (code, stdout, stderr) = host.run(&["run", half.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "half\n");
+    assert!(
+        stderr.contains("declares no api, so it runs against API 1.0.0 (add `//! api: 1`"),
+        "{stderr}"
+    );
+
+    // A full header gets no note.
+    let (code, _, stderr) = run_text(&host, "print(\"pinned\");");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("note:"), "{stderr}");
+}
+
+/// Overrides and modules are looked up by name, so only their header says what they were
+/// written for: the leniency for files named on the command line does not extend to them.
+#[test]
+fn headerless_overrides_and_modules_are_still_refused() {
+    let host = TestHost::new();
+    let site = host.root().join("etc/containai/scripts/doctor.rhai");
+    std::fs::write(&site, "print(\"site doctor\");\n").unwrap();
+    std::fs::set_permissions(&site, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, stdout, stderr) = host.run(&["doctor"]);
+    assert_eq!(code, 1);
+    assert!(!stdout.contains("site doctor"), "{stdout}");
+    assert!(
+        stderr.contains(&format!(
+            "{}: the script declares no version",
+            site.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("help: start the script with"), "{stderr}");
+    let (code, _, stderr) = host.run(&["scripts", "check"]);
+    assert_eq!(code, 1);
     assert!(stderr.contains("declares no version"), "{stderr}");
+    std::fs::remove_file(&site).unwrap();
+
+    let lib = host.root().join("etc/containai/scripts/lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(lib.join("bare.rhai"), "fn hi() { \"hi\" }\n").unwrap();
+    let importer = host.script(
+        "importer.rhai",
+        "import \"lib/bare\" as b;\nprint(b::hi());\n",
+    );
+    let (code, stdout, stderr) = host.run(&["run", importer.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(!stdout.contains("hi"), "{stdout}");
+    assert!(
+        stderr.contains("import \"lib/bare\" refused") && stderr.contains("declares no version"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = host.run(&["scripts", "check", importer.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("lib/bare.rhai: the script declares no version"),
+        "{stderr}"
+    );
 }
 
 #[test]

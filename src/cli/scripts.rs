@@ -93,13 +93,18 @@ fn check(ctx: &Ctx, files: &[std::path::PathBuf]) -> Result<u8, Error> {
             Ok((s, header))
         });
         match result {
-            Ok((s, header)) => println!(
-                "ok     {} {} ({}, api {})",
-                s.display_name(),
-                header.version,
-                s.source.as_str(),
-                header.api
-            ),
+            Ok((s, header)) => {
+                println!(
+                    "ok     {} {} ({}, api {})",
+                    s.display_name(),
+                    header.version,
+                    s.source.as_str(),
+                    header.api
+                );
+                if let Some(note) = header.note {
+                    eprintln!("note: {note}");
+                }
+            }
             Err(e) => {
                 failed += 1;
                 eprintln!("error: {e}");

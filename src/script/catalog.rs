@@ -53,6 +53,9 @@ impl Source {
 pub struct Header {
     pub version: semver::Version,
     pub api: semver::VersionReq,
+    /// Set when a file named on the command line left a header line out and a default was
+    /// assumed: one line for stderr saying so and naming the lines that pin it.
+    pub note: Option<String>,
 }
 
 /// One script's effective text and where it came from.
@@ -77,10 +80,24 @@ impl Script {
         hex::encode(Sha256::digest(self.text.as_bytes()))
     }
 
+    /// The script's header. Catalog scripts and modules must declare both lines: an override or a module is
+    /// looked up by name, so only its header says what it was written for. A file named on the
+    /// command line may leave them out (a quick `print("hi")` is a script too) and then runs
+    /// against this `cai`'s API, with a note.
     pub fn header(&self) -> Result<Header, CatalogError> {
-        parse_header(&self.text).map_err(|reason| CatalogError::Header {
-            script: self.display_name(),
+        let script = self.display_name();
+        let refuse = |reason: String| CatalogError::Header {
+            script: script.clone(),
             reason,
+        };
+        let (version, api) = parse_fields(&self.text).map_err(refuse)?;
+        if self.source != Source::File {
+            return complete(version, api).map_err(refuse);
+        }
+        Ok(Header {
+            note: missing_note(&script, version.is_none(), api.is_none()),
+            version: version.unwrap_or(semver::Version::new(0, 0, 0)),
+            api: api.unwrap_or_else(current_api),
         })
     }
 
@@ -127,7 +144,65 @@ pub enum CatalogError {
     InvalidName(String),
 }
 
+/// The header of a catalog script: both lines must be there.
 pub fn parse_header(text: &str) -> Result<Header, String> {
+    let (version, api) = parse_fields(text)?;
+    complete(version, api)
+}
+
+/// Both lines, or the error that names the first one missing.
+fn complete(
+    version: Option<semver::Version>,
+    api: Option<semver::VersionReq>,
+) -> Result<Header, String> {
+    match (version, api) {
+        (Some(version), Some(api)) => Ok(Header {
+            version,
+            api,
+            note: None,
+        }),
+        (None, _) => Err("the script declares no version".into()),
+        (_, None) => Err("the script declares no api version".into()),
+    }
+}
+
+/// What a file named on the command line left out of its header, as a note for stderr.
+fn missing_note(script: &str, no_version: bool, no_api: bool) -> Option<String> {
+    let pin_version = "`//! version: 1.0.0`";
+    let pin_api = format!("`//! api: {}`", API_VERSION.major);
+    match (no_version, no_api) {
+        (true, true) => Some(format!(
+            "{script} declares no version or api, so it runs against API {API_VERSION} (add {pin_version} and {pin_api} to pin it)"
+        )),
+        (false, true) => Some(format!(
+            "{script} declares no api, so it runs against API {API_VERSION} (add {pin_api} to pin it)"
+        )),
+        (true, false) => Some(format!(
+            "{script} declares no version (add {pin_version} to give it one)"
+        )),
+        (false, false) => None,
+    }
+}
+
+/// The requirement assumed for a file without an api line: the API this `cai` provides
+/// (`^1.0.0`), so a later `cai` with an incompatible API refuses the file instead of guessing.
+fn current_api() -> semver::VersionReq {
+    semver::VersionReq {
+        comparators: vec![semver::Comparator {
+            op: semver::Op::Caret,
+            major: API_VERSION.major,
+            minor: Some(API_VERSION.minor),
+            patch: Some(API_VERSION.patch),
+            pre: API_VERSION.pre.clone(),
+        }],
+    }
+}
+
+/// The `version` and `api` lines of the leading comment block, each when present; a line that is
+/// there but malformed is an error, whoever the script is.
+fn parse_fields(
+    text: &str,
+) -> Result<(Option<semver::Version>, Option<semver::VersionReq>), String> {
     let mut version = None;
     let mut api = None;
     for line in text.lines().map(str::trim) {
@@ -156,11 +231,7 @@ pub fn parse_header(text: &str) -> Result<Header, String> {
             }
         }
     }
-    match (version, api) {
-        (Some(version), Some(api)) => Ok(Header { version, api }),
-        (None, _) => Err("the script declares no version".into()),
-        (_, None) => Err("the script declares no api version".into()),
-    }
+    Ok((version, api))
 }
 
 /// Module and script names: `[a-z0-9_/-]+`, no empty, `.` or `..` segments, not absolute.
@@ -318,6 +389,59 @@ mod tests {
                 .api
                 .matches(&API_VERSION)
         );
+    }
+
+    #[test]
+    fn only_files_named_on_the_command_line_may_leave_the_header_out() {
+        let script = |source, text: &str| Script {
+            name: "x".into(),
+            source,
+            path: Some(PathBuf::from("/tmp/x.rhai")),
+            text: text.into(),
+        };
+        let bare = script(Source::File, "print(\"hi\");").check_api().unwrap();
+        assert_eq!(bare.version, semver::Version::new(0, 0, 0));
+        assert_eq!(bare.api.to_string(), format!("^{API_VERSION}"));
+        let note = bare.note.unwrap();
+        assert!(
+            note.starts_with("/tmp/x.rhai declares no version or api, so it runs against API"),
+            "{note}"
+        );
+        assert!(
+            note.contains("`//! version: 1.0.0` and `//! api: 1`"),
+            "{note}"
+        );
+
+        let api_only = script(Source::File, "//! api: 1\n").check_api().unwrap();
+        assert!(api_only.note.unwrap().contains("declares no version ("));
+        let version_only = script(Source::File, "//! version: 2.1.0\n")
+            .check_api()
+            .unwrap();
+        assert_eq!(version_only.version, semver::Version::new(2, 1, 0));
+        assert!(version_only.note.unwrap().contains("declares no api, so"));
+        let full = script(Source::File, "//! version: 1.0.0\n//! api: 1\n");
+        assert_eq!(full.check_api().unwrap().note, None);
+
+        // A declared line is still checked: a wrong api or a malformed version is refused.
+        assert!(matches!(
+            script(Source::File, "//! api: 2\n").check_api(),
+            Err(CatalogError::Api { .. })
+        ));
+        assert!(matches!(
+            script(Source::File, "//! version: one\n").check_api(),
+            Err(CatalogError::Header { .. })
+        ));
+        for source in [Source::Bundled, Source::Site, Source::User] {
+            for text in ["print(\"hi\");", "//! api: 1\n", "//! version: 1.0.0\n"] {
+                assert!(
+                    matches!(
+                        script(source, text).check_api(),
+                        Err(CatalogError::Header { .. })
+                    ),
+                    "{source:?}: {text}"
+                );
+            }
+        }
     }
 
     #[test]

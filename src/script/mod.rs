@@ -116,7 +116,11 @@ pub fn run(
     args: Vec<String>,
     json: bool,
 ) -> Result<Finished, RunError> {
-    script.check_api()?;
+    let header = script.check_api()?;
+    if let Some(note) = &header.note {
+        // stderr: stdout may carry the --json document.
+        eprintln!("note: {note}");
+    }
     let opts = options(host, args.clone(), json);
     let budget_secs = opts.budget.limit().as_secs();
     let (engine, _) = engine::build(host, catalog, opts);
