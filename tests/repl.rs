@@ -103,3 +103,36 @@ fn repl_reports_errors_and_keeps_going() {
     p.send_control('d').unwrap();
     p.exp_eof().unwrap();
 }
+
+/// The history file is written as root: a symlink planted where it lives, or a directory another
+/// user owns, must never lead root to write elsewhere.
+#[test]
+fn regression_history_file_symlink_is_not_followed() {
+    use std::os::unix::fs::PermissionsExt;
+    let host = TestHost::new();
+    std::fs::set_permissions(host.home.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let state = host.home.path().join(".local/state/containai");
+    std::fs::create_dir_all(&state).unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    std::os::unix::fs::symlink(&victim, state.join("repl_history")).unwrap();
+
+    let mut cmd = host.cai_tty();
+    cmd.arg("repl").env("TERM", "xterm");
+    let mut p =
+        rexpect::session::spawn_command(cmd, Some(15_000)).expect("spawn cai repl in a PTY");
+    p.exp_string("no REPL history this session").unwrap();
+    p.exp_string("cai[dry-run]> ").unwrap();
+    p.send_line("40 + 2").unwrap();
+    p.exp_string("=> 42").unwrap();
+    p.send_line(":quit").unwrap();
+    p.exp_eof().unwrap();
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    assert!(
+        std::fs::symlink_metadata(state.join("repl_history"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}

@@ -20,6 +20,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use crate::config::{Config, SITE_CONFIG};
 use crate::effects::Mode;
 use crate::error::{self as exit, Error};
+use crate::host::state::Owners;
 use crate::host::trust::Trust;
 use crate::host::{Host, HostOptions, under_root};
 use crate::render;
@@ -263,7 +264,8 @@ impl Ctx {
         let user_config = home
             .as_ref()
             .map(|h| h.join(".config/containai/config.toml"));
-        let trust = Trust::new(std::env::var("SUDO_UID").ok().and_then(|u| u.parse().ok()));
+        let sudo_id = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+        let trust = Trust::new(sudo_id("SUDO_UID"));
         let config = Config::load(
             &trust,
             &under_root(&root, Path::new(SITE_CONFIG)),
@@ -284,6 +286,7 @@ impl Ctx {
             interactive: std::io::stdin().is_terminal() && std::io::stdout().is_terminal(),
             home,
             path: std::env::var_os("PATH"),
+            owners: Owners::probe(sudo_id("SUDO_UID"), sudo_id("SUDO_GID")),
         })?;
         Ok(Ctx {
             host: Rc::new(host),

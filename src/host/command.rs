@@ -176,6 +176,12 @@ pub fn run<S: AsRef<OsStr>>(
     let shown = program.display().to_string();
     let args: Vec<&OsStr> = args.iter().map(AsRef::as_ref).collect();
     let handle = duct::cmd(program, &args)
+        // Its own process group: a Ctrl-C on the terminal reaches `cai`, which lets the action
+        // finish and journals it, instead of killing dpkg or systemctl half-way.
+        .before_spawn(|command| {
+            std::os::unix::process::CommandExt::process_group(command, 0);
+            Ok(())
+        })
         .stdin_null()
         .stdout_capture()
         .stderr_capture()

@@ -7,6 +7,7 @@ pub mod command;
 pub mod docker;
 pub mod packages;
 pub mod platform;
+pub mod state;
 pub mod sysbox;
 pub mod systemd;
 pub mod trust;
@@ -43,6 +44,8 @@ pub struct HostOptions {
     pub home: Option<PathBuf>,
     /// The `PATH` programs are looked up in.
     pub path: Option<OsString>,
+    /// Who invoked `cai`, for files kept in their home.
+    pub owners: state::Owners,
 }
 
 pub struct Host {
@@ -53,6 +56,8 @@ pub struct Host {
     pub verbose: bool,
     pub interactive: bool,
     pub home: Option<PathBuf>,
+    /// Who invoked `cai` (the `sudo` user, if any), for files kept in their home.
+    pub owners: state::Owners,
     pub gate: Gate,
     /// Reports (e.g. doctor checks) collected for the one JSON document of a `--json` run.
     pub reports: std::cell::RefCell<Vec<serde_json::Value>>,
@@ -92,6 +97,7 @@ impl Host {
             gate: Gate::new(options.mode, Some(journal_sink(journal))),
             target,
             path: options.path,
+            owners: options.owners,
             root,
             config: options.config,
             platform,

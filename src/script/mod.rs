@@ -193,6 +193,7 @@ mod tests {
                 interactive: false,
                 home: None,
                 path: std::env::var_os("PATH"),
+                owners: crate::host::state::Owners::probe(None, None),
             })
             .unwrap(),
         )

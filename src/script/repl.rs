@@ -4,7 +4,7 @@
 //! `~/.local/state/containai/repl_history`. `:live` switches to live mode with a warning.
 
 use std::borrow::Cow;
-use std::path::PathBuf;
+use std::path::Path;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -22,6 +22,7 @@ use super::engine::{self, Budget, EngineOptions};
 use super::error;
 use crate::effects::Mode;
 use crate::host::Host;
+use crate::host::state::StateFile;
 use crate::render;
 
 pub const HISTORY_FILE: &str = ".local/state/containai/repl_history";
@@ -152,10 +153,16 @@ pub fn run(host: &Rc<Host>, catalog: &Rc<Catalog>) -> anyhow::Result<()> {
 
     let mut editor: Editor<ReplHelper, DefaultHistory> = Editor::new()?;
     editor.set_helper(Some(ReplHelper { checker, names }));
-    let history = host.home.as_ref().map(|h| h.join(HISTORY_FILE));
-    if let Some(path) = &history {
-        // A missing history file is the normal first run.
-        let _ = editor.load_history(path);
+    let mut history = open_history(host);
+    if let Some(file) = history.as_mut() {
+        match file.read() {
+            Ok(text) => {
+                for entry in parse_history(&text) {
+                    editor.add_history_entry(entry)?;
+                }
+            }
+            Err(e) => eprintln!("warning: cannot read the REPL history: {e}"),
+        }
     }
 
     eprintln!("cai repl: dry-run mode, mutating primitives only record a plan; :help for commands");
@@ -174,7 +181,7 @@ pub fn run(host: &Rc<Host>, catalog: &Rc<Catalog>) -> anyhow::Result<()> {
             continue;
         }
         editor.add_history_entry(line.as_str())?;
-        save_history(&mut editor, history.as_ref());
+        save_history(&editor, history.as_mut());
         match input {
             ":quit" | ":q" | ":exit" => break,
             ":help" => println!("{HELP}"),
@@ -222,17 +229,62 @@ pub fn run(host: &Rc<Host>, catalog: &Rc<Catalog>) -> anyhow::Result<()> {
             }
         }
     }
-    save_history(&mut editor, history.as_ref());
+    save_history(&editor, history.as_mut());
     Ok(())
 }
 
-fn save_history(editor: &mut Editor<ReplHelper, DefaultHistory>, path: Option<&PathBuf>) {
-    let Some(path) = path else { return };
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
+/// The history file, when it can be kept safely (see [`crate::host::state`]); otherwise the
+/// session runs without one and says why once.
+fn open_history(host: &Host) -> Option<StateFile> {
+    let home = host.home.as_ref()?;
+    match StateFile::open(home, Path::new(HISTORY_FILE), host.owners) {
+        Ok(file) => Some(file),
+        Err(e) => {
+            eprintln!("warning: no REPL history this session: {e}");
+            None
+        }
     }
-    if let Err(e) = editor.save_history(path) {
-        eprintln!("warning: cannot save history to {}: {e}", path.display());
+}
+
+/// One entry per line; a backslash and a newline inside an entry are escaped (`\\`, `\n`).
+/// A `#V2` first line, as older history files have, is skipped.
+fn parse_history(text: &str) -> Vec<String> {
+    text.lines()
+        .enumerate()
+        .filter(|(i, line)| !(*i == 0 && *line == "#V2") && !line.is_empty())
+        .map(|(_, line)| {
+            let mut entry = String::new();
+            let mut chars = line.chars();
+            while let Some(c) = chars.next() {
+                if c != '\\' {
+                    entry.push(c);
+                    continue;
+                }
+                match chars.next() {
+                    Some('n') => entry.push('\n'),
+                    Some(other) => entry.push(other),
+                    None => entry.push('\\'),
+                }
+            }
+            entry
+        })
+        .collect()
+}
+
+fn format_history(entries: impl Iterator<Item = String>) -> String {
+    let mut out = String::new();
+    for entry in entries {
+        out.push_str(&entry.replace('\\', "\\\\").replace('\n', "\\n"));
+        out.push('\n');
+    }
+    out
+}
+
+fn save_history(editor: &Editor<ReplHelper, DefaultHistory>, file: Option<&mut StateFile>) {
+    let Some(file) = file else { return };
+    let text = format_history(editor.history().iter().cloned());
+    if let Err(e) = file.rewrite(&text) {
+        eprintln!("warning: cannot save the REPL history: {e}");
     }
 }
 
@@ -281,6 +333,19 @@ mod tests {
         assert_eq!(word_start("let x = run::a", 14), 8);
         assert_eq!(word_start("é", 2), 2);
         assert_eq!(word_start("\"é\" + units::r", 15), 7);
+    }
+
+    #[test]
+    fn history_entries_survive_newlines_and_backslashes() {
+        let entries = vec![
+            "fn f(a) {\n  a }".to_string(),
+            "print(\"a\\\\nb\")".to_string(),
+            ":live".to_string(),
+        ];
+        let text = format_history(entries.clone().into_iter());
+        assert_eq!(text.lines().count(), 3, "{text}");
+        assert_eq!(parse_history(&text), entries);
+        assert_eq!(parse_history("#V2\nadd(1, 2)\n"), ["add(1, 2)"]);
     }
 
     #[test]
