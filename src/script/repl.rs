@@ -251,7 +251,7 @@ fn open_history(host: &Host) -> Option<StateFile> {
 fn parse_history(text: &str) -> Vec<String> {
     text.lines()
         .enumerate()
-        .filter(|(i, line)| !(*i == 0 && *line == "#V2") && !line.is_empty())
+        .filter(|(i, line)| !(line.is_empty() || (*i == 0 && *line == "#V2")))
         .map(|(_, line)| {
             let mut entry = String::new();
             let mut chars = line.chars();
