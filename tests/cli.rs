@@ -304,3 +304,40 @@ fn json_runs_print_one_document_even_when_the_script_fails() {
         "{stderr}"
     );
 }
+
+/// On macOS the engine and sysbox live in the Lima VM: the same doctor flow reads the sysbox
+/// version there, through `limactl shell containai-docker -- sysbox-runc --version`, with no
+/// branch in the script.
+#[test]
+fn on_macos_programs_run_inside_the_lima_vm() {
+    let host = TestHost::new();
+    // A host sysbox-runc that must not be asked, and a VM that answers with its own version.
+    host.fakes.add("sysbox-runc", "echo 'sysbox-runc version 0.0.1'");
+    host.fakes.add(
+        "limactl",
+        "[ \"$1 $2 $3 $4 $5 $6\" = 'shell --workdir / containai-docker -- sysbox-runc' ] || exit 2\nprintf 'sysbox-runc\\n\\tedition: \\tCommunity Edition (CE)\\n\\tversion: \\t0.6.7+containai.20260127\\n'",
+    );
+    std::fs::write(
+        host.root().join("etc/containai/config.toml"),
+        "platform = \"macos\"\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = host.run(&["doctor", "--json"]);
+    assert_eq!(code, 1, "the engine socket is absent: {stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let check = doc["reports"][0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "sysbox.installed")
+        .cloned()
+        .unwrap();
+    assert_eq!(check["status"], "ok", "{check}");
+    assert_eq!(check["summary"], "sysbox 0.6.7+containai.20260127");
+    let log = host.fakes.log();
+    assert!(
+        log.contains("limactl [shell] [--workdir] [/] [containai-docker] [--] [sysbox-runc] [--version]"),
+        "{log}"
+    );
+    assert!(!log.lines().any(|l| l.starts_with("sysbox-runc")), "{log}");
+}
