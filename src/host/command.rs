@@ -78,6 +78,14 @@ fn spawn_error(program: &str, source: std::io::Error) -> CommandError {
     }
 }
 
+/// How a program ended, for messages: `exited with status 1` or `was killed by a signal`.
+pub fn exit_status(code: Option<i32>) -> String {
+    match code {
+        Some(code) => format!("exited with status {code}"),
+        None => "was killed by a signal".to_string(),
+    }
+}
+
 /// Frames a child's stderr for display under an error line.
 pub fn framed(stderr: &str) -> String {
     stderr

@@ -1,32 +1,43 @@
 //! Side effects, one file per family. [`Host`] is the one handle that carries everything ambient:
-//! the `--root` prefix, config, platform, terminal facts, the async runtime, the engine client and
+//! the `--root` tree, config, platform, terminal facts, the async runtime, the engine client and
 //! the effect gate. Nothing here reads global state behind the handle's back (in particular, no
-//! `DOCKER_HOST`).
+//! `DOCKER_HOST`), and nothing here joins a path under the root: files under `--root` are reached
+//! only through [`fs::Root`].
 
 pub mod command;
 pub mod docker;
+pub mod fs;
+pub mod packages;
 pub mod platform;
 pub mod sysbox;
 pub mod systemd;
 pub mod trust;
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use crate::config::Config;
 use crate::effects::{Gate, Mode};
+use fs::{Anchored, Root};
 use platform::Platform;
+use trust::Trust;
 
 /// Default engine socket on Linux and WSL2.
 pub const LINUX_SOCKET: &str = "/var/run/containai-docker.sock";
+/// Default engine socket on macOS, under the user's home (and `--root`).
+pub const MACOS_SOCKET: &str = ".lima/containai-docker/sock/docker.sock";
+/// Kernel release, read for platform detection (under `--root`).
+pub const OSRELEASE: &str = "/proc/sys/kernel/osrelease";
 /// Where live actions are journalled (under `--root`).
 pub const JOURNAL_FILE: &str = "/var/lib/containai/actions.jsonl";
 
 /// Facts probed once at start-up.
 #[derive(Debug, Clone)]
 pub struct HostOptions {
-    pub root: PathBuf,
+    pub root: Arc<Root>,
+    /// Who may own the files `cai` trusts (site config, scripts, packages).
+    pub trust: Trust,
     pub config: Config,
     pub mode: Mode,
     pub yes: bool,
@@ -37,7 +48,8 @@ pub struct HostOptions {
 }
 
 pub struct Host {
-    root: PathBuf,
+    root: Arc<Root>,
+    pub trust: Trust,
     pub config: Config,
     pub platform: Platform,
     pub yes: bool,
@@ -51,6 +63,8 @@ pub struct Host {
     /// Set by Ctrl-C; scripts stop at their next operation.
     pub interrupted: Arc<AtomicBool>,
     rt: tokio::runtime::Runtime,
+    /// Holds the journal's directory open: the gate's journal path goes through it.
+    _journal: Anchored,
 }
 
 impl Host {
@@ -61,24 +75,32 @@ impl Host {
             .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
         let root = options.root;
         let platform = options.config.platform.unwrap_or_else(|| {
-            platform::detect(&under_root(&root, Path::new("/proc/sys/kernel/osrelease")))
+            // An unreadable release file reads as plain Linux, as on a machine without one.
+            let release = root
+                .read_to_string(Path::new(OSRELEASE))
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            platform::detect(&release)
         });
+        // Every default is an absolute host path and resolves under `--root`, macOS's too.
         let socket = match (&options.config.socket, platform) {
-            (Some(socket), _) => under_root(&root, socket),
-            (None, Platform::Macos) => options
-                .home
-                .clone()
-                .unwrap_or_default()
-                .join(".lima/containai-docker/sock/docker.sock"),
-            (None, _) => under_root(&root, Path::new(LINUX_SOCKET)),
+            (Some(socket), _) => socket.clone(),
+            (None, Platform::Macos) => options.home.clone().unwrap_or_default().join(MACOS_SOCKET),
+            (None, _) => PathBuf::from(LINUX_SOCKET),
         };
+        let engine = docker::Engine::new(root.display_path(&socket), root.anchor(&socket));
         // Always known: a REPL that switches to live mode journals from then on. The gate writes
-        // to it only for actions it performs.
-        let journal = Some(under_root(&root, Path::new(JOURNAL_FILE)));
+        // to it only for actions it performs, through the journal's directory resolved inside the
+        // root; a symlinked journal is refused here rather than followed later.
+        let journal = root
+            .anchor(Path::new(JOURNAL_FILE))
+            .map_err(|e| anyhow::anyhow!("cannot use the journal: {e}"))?;
         Ok(Self {
-            engine: docker::Engine::new(socket),
-            gate: Gate::new(options.mode, journal),
+            engine,
+            gate: Gate::new(options.mode, Some(journal.path().to_path_buf())),
             root,
+            trust: options.trust,
             config: options.config,
             platform,
             yes: options.yes,
@@ -88,57 +110,21 @@ impl Host {
             interrupted: Arc::new(AtomicBool::new(false)),
             reports: std::cell::RefCell::new(Vec::new()),
             rt,
+            _journal: journal,
         })
     }
 
-    pub fn root(&self) -> &Path {
+    /// The `--root` tree; every file under it is reached through this.
+    pub fn root(&self) -> &Arc<Root> {
         &self.root
-    }
-
-    /// Resolves an absolute host path under `--root`.
-    pub fn path(&self, absolute: impl AsRef<Path>) -> PathBuf {
-        under_root(&self.root, absolute.as_ref())
     }
 
     pub fn runtime(&self) -> &tokio::runtime::Runtime {
         &self.rt
     }
 
-    pub fn data_root(&self) -> PathBuf {
-        self.path(&self.config.data_root)
-    }
-}
-
-/// Joins an absolute path under a root the way `dpkg --root` does; `..` components are dropped so
-/// the result cannot leave the root.
-pub fn under_root(root: &Path, absolute: &Path) -> PathBuf {
-    let mut out = root.to_path_buf();
-    for component in absolute.components() {
-        if let Component::Normal(part) = component {
-            out.push(part);
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_resolve_under_root_without_escaping() {
-        let root = Path::new("/tmp/r");
-        assert_eq!(
-            under_root(root, Path::new("/etc/x")),
-            PathBuf::from("/tmp/r/etc/x")
-        );
-        assert_eq!(
-            under_root(root, Path::new("/../../etc/x")),
-            PathBuf::from("/tmp/r/etc/x")
-        );
-        assert_eq!(
-            under_root(Path::new("/"), Path::new("/var/run/a.sock")),
-            PathBuf::from("/var/run/a.sock")
-        );
+    /// The engine data root as a host path; reach it with [`Host::root`].
+    pub fn data_root(&self) -> &Path {
+        &self.config.data_root
     }
 }

@@ -1,5 +1,6 @@
-//! `units::` and `packages::` bindings over [`crate::host::systemd`]: unit files only under
-//! `/etc/systemd/system`, `systemctl` verbs and `.deb` installs, all mutating ones gated.
+//! `units::` and `packages::` bindings over [`crate::host::systemd`] and [`crate::host::packages`]:
+//! unit files only under `/etc/systemd/system`, `systemctl` verbs and verified `.deb` installs, all
+//! mutating ones gated.
 
 use std::rc::Rc;
 
@@ -8,7 +9,7 @@ use serde_json::json;
 
 use super::{Registrar, fail_at};
 use crate::effects::Action;
-use crate::host::{Host, systemd};
+use crate::host::{Host, packages, systemd};
 
 pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     let h = host.clone();
@@ -78,37 +79,16 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
         "packages",
         "install_deb",
         move |ctx: NativeCallContext, path: &str| {
-            if !path.starts_with('/') || !path.ends_with(".deb") {
-                return Err(fail_at(
-                    &ctx,
-                    format!(
-                        "packages::install_deb: {path:?} is not an absolute path to a .deb file"
-                    ),
-                ));
-            }
-            let file = h.path(path);
-            let meta = std::fs::symlink_metadata(&file).map_err(|e| {
-                fail_at(
-                    &ctx,
-                    format!("packages::install_deb: cannot use {}: {e}", file.display()),
-                )
-            })?;
-            if !meta.is_file() {
-                return Err(fail_at(
-                    &ctx,
-                    format!(
-                        "packages::install_deb: {} is not a regular file",
-                        file.display()
-                    ),
-                ));
-            }
+            // Verified in every mode (it only reads), so a dry run shows what would be installed.
+            let deb = packages::verify_deb(&h, std::path::Path::new(path))
+                .map_err(|e| fail_at(&ctx, e))?;
             let action = Action::new(
                 "packages.install_deb",
-                file.display().to_string(),
-                json!({ "bytes": meta.len() }),
+                deb.shown.display().to_string(),
+                json!({ "bytes": deb.bytes, "sha256": deb.sha256 }),
             );
             h.gate
-                .apply(action, || (), |ok| systemd::install_deb(ok, &h, &file))
+                .apply(action, || (), |ok| packages::install_deb(ok, &h, &deb))
                 .map_err(|e| fail_at(&ctx, e))
         },
     );
