@@ -1,14 +1,15 @@
 //! Configuration: the layered TOML files (`/etc/containai/config.toml`, then
 //! `~/.config/containai/config.toml`, then `--config FILE`) merged into one [`Config`].
 //!
-//! This module reads files and nothing else; it never decides host paths on its own (that is
-//! [`crate::host::Host`]'s job, which applies `--root`). Unknown keys are errors, because a typo in
-//! a config that runs as root must not be silently ignored.
+//! This module reads files and nothing else: the site file under `--root` through
+//! [`Root::read_trusted`], the others (outside the root) through [`Trust::read`]. Unknown keys are
+//! errors, because a typo in a config that runs as root must not be silently ignored.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::host::fs::Root;
 use crate::host::platform::Platform;
 use crate::host::trust::{Trust, TrustError};
 
@@ -72,23 +73,30 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Loads the layered config. `site` and `user` are optional (absent files are skipped);
-    /// `explicit` (from `--config`) must exist.
+    /// Loads the layered config: [`SITE_CONFIG`] under `root` and `user` are optional (absent
+    /// files are skipped); `explicit` (from `--config`) must exist.
     pub fn load(
         trust: &Trust,
-        site: &Path,
+        root: &Root,
         user: Option<&Path>,
         explicit: Option<&Path>,
     ) -> Result<Config, ConfigError> {
         let mut config = Config::default();
-        for path in [Some(site), user].into_iter().flatten() {
-            if let Some(file) = read_optional(trust, path)? {
-                config.apply(file, path)?;
+        let site = Path::new(SITE_CONFIG);
+        if let Some(text) = root.read_trusted(trust, site)? {
+            config.apply(
+                parse_file(&text, &root.display_path(site))?,
+                &root.display_path(site),
+            )?;
+        }
+        if let Some(path) = user {
+            if let Some(text) = trust.read(path)? {
+                config.apply(parse_file(&text, path)?, path)?;
             }
         }
         if let Some(path) = explicit {
-            match read_optional(trust, path)? {
-                Some(file) => config.apply(file, path)?,
+            match trust.read(path)? {
+                Some(text) => config.apply(parse_file(&text, path)?, path)?,
                 None => return Err(ConfigError::Missing(path.to_path_buf())),
             }
         }
@@ -128,18 +136,13 @@ impl Config {
     }
 }
 
-/// Config decides which socket and data root a root process acts on, so it is read only when
-/// nobody but root or the invoking user could have written it.
-fn read_optional(trust: &Trust, path: &Path) -> Result<Option<ConfigFile>, ConfigError> {
-    let Some(text) = trust.read(path)? else {
-        return Ok(None);
-    };
-    parse(&text)
-        .map(Some)
-        .map_err(|message| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message,
-        })
+/// Config decides which socket and data root a root process acts on, so callers read it only
+/// through the trust rules.
+fn parse_file(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
+    parse(text).map_err(|message| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message,
+    })
 }
 
 /// Parses one config file's text; the error is a single line.
@@ -188,21 +191,27 @@ mod tests {
     fn later_files_override_earlier_ones() {
         let dir = tempfile::tempdir().unwrap();
         let trust = Trust::new(None);
-        let site = dir.path().join("site.toml");
+        let root = Root::open(dir.path()).unwrap();
+        let site = dir.path().join("etc/containai/config.toml");
         let user = dir.path().join("user.toml");
+        std::fs::create_dir_all(site.parent().unwrap()).unwrap();
+        for sub in ["etc", "etc/containai"] {
+            let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+            std::fs::set_permissions(dir.path().join(sub), mode).unwrap();
+        }
         std::fs::write(&site, "platform = \"linux\"\nstop_timeout_secs = 50\n").unwrap();
         std::fs::write(&user, "platform = \"macos\"\n").unwrap();
-        let config = Config::load(&trust, &site, Some(&user), None).unwrap();
+        let config = Config::load(&trust, &root, Some(&user), None).unwrap();
         assert_eq!(config.platform, Some(Platform::Macos));
         assert_eq!(config.stop_timeout_secs, 50);
         assert_eq!(config.sources, vec![site.clone(), user.clone()]);
         let missing = dir.path().join("nope.toml");
         assert!(matches!(
-            Config::load(&trust, &site, None, Some(&missing)),
+            Config::load(&trust, &root, None, Some(&missing)),
             Err(ConfigError::Missing(_))
         ));
         std::fs::write(&user, "stop_timeout_secs = 0\n").unwrap();
-        let err = Config::load(&trust, &site, Some(&user), None)
+        let err = Config::load(&trust, &root, Some(&user), None)
             .unwrap_err()
             .to_string();
         assert!(

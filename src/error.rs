@@ -3,6 +3,7 @@
 //! so nothing downcasts an error to find out what the process should return.
 
 use crate::config::ConfigError;
+use crate::host::fs::FsError;
 use crate::script::RunError;
 use crate::script::catalog::CatalogError;
 use crate::script::error::ScriptError;
@@ -22,6 +23,8 @@ pub enum Error {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Script(#[from] ScriptError),
+    #[error(transparent)]
+    Fs(#[from] FsError),
     /// Bad input that is not a file or a script: the message says what to do.
     #[error("{0}")]
     Input(String),

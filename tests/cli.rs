@@ -312,7 +312,8 @@ fn json_runs_print_one_document_even_when_the_script_fails() {
 fn on_macos_programs_run_inside_the_lima_vm() {
     let host = TestHost::new();
     // A host sysbox-runc that must not be asked, and a VM that answers with its own version.
-    host.fakes.add("sysbox-runc", "echo 'sysbox-runc version 0.0.1'");
+    host.fakes
+        .add("sysbox-runc", "echo 'sysbox-runc version 0.0.1'");
     host.fakes.add(
         "limactl",
         "[ \"$1 $2 $3 $4 $5 $6\" = 'shell --workdir / containai-docker -- sysbox-runc' ] || exit 2\nprintf 'sysbox-runc\\n\\tedition: \\tCommunity Edition (CE)\\n\\tversion: \\t0.6.7+containai.20260127\\n'",
@@ -336,7 +337,9 @@ fn on_macos_programs_run_inside_the_lima_vm() {
     assert_eq!(check["summary"], "sysbox 0.6.7+containai.20260127");
     let log = host.fakes.log();
     assert!(
-        log.contains("limactl [shell] [--workdir] [/] [containai-docker] [--] [sysbox-runc] [--version]"),
+        log.contains(
+            "limactl [shell] [--workdir] [/] [containai-docker] [--] [sysbox-runc] [--version]"
+        ),
         "{log}"
     );
     assert!(!log.lines().any(|l| l.starts_with("sysbox-runc")), "{log}");

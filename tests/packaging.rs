@@ -753,16 +753,24 @@ fn ci_workflow_runs_the_readme_test_command_format_and_lints() {
             "ci does not run on {event}"
         );
     }
+    // CI runs the one local command, and that command checks format and lints before testing.
     let runs = runs(&wf);
+    assert_eq!(
+        runs.iter().filter(|r| r.trim() == "./.ci/run").count(),
+        1,
+        "expected one step running ./.ci/run: {runs:?}"
+    );
+    let ci = std::fs::read_to_string(repo().join(".ci/run")).unwrap();
+    assert!(ci.contains("./scripts/test.sh"), "{ci}");
+    let test_sh = std::fs::read_to_string(repo().join("scripts/test.sh")).unwrap();
     for command in [
-        "sudo ./scripts/test.sh",
         "cargo fmt --check",
-        "cargo clippy --all-targets -- -D warnings",
+        "cargo clippy --all-targets --locked -- -D warnings",
+        "cargo test --locked",
     ] {
-        let steps = runs.iter().filter(|r| r.trim() == command).count();
-        assert_eq!(
-            steps, 1,
-            "expected one step running exactly {command:?}: {runs:?}"
+        assert!(
+            test_sh.contains(command),
+            "scripts/test.sh does not run {command:?}"
         );
     }
 }

@@ -17,15 +17,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
-use crate::config::{Config, SITE_CONFIG};
+use crate::config::Config;
 use crate::effects::Mode;
 use crate::error::{self as exit, Error};
+use crate::host::fs::Root;
 use crate::host::state::Owners;
 use crate::host::trust::Trust;
-use crate::host::{Host, HostOptions, under_root};
+use crate::host::{Host, HostOptions};
 use crate::render;
 use crate::script;
-use crate::script::catalog::{Catalog, SITE_DIR, Script};
+use crate::script::catalog::{Catalog, Script};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -237,27 +238,8 @@ pub(crate) struct Ctx {
 
 impl Ctx {
     fn probe(cli: &Cli, mode: Mode) -> Result<Ctx, Error> {
-        let root = match &cli.root {
-            Some(root) => {
-                let is_dir = std::fs::metadata(root).map(|m| m.is_dir());
-                match is_dir {
-                    Ok(true) => root.clone(),
-                    Ok(false) => {
-                        return Err(Error::Input(format!(
-                            "--root {} is not a directory\nhelp: pass the directory that holds the host tree",
-                            root.display()
-                        )));
-                    }
-                    Err(e) => {
-                        return Err(Error::Input(format!(
-                            "cannot use --root {}: {e}\nhelp: pass an existing directory",
-                            root.display()
-                        )));
-                    }
-                }
-            }
-            None => PathBuf::from("/"),
-        };
+        // Opened once; every file under it is reached through this descriptor.
+        let root = Arc::new(Root::open(cli.root.as_deref().unwrap_or(Path::new("/")))?);
         let home = std::env::var_os("HOME")
             .filter(|h| !h.is_empty())
             .map(PathBuf::from);
@@ -266,19 +248,15 @@ impl Ctx {
             .map(|h| h.join(".config/containai/config.toml"));
         let sudo_id = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
         let trust = Trust::new(sudo_id("SUDO_UID"));
-        let config = Config::load(
-            &trust,
-            &under_root(&root, Path::new(SITE_CONFIG)),
-            user_config.as_deref(),
-            cli.config.as_deref(),
-        )?;
+        let config = Config::load(&trust, &root, user_config.as_deref(), cli.config.as_deref())?;
         let catalog = Catalog::new(
-            under_root(&root, Path::new(SITE_DIR)),
+            root.clone(),
             home.as_ref().map(|h| h.join(".config/containai/scripts")),
             trust.clone(),
         );
         let host = Host::new(HostOptions {
             root,
+            trust,
             config,
             mode,
             yes: cli.yes,

@@ -7,7 +7,7 @@
 //! framed display; it is never parsed as data. Failures name the program that ran and its exit
 //! status or signal.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -96,12 +96,12 @@ impl Target {
         &self,
         path: Option<&OsStr>,
         program: &str,
-        args: &[String],
+        args: &[OsString],
         as_root: bool,
         timeout: Duration,
     ) -> Result<CommandOutput, CommandError> {
-        let shown = std::iter::once(program)
-            .chain(args.iter().map(String::as_str))
+        let shown = std::iter::once(program.to_string())
+            .chain(args.iter().map(|a| a.to_string_lossy().into_owned()))
             .collect::<Vec<_>>()
             .join(" ");
         match self {
@@ -118,13 +118,13 @@ impl Target {
                     find_program(path, "limactl").ok_or_else(|| CommandError::NotFound {
                         program: "limactl".into(),
                     })?;
-                let mut argv: Vec<String> = vec!["shell".into(), "--workdir".into(), "/".into()];
-                argv.push(vm.clone());
+                let mut argv: Vec<OsString> = vec!["shell".into(), "--workdir".into(), "/".into()];
+                argv.push(vm.into());
                 argv.push("--".into());
                 if as_root {
                     argv.extend(["sudo".into(), "-n".into()]);
                 }
-                argv.push(program.to_string());
+                argv.push(program.into());
                 argv.extend(args.iter().cloned());
                 let mut out = run(&limactl, &argv, timeout).map_err(|e| named(e, program))?;
                 out.command = format!("{shown} (in the Lima VM {vm})");

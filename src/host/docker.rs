@@ -20,6 +20,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use tokio::runtime::Runtime;
 
+use super::fs::{Anchored, FsError};
 use crate::effects::Approval;
 use crate::plan::containers::{ManagedBy, SSH_PORT_LABEL, classify};
 
@@ -170,19 +171,24 @@ pub struct EngineStatus {
 /// A lazily connected client of the `containai-docker` engine, bound to one socket and carrying
 /// the async runtime its calls block on.
 pub struct Client {
+    /// The socket as a host path under `--root`, for messages.
     socket: PathBuf,
+    /// Where `connect()` goes: the socket's directory resolved inside the root and held open, or
+    /// why that was refused (then the engine is unreachable, never looked up elsewhere).
+    connect: Result<Anchored, String>,
     client: std::cell::OnceCell<Docker>,
     rt: Runtime,
 }
 
 impl Client {
-    pub fn new(socket: PathBuf) -> Result<Self, DockerError> {
+    pub fn new(socket: PathBuf, connect: Result<Anchored, FsError>) -> Result<Self, DockerError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| DockerError::Runtime(e.to_string()))?;
         Ok(Self {
             socket,
+            connect: connect.map_err(|e| first_line(&e.to_string())),
             client: std::cell::OnceCell::new(),
             rt,
         })
@@ -199,11 +205,18 @@ impl Client {
         }
     }
 
+    fn connect_path(&self) -> Result<&Path, DockerError> {
+        self.connect
+            .as_ref()
+            .map(Anchored::path)
+            .map_err(|reason| self.unreachable(reason))
+    }
+
     /// Whether anything exists at the socket path. Only "not found" counts as absent: a path
-    /// that cannot be checked (permissions, a loop, a dangling link) is an error, because
+    /// that cannot be checked (permissions, a loop, a refused symlink) is an error, because
     /// "absent" is the answer that means no container can be running.
     pub fn socket_present(&self) -> Result<bool, DockerError> {
-        match std::fs::symlink_metadata(&self.socket) {
+        match std::fs::symlink_metadata(self.connect_path()?) {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(self.unreachable(format!("cannot check the socket path: {e}"))),
@@ -218,7 +231,7 @@ impl Client {
         if !self.socket_present()? {
             return Err(self.unreachable("the socket does not exist"));
         }
-        let path = self.socket.to_string_lossy().into_owned();
+        let path = self.connect_path()?.to_string_lossy().into_owned();
         // Long client timeout: per-call timeouts below are the ones that matter, and a stop with a
         // 100 s container timeout must not be cut short by the transport.
         let docker = Docker::connect_with_unix(&path, 3600, bollard::API_DEFAULT_VERSION)

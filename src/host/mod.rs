@@ -1,10 +1,12 @@
 //! Side effects, one file per family. [`Host`] is the one handle that carries everything ambient:
-//! the `--root` prefix, config, platform, the terminal, `PATH`, the execution target (this
-//! machine or the Lima VM), the engine client with its runtime and the effect gate. Nothing here
-//! reads global state behind the handle's back (in particular, no `DOCKER_HOST`).
+//! the `--root` tree, config, platform, the terminal, `PATH`, the execution target (this machine
+//! or the Lima VM), the engine client with its runtime and the effect gate. Nothing here reads
+//! global state behind the handle's back (in particular, no `DOCKER_HOST`), and nothing here joins
+//! a path under the root: files under `--root` are reached only through [`fs::Root`].
 
 pub mod command;
 pub mod docker;
+pub mod fs;
 pub mod packages;
 pub mod platform;
 pub mod state;
@@ -14,7 +16,7 @@ pub mod trust;
 
 use std::ffi::OsString;
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -22,10 +24,16 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::effects::{Gate, JournalSink, Mode};
 use command::{CommandError, CommandOutput, Target};
+use fs::Root;
 use platform::Platform;
+use trust::Trust;
 
 /// Default engine socket on Linux and WSL2.
 pub const LINUX_SOCKET: &str = "/var/run/containai-docker.sock";
+/// Default engine socket on macOS, under the user's home (and `--root`).
+pub const MACOS_SOCKET: &str = ".lima/containai-docker/sock/docker.sock";
+/// Kernel release, read for platform detection (under `--root`).
+pub const OSRELEASE: &str = "/proc/sys/kernel/osrelease";
 /// Where live actions are journalled (under `--root`).
 pub const JOURNAL_FILE: &str = "/var/lib/containai/actions.jsonl";
 /// The Lima VM that runs the engine on macOS.
@@ -34,7 +42,9 @@ pub const LIMA_VM: &str = "containai-docker";
 /// Facts probed once at start-up.
 #[derive(Debug, Clone)]
 pub struct HostOptions {
-    pub root: PathBuf,
+    pub root: Arc<Root>,
+    /// Who may own the files `cai` trusts (site config, scripts, packages).
+    pub trust: Trust,
     pub config: Config,
     pub mode: Mode,
     pub yes: bool,
@@ -49,7 +59,8 @@ pub struct HostOptions {
 }
 
 pub struct Host {
-    root: PathBuf,
+    root: Arc<Root>,
+    pub trust: Trust,
     pub config: Config,
     pub platform: Platform,
     pub yes: bool,
@@ -72,20 +83,24 @@ impl Host {
     pub fn new(options: HostOptions) -> anyhow::Result<Self> {
         let root = options.root;
         let platform = options.config.platform.unwrap_or_else(|| {
-            platform::detect(&under_root(&root, Path::new("/proc/sys/kernel/osrelease")))
+            // An unreadable release file reads as plain Linux, as on a machine without one.
+            let release = root
+                .read_to_string(Path::new(OSRELEASE))
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            platform::detect(&release)
         });
+        // Every default is an absolute host path and resolves under `--root`, macOS's too.
         let socket = match (&options.config.socket, platform) {
-            (Some(socket), _) => under_root(&root, socket),
-            (None, Platform::Macos) => options
-                .home
-                .clone()
-                .unwrap_or_default()
-                .join(".lima/containai-docker/sock/docker.sock"),
-            (None, _) => under_root(&root, Path::new(LINUX_SOCKET)),
+            (Some(socket), _) => socket.clone(),
+            (None, Platform::Macos) => options.home.clone().unwrap_or_default().join(MACOS_SOCKET),
+            (None, _) => PathBuf::from(LINUX_SOCKET),
         };
+        let docker = docker::Client::new(root.display_path(&socket), root.anchor(&socket))?;
         // Always known: a REPL that switches to live mode journals from then on. The gate writes
-        // to it only for actions it performs.
-        let journal = under_root(&root, Path::new(JOURNAL_FILE));
+        // to it only for actions it performs, appending through the root-anchored layer, which
+        // refuses a symlinked journal instead of following it.
         let target = match platform {
             Platform::Macos => Target::Lima {
                 vm: LIMA_VM.to_string(),
@@ -93,12 +108,13 @@ impl Host {
             Platform::Linux | Platform::Wsl2 => Target::Local,
         };
         Ok(Self {
-            docker: docker::Client::new(socket)?,
-            gate: Gate::new(options.mode, Some(journal_sink(journal))),
+            docker,
+            gate: Gate::new(options.mode, Some(journal_sink(root.clone()))),
             target,
             path: options.path,
             owners: options.owners,
             root,
+            trust: options.trust,
             config: options.config,
             platform,
             yes: options.yes,
@@ -124,7 +140,7 @@ impl Host {
     pub fn run(
         &self,
         program: &str,
-        args: &[String],
+        args: &[OsString],
         timeout: Duration,
     ) -> Result<CommandOutput, CommandError> {
         self.target
@@ -135,20 +151,11 @@ impl Host {
     pub fn run_as_root(
         &self,
         program: &str,
-        args: &[String],
+        args: &[OsString],
         timeout: Duration,
     ) -> Result<CommandOutput, CommandError> {
         self.target
             .run(self.path.as_deref(), program, args, true, timeout)
-    }
-
-    /// `--root=DIR` for programs that understand it, when `--root` is not `/`.
-    pub fn root_args(&self) -> Vec<String> {
-        if self.root == Path::new("/") {
-            Vec::new()
-        } else {
-            vec![format!("--root={}", self.root.display())]
-        }
     }
 
     /// Whether an executable `name` is on this host's `PATH`; names with a slash never are.
@@ -174,72 +181,19 @@ impl Host {
         matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
     }
 
-    pub fn root(&self) -> &Path {
+    /// The `--root` tree; every file under it is reached through this.
+    pub fn root(&self) -> &Arc<Root> {
         &self.root
     }
 
-    /// Resolves an absolute host path under `--root`.
-    pub fn path(&self, absolute: impl AsRef<Path>) -> PathBuf {
-        under_root(&self.root, absolute.as_ref())
-    }
-
-    pub fn data_root(&self) -> PathBuf {
-        self.path(&self.config.data_root)
+    /// The engine data root as a host path; reach it with [`Host::root`].
+    pub fn data_root(&self) -> &Path {
+        &self.config.data_root
     }
 }
 
-/// Appends journal lines durably: created 0600 on first use, never through a symlink, synced
-/// before the gate acts.
-fn journal_sink(path: PathBuf) -> JournalSink {
-    Box::new(move |line: &[u8]| {
-        use std::os::unix::fs::OpenOptionsExt;
-        let append = || -> std::io::Result<()> {
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o600)
-                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-                .open(&path)?;
-            file.write_all(line)?;
-            file.sync_data()
-        };
-        append().map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
-    })
-}
-
-/// Joins an absolute path under a root the way `dpkg --root` does; `..` components are dropped so
-/// the result cannot leave the root.
-pub fn under_root(root: &Path, absolute: &Path) -> PathBuf {
-    let mut out = root.to_path_buf();
-    for component in absolute.components() {
-        if let Component::Normal(part) = component {
-            out.push(part);
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_resolve_under_root_without_escaping() {
-        let root = Path::new("/tmp/r");
-        assert_eq!(
-            under_root(root, Path::new("/etc/x")),
-            PathBuf::from("/tmp/r/etc/x")
-        );
-        assert_eq!(
-            under_root(root, Path::new("/../../etc/x")),
-            PathBuf::from("/tmp/r/etc/x")
-        );
-        assert_eq!(
-            under_root(Path::new("/"), Path::new("/var/run/a.sock")),
-            PathBuf::from("/var/run/a.sock")
-        );
-    }
+/// Appends journal lines durably through the root-anchored layer: created 0600 on first use,
+/// never through a symlink, synced before the gate acts.
+fn journal_sink(root: Arc<Root>) -> JournalSink {
+    Box::new(move |line: &[u8]| root.append(Path::new(JOURNAL_FILE), line))
 }

@@ -1,38 +1,165 @@
-//! The packages family: installs `.deb` files with `dpkg -i` on the execution target. With
-//! `--root` other than `/`, dpkg gets `--root=DIR`, so it acts on that tree instead of the
-//! running machine. Only paths of `.deb` files are accepted.
+//! The packages family: installing a `.deb` with `dpkg -i`.
+//!
+//! A package is run as root by dpkg's maintainer scripts, so it is trusted only the way config and
+//! scripts are: [`verify_deb`] opens it under `--root` through [`super::fs::Root::open_trusted`]
+//! (owned by root or the invoking user, not group- or world-writable, in directories nobody else
+//! can write, a regular file reached without any symlink), copies exactly the bytes read from that
+//! checked descriptor into a private directory while hashing them, and [`install_deb`] hands dpkg
+//! that copy. The original path is never opened again, so swapping it after the check changes
+//! nothing. This module never installs a file it did not copy itself.
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
+use rustix::fs::{Mode, OFlags};
+use sha2::{Digest, Sha256};
+
 use super::Host;
-use super::command::CommandError;
+use super::command::{self, CommandError};
+use super::fs;
+use super::trust::TrustError;
 use crate::effects::Approval;
 
-/// dpkg unpacks and runs maintainer scripts (sysbox's restart services).
-const DPKG_TIMEOUT: Duration = Duration::from_secs(600);
+/// dpkg unpacks and runs maintainer scripts, which restart services.
+const DPKG_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {
-    #[error("packages::install_deb: {0:?} is not an absolute path to a .deb file")]
-    NotADeb(String),
+    #[error(
+        "refusing {0:?}: not an absolute path to a .deb file\nhelp: pass the package's absolute host path, e.g. /var/cache/containai/sysbox.deb"
+    )]
+    NotDeb(String),
+    #[error(
+        "cannot install {}: the file does not exist\nhelp: fetch the package first, then install it", .0.display()
+    )]
+    Missing(PathBuf),
+    #[error(transparent)]
+    Untrusted(#[from] TrustError),
+    #[error("cannot make a private copy of {path}: {source}")]
+    Copy {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Command(#[from] CommandError),
+    #[error("dpkg -i {copy} {ended} (installing {original})\n{stderr}")]
+    Failed {
+        copy: String,
+        original: String,
+        ended: command::Ended,
+        stderr: String,
+    },
 }
 
-/// The host path of a `.deb` a script names: absolute, ending in `.deb`.
-pub fn check_deb_path(host: &Host, path: &str) -> Result<PathBuf, PackageError> {
-    if !path.starts_with('/') || !path.ends_with(".deb") {
-        return Err(PackageError::NotADeb(path.to_string()));
+/// A `.deb` that passed the trust rules, copied where only this process can reach it.
+#[derive(Debug)]
+pub struct VerifiedDeb {
+    /// Removed with its contents when the value is dropped.
+    _dir: tempfile::TempDir,
+    /// The private copy dpkg installs.
+    pub path: PathBuf,
+    pub sha256: String,
+    pub bytes: u64,
+    /// The host path the script named (under `--root`).
+    pub original: PathBuf,
+    /// The original as a path under the root, for messages.
+    pub shown: PathBuf,
+}
+
+/// Checks the `.deb` at `absolute` under `--root` and copies it into a private directory.
+/// Reads only; runs in every mode so a dry run shows the checksum that would be installed.
+pub fn verify_deb(host: &Host, absolute: &Path) -> Result<VerifiedDeb, PackageError> {
+    let text = absolute.to_string_lossy();
+    let is_deb = absolute.extension().is_some_and(|e| e == "deb");
+    if !absolute.has_root() || !is_deb {
+        return Err(PackageError::NotDeb(text.into_owned()));
     }
-    Ok(host.path(path))
+    let root = host.root();
+    let shown = root.display_path(absolute);
+    let mut source = root
+        .open_trusted(&host.trust, absolute)?
+        .ok_or_else(|| PackageError::Missing(shown.clone()))?;
+
+    let copy_error = |source| PackageError::Copy {
+        path: shown.clone(),
+        source,
+    };
+    let (dir, dir_fd) = private_dir(host).map_err(copy_error)?;
+    let name = absolute
+        .file_name()
+        .map_or_else(|| OsString::from("package.deb"), ToOwned::to_owned);
+    let target = rustix::fs::openat(
+        &dir_fd,
+        &name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(|e| copy_error(e.into()))?;
+    let mut target = std::fs::File::from(target);
+    let mut hasher = Sha256::new();
+    let mut bytes = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = source.read(&mut buf).map_err(copy_error)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        target.write_all(&buf[..n]).map_err(copy_error)?;
+        bytes += n as u64;
+    }
+    target.sync_all().map_err(copy_error)?;
+    Ok(VerifiedDeb {
+        path: dir.path().join(&name),
+        _dir: dir,
+        sha256: hex::encode(hasher.finalize()),
+        bytes,
+        original: absolute.to_path_buf(),
+        shown,
+    })
 }
 
-/// Installs a `.deb` with `dpkg -i`. The path must name an existing regular `.deb` file.
-pub fn install_deb(_: Approval, host: &Host, path: &std::path::Path) -> Result<(), PackageError> {
-    let mut args = host.root_args();
+/// A fresh 0700 directory in the temporary directory, whose every ancestor passes the trust
+/// rules too, so nobody else can replace the copy between the check and dpkg reading it.
+fn private_dir(host: &Host) -> std::io::Result<(tempfile::TempDir, OwnedFd)> {
+    let dir = tempfile::Builder::new().prefix("cai-deb-").tempdir()?;
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )?;
+    let canonical = std::fs::canonicalize(dir.path())?;
+    let names: Vec<&std::ffi::OsStr> = canonical
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(part) => Some(part),
+            _ => None,
+        })
+        .collect();
+    let checked = fs::trusted_slash(&host.trust)
+        .and_then(|slash| fs::trusted_dirs(&host.trust, slash, Path::new("/"), &names))
+        .map_err(std::io::Error::other)?
+        .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
+    Ok((dir, checked))
+}
+
+/// Installs the verified copy with `dpkg -i`; with `--root` other than `/`, dpkg gets
+/// `--root=<canonical root>` so it acts on that tree.
+pub fn install_deb(_: Approval, host: &Host, deb: &VerifiedDeb) -> Result<(), PackageError> {
+    let mut args: Vec<OsString> = host.root().program_arg().into_iter().collect();
     args.push("-i".into());
-    args.push(path.display().to_string());
-    host.run_as_root("dpkg", &args, DPKG_TIMEOUT)?.checked()?;
-    Ok(())
+    args.push(deb.path.clone().into_os_string());
+    let out = host.run_as_root("dpkg", &args, DPKG_TIMEOUT)?;
+    if out.success() {
+        Ok(())
+    } else {
+        Err(PackageError::Failed {
+            copy: deb.path.display().to_string(),
+            original: deb.shown.display().to_string(),
+            ended: out.ended,
+            stderr: command::framed(&out.stderr),
+        })
+    }
 }

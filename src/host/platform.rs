@@ -1,7 +1,6 @@
 //! Platform detection: macOS by target OS, WSL2 when the kernel release mentions Microsoft/WSL,
-//! else Linux. Config `platform = ...` overrides detection. Reads files only.
-
-use std::path::Path;
+//! else Linux. Config `platform = ...` overrides detection. Touches nothing: the caller reads the
+//! kernel release (under `--root`) and passes its text.
 
 use serde::{Deserialize, Serialize};
 
@@ -23,13 +22,13 @@ impl Platform {
     }
 }
 
-/// Detects the platform; `osrelease` is `/proc/sys/kernel/osrelease` resolved under `--root`.
-pub fn detect(osrelease: &Path) -> Platform {
+/// Detects the platform; `osrelease` is the text of `/proc/sys/kernel/osrelease` under `--root`
+/// (empty when it cannot be read).
+pub fn detect(osrelease: &str) -> Platform {
     if cfg!(target_os = "macos") {
         return Platform::Macos;
     }
-    let release = std::fs::read_to_string(osrelease).unwrap_or_default();
-    classify_release(&release)
+    classify_release(osrelease)
 }
 
 pub fn classify_release(release: &str) -> Platform {

@@ -21,7 +21,7 @@ pub enum SysboxError {
 /// `Ok(None)` when `sysbox-runc` is not installed on the execution target (inside the Lima VM
 /// on macOS).
 pub fn installed_version(host: &Host) -> Result<Option<SysboxVersion>, SysboxError> {
-    let output = match host.run("sysbox-runc", &["--version".to_string()], VERSION_TIMEOUT) {
+    let output = match host.run("sysbox-runc", &["--version".into()], VERSION_TIMEOUT) {
         Ok(output) => output.checked()?,
         Err(CommandError::NotFound { .. }) => return Ok(None),
         Err(e) => return Err(e.into()),

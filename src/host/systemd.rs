@@ -2,16 +2,18 @@
 //! `systemctl` (found on `PATH`) to reload or restart. Unit names are validated, so a script can
 //! never turn a unit name into a path elsewhere, and only ContainAI's own units may be written or
 //! restarted: a unit file is a command run as root, so a script must not be able to create or
-//! restart arbitrary ones. Writes are atomic (temporary file + rename). With `--root` other than
-//! `/`, `systemctl` and `dpkg` get `--root=DIR` too, so they act on that tree or refuse (systemctl
-//! does not reload or restart under `--root`) instead of changing the running machine.
+//! restart arbitrary ones. Files are read and written through [`super::fs::Root`] (atomic writes;
+//! symlinks resolve inside the root). With `--root` other than `/`, `systemctl` gets
+//! `--root=<canonical root>` too, so it acts on that tree or refuses (systemctl does not reload or
+//! restart under `--root`) instead of changing the running machine.
 
-use std::io::Write;
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::Host;
 use super::command::CommandError;
+use super::fs::FsError;
 use crate::effects::Approval;
 
 pub const UNIT_DIR: &str = "/etc/systemd/system";
@@ -30,12 +32,8 @@ pub enum UnitError {
         name: String,
         allowed: &'static str,
     },
-    #[error("cannot {what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Fs(#[from] FsError),
     #[error(transparent)]
     Command(#[from] CommandError),
 }
@@ -84,43 +82,28 @@ pub fn check_restartable(name: &str) -> Result<(), UnitError> {
     }
 }
 
-pub fn unit_path(host: &Host, name: &str) -> Result<PathBuf, UnitError> {
+/// The unit file as a host path (absolute, not yet under `--root`).
+fn unit_file(name: &str) -> Result<PathBuf, UnitError> {
     validate_name(name)?;
-    Ok(host.path(UNIT_DIR).join(name))
+    Ok(Path::new(UNIT_DIR).join(name))
+}
+
+/// How the unit file is named in plans and messages.
+pub fn unit_path(host: &Host, name: &str) -> Result<PathBuf, UnitError> {
+    Ok(host.root().display_path(&unit_file(name)?))
 }
 
 /// The unit file's text, or `None` when it does not exist.
 pub fn read(host: &Host, name: &str) -> Result<Option<String>, UnitError> {
-    let path = unit_path(host, name)?;
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(Some(text)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(UnitError::Io {
-            what: "read",
-            path,
-            source,
-        }),
-    }
+    Ok(host.root().read_to_string(&unit_file(name)?)?)
 }
 
 pub fn write(_: Approval, host: &Host, name: &str, text: &str) -> Result<(), UnitError> {
     check_writable(name)?;
-    let path = unit_path(host, name)?;
-    let dir = host.path(UNIT_DIR);
-    let io = |what, source| UnitError::Io {
-        what,
-        path: path.clone(),
-        source,
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| io("create the directory of", e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir)
-        .map_err(|e| io("create a temporary file beside", e))?;
-    tmp.write_all(text.as_bytes()).map_err(|e| io("write", e))?;
-    tmp.as_file().sync_all().map_err(|e| io("sync", e))?;
-    let perms = std::os::unix::fs::PermissionsExt::from_mode(0o644);
-    std::fs::set_permissions(tmp.path(), perms).map_err(|e| io("set permissions of", e))?;
-    tmp.persist(&path).map_err(|e| io("replace", e.error))?;
-    Ok(())
+    // 0644: systemd reads units as root, and nobody else may change them.
+    Ok(host
+        .root()
+        .write_atomic(&unit_file(name)?, text.as_bytes(), 0o644)?)
 }
 
 pub fn daemon_reload(_: Approval, host: &Host) -> Result<(), UnitError> {
@@ -133,8 +116,8 @@ pub fn restart(_: Approval, host: &Host, name: &str) -> Result<(), UnitError> {
 }
 
 fn systemctl(host: &Host, args: &[&str]) -> Result<(), UnitError> {
-    let mut full = host.root_args();
-    full.extend(args.iter().map(ToString::to_string));
+    let mut full: Vec<OsString> = host.root().program_arg().into_iter().collect();
+    full.extend(args.iter().map(Into::into));
     host.run_as_root("systemctl", &full, SYSTEMCTL_TIMEOUT)?
         .checked()?;
     Ok(())

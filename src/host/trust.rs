@@ -1,19 +1,22 @@
-//! Reading files that decide what `cai` does as root: scripts, modules and config files.
+//! The rules for files that decide what `cai` does as root: scripts, modules, config files and
+//! `.deb` packages.
 //!
 //! A trusted file is a regular file that only root or the invoking user could have written: it
 //! and every directory above it are owned by one of them and not writable by group or others (a
 //! root-owned sticky directory such as `/tmp` is exempt from the writable test, since it only lets
-//! owners replace their entries). The check walks the canonical path from `/` one directory
-//! descriptor at a time without following symlinks and opens the file from the last descriptor,
-//! so nothing can be swapped between the check and the read. There is deliberately no switch that
-//! turns this off.
+//! owners replace their entries). The walk that applies these rules lives in [`super::fs`], one
+//! directory descriptor at a time from `/` without following symlinks, and the file is read from
+//! the descriptor that was checked, so nothing can be swapped between the check and the read.
+//! This module holds the rules and reads files outside `--root` (the user's config, scripts named
+//! on the command line); files under the root go through [`super::fs::Root::read_trusted`]. There
+//! is deliberately no switch that turns this off.
 
-use std::io::Read;
 use std::os::fd::OwnedFd;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
-use rustix::fs::{FileType, Mode, OFlags};
-use rustix::io::Errno;
+use rustix::fs::FileType;
+
+use super::fs;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
@@ -52,8 +55,18 @@ impl Trust {
         rustix::process::geteuid().is_root()
     }
 
-    /// The file's text, or `None` when it (or a directory above it) does not exist.
+    /// The text of a file outside `--root`, or `None` when it (or a directory above it) does not
+    /// exist. Symlinks above the file are resolved first (the canonical path is then checked from
+    /// `/`); the file itself must not be one.
     pub fn read(&self, path: &Path) -> Result<Option<String>, TrustError> {
+        match self.open(path)? {
+            Some(file) => fs::read_text(file, path).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// [`Trust::read`] without reading: the checked file, open.
+    pub fn open(&self, path: &Path) -> Result<Option<std::fs::File>, TrustError> {
         let read_error = |cause: std::io::Error| TrustError::Read {
             path: path.to_path_buf(),
             cause,
@@ -67,43 +80,26 @@ impl Trust {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(read_error(e)),
         };
-
-        let dir_flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        let mut current = PathBuf::from("/");
-        let mut dir =
-            rustix::fs::open("/", dir_flags, Mode::empty()).map_err(|e| read_error(e.into()))?;
-        self.check(&dir, &current, Kind::Directory)?;
-        for component in parent.components() {
-            let Component::Normal(part) = component else {
-                continue;
-            };
-            current.push(part);
-            dir = rustix::fs::openat(&dir, part, dir_flags | OFlags::NOFOLLOW, Mode::empty())
-                .map_err(|e| match e {
-                    Errno::LOOP | Errno::NOTDIR => self.unsafe_path(
-                        &current,
-                        "it changed into a symlink while being checked".into(),
-                    ),
-                    other => read_error(other.into()),
-                })?;
-            self.check(&dir, &current, Kind::Directory)?;
-        }
-
-        let file_flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
-        let fd = match rustix::fs::openat(&dir, name, file_flags, Mode::empty()) {
-            Ok(fd) => fd,
-            Err(Errno::NOENT) => return Ok(None),
-            Err(Errno::LOOP) => {
-                return Err(self.not_a_file(path, "it is a symlink (symlinks are not followed)"));
-            }
-            Err(e) => return Err(read_error(e.into())),
+        let names: Vec<&std::ffi::OsStr> = parent
+            .components()
+            .filter_map(|c| match c {
+                std::path::Component::Normal(part) => Some(part),
+                _ => None,
+            })
+            .collect();
+        let slash = fs::trusted_slash(self)?;
+        let Some(dir) = fs::trusted_dirs(self, slash, Path::new("/"), &names)? else {
+            return Ok(None);
         };
-        self.check(&fd, path, Kind::File)?;
-        let mut text = String::new();
-        std::fs::File::from(fd)
-            .read_to_string(&mut text)
-            .map_err(read_error)?;
-        Ok(Some(text))
+        fs::trusted_file(self, &dir, name, path)
+    }
+
+    pub(crate) fn check_dir(&self, fd: &OwnedFd, path: &Path) -> Result<(), TrustError> {
+        self.check(fd, path, Kind::Directory)
+    }
+
+    pub(crate) fn check_file(&self, fd: &OwnedFd, path: &Path) -> Result<(), TrustError> {
+        self.check(fd, path, Kind::File)
     }
 
     fn check(&self, fd: &OwnedFd, path: &Path, kind: Kind) -> Result<(), TrustError> {
@@ -141,7 +137,7 @@ impl Trust {
         Ok(())
     }
 
-    fn unsafe_path(&self, path: &Path, reason: String) -> TrustError {
+    pub(crate) fn unsafe_path(&self, path: &Path, reason: String) -> TrustError {
         let shown = path.display();
         TrustError::Unsafe {
             path: path.to_path_buf(),
@@ -153,7 +149,7 @@ impl Trust {
     }
 
     /// Not a plain file (a symlink, directory, FIFO or device): no chmod makes it one.
-    fn not_a_file(&self, path: &Path, reason: &str) -> TrustError {
+    pub(crate) fn not_a_file(&self, path: &Path, reason: &str) -> TrustError {
         TrustError::Unsafe {
             path: path.to_path_buf(),
             reason: reason.to_string(),

@@ -4,15 +4,19 @@
 //!
 //! Scripts run as root, so an override is vetted before its text is read: a regular file, owned
 //! by root or the invoking user, not group- or world-writable, in a directory that passes the same
-//! test. There is deliberately no switch that turns this check off.
+//! test. Site overrides live under `--root` and are read through [`Root`]; user overrides and files
+//! named on the command line are outside it. There is deliberately no switch that turns this check
+//! off.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::api::API_VERSION;
+use crate::host::fs::Root;
 use crate::host::trust::{Trust, TrustError};
 
 /// Bundled scripts: (name, text). A test checks this table against the files in `stdlib/`.
@@ -251,43 +255,45 @@ pub fn validate_name(name: &str) -> Result<(), CatalogError> {
 /// Where overrides are looked up, and who may own them.
 #[derive(Debug, Clone)]
 pub struct Catalog {
-    site_dir: PathBuf,
+    root: Arc<Root>,
     user_dir: Option<PathBuf>,
     trust: Trust,
 }
 
 impl Catalog {
-    /// `user_dir` is used only when not running as root.
-    pub fn new(site_dir: PathBuf, user_dir: Option<PathBuf>, trust: Trust) -> Self {
+    /// Site overrides are [`SITE_DIR`] under `root`; `user_dir` is used only when not running as
+    /// root.
+    pub fn new(root: Arc<Root>, user_dir: Option<PathBuf>, trust: Trust) -> Self {
         Self {
-            site_dir,
+            root,
             user_dir: if trust.is_root() { None } else { user_dir },
             trust,
         }
     }
 
-    fn layers(&self) -> Vec<(Source, &Path)> {
-        let mut layers = Vec::new();
-        if let Some(user) = &self.user_dir {
-            layers.push((Source::User, user.as_path()));
-        }
-        layers.push((Source::Site, self.site_dir.as_path()));
-        layers
-    }
-
     /// The effective script for `name`: user, then site, then bundled.
     pub fn resolve(&self, name: &str) -> Result<Script, CatalogError> {
         validate_name(name)?;
-        for (source, dir) in self.layers() {
-            let path = dir.join(format!("{name}.rhai"));
+        let file = format!("{name}.rhai");
+        if let Some(user) = &self.user_dir {
+            let path = user.join(&file);
             if let Some(text) = self.trust.read(&path)? {
                 return Ok(Script {
                     name: name.to_string(),
-                    source,
+                    source: Source::User,
                     path: Some(path),
                     text,
                 });
             }
+        }
+        let site = Path::new(SITE_DIR).join(&file);
+        if let Some(text) = self.root.read_trusted(&self.trust, &site)? {
+            return Ok(Script {
+                name: name.to_string(),
+                source: Source::Site,
+                path: Some(self.root.display_path(&site)),
+                text,
+            });
         }
         BUNDLED
             .iter()
@@ -325,10 +331,13 @@ impl Catalog {
             .iter()
             .map(|(n, _)| ((*n).to_string(), ()))
             .collect();
-        for (_, dir) in self.layers() {
-            for name in scan_dir(dir) {
+        if let Some(user) = &self.user_dir {
+            for name in scan_dir(user) {
                 names.insert(name, ());
             }
+        }
+        for name in self.scan_site() {
+            names.insert(name, ());
         }
         names
             .into_keys()
@@ -337,24 +346,49 @@ impl Catalog {
     }
 }
 
-/// Names of `*.rhai` files in `dir` and its `lib/` subdirectory.
+impl Catalog {
+    /// Script names in the site directory under the root; unreadable directories list nothing
+    /// here, and resolving a name reports why.
+    fn scan_site(&self) -> Vec<String> {
+        let dir = Path::new(SITE_DIR);
+        let mut names = Vec::new();
+        for (sub, prefix) in [(dir.to_path_buf(), ""), (dir.join("lib"), "lib/")] {
+            let Ok(Some(entries)) = self.root.list_dir(&sub) else {
+                continue;
+            };
+            names.extend(script_names(entries, prefix));
+        }
+        names
+    }
+}
+
+/// Names of `*.rhai` files in `dir` and its `lib/` subdirectory (outside the root).
 fn scan_dir(dir: &Path) -> Vec<String> {
     let mut names = Vec::new();
     for (sub, prefix) in [(dir.to_path_buf(), ""), (dir.join("lib"), "lib/")] {
         let Ok(entries) = std::fs::read_dir(&sub) else {
             continue;
         };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(stem) = name.strip_suffix(".rhai") {
-                let full = format!("{prefix}{stem}");
-                if validate_name(&full).is_ok() {
-                    names.push(full);
-                }
-            }
-        }
+        names.extend(script_names(
+            entries.flatten().map(|entry| entry.file_name()),
+            prefix,
+        ));
     }
     names
+}
+
+fn script_names(
+    entries: impl IntoIterator<Item = std::ffi::OsString>,
+    prefix: &str,
+) -> Vec<String> {
+    entries
+        .into_iter()
+        .filter_map(|name| {
+            let name = name.to_string_lossy().into_owned();
+            let full = format!("{prefix}{}", name.strip_suffix(".rhai")?);
+            validate_name(&full).is_ok().then_some(full)
+        })
+        .collect()
 }
 
 #[cfg(test)]

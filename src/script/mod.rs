@@ -185,7 +185,8 @@ mod tests {
     fn dry_run_host(root: PathBuf) -> Rc<Host> {
         Rc::new(
             Host::new(HostOptions {
-                root,
+                root: std::sync::Arc::new(crate::host::fs::Root::open(&root).unwrap()),
+                trust: crate::host::trust::Trust::new(None),
                 config: Config::default(),
                 mode: Mode::DryRun,
                 yes: false,
@@ -203,7 +204,7 @@ mod tests {
     fn dry_run_engine(root: &std::path::Path) -> (Rc<Host>, rhai::Engine, Vec<bind::Primitive>) {
         let host = dry_run_host(root.to_path_buf());
         let catalog = Rc::new(Catalog::new(
-            root.join("scripts"),
+            host.root().clone(),
             None,
             crate::host::trust::Trust::new(None),
         ));

@@ -1,4 +1,4 @@
-//! `packages::` bindings over [`crate::host::packages`]: `.deb` installs, gated.
+//! `packages::` bindings over [`crate::host::packages`]: verified `.deb` installs, gated.
 
 use std::rc::Rc;
 
@@ -14,38 +14,21 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     reg.mutating(
         Doc {
             signature: "packages::install_deb(path: string)",
-            doc: "installs an existing .deb file with dpkg -i (path resolved under --root)",
+            doc: "installs a .deb that passes the trust rules (root-owned, not writable by others, no symlinks) from a private copy with dpkg -i; the plan shows its sha256",
             example: "try { packages::install_deb(\"/var/cache/containai/x.deb\") } catch { () }",
         },
         move |ctx: NativeCallContext, path: &str| {
-            let file = packages::check_deb_path(&h, path).map_err(|e| fail_at(&ctx, e))?;
-            let meta = std::fs::symlink_metadata(&file).map_err(|e| {
-                fail_at(
-                    &ctx,
-                    format!("packages::install_deb: cannot use {}: {e}", file.display()),
-                )
-            })?;
-            if !meta.is_file() {
-                return Err(fail_at(
-                    &ctx,
-                    format!(
-                        "packages::install_deb: {} is not a regular file",
-                        file.display()
-                    ),
-                ));
-            }
+            // Verified in every mode (it only reads), so a dry run shows what would be installed.
+            let deb = packages::verify_deb(&h, std::path::Path::new(path))
+                .map_err(|e| fail_at(&ctx, e))?;
             let action = Action::new(
                 "packages.install_deb",
-                file.display().to_string(),
-                json!({ "bytes": meta.len() }),
+                deb.shown.display().to_string(),
+                json!({ "bytes": deb.bytes, "sha256": deb.sha256 }),
             );
-            gated(
-                &ctx,
-                &h,
-                action,
-                || (),
-                |ok| packages::install_deb(ok, &h, &file),
-            )
+            gated(&ctx, &h, action, || (), |ok| {
+                packages::install_deb(ok, &h, &deb)
+            })
         },
     );
 }

@@ -1,0 +1,1307 @@
+//! The one root-anchored file layer: every file `cai` reads, writes, appends to, lists or connects
+//! to under `--root` goes through a [`Root`], and nothing else in the crate joins a path under the
+//! root.
+//!
+//! `--root` is made absolute, canonicalized and opened once as a directory descriptor. Paths under
+//! it are resolved from that descriptor with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`, so
+//! `..` stops at the root and an absolute symlink inside the tree resolves inside it, as in a
+//! chroot. Where the kernel has no `openat2` (ENOSYS) or a sandbox forbids it (EPERM), a component
+//! walk with `O_NOFOLLOW` takes over and refuses every symlink instead. Writes are atomic (temporary
+//! file beside the target, fsync, rename, fsync of the directory); appends never follow a symlink.
+//! Trusted reads ([`Root::read_trusted`]) apply the rules of [`super::trust`] to every directory
+//! from `/` down and read from the descriptor that was checked.
+//!
+//! This module must never hand out a path string that was joined under the root for anything but
+//! a message ([`Root::display_path`]); programs get `--root=<canonical root>` and sockets are
+//! reached through `/proc/self/fd/N/<name>` of a directory resolved here.
+
+use std::ffi::{OsStr, OsString};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
+use rustix::io::Errno;
+
+use super::trust::{Trust, TrustError};
+
+/// How deep [`Walk`] descends. Each level holds two descriptors open, so this keeps a walk of a
+/// hostile tree well below the usual limit of 1024 open files.
+pub const MAX_WALK_DEPTH: usize = 128;
+
+/// Directories `cai` creates on the way to a file it writes.
+const DIR_MODE: u32 = 0o755;
+
+/// `O_PATH` where it exists: a handle that names a directory without opening it for reading.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const PATH_ONLY: OFlags = OFlags::PATH;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const PATH_ONLY: OFlags = OFlags::RDONLY;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error("cannot use --root {path}: {source}\nhelp: pass an existing directory")]
+    OpenRoot {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("--root {path} is not a directory\nhelp: pass the directory that holds the host tree")]
+    RootNotDir { path: PathBuf },
+    #[error("cannot {op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "refusing {path}: it is a symlink{detail}\nhelp: replace the symlink with the file or directory it stands for"
+    )]
+    Symlink { path: PathBuf, detail: &'static str },
+    #[error("cannot {op} {path}: the walk is deeper than {MAX_WALK_DEPTH} directories")]
+    TooDeep { op: &'static str, path: PathBuf },
+}
+
+impl FsError {
+    pub fn kind(&self) -> std::io::ErrorKind {
+        match self {
+            FsError::OpenRoot { source, .. } | FsError::Io { source, .. } => source.kind(),
+            FsError::RootNotDir { .. } => std::io::ErrorKind::NotADirectory,
+            FsError::Symlink { .. } => std::io::ErrorKind::PermissionDenied,
+            FsError::TooDeep { .. } => std::io::ErrorKind::Other,
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.kind() == std::io::ErrorKind::NotFound
+    }
+}
+
+impl From<FsError> for std::io::Error {
+    fn from(e: FsError) -> Self {
+        std::io::Error::new(e.kind(), e)
+    }
+}
+
+/// Why a symlink was refused, for [`FsError::Symlink`].
+const NOT_FOLLOWED: &str = " (cai does not follow a symlink it writes or connects through)";
+const DANGLING: &str = " whose target does not exist inside the root";
+const NO_OPENAT2: &str =
+    " (this kernel cannot resolve symlinks inside the root, so cai refuses them there)";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resolver {
+    /// `openat2` with `RESOLVE_IN_ROOT`.
+    Kernel,
+    /// Component walk with `O_NOFOLLOW`, refusing symlinks.
+    Walk,
+}
+
+/// The host tree given by `--root` (often `/`), opened once.
+#[derive(Debug)]
+pub struct Root {
+    dir: OwnedFd,
+    path: PathBuf,
+    resolver: Resolver,
+}
+
+impl Root {
+    /// Opens `--root`: relative roots are taken from the current directory and the result is
+    /// canonical, so programs never see a relative path or one that starts with `-`.
+    pub fn open(path: &Path) -> Result<Root, FsError> {
+        Self::open_with(path, false)
+    }
+
+    /// `force_walk` lets the unit tests exercise the fallback on kernels that have `openat2`.
+    fn open_with(path: &Path, force_walk: bool) -> Result<Root, FsError> {
+        let open_error = |source| FsError::OpenRoot {
+            path: path.to_path_buf(),
+            source,
+        };
+        let canonical = std::fs::canonicalize(path).map_err(open_error)?;
+        let dir = rustix::fs::open(
+            &canonical,
+            PATH_ONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            Errno::NOTDIR => FsError::RootNotDir {
+                path: path.to_path_buf(),
+            },
+            other => open_error(other.into()),
+        })?;
+        let resolver = if force_walk || !kernel_resolves(&dir) {
+            Resolver::Walk
+        } else {
+            Resolver::Kernel
+        };
+        Ok(Root {
+            dir,
+            path: canonical,
+            resolver,
+        })
+    }
+
+    /// The canonical absolute root.
+    pub fn as_path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn is_slash(&self) -> bool {
+        self.path == Path::new("/")
+    }
+
+    /// How a host path under the root is named in messages. Never use it to open anything.
+    pub fn display_path(&self, absolute: &Path) -> PathBuf {
+        let rel = relative(absolute);
+        if rel == Path::new(".") {
+            self.path.clone()
+        } else {
+            self.path.join(rel)
+        }
+    }
+
+    /// `--root=<canonical root>` for programs that take it (systemctl, dpkg); nothing for `/`.
+    pub fn program_arg(&self) -> Option<OsString> {
+        if self.is_slash() {
+            return None;
+        }
+        let mut arg = OsString::from("--root=");
+        arg.push(self.path.as_os_str());
+        Some(arg)
+    }
+
+    /// A file's bytes, or `None` when it does not exist. Symlinks resolve inside the root.
+    pub fn read(&self, absolute: &Path) -> Result<Option<Vec<u8>>, FsError> {
+        let fd = match self.resolve(&relative(absolute), OFlags::RDONLY | OFlags::NONBLOCK) {
+            Ok(fd) => fd,
+            Err(Resolve::Errno(Errno::NOENT)) => return Ok(None),
+            Err(e) => return Err(self.error("read", absolute, e)),
+        };
+        let io = |source| FsError::Io {
+            op: "read",
+            path: self.display_path(absolute),
+            source,
+        };
+        require_regular(&fd).map_err(io)?;
+        let mut bytes = Vec::new();
+        std::fs::File::from(fd)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
+        Ok(Some(bytes))
+    }
+
+    /// [`Root::read`] for text files.
+    pub fn read_to_string(&self, absolute: &Path) -> Result<Option<String>, FsError> {
+        self.read(absolute)?
+            .map(|bytes| {
+                String::from_utf8(bytes).map_err(|e| FsError::Io {
+                    op: "read",
+                    path: self.display_path(absolute),
+                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                })
+            })
+            .transpose()
+    }
+
+    /// A file that decides what `cai` does as root (site config, site scripts, a `.deb`), opened
+    /// only after it and every directory from `/` down passed [`Trust`]'s rules, without following
+    /// any symlink. `None` when it does not exist.
+    pub fn open_trusted(
+        &self,
+        trust: &Trust,
+        absolute: &Path,
+    ) -> Result<Option<std::fs::File>, TrustError> {
+        let shown = self.display_path(absolute);
+        let rel = relative(absolute);
+        let mut names = Vec::new();
+        for component in rel.components() {
+            match component {
+                Component::Normal(name) => names.push(name),
+                Component::CurDir => {}
+                _ => {
+                    return Err(trust.not_a_file(&shown, "the path must not contain `..`"));
+                }
+            }
+        }
+        let Some((name, dirs)) = names.split_last() else {
+            return Err(trust.not_a_file(&shown, "not a regular file"));
+        };
+        let root = self.checked_root(trust)?;
+        let Some(dir) = trusted_dirs(trust, root, &self.path, dirs)? else {
+            return Ok(None);
+        };
+        trusted_file(trust, &dir, name, &shown)
+    }
+
+    /// [`Root::open_trusted`] for text files.
+    pub fn read_trusted(
+        &self,
+        trust: &Trust,
+        absolute: &Path,
+    ) -> Result<Option<String>, TrustError> {
+        match self.open_trusted(trust, absolute)? {
+            Some(file) => read_text(file, &self.display_path(absolute)).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The root directory itself, reached from `/` with every directory on the way checked, and
+    /// confirmed to be the directory opened at start-up.
+    fn checked_root(&self, trust: &Trust) -> Result<OwnedFd, TrustError> {
+        let names: Vec<&OsStr> = self
+            .path
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(name) => Some(name),
+                _ => None,
+            })
+            .collect();
+        let slash = trusted_slash(trust)?;
+        let read_error = |cause: std::io::Error| TrustError::Read {
+            path: self.path.clone(),
+            cause,
+        };
+        let dir = trusted_dirs(trust, slash, Path::new("/"), &names)?
+            .ok_or_else(|| read_error(std::io::Error::from(std::io::ErrorKind::NotFound)))?;
+        let walked = rustix::fs::fstat(&dir).map_err(|e| read_error(e.into()))?;
+        let opened = rustix::fs::fstat(&self.dir).map_err(|e| read_error(e.into()))?;
+        if (walked.st_dev, walked.st_ino) != (opened.st_dev, opened.st_ino) {
+            return Err(trust.unsafe_path(
+                &self.path,
+                "the root directory was replaced while cai was running".into(),
+            ));
+        }
+        Ok(dir)
+    }
+
+    /// Replaces a file atomically: missing parent directories are created inside the root, the
+    /// text goes to a temporary file in the same directory, is synced and given `mode`, and is
+    /// renamed over the target; then the directory is synced. A symlink at the target is replaced,
+    /// never followed.
+    pub fn write_atomic(&self, absolute: &Path, bytes: &[u8], mode: u32) -> Result<(), FsError> {
+        let (parent, name) = self.split(absolute, "write")?;
+        let dir = self
+            .make_dirs(&parent, OFlags::RDONLY | OFlags::DIRECTORY)
+            .map_err(|e| self.error("write", absolute, e))?;
+        let io = |source: std::io::Error| FsError::Io {
+            op: "write",
+            path: self.display_path(absolute),
+            source,
+        };
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let tmp_name = format!(
+            ".cai-tmp-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let tmp = rustix::fs::openat(
+            &dir,
+            tmp_name.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| io(e.into()))?;
+        let written = (|| -> std::io::Result<()> {
+            let mut file = std::fs::File::from(tmp);
+            file.write_all(bytes)?;
+            rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))?;
+            rustix::fs::fsync(&file)?;
+            rustix::fs::renameat(&dir, tmp_name.as_str(), &dir, &name)?;
+            Ok(())
+        })();
+        if let Err(e) = written {
+            // Best effort: the temporary file is ours and useless now; the error that matters is `e`.
+            let _ = rustix::fs::unlinkat(&dir, tmp_name.as_str(), AtFlags::empty());
+            return Err(io(e));
+        }
+        rustix::fs::fsync(&dir).map_err(|e| io(e.into()))
+    }
+
+    /// Appends one line (a newline is added when missing) to a file created with mode 0600, then
+    /// syncs it. Meant for the journal: a symlink at the file is refused, never followed.
+    pub fn append(&self, absolute: &Path, line: &[u8]) -> std::io::Result<()> {
+        self.try_append(absolute, line).map_err(Into::into)
+    }
+
+    fn try_append(&self, absolute: &Path, line: &[u8]) -> Result<(), FsError> {
+        let (parent, name) = self.split(absolute, "append to")?;
+        let dir = self
+            .make_dirs(&parent, PATH_ONLY | OFlags::DIRECTORY)
+            .map_err(|e| self.error("append to", absolute, e))?;
+        let flags = OFlags::WRONLY
+            | OFlags::APPEND
+            | OFlags::CREATE
+            | OFlags::NOFOLLOW
+            | OFlags::CLOEXEC
+            | OFlags::NONBLOCK;
+        let fd =
+            rustix::fs::openat(&dir, &name, flags, Mode::from_raw_mode(0o600)).map_err(|e| {
+                if refused_symlink(&dir, &name, e) {
+                    FsError::Symlink {
+                        path: self.display_path(absolute),
+                        detail: NOT_FOLLOWED,
+                    }
+                } else {
+                    self.error("append to", absolute, Resolve::Errno(e))
+                }
+            })?;
+        let io = |source| FsError::Io {
+            op: "append to",
+            path: self.display_path(absolute),
+            source,
+        };
+        require_regular(&fd).map_err(io)?;
+        let mut buf = line.to_vec();
+        if !buf.ends_with(b"\n") {
+            buf.push(b'\n');
+        }
+        let mut file = std::fs::File::from(fd);
+        file.write_all(&buf).map_err(io)?;
+        rustix::fs::fsync(&file).map_err(|e| io(e.into()))
+    }
+
+    /// A directory under the root, opened for listing.
+    pub fn open_dir(&self, absolute: &Path) -> Result<OwnedFd, FsError> {
+        self.resolve(&relative(absolute), OFlags::RDONLY | OFlags::DIRECTORY)
+            .map_err(|e| self.error("open the directory", absolute, e))
+    }
+
+    /// Names in a directory under the root (no `.` or `..`), or `None` when it does not exist.
+    pub fn list_dir(&self, absolute: &Path) -> Result<Option<Vec<OsString>>, FsError> {
+        let fd = match self.open_dir(absolute) {
+            Ok(fd) => fd,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut names = Vec::new();
+        for entry in Dir::new(fd).map_err(|e| self.error("list", absolute, Resolve::Errno(e)))? {
+            let entry = entry.map_err(|e| self.error("list", absolute, Resolve::Errno(e)))?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                names.push(os_from_bytes(name));
+            }
+        }
+        Ok(Some(names))
+    }
+
+    /// Every entry below a directory under the root, depth first, without following symlinks.
+    pub fn walk(&self, absolute: &Path) -> Result<Walk, FsError> {
+        let dir = self.open_dir(absolute)?;
+        Walk::new(dir, self.display_path(absolute))
+    }
+
+    /// A path that reaches `absolute` (usually a unix socket) from this process, for `connect()`
+    /// and for std calls: the parent directory (or its deepest existing ancestor) is resolved inside
+    /// the root and held open, and the path goes through `/proc/self/fd/N/`. A symlink at the
+    /// final name, or a symlink whose target is missing inside the root, is refused.
+    ///
+    /// The check of the final name is made now; only someone who can already write the directory
+    /// could swap it later. The path is valid while the returned value lives, in this process only.
+    pub fn anchor(&self, absolute: &Path) -> Result<Anchored, FsError> {
+        let (parent, name) = self.split(absolute, "reach")?;
+        let (dir, found) = self
+            .deepest(&parent)
+            .map_err(|e| self.error("reach", absolute, e))?;
+        let mut rest: Vec<&OsStr> = Vec::new();
+        for component in parent[found..].iter() {
+            match component {
+                Component::Normal(part) => rest.push(part),
+                _ => {
+                    return Err(FsError::Io {
+                        op: "reach",
+                        path: self.display_path(absolute),
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::InvalidInput,
+                            "`..` after a missing directory",
+                        ),
+                    });
+                }
+            }
+        }
+        rest.push(&name);
+        match rustix::fs::statat(&dir, rest[0], AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::Symlink => {
+                let mut shown = self.display_path(&join(&parent[..found]));
+                shown.push(rest[0]);
+                let detail = if rest.len() == 1 {
+                    NOT_FOLLOWED
+                } else {
+                    DANGLING
+                };
+                return Err(FsError::Symlink {
+                    path: shown,
+                    detail,
+                });
+            }
+            Ok(_) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(self.error("reach", absolute, Resolve::Errno(e))),
+        }
+        let mut path = proc_fd_dir(&dir);
+        for part in rest {
+            path.push(part);
+        }
+        Ok(Anchored {
+            _dir: dir,
+            path,
+            shown: self.display_path(absolute),
+        })
+    }
+
+    // --- resolution -------------------------------------------------------------------------
+
+    /// Opens `rel` beneath the root with `flags` (creating files is left to callers that hold the
+    /// parent directory).
+    fn resolve(&self, rel: &Path, flags: OFlags) -> Result<OwnedFd, Resolve> {
+        match self.resolver {
+            Resolver::Kernel => kernel_open(&self.dir, rel, flags).map_err(Resolve::Errno),
+            Resolver::Walk => self.walk_open(rel, flags),
+        }
+    }
+
+    /// The fallback: one component at a time, never following a symlink. `..` pops back to the
+    /// previous directory and stops at the root, which is exact because no symlink was followed.
+    fn walk_open(&self, rel: &Path, flags: OFlags) -> Result<OwnedFd, Resolve> {
+        if self.is_slash() {
+            // Beneath `/` nothing can escape, so the ordinary resolution is the right one.
+            return rustix::fs::openat(&self.dir, rel, flags | OFlags::CLOEXEC, Mode::empty())
+                .map_err(Resolve::Errno);
+        }
+        let components: Vec<Component> = rel.components().collect();
+        let mut stack: Vec<OwnedFd> = Vec::new();
+        let mut done: Vec<&OsStr> = Vec::new();
+        let Some((last, dirs)) = components.split_last() else {
+            return rustix::fs::openat(&self.dir, ".", flags | OFlags::CLOEXEC, Mode::empty())
+                .map_err(Resolve::Errno);
+        };
+        for component in dirs {
+            match component {
+                Component::ParentDir => {
+                    stack.pop();
+                    done.pop();
+                }
+                Component::Normal(part) => {
+                    let current = stack.last().map_or(self.dir.as_fd(), AsFd::as_fd);
+                    let flags = PATH_ONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                    let fd = rustix::fs::openat(current, *part, flags, Mode::empty())
+                        .map_err(|e| walk_refusal(current, part, e, &done))?;
+                    stack.push(fd);
+                    done.push(part);
+                }
+                _ => {}
+            }
+        }
+        let name: &OsStr = match last {
+            Component::Normal(part) => part,
+            Component::ParentDir => {
+                stack.pop();
+                OsStr::new(".")
+            }
+            _ => OsStr::new("."),
+        };
+        let current = stack.last().map_or(self.dir.as_fd(), AsFd::as_fd);
+        let fd = rustix::fs::openat(
+            current,
+            name,
+            flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| walk_refusal(current, name, e, &done))?;
+        // `O_PATH | O_NOFOLLOW` opens a symlink itself instead of failing.
+        let stat = rustix::fs::fstat(&fd).map_err(Resolve::Errno)?;
+        if FileType::from_raw_mode(stat.st_mode) == FileType::Symlink {
+            let mut at: Vec<&OsStr> = done.clone();
+            at.push(name);
+            return Err(Resolve::Symlink(join_names(&at), NO_OPENAT2));
+        }
+        Ok(fd)
+    }
+
+    /// The deepest existing directory among `dirs[..k]`, as (descriptor, k).
+    fn deepest(&self, dirs: &[Component]) -> Result<(OwnedFd, usize), Resolve> {
+        let flags = PATH_ONLY | OFlags::DIRECTORY;
+        let mut k = dirs.len();
+        loop {
+            match self.resolve(&join(&dirs[..k]), flags) {
+                Ok(fd) => return Ok((fd, k)),
+                Err(Resolve::Errno(Errno::NOENT)) if k > 0 => k -= 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Opens `dirs` with `flags`, creating missing directories inside the root first. A missing
+    /// component is created with `mkdirat` in its resolved parent and then resolved again from the
+    /// root, so a symlink that appears meanwhile still resolves inside the root.
+    fn make_dirs(&self, dirs: &[Component], flags: OFlags) -> Result<OwnedFd, Resolve> {
+        match self.resolve(&join(dirs), flags) {
+            Err(Resolve::Errno(Errno::NOENT)) => {}
+            other => return other,
+        }
+        let (mut dir, found) = self.deepest(dirs)?;
+        for k in found..dirs.len() {
+            let Component::Normal(part) = dirs[k] else {
+                return Err(Resolve::Errno(Errno::INVAL));
+            };
+            match rustix::fs::mkdirat(&dir, part, Mode::from_raw_mode(DIR_MODE)) {
+                Ok(()) | Err(Errno::EXIST) => {}
+                Err(e) => return Err(Resolve::Errno(e)),
+            }
+            dir = match self.resolve(&join(&dirs[..=k]), PATH_ONLY | OFlags::DIRECTORY) {
+                Err(Resolve::Errno(Errno::NOENT)) => {
+                    // It exists (mkdirat said so) but does not resolve: a dangling symlink.
+                    return Err(Resolve::Symlink(join(&dirs[..=k]), DANGLING));
+                }
+                other => other?,
+            };
+        }
+        self.resolve(&join(dirs), flags)
+    }
+
+    /// Splits an absolute path into its parent's components and its final name.
+    fn split<'a>(
+        &self,
+        absolute: &'a Path,
+        op: &'static str,
+    ) -> Result<(Vec<Component<'a>>, OsString), FsError> {
+        let mut components: Vec<Component<'a>> = absolute
+            .components()
+            .filter(|c| matches!(c, Component::Normal(_) | Component::ParentDir))
+            .collect();
+        match components.pop() {
+            Some(Component::Normal(name)) => Ok((components, name.to_os_string())),
+            _ => Err(FsError::Io {
+                op,
+                path: self.display_path(absolute),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"),
+            }),
+        }
+    }
+
+    fn error(&self, op: &'static str, absolute: &Path, e: Resolve) -> FsError {
+        match e {
+            Resolve::Errno(errno) => FsError::Io {
+                op,
+                path: self.display_path(absolute),
+                source: errno.into(),
+            },
+            Resolve::Symlink(rel, detail) => FsError::Symlink {
+                path: self.display_path(&rel),
+                detail,
+            },
+        }
+    }
+}
+
+/// A failed resolution: an errno, or a symlink that was refused (path relative to the root).
+#[derive(Debug)]
+enum Resolve {
+    Errno(Errno),
+    Symlink(PathBuf, &'static str),
+}
+
+/// Whether `openat2` with `RESOLVE_IN_ROOT` works here (not filtered by seccomp, not too old).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn kernel_resolves(dir: &OwnedFd) -> bool {
+    !matches!(
+        kernel_open(dir, Path::new("."), PATH_ONLY | OFlags::DIRECTORY),
+        Err(Errno::NOSYS | Errno::PERM)
+    )
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn kernel_resolves(_: &OwnedFd) -> bool {
+    false
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn kernel_open(dir: &OwnedFd, rel: &Path, flags: OFlags) -> Result<OwnedFd, Errno> {
+    use rustix::fs::ResolveFlags;
+    let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+    // EAGAIN: a rename or mount raced with the resolution; the kernel asks for a retry.
+    let mut attempts = 0;
+    loop {
+        match rustix::fs::openat2(dir, rel, flags | OFlags::CLOEXEC, Mode::empty(), resolve) {
+            Err(Errno::AGAIN) if attempts < 16 => attempts += 1,
+            other => return other,
+        }
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn kernel_open(_: &OwnedFd, _: &Path, _: OFlags) -> Result<OwnedFd, Errno> {
+    Err(Errno::NOSYS)
+}
+
+/// Turns ELOOP/ENOTDIR from an `O_NOFOLLOW` open into a symlink refusal when that is the cause.
+fn walk_refusal(dir: BorrowedFd<'_>, name: &OsStr, e: Errno, done: &[&OsStr]) -> Resolve {
+    if refused_symlink(dir, name, e) {
+        let mut at = done.to_vec();
+        at.push(name);
+        Resolve::Symlink(join_names(&at), NO_OPENAT2)
+    } else {
+        Resolve::Errno(e)
+    }
+}
+
+/// Whether `e` came from `name` in `dir` being a symlink that `O_NOFOLLOW` did not follow.
+fn refused_symlink(dir: impl AsFd, name: &OsStr, e: Errno) -> bool {
+    matches!(e, Errno::LOOP | Errno::NOTDIR)
+        && rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|stat| FileType::from_raw_mode(stat.st_mode) == FileType::Symlink)
+}
+
+/// The part of an absolute host path below the root, with `..` kept for the resolver (which
+/// stops it at the root) and `.` dropped; `.` when nothing is left.
+fn relative(absolute: &Path) -> PathBuf {
+    let rel: PathBuf = absolute
+        .components()
+        .filter(|c| matches!(c, Component::Normal(_) | Component::ParentDir))
+        .collect();
+    if rel.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        rel
+    }
+}
+
+fn join(components: &[Component]) -> PathBuf {
+    let path: PathBuf = components.iter().collect();
+    if path.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        path
+    }
+}
+
+fn join_names(names: &[&OsStr]) -> PathBuf {
+    names.iter().collect()
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn proc_fd_dir(dir: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn proc_fd_dir(dir: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/dev/fd/{}", dir.as_raw_fd()))
+}
+
+fn require_regular(fd: &OwnedFd) -> std::io::Result<()> {
+    let stat = rustix::fs::fstat(fd)?;
+    if FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile {
+        Ok(())
+    } else {
+        Err(std::io::Error::other("not a regular file"))
+    }
+}
+
+fn os_from_bytes(bytes: &[u8]) -> OsString {
+    use std::os::unix::ffi::OsStrExt;
+    OsStr::from_bytes(bytes).to_os_string()
+}
+
+/// A path into a directory held open by this value; see [`Root::anchor`].
+#[derive(Debug)]
+pub struct Anchored {
+    _dir: OwnedFd,
+    path: PathBuf,
+    shown: PathBuf,
+}
+
+impl Anchored {
+    /// `/proc/self/fd/N/<rest>`: for `connect()` and std calls in this process.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The host path under the root, for messages.
+    pub fn shown(&self) -> &Path {
+        &self.shown
+    }
+}
+
+// --- trusted reads ----------------------------------------------------------------------------
+
+/// `/`, opened and checked.
+pub(crate) fn trusted_slash(trust: &Trust) -> Result<OwnedFd, TrustError> {
+    let slash = Path::new("/");
+    let dir = rustix::fs::open(
+        slash,
+        PATH_ONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| TrustError::Read {
+        path: slash.to_path_buf(),
+        cause: e.into(),
+    })?;
+    trust.check_dir(&dir, slash)?;
+    Ok(dir)
+}
+
+/// Walks `names` down from the checked directory `start` (named `start_shown`), checking each
+/// directory without following symlinks. `None` when one does not exist.
+pub(crate) fn trusted_dirs(
+    trust: &Trust,
+    start: OwnedFd,
+    start_shown: &Path,
+    names: &[&OsStr],
+) -> Result<Option<OwnedFd>, TrustError> {
+    let mut dir = start;
+    let mut shown = start_shown.to_path_buf();
+    for name in names {
+        shown.push(name);
+        let flags = PATH_ONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        dir = match rustix::fs::openat(&dir, *name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(None),
+            Err(e @ (Errno::LOOP | Errno::NOTDIR)) => {
+                return Err(if refused_symlink(&dir, name, e) {
+                    trust.not_a_file(&shown, "it is a symlink (symlinks are not followed)")
+                } else {
+                    trust.not_a_file(&shown, "not a directory")
+                });
+            }
+            Err(e) => {
+                return Err(TrustError::Read {
+                    path: shown,
+                    cause: e.into(),
+                });
+            }
+        };
+        trust.check_dir(&dir, &shown)?;
+    }
+    Ok(Some(dir))
+}
+
+/// Opens `name` in the checked directory `dir` and checks it. `None` when it does not exist.
+pub(crate) fn trusted_file(
+    trust: &Trust,
+    dir: &OwnedFd,
+    name: &OsStr,
+    shown: &Path,
+) -> Result<Option<std::fs::File>, TrustError> {
+    // O_NONBLOCK: opening a FIFO must not hang; it is refused as not a regular file below.
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let fd = match rustix::fs::openat(dir, name, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(None),
+        Err(Errno::LOOP) => {
+            return Err(trust.not_a_file(shown, "it is a symlink (symlinks are not followed)"));
+        }
+        Err(e) => {
+            return Err(TrustError::Read {
+                path: shown.to_path_buf(),
+                cause: e.into(),
+            });
+        }
+    };
+    trust.check_file(&fd, shown)?;
+    Ok(Some(std::fs::File::from(fd)))
+}
+
+pub(crate) fn read_text(mut file: std::fs::File, shown: &Path) -> Result<String, TrustError> {
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|cause| TrustError::Read {
+            path: shown.to_path_buf(),
+            cause,
+        })?;
+    Ok(text)
+}
+
+// --- walking ----------------------------------------------------------------------------------
+
+/// One entry found by [`Walk`], with the directory that holds it, so callers act on it with
+/// `*at` calls relative to that descriptor instead of a path.
+#[derive(Debug)]
+pub struct WalkEntry {
+    parent: Arc<OwnedFd>,
+    name: OsString,
+    path: PathBuf,
+    file_type: FileType,
+    depth: usize,
+}
+
+impl WalkEntry {
+    /// The directory holding this entry, opened for reading.
+    pub fn parent(&self) -> BorrowedFd<'_> {
+        self.parent.as_fd()
+    }
+
+    pub fn name(&self) -> &OsStr {
+        &self.name
+    }
+
+    /// Path relative to the walk's start, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The entry's own type; a symlink is reported as a symlink and never followed.
+    pub fn file_type(&self) -> FileType {
+        self.file_type
+    }
+
+    /// 1 for entries directly in the start directory.
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+}
+
+struct Level {
+    fd: Arc<OwnedFd>,
+    entries: Dir,
+    path: PathBuf,
+    depth: usize,
+}
+
+/// A depth-first walk over descriptors: memory grows with the depth of the tree, not its size,
+/// and each directory is entered with `O_NOFOLLOW` from its parent's descriptor.
+pub struct Walk {
+    start: PathBuf,
+    stack: Vec<Level>,
+    /// The directory just yielded, entered on the next call unless skipped.
+    pending: Option<(Arc<OwnedFd>, OsString, PathBuf, usize)>,
+}
+
+impl Walk {
+    fn new(dir: OwnedFd, start: PathBuf) -> Result<Walk, FsError> {
+        let io = |e: Errno| FsError::Io {
+            op: "list",
+            path: start.clone(),
+            source: e.into(),
+        };
+        let fd = Arc::new(dir);
+        let entries = Dir::read_from(&*fd).map_err(io)?;
+        Ok(Walk {
+            stack: vec![Level {
+                fd,
+                entries,
+                path: PathBuf::new(),
+                depth: 0,
+            }],
+            start,
+            pending: None,
+        })
+    }
+
+    /// Does not descend into the directory yielded last.
+    pub fn skip_current_dir(&mut self) {
+        self.pending = None;
+    }
+
+    fn descend(&mut self) -> Result<(), FsError> {
+        let Some((parent, name, path, depth)) = self.pending.take() else {
+            return Ok(());
+        };
+        let shown = self.start.join(&path);
+        if depth >= MAX_WALK_DEPTH {
+            return Err(FsError::TooDeep {
+                op: "walk",
+                path: shown,
+            });
+        }
+        let io = |e: Errno| FsError::Io {
+            op: "list",
+            path: shown.clone(),
+            source: e.into(),
+        };
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(&*parent, &name, flags, Mode::empty()).map_err(|e| {
+            if refused_symlink(&*parent, &name, e) {
+                // It was a directory when listed and is a symlink now: never follow it.
+                FsError::Symlink {
+                    path: shown.clone(),
+                    detail: NOT_FOLLOWED,
+                }
+            } else {
+                io(e)
+            }
+        })?;
+        let fd = Arc::new(fd);
+        let entries = Dir::read_from(&*fd).map_err(io)?;
+        self.stack.push(Level {
+            fd,
+            entries,
+            path,
+            depth,
+        });
+        Ok(())
+    }
+}
+
+impl Iterator for Walk {
+    type Item = Result<WalkEntry, FsError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Err(e) = self.descend() {
+            return Some(Err(e));
+        }
+        loop {
+            let level = self.stack.last_mut()?;
+            let entry = match level.entries.read() {
+                None => {
+                    self.stack.pop();
+                    continue;
+                }
+                Some(Err(e)) => {
+                    let path = self.start.join(&level.path);
+                    self.stack.pop();
+                    return Some(Err(FsError::Io {
+                        op: "list",
+                        path,
+                        source: e.into(),
+                    }));
+                }
+                Some(Ok(entry)) => entry,
+            };
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            let name = os_from_bytes(name);
+            let mut file_type = entry.file_type();
+            if file_type == FileType::Unknown {
+                // Some file systems leave d_type empty; ask without following a symlink.
+                match rustix::fs::statat(&*level.fd, &name, AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(stat) => file_type = FileType::from_raw_mode(stat.st_mode),
+                    Err(Errno::NOENT) => continue,
+                    Err(e) => {
+                        return Some(Err(FsError::Io {
+                            op: "inspect",
+                            path: self.start.join(&level.path).join(&name),
+                            source: e.into(),
+                        }));
+                    }
+                }
+            }
+            let path = level.path.join(&name);
+            let depth = level.depth + 1;
+            if file_type == FileType::Directory {
+                self.pending = Some((level.fd.clone(), name.clone(), path.clone(), depth));
+            }
+            return Some(Ok(WalkEntry {
+                parent: level.fd.clone(),
+                name,
+                path,
+                file_type,
+                depth,
+            }));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+
+    use super::*;
+
+    fn both(root: &Path) -> Vec<Root> {
+        let kernel = Root::open(root).unwrap();
+        // The tests assume the kernel path is the one in use here; otherwise both are the fallback.
+        vec![kernel, Root::open_with(root, true).unwrap()]
+    }
+
+    fn write(path: &Path, text: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn the_root_is_canonical_and_programs_get_it_absolute() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("-x")).unwrap();
+        std::fs::create_dir(dir.path().join("a")).unwrap();
+        let root = Root::open(&dir.path().join("a/../-x/.")).unwrap();
+        assert_eq!(root.as_path(), dir.path().join("-x"));
+        let arg = root.program_arg().unwrap();
+        assert_eq!(
+            arg.to_string_lossy(),
+            format!("--root={}", dir.path().join("-x").display())
+        );
+        assert!(Root::open(Path::new("/")).unwrap().program_arg().is_none());
+        let file = dir.path().join("f");
+        std::fs::write(&file, "").unwrap();
+        assert!(matches!(Root::open(&file), Err(FsError::RootNotDir { .. })));
+        assert!(matches!(
+            Root::open(&dir.path().join("missing")),
+            Err(FsError::OpenRoot { .. })
+        ));
+    }
+
+    #[test]
+    fn absolute_symlinks_resolve_inside_the_root_and_dotdot_cannot_escape() {
+        let outside = tempfile::tempdir().unwrap();
+        write(&outside.path().join("secret"), "outside");
+        let tree = tempfile::tempdir().unwrap();
+        let root_path = tree.path();
+        // An absolute symlink naming the outside directory, and its mirror inside the root.
+        symlink(outside.path(), root_path.join("link")).unwrap();
+        write(
+            &root_path
+                .join(outside.path().strip_prefix("/").unwrap())
+                .join("secret"),
+            "inside",
+        );
+        write(&root_path.join("etc/hostname"), "root-host");
+        let root = Root::open(root_path).unwrap();
+        assert_eq!(root.resolver, Resolver::Kernel, "this kernel has openat2");
+        let text = |p: &str| root.read_to_string(Path::new(p)).unwrap();
+        assert_eq!(text("/link/secret").as_deref(), Some("inside"));
+        assert_eq!(text("/../../../etc/hostname").as_deref(), Some("root-host"));
+        assert_eq!(
+            text("/etc/../../etc/hostname").as_deref(),
+            Some("root-host")
+        );
+        symlink("../../../../../../..", root_path.join("up")).unwrap();
+        assert_eq!(text("/up/etc/hostname").as_deref(), Some("root-host"));
+        assert_eq!(text("/missing"), None);
+    }
+
+    #[test]
+    fn the_fallback_refuses_symlinks_and_keeps_dotdot_inside() {
+        let outside = tempfile::tempdir().unwrap();
+        write(&outside.path().join("secret"), "outside");
+        let tree = tempfile::tempdir().unwrap();
+        symlink(outside.path(), tree.path().join("link")).unwrap();
+        symlink(outside.path().join("secret"), tree.path().join("file-link")).unwrap();
+        write(&tree.path().join("etc/hostname"), "root-host");
+        let root = Root::open_with(tree.path(), true).unwrap();
+        assert_eq!(root.resolver, Resolver::Walk);
+        for path in ["/link/secret", "/file-link"] {
+            let err = root.read(Path::new(path)).unwrap_err();
+            assert!(matches!(err, FsError::Symlink { .. }), "{path}: {err}");
+            assert!(err.to_string().starts_with("refusing "), "{err}");
+        }
+        let text = root.read_to_string(Path::new("/etc/../../../etc/hostname"));
+        assert_eq!(text.unwrap().as_deref(), Some("root-host"));
+        let err = root
+            .write_atomic(Path::new("/link/x"), b"x", 0o644)
+            .unwrap_err();
+        assert!(matches!(err, FsError::Symlink { .. }), "{err}");
+        assert!(!outside.path().join("x").exists());
+    }
+
+    #[test]
+    fn write_atomic_creates_parents_replaces_and_leaves_no_temporary_file() {
+        let tree = tempfile::tempdir().unwrap();
+        for root in both(tree.path()) {
+            let target = Path::new("/etc/systemd/system/x.service");
+            root.write_atomic(target, b"one", 0o644).unwrap();
+            root.write_atomic(target, b"two", 0o640).unwrap();
+            let real = tree.path().join("etc/systemd/system/x.service");
+            assert_eq!(std::fs::read_to_string(&real).unwrap(), "two");
+            assert_eq!(std::fs::metadata(&real).unwrap().mode() & 0o777, 0o640);
+            let names: Vec<_> = std::fs::read_dir(real.parent().unwrap())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(names, vec![OsString::from("x.service")]);
+            std::fs::remove_dir_all(tree.path().join("etc")).unwrap();
+        }
+    }
+
+    #[test]
+    fn writes_through_symlinks_stay_inside_the_root() {
+        let outside = tempfile::tempdir().unwrap();
+        let tree = tempfile::tempdir().unwrap();
+        // A directory symlink to the outside: the target's mirror inside the root exists.
+        let mirror = tree.path().join(outside.path().strip_prefix("/").unwrap());
+        std::fs::create_dir_all(&mirror).unwrap();
+        std::fs::create_dir(tree.path().join("etc")).unwrap();
+        symlink(outside.path(), tree.path().join("etc/systemd")).unwrap();
+        let root = Root::open(tree.path()).unwrap();
+        root.write_atomic(Path::new("/etc/systemd/system/x.service"), b"u", 0o644)
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(mirror.join("system/x.service")).unwrap(),
+            "u"
+        );
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+
+        // Without the mirror, the symlink dangles inside the root: refused, nothing outside.
+        std::fs::remove_dir_all(&mirror).unwrap();
+        let err = root
+            .write_atomic(Path::new("/etc/systemd/system/y.service"), b"u", 0o644)
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("whose target does not exist inside the root"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+
+        // A symlink at the target itself is replaced, not written through.
+        let victim = outside.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        symlink(&victim, tree.path().join("etc/unit")).unwrap();
+        root.write_atomic(Path::new("/etc/unit"), b"new", 0o644)
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert_eq!(
+            std::fs::read_to_string(tree.path().join("etc/unit")).unwrap(),
+            "new"
+        );
+    }
+
+    #[test]
+    fn append_adds_lines_with_mode_0600_and_refuses_a_symlinked_file() {
+        let outside = tempfile::tempdir().unwrap();
+        let tree = tempfile::tempdir().unwrap();
+        for root in both(tree.path()) {
+            let journal = Path::new("/var/lib/containai/actions.jsonl");
+            root.append(journal, b"{\"a\":1}").unwrap();
+            root.append(journal, b"{\"b\":2}\n").unwrap();
+            let real = tree.path().join("var/lib/containai/actions.jsonl");
+            assert_eq!(
+                std::fs::read_to_string(&real).unwrap(),
+                "{\"a\":1}\n{\"b\":2}\n"
+            );
+            assert_eq!(std::fs::metadata(&real).unwrap().mode() & 0o777, 0o600);
+
+            std::fs::remove_file(&real).unwrap();
+            let victim = outside.path().join("victim");
+            std::fs::write(&victim, "keep").unwrap();
+            symlink(&victim, &real).unwrap();
+            let err = root.append(journal, b"x").unwrap_err();
+            assert!(err.to_string().contains("it is a symlink"), "{err}");
+            assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+            std::fs::remove_dir_all(tree.path().join("var")).unwrap();
+        }
+    }
+
+    #[test]
+    fn walk_yields_every_entry_with_its_parent_and_never_follows_symlinks() {
+        let outside = tempfile::tempdir().unwrap();
+        write(&outside.path().join("deep/secret"), "x");
+        let tree = tempfile::tempdir().unwrap();
+        let data = tree.path().join("data");
+        write(&data.join("a/b/c.txt"), "c");
+        write(&data.join("a/d.txt"), "d");
+        std::fs::create_dir(data.join("empty")).unwrap();
+        symlink(outside.path(), data.join("a/out")).unwrap();
+        for root in both(tree.path()) {
+            let mut seen = BTreeSet::new();
+            for entry in root.walk(Path::new("/data")).unwrap() {
+                let entry = entry.unwrap();
+                // The parent descriptor reaches the entry without a path.
+                let stat =
+                    rustix::fs::statat(entry.parent(), entry.name(), AtFlags::SYMLINK_NOFOLLOW)
+                        .unwrap();
+                assert_eq!(FileType::from_raw_mode(stat.st_mode), entry.file_type());
+                assert_eq!(entry.depth(), entry.path().components().count());
+                seen.insert(entry.path().display().to_string());
+            }
+            let want: BTreeSet<String> = ["a", "a/b", "a/b/c.txt", "a/d.txt", "a/out", "empty"]
+                .into_iter()
+                .map(String::from)
+                .collect();
+            assert_eq!(seen, want);
+        }
+        // skip_current_dir leaves a directory out.
+        let root = Root::open(tree.path()).unwrap();
+        let mut walk = root.walk(Path::new("/data")).unwrap();
+        let mut seen = BTreeSet::new();
+        while let Some(entry) = walk.next() {
+            let entry = entry.unwrap();
+            if entry.path() == Path::new("a") {
+                walk.skip_current_dir();
+            }
+            seen.insert(entry.path().display().to_string());
+        }
+        assert_eq!(seen, BTreeSet::from(["a".to_string(), "empty".to_string()]));
+    }
+
+    #[test]
+    fn anchored_sockets_connect_inside_the_root_and_symlinks_are_refused() {
+        let outside = tempfile::tempdir().unwrap();
+        let tree = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tree.path().join("var/run")).unwrap();
+        let listener =
+            std::os::unix::net::UnixListener::bind(tree.path().join("var/run/e.sock")).unwrap();
+        let root = Root::open(tree.path()).unwrap();
+        let anchored = root.anchor(Path::new("/var/run/e.sock")).unwrap();
+        assert!(anchored.path().starts_with("/proc/self/fd/"));
+        assert_eq!(anchored.shown(), tree.path().join("var/run/e.sock"));
+        std::os::unix::net::UnixStream::connect(anchored.path()).unwrap();
+        listener.accept().unwrap();
+
+        // A missing directory anchors at the deepest existing one.
+        let missing = root.anchor(Path::new("/run/x/e.sock")).unwrap();
+        assert!(missing.path().ends_with("run/x/e.sock"));
+
+        let out_sock = outside.path().join("e.sock");
+        let _outside_listener = std::os::unix::net::UnixListener::bind(&out_sock).unwrap();
+        std::fs::remove_dir_all(tree.path().join("var/run")).unwrap();
+        symlink(outside.path(), tree.path().join("var/run")).unwrap();
+        for root in both(tree.path()) {
+            let err = root.anchor(Path::new("/var/run/e.sock")).unwrap_err();
+            assert!(matches!(err, FsError::Symlink { .. }), "{err}");
+        }
+        std::fs::remove_file(tree.path().join("var/run")).unwrap();
+        std::fs::create_dir(tree.path().join("var/run")).unwrap();
+        symlink(&out_sock, tree.path().join("var/run/e.sock")).unwrap();
+        let err = root.anchor(Path::new("/var/run/e.sock")).unwrap_err();
+        assert!(err.to_string().contains("does not follow"), "{err}");
+    }
+
+    #[test]
+    fn trusted_reads_check_the_tree_from_slash_and_refuse_symlinks() {
+        let tree = tempfile::tempdir().unwrap();
+        let trust = Trust::new(None);
+        let config = tree.path().join("etc/containai/config.toml");
+        write(&config, "x = 1");
+        for dir in ["etc", "etc/containai"] {
+            std::fs::set_permissions(tree.path().join(dir), PermissionsExt::from_mode(0o755))
+                .unwrap();
+        }
+        let root = Root::open(tree.path()).unwrap();
+        let site = Path::new("/etc/containai/config.toml");
+        assert_eq!(
+            root.read_trusted(&trust, site).unwrap().as_deref(),
+            Some("x = 1")
+        );
+        assert!(
+            root.read_trusted(&trust, Path::new("/etc/nope"))
+                .unwrap()
+                .is_none()
+        );
+
+        std::fs::set_permissions(tree.path().join("etc"), PermissionsExt::from_mode(0o777))
+            .unwrap();
+        let err = root.read_trusted(&trust, site).unwrap_err().to_string();
+        let expected = format!(
+            "refusing {}: the directory is group-",
+            tree.path().join("etc").display()
+        );
+        assert!(err.contains(&expected), "{err}");
+        std::fs::set_permissions(tree.path().join("etc"), PermissionsExt::from_mode(0o755))
+            .unwrap();
+
+        // The root's own ancestors count too.
+        let parent = tempfile::tempdir().unwrap();
+        let nested = parent.path().join("root");
+        write(&nested.join("etc/containai/config.toml"), "x = 2");
+        std::fs::set_permissions(parent.path(), PermissionsExt::from_mode(0o777)).unwrap();
+        let err = Root::open(&nested)
+            .unwrap()
+            .read_trusted(&trust, site)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("the directory is group- or world-writable"),
+            "{err}"
+        );
+
+        // Even a symlink that resolves inside the root is not followed.
+        std::fs::rename(tree.path().join("etc/containai"), tree.path().join("real")).unwrap();
+        symlink("/real", tree.path().join("etc/containai")).unwrap();
+        let err = root.read_trusted(&trust, site).unwrap_err().to_string();
+        assert!(err.contains("it is a symlink"), "{err}");
+    }
+}
