@@ -1,17 +1,15 @@
 //! Configuration: the layered TOML files (`/etc/containai/config.toml`, then
 //! `~/.config/containai/config.toml`, then `--config FILE`) merged into one [`Config`].
 //!
-//! This module reads files and nothing else: the site file under `--root` through
-//! [`Root::read_trusted`], the others (outside the root) through [`Trust::read`]. Unknown keys are
-//! errors, because a typo in a config that runs as root must not be silently ignored.
+//! This module parses and merges text and touches nothing: the CLI reads each file through the
+//! trust rules and hands over its text. Unknown keys are errors, because a typo in a config that
+//! runs as root must not be silently ignored.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::host::fs::Root;
-use crate::host::platform::Platform;
-use crate::host::trust::{Trust, TrustError};
+use crate::plan::platform::Platform;
 
 /// One config file as written by an operator. Every field is optional; later files override
 /// earlier ones field by field.
@@ -62,8 +60,6 @@ pub const SITE_CONFIG: &str = "/etc/containai/config.toml";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error(transparent)]
-    Untrusted(#[from] TrustError),
     #[error(
         "malformed config {path}: {message}\nhelp: fix the file; valid keys are platform, socket, data_root, script_timeout_secs, stop_timeout_secs"
     )]
@@ -73,32 +69,14 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Loads the layered config: [`SITE_CONFIG`] under `root` and `user` are optional (absent
-    /// files are skipped); `explicit` (from `--config`) must exist.
-    pub fn load(
-        trust: &Trust,
-        root: &Root,
-        user: Option<&Path>,
-        explicit: Option<&Path>,
+    /// Merges config files in order, each given as the path it was read from and its text; later
+    /// files override earlier ones key by key.
+    pub fn from_layers<'a>(
+        layers: impl IntoIterator<Item = (PathBuf, &'a str)>,
     ) -> Result<Config, ConfigError> {
         let mut config = Config::default();
-        let site = Path::new(SITE_CONFIG);
-        if let Some(text) = root.read_trusted(trust, site)? {
-            config.apply(
-                parse_file(&text, &root.display_path(site))?,
-                &root.display_path(site),
-            )?;
-        }
-        if let Some(path) = user {
-            if let Some(text) = trust.read(path)? {
-                config.apply(parse_file(&text, path)?, path)?;
-            }
-        }
-        if let Some(path) = explicit {
-            match trust.read(path)? {
-                Some(text) => config.apply(parse_file(&text, path)?, path)?,
-                None => return Err(ConfigError::Missing(path.to_path_buf())),
-            }
+        for (path, text) in layers {
+            config.apply(parse_file(text, &path)?, &path)?;
         }
         Ok(config)
     }
@@ -136,8 +114,6 @@ impl Config {
     }
 }
 
-/// Config decides which socket and data root a root process acts on, so callers read it only
-/// through the trust rules.
 fn parse_file(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
     parse(text).map_err(|message| ConfigError::Parse {
         path: path.to_path_buf(),
@@ -189,33 +165,31 @@ mod tests {
 
     #[test]
     fn later_files_override_earlier_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let trust = Trust::new(None);
-        let root = Root::open(dir.path()).unwrap();
-        let site = dir.path().join("etc/containai/config.toml");
-        let user = dir.path().join("user.toml");
-        std::fs::create_dir_all(site.parent().unwrap()).unwrap();
-        for sub in ["etc", "etc/containai"] {
-            let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
-            std::fs::set_permissions(dir.path().join(sub), mode).unwrap();
-        }
-        std::fs::write(&site, "platform = \"linux\"\nstop_timeout_secs = 50\n").unwrap();
-        std::fs::write(&user, "platform = \"macos\"\n").unwrap();
-        let config = Config::load(&trust, &root, Some(&user), None).unwrap();
+        let site = PathBuf::from("/etc/containai/config.toml");
+        let user = PathBuf::from("/home/u/.config/containai/config.toml");
+        let config = Config::from_layers([
+            (
+                site.clone(),
+                "platform = \"linux\"\nstop_timeout_secs = 50\n",
+            ),
+            (user.clone(), "platform = \"macos\"\n"),
+        ])
+        .unwrap();
         assert_eq!(config.platform, Some(Platform::Macos));
         assert_eq!(config.stop_timeout_secs, 50);
         assert_eq!(config.sources, vec![site.clone(), user.clone()]);
-        let missing = dir.path().join("nope.toml");
-        assert!(matches!(
-            Config::load(&trust, &root, None, Some(&missing)),
-            Err(ConfigError::Missing(_))
-        ));
-        std::fs::write(&user, "stop_timeout_secs = 0\n").unwrap();
-        let err = Config::load(&trust, &root, Some(&user), None)
+        let err = Config::from_layers([(user, "stop_timeout_secs = 0\n")])
             .unwrap_err()
             .to_string();
         assert!(
             err.contains("stop_timeout_secs = 0 is outside 1..=3600"),
+            "{err}"
+        );
+        let err = Config::from_layers([(site, "platform = [")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("malformed config /etc/containai/config.toml: line 1"),
             "{err}"
         );
     }

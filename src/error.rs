@@ -4,6 +4,7 @@
 
 use crate::config::ConfigError;
 use crate::host::fs::FsError;
+use crate::host::trust::TrustError;
 use crate::script::RunError;
 use crate::script::catalog::CatalogError;
 use crate::script::error::ScriptError;
@@ -25,6 +26,8 @@ pub enum Error {
     Script(#[from] ScriptError),
     #[error(transparent)]
     Fs(#[from] FsError),
+    #[error(transparent)]
+    Untrusted(#[from] TrustError),
     /// Bad input that is not a file or a script: the message says what to do.
     #[error("{0}")]
     Input(String),

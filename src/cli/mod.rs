@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError, SITE_CONFIG};
 use crate::effects::Mode;
 use crate::error::{self as exit, Error};
 use crate::host::fs::Root;
@@ -230,6 +230,39 @@ fn flag_args(flags: &[(bool, &str)]) -> Vec<String> {
         .collect()
 }
 
+/// Reads the layered config through the trust rules: [`SITE_CONFIG`] under `--root` and the
+/// user's file are optional (absent files are skipped); `explicit` (from `--config`) must exist.
+/// Config decides which socket and data root a root process acts on, so nobody but root or the
+/// invoking user may have written any of them.
+fn read_config(
+    trust: &Trust,
+    root: &Root,
+    user: Option<&Path>,
+    explicit: Option<&Path>,
+) -> Result<Config, Error> {
+    let mut layers = Vec::new();
+    let site = Path::new(SITE_CONFIG);
+    if let Some(text) = root.read_trusted(trust, site)? {
+        layers.push((root.display_path(site), text));
+    }
+    if let Some(path) = user {
+        if let Some(text) = trust.read(path)? {
+            layers.push((path.to_path_buf(), text));
+        }
+    }
+    if let Some(path) = explicit {
+        match trust.read(path)? {
+            Some(text) => layers.push((path.to_path_buf(), text)),
+            None => return Err(ConfigError::Missing(path.to_path_buf()).into()),
+        }
+    }
+    Ok(Config::from_layers(
+        layers
+            .iter()
+            .map(|(path, text)| (path.clone(), text.as_str())),
+    )?)
+}
+
 /// Everything a command needs after the machine was probed.
 pub(crate) struct Ctx {
     pub host: Rc<Host>,
@@ -248,7 +281,7 @@ impl Ctx {
             .map(|h| h.join(".config/containai/config.toml"));
         let sudo_id = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
         let trust = Trust::new(sudo_id("SUDO_UID"));
-        let config = Config::load(&trust, &root, user_config.as_deref(), cli.config.as_deref())?;
+        let config = read_config(&trust, &root, user_config.as_deref(), cli.config.as_deref())?;
         let catalog = Catalog::new(
             root.clone(),
             home.as_ref().map(|h| h.join(".config/containai/scripts")),

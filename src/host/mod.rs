@@ -8,7 +8,6 @@ pub mod command;
 pub mod docker;
 pub mod fs;
 pub mod packages;
-pub mod platform;
 pub mod state;
 pub mod sysbox;
 pub mod systemd;
@@ -23,9 +22,9 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::effects::{Gate, JournalSink, Mode};
+use crate::plan::platform::{self, Platform};
 use command::{CommandError, CommandOutput, Target};
 use fs::Root;
-use platform::Platform;
 use trust::Trust;
 
 /// Default engine socket on Linux and WSL2.

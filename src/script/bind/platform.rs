@@ -3,7 +3,8 @@
 use std::rc::Rc;
 
 use super::{Doc, Registrar};
-use crate::host::{Host, platform};
+use crate::host::Host;
+use crate::plan::platform;
 
 pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     let h = host.clone();
