@@ -3,4 +3,5 @@
 
 pub mod containers;
 pub mod deb822;
+pub mod unit;
 pub mod version;
