@@ -169,7 +169,10 @@ fn scripts_declare_version_and_api_and_unsupported_api_is_refused() {
     assert_eq!(code, 1);
     assert!(!stdout.contains("ran"));
     assert!(
-        stderr.contains("needs primitive API ^2 but this cai provides API 1.0.0"),
+        stderr.contains(&format!(
+            "needs primitive API ^2 but this cai provides API {}",
+            containai::script::api::API_VERSION
+        )),
         "{stderr}"
     );
     let (code, _, stderr) = host.run(&["scripts", "check", future.to_str().unwrap()]);

@@ -24,7 +24,7 @@ use crate::host::trust::Trust;
 use crate::host::{Host, HostOptions, under_root};
 use crate::render;
 use crate::script;
-use crate::script::catalog::{Catalog, SITE_DIR, Script};
+use crate::script::catalog::{Catalog, SITE_DIR, Script, UNIT_SITE_DIR};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -92,11 +92,12 @@ pub struct RunArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ScriptsCommand {
-    /// Name, version, source and sha256 of every script
+    /// Name, version, source and sha256 of every script and unit template (units/NAME)
     List,
-    /// Print the effective text of a script
+    /// Print the effective text of a script, or of a unit template as `units/NAME`
     Show { name: String },
-    /// Compile and check the API version without running (all catalog scripts when no FILE)
+    /// Compile and check the API version without running; render and check unit templates
+    /// (NAME.service files); every catalog script and template when no FILE
     Check { files: Vec<PathBuf> },
     /// List the primitives scripts can call
     Api {
@@ -270,8 +271,12 @@ impl Ctx {
             user_config.as_deref(),
             cli.config.as_deref(),
         )?;
+        // Site overrides (scripts and unit templates) are host paths: resolved under --root here
+        // and nowhere else.
+        let site_dir = |dir: &str| under_root(&root, Path::new(dir));
         let catalog = Catalog::new(
-            under_root(&root, Path::new(SITE_DIR)),
+            site_dir(SITE_DIR),
+            site_dir(UNIT_SITE_DIR),
             home.as_ref().map(|h| h.join(".config/containai/scripts")),
             trust.clone(),
         );

@@ -2,7 +2,8 @@
 //! `systemctl` (found on `PATH`) to reload or restart. Unit names are validated, so a script can
 //! never turn a unit name into a path elsewhere, and only ContainAI's own units may be written or
 //! restarted: a unit file is a command run as root, so a script must not be able to create or
-//! restart arbitrary ones. Writes are atomic (temporary file + rename). With `--root` other than
+//! restart arbitrary ones. The text written is always a rendered catalog template (see
+//! `units::install`), never text from a script. Writes are atomic (temporary file + rename). With `--root` other than
 //! `/`, `systemctl` and `dpkg` get `--root=DIR` too, so they act on that tree or refuse (systemctl
 //! does not reload or restart under `--root`) instead of changing the running machine.
 
@@ -55,14 +56,14 @@ pub fn validate_name(name: &str) -> Result<(), UnitError> {
     }
 }
 
-/// Units a script may write: ContainAI's own (`containai-*`).
+/// Units a script may install: ContainAI's own (`containai-*`).
 pub fn check_writable(name: &str) -> Result<(), UnitError> {
     validate_name(name)?;
     if name.starts_with("containai-") {
         Ok(())
     } else {
         Err(UnitError::NotManaged {
-            verb: "write",
+            verb: "install",
             name: name.to_string(),
             allowed: "containai-* units",
         })
@@ -103,6 +104,7 @@ pub fn read(host: &Host, name: &str) -> Result<Option<String>, UnitError> {
     }
 }
 
+/// Replaces the unit file with `text` (a rendered template), mode 0644.
 pub fn write(_: Approval, host: &Host, name: &str, text: &str) -> Result<(), UnitError> {
     check_writable(name)?;
     let path = unit_path(host, name)?;
