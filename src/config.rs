@@ -55,8 +55,7 @@ impl Default for Config {
     }
 }
 
-pub const DEFAULT_DATA_ROOT: &str = "/var/lib/containai-docker";
-pub const SITE_CONFIG: &str = "/etc/containai/config.toml";
+pub use crate::plan::layout::{DEFAULT_DATA_ROOT, SITE_CONFIG};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -26,8 +26,19 @@ pub fn plan_human(plan: &[Action]) -> String {
         if let Some(details) = details_text(&action.details) {
             out.push_str(&format!("  ({details})"));
         }
+        out.push_str(&diff_lines(&action.details));
     }
     out
+}
+
+/// A unit diff (`details.diff`) one line per line, indented under its action.
+fn diff_lines(details: &serde_json::Value) -> String {
+    let Some(diff) = details.get("diff").and_then(serde_json::Value::as_str) else {
+        return String::new();
+    };
+    diff.lines()
+        .map(|line| format!("\n        {line}"))
+        .collect()
 }
 
 /// The human rendering of what a live run performed.
@@ -57,7 +68,7 @@ fn details_text(details: &serde_json::Value) -> Option<String> {
     let map = details.as_object()?;
     let parts: Vec<String> = map
         .iter()
-        .filter(|(k, _)| k.as_str() != "ids")
+        .filter(|(k, _)| !matches!(k.as_str(), "ids" | "diff"))
         .map(|(k, v)| match v {
             serde_json::Value::String(s) => format!("{k}={s}"),
             other => format!("{k}={other}"),
@@ -192,5 +203,20 @@ mod tests {
         );
         assert!(!text.contains("ids="), "{text}");
         assert!(plan_human(&[]).contains("no changes"));
+
+        let unit = Action::new(
+            "units.install",
+            "/etc/systemd/system/containai-docker.service",
+            json!({"replaces": true, "diff": "--- a\n+++ b\n@@ -1 +1 @@\n-old\n+new\n"}),
+        );
+        let text = plan_human(&[unit]);
+        assert!(text.contains("(replaces=true)"), "{text}");
+        assert!(!text.contains("diff="), "{text}");
+        assert!(
+            text.ends_with(
+                "\n        --- a\n        +++ b\n        @@ -1 +1 @@\n        -old\n        +new"
+            ),
+            "{text}"
+        );
     }
 }

@@ -10,14 +10,14 @@ use std::collections::BTreeSet;
 use support::{Dockerd, TestHost};
 
 const EVERY_MUTATION: &str = r#"//! version: 1.0.0
-//! api: 1
+//! api: 1.1
 let out = containers::exec("agent-1", ["touch", "/tmp/was-here"]);
 print(`exec predicted exit ${out.exit_code}`);
 let stopped = containers::stop(["agent-1"], 5);
 print(`stop predicted ${stopped.done}`);
 let started = containers::start(["agent-2"]);
 print(`start predicted ${started.done}`);
-let changed = units::write("containai-docker.service", "[Unit]\nDescription=new\n");
+let changed = units::install("containai-docker.service");
 print(`unit changed ${changed}`);
 units::daemon_reload();
 units::restart("containai-docker.service");
@@ -129,6 +129,17 @@ fn dry_run_of_every_mutating_primitive_changes_nothing_and_plans_every_call() {
     assert!(stderr.contains("stop predicted [\"agent-1\"]"), "{stderr}");
     assert!(stderr.contains("unit changed true"), "{stderr}");
     assert!(stderr.contains("dry run true"), "{stderr}");
+    // The unit's action carries the diff from the file on disk to the rendered unit.
+    let install = plan
+        .iter()
+        .find(|a| a["kind"] == "units.install")
+        .expect("units.install planned");
+    let diff = install["details"]["diff"].as_str().unwrap();
+    assert!(diff.contains("\n-Description=old\n"), "{diff}");
+    assert!(
+        diff.contains("\n+ExecStart=/opt/containai/bin/dockerd "),
+        "{diff}"
+    );
 
     // The human rendering lists every call too.
     let (code, stdout, stderr) = f
@@ -142,6 +153,7 @@ fn dry_run_of_every_mutating_primitive_changes_nothing_and_plans_every_call() {
     for kind in mutating_primitives(&f.host) {
         assert!(stdout.contains(&kind), "{kind} missing from {stdout}");
     }
+    assert!(stdout.contains("\n        -Description=old\n"), "{stdout}");
     assert_eq!(f.host.snapshot_files(), files_before);
 }
 
@@ -160,7 +172,19 @@ fn the_same_script_live_changes_the_host_and_is_journalled() {
             .join("etc/systemd/system/containai-docker.service"),
     )
     .unwrap();
-    assert_eq!(unit, "[Unit]\nDescription=new\n");
+    let bundled = containai::script::catalog::BUNDLED_UNITS
+        .iter()
+        .find(|(name, _)| *name == "containai-docker.service")
+        .unwrap()
+        .1;
+    let values = containai::plan::unit::UnitValues::engine(
+        std::path::Path::new(containai::plan::layout::LINUX_SOCKET),
+        std::path::Path::new(containai::plan::layout::DEFAULT_DATA_ROOT),
+        100,
+    )
+    .unwrap();
+    let expected = containai::plan::unit::render("t", bundled, &values).unwrap();
+    assert_eq!(unit, expected, "the live run must write the rendered unit");
     // With --root, systemctl and dpkg are told the root too, so they never act on the
     // running machine by mistake.
     let log = f.host.fakes.log();

@@ -169,7 +169,10 @@ fn scripts_declare_version_and_api_and_unsupported_api_is_refused() {
     assert_eq!(code, 1);
     assert!(!stdout.contains("ran"));
     assert!(
-        stderr.contains("needs primitive API ^2 but this cai provides API 1.0.0"),
+        stderr.contains(&format!(
+            "needs primitive API ^2 but this cai provides API {}",
+            containai::script::api::API_VERSION
+        )),
         "{stderr}"
     );
     let (code, _, stderr) = host.run(&["scripts", "check", future.to_str().unwrap()]);
@@ -189,8 +192,9 @@ fn a_headerless_file_runs_against_the_current_api_with_a_note() {
     let host = TestHost::new();
     let bare = host.script("bare.rhai", "print(\"hi\");\n");
     let note = format!(
-        "note: {} declares no version or api, so it runs against API 1.0.0 (add `//! version: 1.0.0` and `//! api: 1` to pin it)\n",
-        bare.display()
+        "note: {} declares no version or api, so it runs against API {} (add `//! version: 1.0.0` and `//! api: 1` to pin it)\n",
+        bare.display(),
+        containai::script::api::API_VERSION
     );
     let (code, stdout, stderr) = host.run(&["run", bare.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
@@ -207,7 +211,8 @@ fn a_headerless_file_runs_against_the_current_api_with_a_note() {
     let (code, stdout, stderr) = host.run(&["scripts", "check", bare.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.starts_with("ok     "), "{stdout}");
-    assert!(stdout.contains("(file, api ^1.0.0)"), "{stdout}");
+    let api = containai::script::api::API_VERSION;
+    assert!(stdout.contains(&format!("(file, api ^{api})")), "{stdout}");
     assert_eq!(stderr, note);
 
     // Half a header runs too, and the note names the missing line.
@@ -216,7 +221,9 @@ fn a_headerless_file_runs_against_the_current_api_with_a_note() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout, "half\n");
     assert!(
-        stderr.contains("declares no api, so it runs against API 1.0.0 (add `//! api: 1`"),
+        stderr.contains(&format!(
+            "declares no api, so it runs against API {api} (add `//! api: 1`"
+        )),
         "{stderr}"
     );
 

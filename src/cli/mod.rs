@@ -94,11 +94,12 @@ pub struct RunArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ScriptsCommand {
-    /// Name, version, source and sha256 of every script
+    /// Name, version, source and sha256 of every script and unit template (units/NAME)
     List,
-    /// Print the effective text of a script
+    /// Print the effective text of a script, or of a unit template as `units/NAME`
     Show { name: String },
-    /// Compile and check the API version without running (all catalog scripts when no FILE)
+    /// Compile and check the API version without running; render and check unit templates
+    /// (NAME.service files); every catalog script and template when no FILE
     Check { files: Vec<PathBuf> },
     /// List the primitives scripts can call
     Api {

@@ -27,8 +27,7 @@ use command::{CommandError, CommandOutput, Target};
 use fs::Root;
 use trust::Trust;
 
-/// Default engine socket on Linux and WSL2.
-pub const LINUX_SOCKET: &str = "/var/run/containai-docker.sock";
+pub use crate::plan::layout::LINUX_SOCKET;
 /// Default engine socket on macOS, under the user's home (and `--root`).
 pub const MACOS_SOCKET: &str = ".lima/containai-docker/sock/docker.sock";
 /// Kernel release, read for platform detection (under `--root`).

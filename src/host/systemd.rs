@@ -2,7 +2,8 @@
 //! `systemctl` (found on `PATH`) to reload or restart. Unit names are validated, so a script can
 //! never turn a unit name into a path elsewhere, and only ContainAI's own units may be written or
 //! restarted: a unit file is a command run as root, so a script must not be able to create or
-//! restart arbitrary ones. Files are read and written through [`super::fs::Root`] (atomic writes;
+//! restart arbitrary ones. The text written is always a rendered catalog template (see
+//! `units::install`), never text from a script. Files are read and written through [`super::fs::Root`] (atomic writes;
 //! symlinks resolve inside the root). With `--root` other than `/`, `systemctl` gets
 //! `--root=<canonical root>` too, so it acts on that tree or refuses (systemctl does not reload or
 //! restart under `--root`) instead of changing the running machine.
@@ -53,14 +54,14 @@ pub fn validate_name(name: &str) -> Result<(), UnitError> {
     }
 }
 
-/// Units a script may write: ContainAI's own (`containai-*`).
+/// Units a script may install: ContainAI's own (`containai-*`).
 pub fn check_writable(name: &str) -> Result<(), UnitError> {
     validate_name(name)?;
     if name.starts_with("containai-") {
         Ok(())
     } else {
         Err(UnitError::NotManaged {
-            verb: "write",
+            verb: "install",
             name: name.to_string(),
             allowed: "containai-* units",
         })
@@ -98,6 +99,7 @@ pub fn read(host: &Host, name: &str) -> Result<Option<String>, UnitError> {
     Ok(host.root().read_to_string(&unit_file(name)?)?)
 }
 
+/// Replaces the unit file with `text` (a rendered template), mode 0644.
 pub fn write(_: Approval, host: &Host, name: &str, text: &str) -> Result<(), UnitError> {
     check_writable(name)?;
     // 0644: systemd reads units as root, and nobody else may change them.

@@ -3,5 +3,7 @@
 
 pub mod containers;
 pub mod deb822;
+pub mod layout;
 pub mod platform;
+pub mod unit;
 pub mod version;

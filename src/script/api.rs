@@ -2,5 +2,7 @@
 //! (`//! api: 1`); the primitives themselves are documented by their registrations in
 //! [`super::bind`], which `cai scripts api` lists.
 
-/// Minor versions add primitives; a major version would change or remove one.
-pub const API_VERSION: semver::Version = semver::Version::new(1, 0, 0);
+/// Minor versions add primitives; a major version would change or remove one. 1.1 replaced
+/// `units::write(name, text)` by `units::install(name)` without a major bump: the project had no
+/// external users yet, and a script that called `units::write` fails at the call, not silently.
+pub const API_VERSION: semver::Version = semver::Version::new(1, 1, 0);

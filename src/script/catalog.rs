@@ -2,11 +2,15 @@
 //! `/etc/containai/scripts/` and user overrides in `~/.config/containai/scripts/` (ignored when
 //! running as root). Precedence: user, site, bundled.
 //!
-//! Scripts run as root, so an override is vetted before its text is read: a regular file, owned
-//! by root or the invoking user, not group- or world-writable, in a directory that passes the same
-//! test. Site overrides live under `--root` and are read through [`Root`]; user overrides and files
-//! named on the command line are outside it. There is deliberately no switch that turns this check
-//! off.
+//! The catalog also serves unit templates: bundled from `stdlib/units/`, overridden by site in
+//! `/etc/containai/units/NAME` (no user layer: a unit runs as root whoever asked for it). It hands
+//! out template text and renders it through [`crate::plan::unit`]; it never writes a unit.
+//!
+//! Scripts and units run as root, so an override is vetted before its text is read: a regular
+//! file, owned by root or the invoking user, not group- or world-writable, in a directory that
+//! passes the same test. Site overrides live under `--root` and are read through [`Root`]; user
+//! overrides and files named on the command line are outside it. There is deliberately no switch
+//! that turns this check off.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,8 +20,12 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::api::API_VERSION;
+use crate::config::Config;
 use crate::host::fs::Root;
+use crate::host::systemd::{self, UnitError};
 use crate::host::trust::{Trust, TrustError};
+use crate::plan::layout::LINUX_SOCKET;
+use crate::plan::unit::{self, TemplateError, UnitValues, ValueError};
 
 /// Bundled scripts: (name, text). A test checks this table against the files in `stdlib/`.
 pub const BUNDLED: &[(&str, &str)] = &[
@@ -29,6 +37,15 @@ pub const BUNDLED: &[(&str, &str)] = &[
 ];
 
 pub const SITE_DIR: &str = "/etc/containai/scripts";
+
+/// Bundled unit templates: (unit name, text). A test checks this table against `stdlib/units/`.
+pub const BUNDLED_UNITS: &[(&str, &str)] = &[(
+    "containai-docker.service",
+    include_str!("../../stdlib/units/containai-docker.service"),
+)];
+
+/// Site overrides of unit templates, one file per unit name.
+pub const UNIT_SITE_DIR: &str = "/etc/containai/units";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -120,6 +137,48 @@ impl Script {
     }
 }
 
+/// One unit template's effective text and where it came from.
+#[derive(Debug, Clone)]
+pub struct UnitTemplate {
+    /// The unit name, e.g. `containai-docker.service`.
+    pub name: String,
+    pub source: Source,
+    pub path: Option<PathBuf>,
+    pub text: String,
+}
+
+impl UnitTemplate {
+    /// How errors name the template: its file, or `units/NAME (bundled)`.
+    pub fn display_name(&self) -> String {
+        match &self.path {
+            Some(path) => path.display().to_string(),
+            None => format!("units/{} (bundled)", self.name),
+        }
+    }
+
+    pub fn sha256(&self) -> String {
+        hex::encode(Sha256::digest(self.text.as_bytes()))
+    }
+
+    /// The unit rendered with values built from `config`, checked by [`unit::render`].
+    pub fn render(&self, config: &Config) -> Result<String, CatalogError> {
+        // Units run on Linux, in WSL2 or inside the Lima VM: the Linux socket when none is set.
+        let socket = config.socket.as_deref().unwrap_or(Path::new(LINUX_SOCKET));
+        let values = UnitValues::engine(socket, &config.data_root, config.stop_timeout_secs)?;
+        unit::render(&self.display_name(), &self.text, &values).map_err(|error| {
+            let help = match &self.path {
+                Some(path) => format!(
+                    "fix {} and check it with `cai scripts check {}`, or remove it to use the bundled template",
+                    path.display(),
+                    path.display()
+                ),
+                None => "the template bundled with this cai is broken; report the bug".to_string(),
+            };
+            CatalogError::UnitTemplate { error, help }
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     #[error(
@@ -146,6 +205,16 @@ pub enum CatalogError {
         "invalid module name {0:?}: names use only a-z, 0-9, _, - and /, never absolute paths or `..`"
     )]
     InvalidName(String),
+    #[error(
+        "no unit template named {0:?}\nhelp: `cai scripts list` shows the unit templates (units/NAME)"
+    )]
+    UnitNotFound(String),
+    #[error(transparent)]
+    UnitName(#[from] UnitError),
+    #[error(transparent)]
+    UnitValue(#[from] ValueError),
+    #[error("{error}\nhelp: {help}")]
+    UnitTemplate { error: TemplateError, help: String },
 }
 
 /// The header of a catalog script: both lines must be there.
@@ -360,6 +429,76 @@ impl Catalog {
         }
         names
     }
+
+    /// The effective template of unit `name`: site, then bundled.
+    pub fn unit_template(&self, name: &str) -> Result<UnitTemplate, CatalogError> {
+        systemd::validate_name(name)?;
+        let site = Path::new(UNIT_SITE_DIR).join(name);
+        if let Some(text) = self.root.read_trusted(&self.trust, &site)? {
+            return Ok(UnitTemplate {
+                name: name.to_string(),
+                source: Source::Site,
+                path: Some(self.root.display_path(&site)),
+                text,
+            });
+        }
+        BUNDLED_UNITS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(n, text)| UnitTemplate {
+                name: (*n).to_string(),
+                source: Source::Bundled,
+                path: None,
+                text: (*text).to_string(),
+            })
+            .ok_or_else(|| CatalogError::UnitNotFound(name.to_string()))
+    }
+
+    /// A unit template file named on the command line (`cai scripts check FILE`); vetted like an
+    /// override.
+    pub fn load_unit_file(&self, path: &Path) -> Result<UnitTemplate, CatalogError> {
+        let name = path
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let text = self
+            .trust
+            .read(path)?
+            .ok_or_else(|| CatalogError::FileMissing(path.to_path_buf()))?;
+        Ok(UnitTemplate {
+            name,
+            source: Source::File,
+            path: Some(path.to_path_buf()),
+            text,
+        })
+    }
+
+    /// Every unit template name that resolves, with its effective copy (or why it is refused).
+    pub fn unit_templates(&self) -> Vec<(String, Result<UnitTemplate, CatalogError>)> {
+        let mut names: BTreeMap<String, ()> = BUNDLED_UNITS
+            .iter()
+            .map(|(n, _)| ((*n).to_string(), ()))
+            .collect();
+        if let Ok(Some(entries)) = self.root.list_dir(Path::new(UNIT_SITE_DIR)) {
+            for entry in entries {
+                let name = entry.to_string_lossy().into_owned();
+                if systemd::validate_name(&name).is_ok() {
+                    names.insert(name, ());
+                }
+            }
+        }
+        names
+            .into_keys()
+            .map(|n| (n.clone(), self.unit_template(&n)))
+            .collect()
+    }
+}
+
+/// Whether `path` names a unit template rather than a script (`cai scripts check FILE`).
+pub fn is_unit_file(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| systemd::validate_name(n).is_ok())
 }
 
 /// Names of `*.rhai` files in `dir` and its `lib/` subdirectory (outside the root).
@@ -498,6 +637,96 @@ mod tests {
         ] {
             assert!(validate_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn every_stdlib_unit_is_bundled_and_renders_with_the_default_config() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("stdlib/units");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        on_disk.sort();
+        let bundled: Vec<String> = BUNDLED_UNITS
+            .iter()
+            .map(|(n, _)| (*n).to_string())
+            .collect();
+        assert_eq!(on_disk, bundled);
+        let empty = tempfile::tempdir().unwrap();
+        let catalog = Catalog::new(
+            Arc::new(Root::open(empty.path()).unwrap()),
+            None,
+            Trust::new(None),
+        );
+        for (name, unit) in catalog.unit_templates() {
+            let unit = unit.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(unit.source, Source::Bundled);
+            assert!(systemd::check_writable(&name).is_ok(), "{name}");
+            unit.render(&Config::default())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn site_unit_templates_override_when_trusted_and_are_refused_otherwise() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let units = root.path().join("etc/containai/units");
+        std::fs::create_dir_all(&units).unwrap();
+        for dir in ["etc", "etc/containai", "etc/containai/units"] {
+            let mode = std::fs::Permissions::from_mode(0o755);
+            std::fs::set_permissions(root.path().join(dir), mode).unwrap();
+        }
+        let catalog = Catalog::new(
+            Arc::new(Root::open(root.path()).unwrap()),
+            None,
+            Trust::new(None),
+        );
+        let name = "containai-docker.service";
+        let file = units.join(name);
+        std::fs::write(&file, "[Service]\nExecStart={{dockerd}} --site\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let unit = catalog.unit_template(name).unwrap();
+        assert_eq!(unit.source, Source::Site);
+        assert_eq!(unit.display_name(), file.display().to_string());
+        assert_eq!(
+            unit.render(&Config::default()).unwrap(),
+            "[Service]\nExecStart=/opt/containai/bin/dockerd --site\n"
+        );
+
+        std::fs::write(
+            &file,
+            "[Service]\nExecStart={{dockerd}}\nExecStopPre=/bin/true\n",
+        )
+        .unwrap();
+        let err = catalog
+            .unit_template(name)
+            .unwrap()
+            .render(&Config::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!(
+                "unit template {} line 3: ExecStopPre=",
+                file.display()
+            )),
+            "{err}"
+        );
+        assert!(err.contains("help: fix "), "{err}");
+
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let err = catalog.unit_template(name).unwrap_err().to_string();
+        assert!(err.contains("group- or world-writable"), "{err}");
+        // Only unit names: nothing outside the directory can be named.
+        for bad in ["../x.service", "x", "/etc/passwd"] {
+            assert!(catalog.unit_template(bad).is_err(), "{bad}");
+        }
+        assert!(matches!(
+            catalog.unit_template("containai-none.service"),
+            Err(CatalogError::UnitNotFound(_))
+        ));
+        assert!(is_unit_file(Path::new("/x/containai-docker.service")));
+        assert!(!is_unit_file(Path::new("/x/update.rhai")));
     }
 
     #[test]

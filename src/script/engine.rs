@@ -125,7 +125,13 @@ pub fn build(
         None
     });
 
-    let primitives = bind::install(&mut engine, host, &Rc::new(options.args), options.json);
+    let primitives = bind::install(
+        &mut engine,
+        host,
+        catalog,
+        &Rc::new(options.args),
+        options.json,
+    );
     (engine, primitives)
 }
 

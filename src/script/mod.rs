@@ -201,7 +201,9 @@ mod tests {
     }
 
     /// A dry-run engine over an empty root, with the primitives it registered.
-    fn dry_run_engine(root: &std::path::Path) -> (Rc<Host>, rhai::Engine, Vec<bind::Primitive>) {
+    fn dry_run_engine(
+        root: &std::path::Path,
+    ) -> (Rc<Host>, Rc<Catalog>, rhai::Engine, Vec<bind::Primitive>) {
         let host = dry_run_host(root.to_path_buf());
         let catalog = Rc::new(Catalog::new(
             host.root().clone(),
@@ -210,14 +212,14 @@ mod tests {
         ));
         let (engine, primitives) =
             engine::build(&host, &catalog, options(&host, Vec::new(), false));
-        (host, engine, primitives)
+        (host, catalog, engine, primitives)
     }
 
     #[test]
     fn the_api_listing_is_what_the_engine_registered() {
         let root = tempfile::tempdir().unwrap();
-        let (host, engine, primitives) = dry_run_engine(root.path());
-        let listed: Vec<String> = bind::primitives(&host)
+        let (host, catalog, engine, primitives) = dry_run_engine(root.path());
+        let listed: Vec<String> = bind::primitives(&host, &catalog)
             .iter()
             .map(bind::Primitive::path)
             .collect();
@@ -234,7 +236,7 @@ mod tests {
     #[test]
     fn every_documented_example_runs_in_a_dry_run_and_mutations_are_planned() {
         let root = tempfile::tempdir().unwrap();
-        let (host, engine, primitives) = dry_run_engine(root.path());
+        let (host, _, engine, primitives) = dry_run_engine(root.path());
         for p in &primitives {
             let before = host.gate.plan().len();
             engine

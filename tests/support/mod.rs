@@ -59,6 +59,7 @@ impl TestHost {
             .expect("temp root");
         for dir in [
             "etc/containai/scripts",
+            "etc/containai/units",
             "etc/systemd/system",
             "var/run",
             "var/lib/containai-docker",
@@ -67,7 +68,12 @@ impl TestHost {
             std::fs::create_dir_all(root.path().join(dir)).expect("root layout");
         }
         // The overrides directory must pass the catalog's ownership check.
-        for dir in ["etc", "etc/containai", "etc/containai/scripts"] {
+        for dir in [
+            "etc",
+            "etc/containai",
+            "etc/containai/scripts",
+            "etc/containai/units",
+        ] {
             std::fs::set_permissions(
                 root.path().join(dir),
                 std::fs::Permissions::from_mode(0o755),

@@ -24,6 +24,7 @@ use rhai::{
 };
 use serde::Serialize;
 
+use super::catalog::Catalog;
 use crate::effects::{Action, Approval, FailedMembers};
 use crate::host::Host;
 
@@ -219,7 +220,13 @@ fn doc_problem(doc: &Doc) -> Option<&'static str> {
 }
 
 /// Registers every primitive family; the documentation of each comes back with the modules.
-fn register_families(host: &Rc<Host>, args: &Rc<Vec<String>>, json: bool) -> Registrar {
+/// The catalog serves the unit templates `units::` renders.
+fn register_families(
+    host: &Rc<Host>,
+    catalog: &Rc<Catalog>,
+    args: &Rc<Vec<String>>,
+    json: bool,
+) -> Registrar {
     let mut reg = Registrar::default();
     run::register(&mut reg, host, args, json);
     platform::register(&mut reg, host);
@@ -228,7 +235,7 @@ fn register_families(host: &Rc<Host>, args: &Rc<Vec<String>>, json: bool) -> Reg
     log::register(&mut reg, host);
     containers::register(&mut reg, host);
     sysbox::register(&mut reg, host);
-    units::register(&mut reg, host);
+    units::register(&mut reg, host, catalog);
     packages::register(&mut reg, host);
     reg
 }
@@ -237,12 +244,13 @@ fn register_families(host: &Rc<Host>, args: &Rc<Vec<String>>, json: bool) -> Reg
 pub fn install(
     engine: &mut Engine,
     host: &Rc<Host>,
+    catalog: &Rc<Catalog>,
     args: &Rc<Vec<String>>,
     json: bool,
 ) -> Vec<Primitive> {
     // Invariant: the registrations are fixed at build time and a unit test finishes them, so an
     // error here is a programming mistake caught by `cargo test`, never an operator's problem.
-    let (primitives, modules) = register_families(host, args, json)
+    let (primitives, modules) = register_families(host, catalog, args, json)
         .finish()
         .unwrap_or_else(|errors| panic!("undocumented primitives: {errors:?}"));
     for (name, module) in modules {
@@ -252,8 +260,8 @@ pub fn install(
 }
 
 /// The documentation of every primitive, as `cai scripts api` prints it.
-pub fn primitives(host: &Rc<Host>) -> Vec<Primitive> {
-    match register_families(host, &Rc::new(Vec::new()), false).finish() {
+pub fn primitives(host: &Rc<Host>, catalog: &Rc<Catalog>) -> Vec<Primitive> {
+    match register_families(host, catalog, &Rc::new(Vec::new()), false).finish() {
         Ok((primitives, _)) => primitives,
         Err(errors) => panic!("undocumented primitives: {errors:?}"),
     }

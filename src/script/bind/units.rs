@@ -1,6 +1,12 @@
 //! `units::` bindings over [`crate::host::systemd`]: unit files only under `/etc/systemd/system`
 //! and `systemctl` verbs, every mutating one gated.
+//!
+//! A script names a unit and never supplies its text: `units::install` writes what the catalog's
+//! template renders to (typed values from config, checked by [`crate::plan::unit`]). There must
+//! never be a primitive here that takes unit text, because a unit file is a command systemd runs
+//! as root.
 
+use std::path::PathBuf;
 use std::rc::Rc;
 
 use rhai::{Dynamic, NativeCallContext};
@@ -9,8 +15,10 @@ use serde_json::json;
 use super::{Doc, Registrar, fail_at, gated};
 use crate::effects::Action;
 use crate::host::{Host, systemd};
+use crate::plan::unit;
+use crate::script::catalog::{Catalog, UnitTemplate};
 
-pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
+pub fn register(reg: &mut Registrar, host: &Rc<Host>, catalog: &Rc<Catalog>) {
     let h = host.clone();
     reg.read(
         Doc {
@@ -28,31 +36,61 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
         },
     );
 
-    let h = host.clone();
+    let (h, c) = (host.clone(), catalog.clone());
+    reg.read(
+        Doc {
+            signature: "units::render(name: string) -> string",
+            doc: "the unit as cai would install it: its catalog template filled from config and checked",
+            example: "units::render(\"containai-docker.service\")",
+        },
+        move |ctx: NativeCallContext, name: &str| {
+            let proposed = Proposed::new(&h, &c, name).map_err(|e| fail_at(&ctx, e))?;
+            Ok(Dynamic::from(proposed.text))
+        },
+    );
+
+    let (h, c) = (host.clone(), catalog.clone());
+    reg.read(
+        Doc {
+            signature: "units::diff(name: string) -> string",
+            doc: "unified diff from the unit file on disk to units::render(name), \"\" when current (trailing newlines ignored)",
+            example: "units::diff(\"containai-docker.service\")",
+        },
+        move |ctx: NativeCallContext, name: &str| {
+            let proposed = Proposed::new(&h, &c, name).map_err(|e| fail_at(&ctx, e))?;
+            Ok(Dynamic::from(proposed.diff()))
+        },
+    );
+
+    let (h, c) = (host.clone(), catalog.clone());
     reg.mutating(
         Doc {
-            signature: "units::write(name: string, text: string) -> bool",
-            doc: "writes a unit file in /etc/systemd/system atomically; true when the text changed",
-            example: "units::write(\"containai-example.service\", \"[Unit]\\n\")",
+            signature: "units::install(name: string) -> bool",
+            doc: "writes units::render(name) to /etc/systemd/system atomically when it differs (containai-* only); true when it changed",
+            example: "units::install(\"containai-docker.service\")",
         },
-        move |ctx: NativeCallContext, name: &str, text: &str| {
+        move |ctx: NativeCallContext, name: &str| {
             systemd::check_writable(name).map_err(|e| fail_at(&ctx, e))?;
-            let path = systemd::unit_path(&h, name).map_err(|e| fail_at(&ctx, e))?;
-            let current = systemd::read(&h, name).map_err(|e| fail_at(&ctx, e))?;
-            if current.as_deref() == Some(text) {
+            let proposed = Proposed::new(&h, &c, name).map_err(|e| fail_at(&ctx, e))?;
+            if proposed.is_current() {
                 return Ok(Dynamic::FALSE);
             }
             let action = Action::new(
-                "units.write",
-                path.display().to_string(),
-                json!({ "bytes": text.len(), "replaces": current.is_some() }),
+                "units.install",
+                proposed.path.display().to_string(),
+                json!({
+                    "template": proposed.template.display_name(),
+                    "replaces": proposed.on_disk.is_some(),
+                    "bytes": proposed.text.len(),
+                    "diff": proposed.diff(),
+                }),
             );
             gated(
                 &ctx,
                 &h,
                 action,
                 || true,
-                |ok| systemd::write(ok, &h, name, text).map(|()| true),
+                |ok| systemd::write(ok, &h, name, &proposed.text).map(|()| true),
             )
         },
     );
@@ -83,4 +121,39 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
             gated(&ctx, &h, action, || (), |ok| systemd::restart(ok, &h, name))
         },
     );
+}
+
+/// A unit as rendered from its template, beside the file it would replace.
+struct Proposed {
+    path: PathBuf,
+    template: UnitTemplate,
+    text: String,
+    on_disk: Option<String>,
+}
+
+impl Proposed {
+    fn new(host: &Host, catalog: &Catalog, name: &str) -> Result<Self, String> {
+        let path = systemd::unit_path(host, name).map_err(|e| e.to_string())?;
+        let template = catalog.unit_template(name).map_err(|e| e.to_string())?;
+        let text = template.render(&host.config).map_err(|e| e.to_string())?;
+        let on_disk = systemd::read(host, name).map_err(|e| e.to_string())?;
+        Ok(Self {
+            path,
+            template,
+            text,
+            on_disk,
+        })
+    }
+
+    fn is_current(&self) -> bool {
+        unit::is_current(self.on_disk.as_deref(), &self.text)
+    }
+
+    fn diff(&self) -> String {
+        unit::diff(
+            &self.path.display().to_string(),
+            self.on_disk.as_deref(),
+            &self.text,
+        )
+    }
 }
