@@ -243,17 +243,22 @@ mod tests {
         std::env::var_os("PATH")
     }
 
-    #[test]
-    fn captures_streams_separately_and_how_the_program_ended() {
-        let out = Target::Local
+    /// `sh -c SCRIPT` on this machine.
+    fn sh(script: &str) -> CommandOutput {
+        Target::Local
             .run(
                 path().as_deref(),
                 "sh",
-                &["-c".into(), "echo out; echo err >&2; exit 3".into()],
+                &["-c".into(), script.into()],
                 false,
                 Duration::from_secs(5),
             )
-            .unwrap();
+            .unwrap()
+    }
+
+    #[test]
+    fn captures_streams_separately_and_how_the_program_ended() {
+        let out = sh("echo out; echo err >&2; exit 3");
         assert_eq!(out.stdout, "out\n");
         assert_eq!(out.stderr, "err\n");
         assert_eq!(out.ended, Ended::Code(3));
@@ -262,15 +267,7 @@ mod tests {
             message,
             "sh -c echo out; echo err >&2; exit 3 exited with status 3\n  | err"
         );
-        let killed = Target::Local
-            .run(
-                path().as_deref(),
-                "sh",
-                &["-c".into(), "kill -9 $$".into()],
-                false,
-                Duration::from_secs(5),
-            )
-            .unwrap();
+        let killed = sh("kill -9 $$");
         assert_eq!(killed.ended, Ended::Signal(9));
         assert!(
             killed

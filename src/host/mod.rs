@@ -134,26 +134,18 @@ impl Host {
         &self.target
     }
 
-    /// Runs a program on the execution target with an argument vector and a timeout.
+    /// Runs a program on the execution target with an argument vector and a timeout; `as_root`
+    /// matters inside the Lima VM, where the shell user is not root (`sudo -n` there).
     pub fn run(
         &self,
         program: &str,
         args: &[OsString],
+        as_root: AsRoot,
         timeout: Duration,
     ) -> Result<CommandOutput, CommandError> {
+        let as_root = as_root == AsRoot::Yes;
         self.target
-            .run(self.path.as_deref(), program, args, false, timeout)
-    }
-
-    /// Like [`Host::run`] for programs that need root inside the Lima VM (`sudo -n` there).
-    pub fn run_as_root(
-        &self,
-        program: &str,
-        args: &[OsString],
-        timeout: Duration,
-    ) -> Result<CommandOutput, CommandError> {
-        self.target
-            .run(self.path.as_deref(), program, args, true, timeout)
+            .run(self.path.as_deref(), program, args, as_root, timeout)
     }
 
     /// Whether an executable `name` is on this host's `PATH`; names with a slash never are.
@@ -188,6 +180,13 @@ impl Host {
     pub fn data_root(&self) -> &Path {
         &self.config.data_root
     }
+}
+
+/// Whether a program needs root on the execution target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsRoot {
+    Yes,
+    No,
 }
 
 /// Appends journal lines durably through the root-anchored layer: created 0600 on first use,

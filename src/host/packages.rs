@@ -17,10 +17,10 @@ use std::time::Duration;
 use rustix::fs::{Mode, OFlags};
 use sha2::{Digest, Sha256};
 
-use super::Host;
 use super::command::{self, CommandError};
 use super::fs;
 use super::trust::TrustError;
+use super::{AsRoot, Host};
 use crate::effects::Approval;
 
 /// dpkg unpacks and runs maintainer scripts, which restart services.
@@ -151,7 +151,7 @@ pub fn install_deb(_: Approval, host: &Host, deb: &VerifiedDeb) -> Result<(), Pa
     let mut args: Vec<OsString> = host.root().program_arg().into_iter().collect();
     args.push("-i".into());
     args.push(deb.path.clone().into_os_string());
-    let out = host.run_as_root("dpkg", &args, DPKG_TIMEOUT)?;
+    let out = host.run("dpkg", &args, AsRoot::Yes, DPKG_TIMEOUT)?;
     if out.success() {
         Ok(())
     } else {

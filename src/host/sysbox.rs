@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use super::Host;
 use super::command::CommandError;
+use super::{AsRoot, Host};
 use crate::plan::version::{SysboxVersion, parse_runc_output};
 
 const VERSION_TIMEOUT: Duration = Duration::from_secs(15);
@@ -21,7 +21,12 @@ pub enum SysboxError {
 /// `Ok(None)` when `sysbox-runc` is not installed on the execution target (inside the Lima VM
 /// on macOS).
 pub fn installed_version(host: &Host) -> Result<Option<SysboxVersion>, SysboxError> {
-    let output = match host.run("sysbox-runc", &["--version".into()], VERSION_TIMEOUT) {
+    let output = match host.run(
+        "sysbox-runc",
+        &["--version".into()],
+        AsRoot::No,
+        VERSION_TIMEOUT,
+    ) {
         Ok(output) => output.checked()?,
         Err(CommandError::NotFound { .. }) => return Ok(None),
         Err(e) => return Err(e.into()),

@@ -12,9 +12,9 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::Host;
 use super::command::CommandError;
 use super::fs::FsError;
+use super::{AsRoot, Host};
 use crate::effects::Approval;
 
 pub const UNIT_DIR: &str = "/etc/systemd/system";
@@ -120,7 +120,7 @@ pub fn restart(_: Approval, host: &Host, name: &str) -> Result<(), UnitError> {
 fn systemctl(host: &Host, args: &[&str]) -> Result<(), UnitError> {
     let mut full: Vec<OsString> = host.root().program_arg().into_iter().collect();
     full.extend(args.iter().map(Into::into));
-    host.run_as_root("systemctl", &full, SYSTEMCTL_TIMEOUT)?
+    host.run("systemctl", &full, AsRoot::Yes, SYSTEMCTL_TIMEOUT)?
         .checked()?;
     Ok(())
 }

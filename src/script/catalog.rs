@@ -355,25 +355,45 @@ impl Catalog {
                 });
             }
         }
-        let site = Path::new(SITE_DIR).join(&file);
+        let (source, path, text) = self
+            .site_or_bundled(SITE_DIR, &file, BUNDLED, name)?
+            .ok_or_else(|| CatalogError::NotFound(name.to_string()))?;
+        Ok(Script {
+            name: name.to_string(),
+            source,
+            path,
+            text,
+        })
+    }
+
+    /// The site copy of `file` in `site_dir` (under the root, vetted), else the bundled text of
+    /// `name`, with where it came from.
+    fn site_or_bundled(
+        &self,
+        site_dir: &str,
+        file: &str,
+        bundled: &[(&str, &str)],
+        name: &str,
+    ) -> Result<Option<(Source, Option<PathBuf>, String)>, CatalogError> {
+        let site = Path::new(site_dir).join(file);
         if let Some(text) = self.root.read_trusted(&self.trust, &site)? {
-            return Ok(Script {
-                name: name.to_string(),
-                source: Source::Site,
-                path: Some(self.root.display_path(&site)),
+            return Ok(Some((
+                Source::Site,
+                Some(self.root.display_path(&site)),
                 text,
-            });
+            )));
         }
-        BUNDLED
+        Ok(bundled
             .iter()
             .find(|(n, _)| *n == name)
-            .map(|(n, text)| Script {
-                name: (*n).to_string(),
-                source: Source::Bundled,
-                path: None,
-                text: (*text).to_string(),
-            })
-            .ok_or_else(|| CatalogError::NotFound(name.to_string()))
+            .map(|(_, text)| (Source::Bundled, None, (*text).to_string())))
+    }
+
+    /// The text of a file named on the command line, vetted like an override.
+    fn read_named_file(&self, path: &Path) -> Result<String, CatalogError> {
+        self.trust
+            .read(path)?
+            .ok_or_else(|| CatalogError::FileMissing(path.to_path_buf()))
     }
 
     /// A script file named on the command line; vetted like an override.
@@ -382,10 +402,7 @@ impl Catalog {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let text = self
-            .trust
-            .read(path)?
-            .ok_or_else(|| CatalogError::FileMissing(path.to_path_buf()))?;
+        let text = self.read_named_file(path)?;
         Ok(Script {
             name,
             source: Source::File,
@@ -433,25 +450,15 @@ impl Catalog {
     /// The effective template of unit `name`: site, then bundled.
     pub fn unit_template(&self, name: &str) -> Result<UnitTemplate, CatalogError> {
         systemd::validate_name(name)?;
-        let site = Path::new(UNIT_SITE_DIR).join(name);
-        if let Some(text) = self.root.read_trusted(&self.trust, &site)? {
-            return Ok(UnitTemplate {
-                name: name.to_string(),
-                source: Source::Site,
-                path: Some(self.root.display_path(&site)),
-                text,
-            });
-        }
-        BUNDLED_UNITS
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(n, text)| UnitTemplate {
-                name: (*n).to_string(),
-                source: Source::Bundled,
-                path: None,
-                text: (*text).to_string(),
-            })
-            .ok_or_else(|| CatalogError::UnitNotFound(name.to_string()))
+        let (source, path, text) = self
+            .site_or_bundled(UNIT_SITE_DIR, name, BUNDLED_UNITS, name)?
+            .ok_or_else(|| CatalogError::UnitNotFound(name.to_string()))?;
+        Ok(UnitTemplate {
+            name: name.to_string(),
+            source,
+            path,
+            text,
+        })
     }
 
     /// A unit template file named on the command line (`cai scripts check FILE`); vetted like an
@@ -461,10 +468,7 @@ impl Catalog {
             .file_name()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let text = self
-            .trust
-            .read(path)?
-            .ok_or_else(|| CatalogError::FileMissing(path.to_path_buf()))?;
+        let text = self.read_named_file(path)?;
         Ok(UnitTemplate {
             name,
             source: Source::File,
