@@ -7,7 +7,7 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::TestHost;
+use support::{TestHost, interrupt};
 
 const RESTART: &str = "//! version: 1.0.0\n//! api: 1\nunits::restart(\"containai-docker.service\");\nprint(\"after the restart\");\n";
 
@@ -31,11 +31,6 @@ fn wait_for(path: &Path) {
     }
 }
 
-fn interrupt(child: &std::process::Child) {
-    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
-}
-
 #[test]
 fn regression_second_ctrl_c_during_an_action_waits_for_it_and_journals_the_outcome() {
     let host = TestHost::new();
@@ -51,13 +46,7 @@ fn regression_second_ctrl_c_during_an_action_waits_for_it_and_journals_the_outco
         ),
     );
     let script = host.script("restart.rhai", RESTART);
-    let child = host
-        .cai()
-        .args(["run", script.to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = host.spawn_run(&script);
     wait_for(&started);
     interrupt(&child);
     std::thread::sleep(Duration::from_millis(300));

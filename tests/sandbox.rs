@@ -113,21 +113,14 @@ fn ctrl_c_stops_a_running_script() {
         "spin.rhai",
         &format!("{HEADER}print(\"spinning\");\nloop {{}}"),
     );
-    let mut child = host
-        .cai()
-        .args(["run", script.to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = host.spawn_run(&script);
     // Interrupt only once the script is running, so the handler is surely installed.
     let mut line = String::new();
     std::io::BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
     assert_eq!(line, "spinning\n");
-    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    support::interrupt(&child);
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");

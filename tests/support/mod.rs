@@ -130,6 +130,17 @@ impl TestHost {
         path
     }
 
+    /// Starts `cai run SCRIPT` with stdout and stderr piped, for tests that signal it.
+    pub fn spawn_run(&self, script: &Path) -> Child {
+        self.cai()
+            .arg("run")
+            .arg(script)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn cai")
+    }
+
     /// Runs `cai` with args and returns (exit code, stdout, stderr).
     pub fn run(&self, args: &[&str]) -> (i32, String, String) {
         let out = self.cai().args(args).output().expect("run cai");
@@ -188,6 +199,13 @@ fn checksum(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
     })
+}
+
+/// Sends SIGINT, as Ctrl-C on a terminal does (to `cai` alone, not its children).
+pub fn interrupt(child: &Child) {
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).expect("pid"))
+        .expect("a child pid is positive");
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("send SIGINT");
 }
 
 pub fn decode(out: Output) -> (i32, String, String) {
