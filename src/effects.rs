@@ -169,7 +169,10 @@ impl Gate {
             writeln!(file, "{line}")
         };
         if let Err(e) = write() {
-            eprintln!("warning: cannot append to journal {}: {e}", path.display());
+            crate::term::err(&format!(
+                "warning: cannot append to journal {}: {e}",
+                path.display()
+            ));
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod host;
 pub mod plan;
 pub mod render;
 pub mod script;
+pub mod term;
 
 /// Exit codes shared by every command.
 pub mod exit {

@@ -3,7 +3,8 @@
 //! Arguments are handled in two stages: first only what the user typed is checked (clap), then the
 //! machine is probed once (terminal, home, config, platform) into a [`Host`]. Every error reaches
 //! [`main`] as one message and becomes exit code 1 (130 after Ctrl-C); commands return their own
-//! code otherwise. Nothing here decides policy.
+//! code otherwise. Output that could not be written because stdout was closed is reported there
+//! too, once the command has finished. Nothing here decides policy.
 
 pub mod packaging;
 mod scripts;
@@ -24,7 +25,9 @@ use crate::host::trust::Trust;
 use crate::host::{Host, HostOptions, under_root};
 use crate::render;
 use crate::script::catalog::{Catalog, SITE_DIR, Script};
+use crate::script::engine::limits;
 use crate::script::{self, RunError};
+use crate::term;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -163,19 +166,49 @@ where
             return code;
         }
     };
-    match dispatch(cli) {
+    let code = match on_script_stack(move || dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
             let interrupted = e
                 .downcast_ref::<RunError>()
                 .is_some_and(RunError::interrupted);
-            eprintln!("error: {}", chain(&e));
+            term::err(&format!("error: {}", term::text(&chain(&e))));
             if interrupted {
                 exit::INTERRUPTED
             } else {
                 exit::FAILURE
             }
         }
+    };
+    if term::stdout_lost() {
+        // The command ran to its end; only its output is incomplete.
+        term::err("error: standard output was closed before all output was written");
+        if code == exit::OK {
+            return exit::FAILURE;
+        }
+    }
+    code
+}
+
+/// Runs a command on a thread whose stack fits the deepest value the sandbox lets a script
+/// build ([`limits::STACK_BYTES`]); the main thread's stack is a few MiB.
+fn on_script_stack(
+    command: impl FnOnce() -> anyhow::Result<u8> + Send + 'static,
+) -> anyhow::Result<u8> {
+    let thread = std::thread::Builder::new()
+        .name("cai".into())
+        .stack_size(limits::STACK_BYTES)
+        .spawn(command)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot start a thread with a {} MiB stack for scripts: {e}",
+                limits::STACK_BYTES / (1024 * 1024)
+            )
+        })?;
+    match thread.join() {
+        Ok(result) => result,
+        // The panic message is already on stderr; keep the exit status of a panic.
+        Err(panic) => std::panic::resume_unwind(panic),
     }
 }
 
@@ -189,7 +222,10 @@ fn chain(e: &anyhow::Error) -> String {
 fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     match &cli.command {
         Command::Completions { shell } => {
-            clap_complete::generate(*shell, &mut Cli::command(), "cai", &mut std::io::stdout());
+            // Into memory first: the generator panics when its writer fails.
+            let mut text = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "cai", &mut text);
+            term::out_raw(&String::from_utf8_lossy(&text));
             Ok(exit::OK)
         }
         Command::Packaging(PackagingCommand::PatchControl { dir }) => {
@@ -324,15 +360,15 @@ impl Ctx {
         let flag: Arc<AtomicBool> = self.host.interrupted.clone();
         let result = ctrlc::set_handler(move || {
             if flag.swap(true, Ordering::SeqCst) {
-                eprintln!("\ninterrupted again: exiting now");
+                term::err("\ninterrupted again: exiting now");
                 std::process::exit(i32::from(exit::INTERRUPTED));
             }
-            eprintln!(
-                "\ninterrupt: stopping the script after the current step (Ctrl-C again to exit now)"
+            term::err(
+                "\ninterrupt: stopping the script after the current step (Ctrl-C again to exit now)",
             );
         });
         if let Err(e) = result {
-            eprintln!("warning: cannot install the Ctrl-C handler: {e}");
+            term::err(&format!("warning: cannot install the Ctrl-C handler: {e}"));
         }
     }
 
@@ -362,12 +398,12 @@ impl Ctx {
                 exit_code,
                 error: error.as_deref(),
             };
-            println!("{}", render::run_json(&doc));
+            term::out(&render::run_json(&doc));
         } else if gate.is_dry_run() {
-            println!("{}", render::plan_human(&gate.plan()));
+            term::out(&render::plan_human(&gate.plan()));
         } else if outcome.is_err() && !gate.journal().is_empty() {
             // A live run that failed part-way: say exactly what it had already done.
-            eprintln!("{}", render::journal_human(&gate.journal()));
+            term::err(&render::journal_human(&gate.journal()));
         }
         Ok(outcome?.exit_code)
     }

@@ -6,32 +6,33 @@ use super::{Ctx, ScriptsCommand};
 use crate::exit;
 use crate::script::api::{API_VERSION, PRIMITIVES};
 use crate::script::{self};
+use crate::term;
 
 pub(super) fn run(ctx: &Ctx, cmd: &ScriptsCommand) -> anyhow::Result<u8> {
     match cmd {
         ScriptsCommand::List => list(ctx),
         ScriptsCommand::Show { name } => {
             let script = ctx.script_for(name)?;
-            print!("{}", script.text);
+            // The text exactly as it will run, like `cat`.
+            term::out_raw(&script.text);
             Ok(exit::OK)
         }
         ScriptsCommand::Check { files } => check(ctx, files),
         ScriptsCommand::Api { json } => {
             if *json {
                 let doc = serde_json::json!({ "api_version": API_VERSION.to_string(), "primitives": PRIMITIVES });
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&doc).context("cannot render the API as JSON")?
+                term::out(
+                    &serde_json::to_string_pretty(&doc).context("cannot render the API as JSON")?,
                 );
             } else {
-                println!("primitive API {API_VERSION}");
+                term::out(&format!("primitive API {API_VERSION}"));
                 for p in PRIMITIVES {
-                    println!(
+                    term::out(&format!(
                         "{:<9} {:<62} {}",
                         if p.mutating { "mutating" } else { "read-only" },
                         p.signature,
                         p.doc
-                    );
+                    ));
                 }
             }
             Ok(exit::OK)
@@ -41,10 +42,10 @@ pub(super) fn run(ctx: &Ctx, cmd: &ScriptsCommand) -> anyhow::Result<u8> {
 
 fn list(ctx: &Ctx) -> anyhow::Result<u8> {
     let mut code = exit::OK;
-    println!(
+    term::out(&format!(
         "{:<12} {:<9} {:<8} {:<64} path",
         "name", "version", "source", "sha256"
-    );
+    ));
     for (name, resolved) in ctx.catalog.list() {
         match resolved {
             Ok(script) => {
@@ -57,17 +58,18 @@ fn list(ctx: &Ctx) -> anyhow::Result<u8> {
                     .as_ref()
                     .map(|p| p.display().to_string())
                     .unwrap_or_else(|| "(embedded)".into());
-                println!(
-                    "{name:<12} {version:<9} {:<8} {} {path}",
+                term::out(&format!(
+                    "{name:<12} {version:<9} {:<8} {} {}",
                     script.source.as_str(),
-                    script.sha256()
-                );
+                    script.sha256(),
+                    term::line(&path)
+                ));
             }
             Err(e) => {
-                eprintln!(
+                term::err(&format!(
                     "error: {name}: {}",
-                    e.to_string().lines().next().unwrap_or("")
-                );
+                    term::line(e.to_string().lines().next().unwrap_or(""))
+                ));
                 code = exit::FAILURE;
             }
         }
@@ -96,16 +98,16 @@ fn check(ctx: &Ctx, files: &[std::path::PathBuf]) -> anyhow::Result<u8> {
             Ok((s, header))
         });
         match result {
-            Ok((s, header)) => println!(
+            Ok((s, header)) => term::out(&format!(
                 "ok     {} {} ({}, api {})",
-                s.display_name(),
+                term::line(&s.display_name()),
                 header.version,
                 s.source.as_str(),
                 header.api
-            ),
+            )),
             Err(e) => {
                 failed += 1;
-                eprintln!("error: {e}");
+                term::err(&format!("error: {}", term::text(&e.to_string())));
             }
         }
     }

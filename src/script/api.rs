@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 /// The primitive API version this `cai` provides. Scripts declare a requirement (`//! api: 1`).
-pub const API_VERSION: semver::Version = semver::Version::new(1, 0, 0);
+pub const API_VERSION: semver::Version = semver::Version::new(1, 1, 0);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Primitive {
@@ -121,6 +121,13 @@ pub const PRIMITIVES: &[Primitive] = &[
         "report::checks(records: array) -> int",
         "prints check records (id, category, status, summary, remediation) as text or JSON; returns the number of errors",
         "report::checks([])",
+    ),
+    read(
+        "report",
+        "data",
+        "report::data(value: any)",
+        "adds VALUE to the reports of the --json document; does nothing without --json",
+        "report::data(#{})",
     ),
     read(
         "prompt",

@@ -19,11 +19,12 @@ use rustyline::{Context, Editor, Helper};
 
 use super::api::PRIMITIVES;
 use super::catalog::Catalog;
-use super::engine::{self, Budget, EngineOptions};
-use super::error;
+use super::engine::{self, Budget, EngineOptions, limits};
+use super::{error, guard};
 use crate::effects::Mode;
 use crate::host::Host;
 use crate::render;
+use crate::term;
 
 pub const HISTORY_FILE: &str = ".local/state/containai/repl_history";
 
@@ -159,7 +160,7 @@ pub fn run(host: &Rc<Host>, catalog: &Rc<Catalog>) -> anyhow::Result<u8> {
         let _ = editor.load_history(path);
     }
 
-    eprintln!("cai repl: dry-run mode, mutating primitives only record a plan; :help for commands");
+    term::err("cai repl: dry-run mode, mutating primitives only record a plan; :help for commands");
     let mut scope = Scope::new();
     let mut functions = AST::empty();
     let mut entries = 0_usize;
@@ -178,36 +179,37 @@ pub fn run(host: &Rc<Host>, catalog: &Rc<Catalog>) -> anyhow::Result<u8> {
         save_history(&mut editor, history.as_ref());
         match input {
             ":quit" | ":q" | ":exit" => break,
-            ":help" => println!("{HELP}"),
+            ":help" => term::out(HELP),
             ":plan" => {
-                println!("{}", render::plan_human(&host.gate.plan()));
+                term::out(&render::plan_human(&host.gate.plan()));
                 let journal = host.gate.journal();
                 if !journal.is_empty() {
-                    println!("{}", render::journal_human(&journal));
+                    term::out(&render::journal_human(&journal));
                 }
             }
             ":api" => {
                 for p in PRIMITIVES {
-                    println!(
+                    term::out(&format!(
                         "{:<8} {}",
                         if p.mutating { "mutating" } else { "read" },
                         p.signature
-                    );
+                    ));
                 }
             }
             ":live" => {
                 host.gate.set_mode(Mode::Live);
-                eprintln!(
-                    "warning: live mode: mutating primitives now change this host (stop containers, write units, install packages); :dry-run switches back"
+                term::err(
+                    "warning: live mode: mutating primitives now change this host (stop containers, write units, install packages); :dry-run switches back",
                 );
             }
             ":dry-run" => {
                 host.gate.set_mode(Mode::DryRun);
-                eprintln!("dry-run mode: mutating primitives only record a plan");
+                term::err("dry-run mode: mutating primitives only record a plan");
             }
-            other if other.starts_with(':') => {
-                eprintln!("error: unknown command {other}; :help lists commands")
-            }
+            other if other.starts_with(':') => term::err(&format!(
+                "error: unknown command {}; :help lists commands",
+                term::line(other)
+            )),
             _ => {
                 budget.restart();
                 host.interrupted.store(false, Ordering::SeqCst);
@@ -233,7 +235,10 @@ fn save_history(editor: &mut Editor<ReplHelper, DefaultHistory>, path: Option<&P
         let _ = std::fs::create_dir_all(dir);
     }
     if let Err(e) = editor.save_history(path) {
-        eprintln!("warning: cannot save history to {}: {e}", path.display());
+        term::err(&format!(
+            "warning: cannot save history to {}: {e}",
+            path.display()
+        ));
     }
 }
 
@@ -250,10 +255,13 @@ fn eval_entry(
     budget_secs: u64,
 ) {
     let label = format!("repl#{entry}");
-    let ast = match engine.compile_with_scope(scope, input) {
+    let ast = match engine::compile(engine, scope, input) {
         Ok(ast) => ast,
         Err(e) => {
-            eprintln!("error: {}", error::from_parse(&e, &label, input));
+            term::err(&format!(
+                "error: {}",
+                error::from_compile(&e, &label, input)
+            ));
             return;
         }
     };
@@ -262,13 +270,17 @@ fn eval_entry(
     let runnable = functions.merge(&ast);
     match engine.eval_ast_with_scope::<Dynamic>(scope, &runnable) {
         Ok(value) if value.is_unit() => {}
-        Ok(value) => println!("=> {value:?}"),
-        Err(e) => eprintln!(
+        // Debug formatting recurses once per level of nesting.
+        Ok(value) if guard::nesting_depth(&value) > limits::NESTING => {
+            term::err(&format!("error: {}", guard::nested_too_deep("shown")))
+        }
+        Ok(value) => term::out(&format!("=> {}", term::text(&format!("{value:?}")))),
+        Err(e) => term::err(&format!(
             "error: {}",
             error::from_eval_in(&e, &label, input, budget_secs, &|name| {
                 defined.iter().any(|d| d == name)
             })
-        ),
+        )),
     }
 }
 

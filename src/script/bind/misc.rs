@@ -1,7 +1,7 @@
 //! `run::`, `platform::`, `prompt::`, `log::` and `sysbox::` bindings: facts about this run and
 //! this machine, and the only way a script talks to the operator.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 use std::rc::Rc;
 
 use rhai::{Array, Dynamic, NativeCallContext};
@@ -9,6 +9,9 @@ use rhai::{Array, Dynamic, NativeCallContext};
 use super::{Registrar, fail_at, to_dynamic};
 use crate::host::{Host, platform, sysbox};
 use crate::render::{self, CheckRecord, Status};
+use crate::script::engine::limits;
+use crate::script::guard;
+use crate::term;
 
 pub fn register(reg: &mut Registrar, host: &Rc<Host>, args: &Rc<Vec<String>>, json: bool) {
     let a = args.clone();
@@ -47,7 +50,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>, args: &Rc<Vec<String>>, js
                 // With --json the records join the one document printed at the end of the run.
                 h.reports.borrow_mut().push(render::checks_value(&records));
             } else {
-                println!("{}", render::checks_human(&records));
+                term::out(&render::checks_human(&records));
             }
             Ok(
                 i64::try_from(records.iter().filter(|r| r.status == Status::Error).count())
@@ -57,26 +60,45 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>, args: &Rc<Vec<String>>, js
     );
 
     let h = host.clone();
+    reg.add(
+        "report",
+        "data",
+        move |ctx: NativeCallContext, value: Dynamic| {
+            if !json {
+                return Ok(());
+            }
+            // Converting to JSON recurses once per level of nesting.
+            if guard::nesting_depth(&value) > limits::NESTING {
+                return Err(fail_at(&ctx, guard::too_deep("report::data", "converted")));
+            }
+            let value = rhai::serde::from_dynamic::<serde_json::Value>(&value)
+                .map_err(|e| fail_at(&ctx, format!("report::data: {e}")))?;
+            h.reports.borrow_mut().push(value);
+            Ok(())
+        },
+    );
+
+    let h = host.clone();
     reg.add("prompt", "confirm", move |question: &str| {
         Ok(confirm(&h, question))
     });
 
     reg.add("log", "info", |m: &str| {
-        eprintln!("info: {m}");
+        term::err(&format!("info: {}", term::text(m)));
         Ok(())
     });
     reg.add("log", "warn", |m: &str| {
-        eprintln!("warning: {m}");
+        term::err(&format!("warning: {}", term::text(m)));
         Ok(())
     });
     reg.add("log", "error", |m: &str| {
-        eprintln!("error: {m}");
+        term::err(&format!("error: {}", term::text(m)));
         Ok(())
     });
     let h = host.clone();
     reg.add("log", "verbose", move |m: &str| {
         if h.verbose {
-            eprintln!("debug: {m}");
+            term::err(&format!("debug: {}", term::text(m)));
         }
         Ok(())
     });
@@ -101,8 +123,7 @@ fn confirm(host: &Host, question: &str) -> bool {
     if !host.interactive || !std::io::stdin().is_terminal() {
         return false;
     }
-    eprint!("{question} [y/N] ");
-    let _ = std::io::stderr().flush();
+    term::err_raw(&format!("{} [y/N] ", term::line(question)));
     let mut line = String::new();
     if std::io::stdin().lock().read_line(&mut line).is_err() {
         return false;
