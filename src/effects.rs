@@ -216,10 +216,11 @@ impl Gate {
         if let Err(e) = self.write_line(seq, "outcome", outcome) {
             // The action already happened; failing now would hide that. The intent line says it
             // was attempted, and the operator learns that its outcome is missing.
-            eprintln!(
+            crate::term::err(&format!(
                 "warning: cannot journal the outcome of {} {}: {e}",
-                entry.action.kind, entry.action.target
-            );
+                crate::term::line(&entry.action.kind),
+                crate::term::line(&entry.action.target)
+            ));
         }
         self.journal.borrow_mut().push(entry);
         result.map_err(GateError::Action)

@@ -13,6 +13,7 @@ pub mod host;
 pub mod plan;
 pub mod render;
 pub mod script;
+pub mod term;
 
 /// Runs `cai` with the given arguments and returns the process exit code.
 pub fn main_with_args<I, T>(args: I) -> u8

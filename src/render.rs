@@ -1,10 +1,15 @@
 //! Human and JSON output of a run: the plan a dry run recorded, or the journal of a live run.
 //! Both renderings come from the same [`crate::effects`] records.
+//!
+//! Every field of the human rendering is escaped for the terminal ([`term::line`]): targets,
+//! details and check records carry names that scripts and containers chose. JSON keeps every
+//! string exact; only the characters a terminal would act on are written as `\u` escapes.
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::effects::{Action, JournalEntry, Mode};
+use crate::term;
 
 /// The human rendering of a dry-run plan.
 pub fn plan_human(plan: &[Action]) -> String {
@@ -20,8 +25,8 @@ pub fn plan_human(plan: &[Action]) -> String {
         out.push_str(&format!(
             "\n  {:>2}. {:<22} {}",
             i + 1,
-            action.kind,
-            action.target
+            term::line(&action.kind),
+            term::line(&action.target)
         ));
         if let Some(details) = details_text(&action.details) {
             out.push_str(&format!("  ({details})"));
@@ -51,14 +56,15 @@ pub fn journal_human(journal: &[JournalEntry]) -> String {
     for (i, entry) in journal.iter().enumerate() {
         let outcome = match (&entry.outcome, &entry.error) {
             (crate::effects::Outcome::Done, _) => "done".to_string(),
-            (crate::effects::Outcome::Failed, Some(e)) => format!("failed: {e}"),
+            // A failure can quote a program's stderr, framed over several lines.
+            (crate::effects::Outcome::Failed, Some(e)) => format!("failed: {}", term::text(e)),
             (crate::effects::Outcome::Failed, None) => "failed".to_string(),
         };
         out.push_str(&format!(
             "\n  {:>2}. {:<22} {}  [{outcome}]",
             i + 1,
-            entry.action.kind,
-            entry.action.target
+            term::line(&entry.action.kind),
+            term::line(&entry.action.target)
         ));
     }
     out
@@ -70,8 +76,8 @@ fn details_text(details: &serde_json::Value) -> Option<String> {
         .iter()
         .filter(|(k, _)| !matches!(k.as_str(), "ids" | "diff"))
         .map(|(k, v)| match v {
-            serde_json::Value::String(s) => format!("{k}={s}"),
-            other => format!("{k}={other}"),
+            serde_json::Value::String(s) => format!("{}={}", term::line(k), term::line(s)),
+            other => format!("{}={}", term::line(k), term::line(&other.to_string())),
         })
         .collect();
     (!parts.is_empty()).then(|| parts.join(", "))
@@ -100,7 +106,22 @@ pub fn run_json(doc: &RunDocument<'_>) -> String {
         "exit_code": doc.exit_code,
         "error": doc.error,
     });
-    serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".to_string())
+    terminal_safe_json(&serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".to_string()))
+}
+
+/// Writes C1 and bidirectional control characters as `\uXXXX` escapes (serde_json leaves them
+/// raw). Outside strings JSON text has only ASCII, so every such character is inside a string,
+/// where the escape stands for exactly the same character.
+fn terminal_safe_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if ('\u{7f}'..='\u{9f}').contains(&c) || term::is_bidi_control(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Status of one health check.
@@ -144,11 +165,16 @@ pub fn checks_human(records: &[CheckRecord]) -> String {
         out.push_str(&format!(
             "{:<8} {:<22} {}\n",
             r.status.as_str(),
-            r.id,
-            r.summary
+            term::line(&r.id),
+            term::line(&r.summary)
         ));
         for line in r.remediation.lines().filter(|l| !l.trim().is_empty()) {
-            out.push_str(&format!("{:<8} {:<22} help: {line}\n", "", ""));
+            out.push_str(&format!(
+                "{:<8} {:<22} help: {}\n",
+                "",
+                "",
+                term::line(line)
+            ));
         }
     }
     let count = |s: Status| records.iter().filter(|r| r.status == s).count();
@@ -218,5 +244,40 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn human_output_escapes_what_a_terminal_would_act_on() {
+        let hostile = "x\x1b[2K\r\u{202e}y\nz";
+        let plan = vec![Action::new(
+            "containers.stop",
+            hostile,
+            json!({"ids": ["a"], "note": hostile, "n": [hostile]}),
+        )];
+        let records = vec![CheckRecord {
+            id: hostile.into(),
+            category: "c".into(),
+            status: Status::Warn,
+            summary: hostile.into(),
+            remediation: hostile.into(),
+        }];
+        for text in [plan_human(&plan), checks_human(&records)] {
+            assert!(!text.contains(['\x1b', '\r', '\u{202e}']), "{text:?}");
+            assert!(text.contains("x\\x1b[2K\\r\\u{202e}y"), "{text:?}");
+        }
+        let doc = RunDocument {
+            mode: Mode::DryRun,
+            plan: &plan,
+            journal: &[],
+            reports: &[json!({"s": "\u{202e}\u{9b}"})],
+            result: &serde_json::Value::Null,
+            exit_code: 0,
+            error: None,
+        };
+        let text = run_json(&doc);
+        assert!(!text.contains(['\x1b', '\u{202e}', '\u{9b}']), "{text}");
+        let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed["plan"][0]["target"], hostile);
+        assert_eq!(parsed["reports"][0]["s"], "\u{202e}\u{9b}");
     }
 }

@@ -443,3 +443,378 @@ fn import_cycles_are_refused_not_a_stack_overflow() {
         "{stderr}"
     );
 }
+
+/// A `--config` file that gives scripts a wall-clock budget of `secs`.
+fn budget_config(host: &TestHost, secs: u64) -> std::path::PathBuf {
+    let path = host.home.path().join("budget.toml");
+    std::fs::write(&path, format!("script_timeout_secs = {secs}\n")).unwrap();
+    path
+}
+
+/// A site module `lib/NAME` with `body` after the header.
+fn site_module(host: &TestHost, name: &str, body: &str) {
+    let lib = host.root().join("etc/containai/scripts/lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(lib.join(format!("{name}.rhai")), format!("{HEADER}{body}")).unwrap();
+}
+
+#[test]
+fn sleep_cannot_outwait_the_wall_clock_budget() {
+    let host = TestHost::new();
+    let config = budget_config(&host, 2);
+    for call in ["sleep(30);", "sleep(1e300);"] {
+        let script = host.script("t.rhai", &format!("{HEADER}{call}\nprint(\"after\");\n"));
+        let start = Instant::now();
+        let out = host
+            .cai()
+            .arg("--config")
+            .arg(&config)
+            .args(["run", script.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let (code, stdout, stderr) = support::decode(out);
+        assert_eq!(code, 1, "{call}: {stderr}");
+        assert!(
+            stderr.contains("t.rhai:3:1: script stopped: it ran past its wall-clock budget of 2 s"),
+            "{call}: {stderr}"
+        );
+        assert!(!stdout.contains("after"), "{call}: {stdout}");
+        assert!(start.elapsed() < Duration::from_secs(10), "{call}");
+    }
+    for (call, expect) in [
+        ("sleep(-1);", "sleep: -1 is not a number of seconds"),
+        ("sleep(0.0 / 0.0);", "sleep: NaN is not a number of seconds"),
+    ] {
+        let (code, _, stderr) = run_text(&host, call);
+        assert_eq!(code, 1, "{call}: {stderr}");
+        assert!(stderr.contains(expect), "{call}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{call}: {stderr}");
+    }
+    let (code, stdout, stderr) = run_text(&host, "sleep(0.1);\nsleep(0);\nprint(\"slept\");");
+    assert_eq!((code, stdout.as_str()), (0, "slept\n"), "{stderr}");
+}
+
+#[test]
+fn ctrl_c_stops_a_sleeping_script() {
+    use std::io::BufRead;
+    let host = TestHost::new();
+    let script = host.script(
+        "nap.rhai",
+        &format!("{HEADER}print(\"sleeping\");\nsleep(60);\n"),
+    );
+    let mut child = host
+        .cai()
+        .args(["run", script.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "sleeping\n");
+    let start = Instant::now();
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("script interrupted by Ctrl-C"), "{stderr}");
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn oversized_scripts_are_refused_before_compiling() {
+    let host = TestHost::new();
+    let functions: String = (0..300_000)
+        .map(|i| format!("fn f{i}() {{ {i} }}\n"))
+        .collect();
+    let big = host.script("big.rhai", &format!("{HEADER}{functions}"));
+    let start = Instant::now();
+    for args in [vec!["run"], vec!["scripts", "check"]] {
+        let mut args = args;
+        args.push(big.to_str().unwrap());
+        let (code, _, stderr) = host.run(&args);
+        assert_eq!(code, 1, "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("big.rhai: script is ")
+                && stderr.contains("over the sandbox limit of 1048576 bytes (1 MiB)"),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert!(start.elapsed() < Duration::from_secs(20));
+
+    // Small enough, but more functions than the limit.
+    let functions: String = (0..2000)
+        .map(|i| format!("fn f{i}() {{ {i} }}\n"))
+        .collect();
+    let (code, _, stderr) = run_text(&host, &functions);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("t.rhai:1027:1: the script defines more than 1024 functions"),
+        "{stderr}"
+    );
+
+    // An imported module is held to the same limit.
+    site_module(&host, "big", &"// padding\n".repeat(100_000));
+    let (code, stdout, stderr) = run_text(&host, "import \"lib/big\" as b;\nprint(\"after\");");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(!stdout.contains("after"));
+    assert!(
+        stderr.contains("import \"lib/big\" refused: ")
+            && stderr.contains("over the sandbox limit of 1048576 bytes"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn exit_at_the_top_of_an_imported_module_ends_the_run() {
+    let host = TestHost::new();
+    site_module(&host, "x", "exit(3);\nfn unused() { 1 }\n");
+    site_module(&host, "y", "import \"lib/x\" as x;\nexport const Y = 1;\n");
+    site_module(&host, "z", "fn quit() { exit(4); }\n");
+    for (body, expect) in [
+        ("import \"lib/x\" as x;\nprint(\"after\");", 3),
+        // Through a module that imports it.
+        ("import \"lib/y\" as y;\nprint(\"after\");", 3),
+        // From an import inside a function.
+        (
+            "fn f() { import \"lib/x\" as x; print(\"inner\"); }\nf();\nprint(\"after\");",
+            3,
+        ),
+        // From a module's function.
+        ("import \"lib/z\" as z;\nz::quit();\nprint(\"after\");", 4),
+    ] {
+        let (code, stdout, stderr) = run_text(&host, body);
+        assert_eq!(code, expect, "{body}: {stderr}");
+        assert_eq!(stdout, "", "{body}");
+    }
+}
+
+#[test]
+fn printing_to_a_closed_pipe_is_one_error_not_a_panic() {
+    let host = TestHost::new();
+    // More than a pipe buffer holds, so the writes fail whenever the reader goes away.
+    let script = host.script(
+        "chatty.rhai",
+        &format!(
+            "{HEADER}let s = \"x\"; for i in 0..10 {{ s += s; }}\nfor i in 0..200 {{ print(s); }}\nlog::info(\"still running\");\n"
+        ),
+    );
+    for extra in [None, Some("--dry-run"), Some("--json")] {
+        let mut cmd = host.cai();
+        cmd.args(["run", script.to_str().unwrap()]);
+        cmd.args(extra);
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{extra:?}: {stderr}");
+        // The run went on to its end, then said once what was lost.
+        assert!(
+            stderr.contains("info: still running"),
+            "{extra:?}: {stderr}"
+        );
+        assert_eq!(
+            stderr
+                .lines()
+                .filter(|l| l.starts_with("error: "))
+                .collect::<Vec<_>>(),
+            ["error: standard output was closed before all output was written"],
+            "{extra:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn control_characters_and_bidi_overrides_are_escaped_on_the_terminal() {
+    let host = TestHost::new();
+    let body = r#"let evil = "ok\x1b[2K\r\u202eevil";
+print(evil);
+debug(evil);
+log::info(evil);
+log::warn(evil);
+containers::stop([evil], 100);
+report::checks([#{id: evil, category: "c", status: "warn", summary: evil, remediation: evil}]);
+report::data(#{s: evil});
+throw evil + "\n" + evil;
+"#;
+    let evil = "ok\x1b[2K\r\u{202e}evil";
+    let script = host.script("t.rhai", &format!("{HEADER}{body}"));
+    let path = script.to_str().unwrap();
+
+    let (code, stdout, stderr) = host.run(&["run", "--dry-run", path]);
+    assert_eq!(code, 1, "{stderr}");
+    for stream in [&stdout, &stderr] {
+        assert!(!stream.contains(['\x1b', '\r', '\u{202e}']), "{stream:?}");
+    }
+    let shown = r"ok\x1b[2K\r\u{202e}evil";
+    assert!(stdout.contains(&format!("{shown}\n")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("containers.stop        {shown}")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("warn     {shown} {shown}")),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!("help: {shown}")), "{stdout}");
+    assert!(stderr.contains(&format!("info: {shown}\n")), "{stderr}");
+    assert!(stderr.contains(&format!("warning: {shown}\n")), "{stderr}");
+    // A thrown message keeps its line breaks.
+    assert!(
+        stderr.contains(&format!(
+            "error: {}:11:1: {shown}\n{shown}\n",
+            script.display()
+        )),
+        "{stderr}"
+    );
+
+    // JSON carries the exact strings; stdout still has no raw escape or override.
+    let (code, stdout, stderr) = host.run(&["run", "--dry-run", "--json", path]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(!stdout.contains(['\x1b', '\r', '\u{202e}']), "{stdout}");
+    assert!(!stderr.contains(['\x1b', '\r', '\u{202e}']), "{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON document");
+    assert_eq!(doc["plan"][0]["target"], evil);
+    assert_eq!(doc["reports"][0]["checks"][0]["summary"], evil);
+    assert_eq!(doc["reports"][1]["s"], evil);
+}
+
+#[test]
+fn deeply_nested_values_error_cleanly_instead_of_overflowing_the_stack() {
+    let host = TestHost::new();
+    let build = "let a = [];\nfor i in 0..3000 { a = [a]; }\nlet m = #{};\nfor i in 0..2000 { m = #{x: m}; }\n";
+    for (line, expect) in [
+        (
+            "print(a);",
+            "print: arrays and maps nested more than 64 levels deep cannot be shown",
+        ),
+        (
+            "debug(m);",
+            "debug: arrays and maps nested more than 64 levels deep cannot be shown",
+        ),
+        (
+            "a == a",
+            "==: arrays and maps nested more than 64 levels deep cannot be compared",
+        ),
+        (
+            "m != m",
+            "!=: arrays and maps nested more than 64 levels deep cannot be compared",
+        ),
+        ("a in [a]", "==: arrays and maps nested"),
+        ("[[1]].contains(a)", "==: arrays and maps nested"),
+        ("[[1]].index_of(a)", "==: arrays and maps nested"),
+        ("m.to_json()", "to_json: arrays and maps nested"),
+        (
+            "print(`${a}`);",
+            "script stopped: arrays and maps nested more than 64 levels deep cannot be turned into text",
+        ),
+        (
+            "let s = \"x\" + m;\n1",
+            "script stopped: arrays and maps nested more than 64 levels deep cannot be turned into text",
+        ),
+        ("throw a;", "throw: arrays and maps nested"),
+        ("exit(a);", "script result (array) is not an exit code"),
+    ] {
+        let (code, _, stderr) = run_text(&host, &format!("{build}{line}"));
+        assert_eq!(code, 1, "{line}: {stderr}");
+        assert!(stderr.contains(expect), "{line}: {stderr}");
+        assert!(stderr.contains("t.rhai:"), "{line}: {stderr}");
+    }
+    let script = host.script("t.rhai", &format!("{HEADER}{build}report::data(a);"));
+    let (code, stdout, stderr) = host.run(&["run", "--json", script.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON document");
+    assert!(
+        doc["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("report::data: arrays and maps nested")),
+        "{stdout}"
+    );
+
+    // Building, copying and dropping a value as deep as that is no crash either.
+    let (code, stdout, stderr) = run_text(
+        &host,
+        "let a = [];\nfor i in 0..10000 { a = [take(a)]; }\nlet b = a;\nprint(\"built\");",
+    );
+    assert_eq!((code, stdout.as_str()), (0, "built\n"), "{stderr}");
+}
+
+#[test]
+fn curried_function_pointers_are_refused() {
+    let host = TestHost::new();
+    for body in [
+        "let f = Fn(\"x\");\nfor i in 0..40 { f = f.curry(f); }",
+        "let f = Fn(\"x\");\nfor i in 0..40 { f = curry(f, f); }",
+    ] {
+        let start = Instant::now();
+        let (code, _, stderr) = run_text(&host, body);
+        assert_eq!(code, 1, "{body}: {stderr}");
+        assert!(
+            stderr.contains("syntax error: `curry` is disabled in the sandbox"),
+            "{body}: {stderr}"
+        );
+        assert!(start.elapsed() < Duration::from_secs(10));
+    }
+}
+
+#[test]
+fn closures_capturing_variables_are_refused_not_a_stack_overflow() {
+    let host = TestHost::new();
+    // Each closure shares the one before; dropping the chain recursed once per link.
+    let (code, _, stderr) = run_text(
+        &host,
+        "let a = 0;\nfor i in 0..100000 { let b = a; a = || b; }\na = 0;",
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "t.rhai:4:40: closures cannot use variables of the code around them; this one uses `b`"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("help: use a `for` loop"), "{stderr}");
+    // Closures that use only their parameters work as before.
+    let (code, stdout, stderr) = run_text(&host, "print([1, 2, 3].filter(|x| x > 1));");
+    assert_eq!((code, stdout.as_str()), (0, "[2, 3]\n"), "{stderr}");
+}
+
+#[test]
+fn script_results_that_are_not_exit_codes_fail() {
+    let host = TestHost::new();
+    for (body, kind) in [
+        ("exit(\"x\");", "string"),
+        ("1.5", "f64"),
+        ("true", "bool"),
+        ("#{a: 1}", "map"),
+        ("[0]", "array"),
+    ] {
+        let (code, _, stderr) = run_text(&host, body);
+        assert_eq!(code, 1, "{body}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "t.rhai: script result ({kind}) is not an exit code (expected an integer 0..=255 or nothing)"
+            )),
+            "{body}: {stderr}"
+        );
+    }
+    for (body, expect) in [("()", 0), ("exit(7);", 7), ("exit();", 0), ("255", 255)] {
+        let (code, _, stderr) = run_text(&host, body);
+        assert_eq!(code, expect, "{body}: {stderr}");
+    }
+    // detect hands its facts to the JSON document instead of returning them.
+    let (code, stdout, stderr) = host.run(&["run", "detect", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON document");
+    assert_eq!(doc["result"], serde_json::Value::Null);
+    assert!(doc["reports"][0]["platform"].is_string(), "{stdout}");
+}

@@ -3,7 +3,8 @@
 //! Arguments are handled in two stages: first only what the user typed is checked (clap), then the
 //! machine is probed once (terminal, home, `PATH`, config, platform) into a [`Host`]. Every
 //! failure reaches [`main`] as one [`Error`], whose [`Error::code`] is the exit status; commands
-//! return their own code otherwise. Nothing here decides policy.
+//! return their own code otherwise. Output that could not be written because stdout was closed is
+//! reported there too, once the command has finished. Nothing here decides policy.
 
 pub mod packaging;
 mod scripts;
@@ -27,6 +28,8 @@ use crate::host::{Host, HostOptions};
 use crate::render;
 use crate::script;
 use crate::script::catalog::{Catalog, Script};
+use crate::script::engine::limits;
+use crate::term;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -166,19 +169,52 @@ where
             return code;
         }
     };
-    match dispatch(cli) {
+    let code = match on_script_stack(move || dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            term::err(&format!("error: {}", term::text(&e.to_string())));
             e.code()
         }
+    };
+    if term::stdout_lost() {
+        // The command ran to its end; only its output is incomplete.
+        term::err("error: standard output was closed before all output was written");
+        if code == exit::OK {
+            return exit::FAILURE;
+        }
+    }
+    code
+}
+
+/// Runs a command on a thread whose stack fits the deepest value the sandbox lets a script
+/// build ([`limits::STACK_BYTES`]); the main thread's stack is a few MiB.
+fn on_script_stack(
+    command: impl FnOnce() -> Result<u8, Error> + Send + 'static,
+) -> Result<u8, Error> {
+    let thread = std::thread::Builder::new()
+        .name("cai".into())
+        .stack_size(limits::STACK_BYTES)
+        .spawn(command)
+        .map_err(|e| {
+            Error::Input(format!(
+                "cannot start a thread with a {} MiB stack for scripts: {e}",
+                limits::STACK_BYTES / (1024 * 1024)
+            ))
+        })?;
+    match thread.join() {
+        Ok(result) => result,
+        // The panic message is already on stderr; keep the exit status of a panic.
+        Err(panic) => std::panic::resume_unwind(panic),
     }
 }
 
 fn dispatch(cli: Cli) -> Result<u8, Error> {
     match &cli.command {
         Command::Completions { shell } => {
-            clap_complete::generate(*shell, &mut Cli::command(), "cai", &mut std::io::stdout());
+            // Into memory first: the generator panics when its writer fails.
+            let mut text = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "cai", &mut text);
+            term::out_raw(&String::from_utf8_lossy(&text));
             Ok(exit::OK)
         }
         Command::Packaging(PackagingCommand::PatchControl { dir }) => {
@@ -338,21 +374,21 @@ impl Ctx {
                     Ok(_) | Err(std::sync::TryLockError::Poisoned(_)) => false,
                 };
                 if performing {
-                    eprintln!(
-                        "\ninterrupted again: waiting for the action in progress to finish and be journalled"
+                    term::err(
+                        "\ninterrupted again: waiting for the action in progress to finish and be journalled",
                     );
                 }
                 // Held by the gate from an action's intent to its outcome entry.
                 let _done = in_flight.lock();
-                eprintln!("\ninterrupted again: exiting now");
+                term::err("\ninterrupted again: exiting now");
                 std::process::exit(i32::from(exit::INTERRUPTED));
             }
-            eprintln!(
-                "\ninterrupt: stopping the script after the current step (Ctrl-C again to exit now)"
+            term::err(
+                "\ninterrupt: stopping the script after the current step (Ctrl-C again to exit once the action in progress is done)",
             );
         });
         if let Err(e) = result {
-            eprintln!("warning: cannot install the Ctrl-C handler: {e}");
+            term::err(&format!("warning: cannot install the Ctrl-C handler: {e}"));
         }
     }
 
@@ -376,12 +412,12 @@ impl Ctx {
                 exit_code,
                 error: error.as_deref(),
             };
-            println!("{}", render::run_json(&doc));
+            term::out(&render::run_json(&doc));
         } else if gate.is_dry_run() {
-            println!("{}", render::plan_human(&gate.plan()));
+            term::out(&render::plan_human(&gate.plan()));
         } else if outcome.is_err() && !gate.journal().is_empty() {
             // A live run that failed part-way: say exactly what it had already done.
-            eprintln!("{}", render::journal_human(&gate.journal()));
+            term::err(&render::journal_human(&gate.journal()));
         }
         Ok(outcome?.exit_code)
     }

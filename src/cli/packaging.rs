@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use crate::plan::deb822::{self, Patch};
+use crate::term;
 
 /// Every failure here (nothing to patch, or a file that cannot be brought into shape) is the
 /// shared failure code: the build script only needs to know whether to stop.
@@ -26,9 +27,9 @@ const FAILURE: i32 = crate::error::FAILURE as i32;
 /// `error: <path>: …` on stderr for each that does not; returns 0 only when all pass.
 pub fn patch_control(dir: &Path) -> anyhow::Result<i32> {
     if !dir.is_dir() {
-        eprintln!("error: {} is not a directory", dir.display());
-        eprintln!(
-            "help: pass the packaging checkout, e.g. cai packaging patch-control sysbox/sysbox-pkgr"
+        term::err(&format!("error: {} is not a directory", dir.display()));
+        term::err(
+            "help: pass the packaging checkout, e.g. cai packaging patch-control sysbox/sysbox-pkgr",
         );
         return Ok(FAILURE);
     }
@@ -36,12 +37,12 @@ pub fn patch_control(dir: &Path) -> anyhow::Result<i32> {
     find_control_files(dir, &mut files)?;
     files.sort();
     if files.is_empty() {
-        eprintln!(
+        term::err(&format!(
             "error: no control files under {}: expected files named deb/<package>/control",
             dir.display()
-        );
-        eprintln!(
-            "help: pass the packaging checkout, e.g. cai packaging patch-control sysbox/sysbox-pkgr"
+        ));
+        term::err(
+            "help: pass the packaging checkout, e.g. cai packaging patch-control sysbox/sysbox-pkgr",
         );
         return Ok(FAILURE);
     }
@@ -49,10 +50,10 @@ pub fn patch_control(dir: &Path) -> anyhow::Result<i32> {
     let mut failed = false;
     for path in &files {
         match patch_file(path)? {
-            Ok(true) => println!("patched {}", path.display()),
-            Ok(false) => println!("unchanged {}", path.display()),
+            Ok(true) => term::out(&format!("patched {}", path.display())),
+            Ok(false) => term::out(&format!("unchanged {}", path.display())),
             Err(error) => {
-                eprintln!("error: {}: {error}", path.display());
+                term::err(&format!("error: {}: {error}", path.display()));
                 failed = true;
             }
         }

@@ -6,6 +6,7 @@ use crate::error::{self as exit, Error};
 use crate::script::api::API_VERSION;
 use crate::script::catalog::{self, UnitTemplate};
 use crate::script::{self, bind};
+use crate::term;
 
 /// How `cai scripts list|show` name unit templates.
 const UNITS_PREFIX: &str = "units/";
@@ -19,7 +20,8 @@ pub(super) fn run(ctx: &Ctx, cmd: &ScriptsCommand) -> Result<u8, Error> {
                 Some(unit) => ctx.catalog.unit_template(unit)?.text,
                 None => ctx.script_for(name)?.text,
             };
-            print!("{text}");
+            // The text exactly as it will run, like `cat`.
+            term::out_raw(&text);
             Ok(exit::OK)
         }
         ScriptsCommand::Check { files } => check(ctx, files),
@@ -28,16 +30,16 @@ pub(super) fn run(ctx: &Ctx, cmd: &ScriptsCommand) -> Result<u8, Error> {
             let primitives = bind::primitives(&ctx.host, &ctx.catalog);
             if *json {
                 let doc = serde_json::json!({ "api_version": API_VERSION.to_string(), "primitives": primitives });
-                println!("{doc:#}");
+                term::out(&format!("{doc:#}"));
             } else {
-                println!("primitive API {API_VERSION}");
+                term::out(&format!("primitive API {API_VERSION}"));
                 for p in &primitives {
-                    println!(
+                    term::out(&format!(
                         "{:<9} {:<62} {}",
                         if p.mutating { "mutating" } else { "read-only" },
                         p.signature,
                         p.doc
-                    );
+                    ));
                 }
             }
             Ok(exit::OK)
@@ -85,18 +87,21 @@ fn list(ctx: &Ctx) -> Result<u8, Error> {
     }
 
     let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0).max(12);
-    println!(
+    term::out(&format!(
         "{:<width$} {:<9} {:<8} {:<64} path",
         "name", "version", "source", "sha256"
-    );
+    ));
     let mut code = exit::OK;
     for (name, row) in rows {
         match row {
             Ok([version, source, sha256, path]) => {
-                println!("{name:<width$} {version:<9} {source:<8} {sha256} {path}");
+                let path = term::line(&path);
+                term::out(&format!(
+                    "{name:<width$} {version:<9} {source:<8} {sha256} {path}"
+                ));
             }
             Err(reason) => {
-                eprintln!("error: {name}: {reason}");
+                term::err(&format!("error: {name}: {}", term::line(&reason)));
                 code = exit::FAILURE;
             }
         }
@@ -108,11 +113,11 @@ fn list(ctx: &Ctx) -> Result<u8, Error> {
 fn check_unit(ctx: &Ctx, unit: Result<UnitTemplate, Error>) -> Result<(), Error> {
     let unit = unit?;
     unit.render(&ctx.host.config)?;
-    println!(
+    term::out(&format!(
         "ok     {} ({}, unit template)",
-        unit.display_name(),
+        term::line(&unit.display_name()),
         unit.source.as_str()
-    );
+    ));
     Ok(())
 }
 
@@ -148,7 +153,7 @@ fn check(ctx: &Ctx, files: &[std::path::PathBuf]) -> Result<u8, Error> {
     for unit in units {
         if let Err(e) = check_unit(ctx, unit) {
             failed += 1;
-            eprintln!("error: {e}");
+            term::err(&format!("error: {}", term::text(&e.to_string())));
         }
     }
     for script in scripts {
@@ -158,20 +163,20 @@ fn check(ctx: &Ctx, files: &[std::path::PathBuf]) -> Result<u8, Error> {
         });
         match result {
             Ok((s, header)) => {
-                println!(
+                term::out(&format!(
                     "ok     {} {} ({}, api {})",
-                    s.display_name(),
+                    term::line(&s.display_name()),
                     header.version,
                     s.source.as_str(),
                     header.api
-                );
+                ));
                 if let Some(note) = header.note {
-                    eprintln!("note: {note}");
+                    term::err(&format!("note: {}", term::line(&note)));
                 }
             }
             Err(e) => {
                 failed += 1;
-                eprintln!("error: {e}");
+                term::err(&format!("error: {}", term::text(&e.to_string())));
             }
         }
     }

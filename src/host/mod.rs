@@ -14,7 +14,7 @@ pub mod systemd;
 pub mod trust;
 
 use std::ffi::OsString;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -162,8 +162,7 @@ impl Host {
         if !self.interactive || !std::io::stdin().is_terminal() {
             return false;
         }
-        eprint!("{question} [y/N] ");
-        let _ = std::io::stderr().flush();
+        crate::term::err_raw(&format!("{} [y/N] ", crate::term::line(question)));
         let mut line = String::new();
         if std::io::stdin().lock().read_line(&mut line).is_err() {
             return false;

@@ -1,21 +1,27 @@
 //! The one engine factory. It starts from `Engine::new_raw()` plus the standard package, sets
-//! every limit, disables `eval`, installs a module resolver that serves only catalog modules (no
-//! file-system resolution), stops runaway scripts on a wall-clock budget or Ctrl-C, and registers
-//! the primitives. Optimization stays at `Simple`: `Full` would run registered functions at
-//! compile time, outside the effect gate's view of the run.
+//! every limit, disables `eval` and `curry`, installs a module resolver that serves only catalog
+//! modules (no file-system resolution), stops runaway scripts on a wall-clock budget or Ctrl-C,
+//! replaces the standard functions that would escape those limits ([`super::guard`]), and
+//! registers the primitives. Every script and module text is compiled through [`compile`].
+//! Optimization stays at `Simple`: `Full` would run registered functions at compile time,
+//! outside the effect gate's view of the run.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rhai::module_resolvers::ModuleResolver;
 use rhai::packages::{Package, StandardPackage};
-use rhai::{Engine, EvalAltResult, Module, OptimizationLevel, Position, Scope, Shared};
+use rhai::{
+    AST, Dynamic, Engine, EvalAltResult, FuncRegistration, Module, OptimizationLevel, ParseError,
+    Position, Scope, Shared,
+};
 
-use super::bind;
 use super::catalog::{Catalog, validate_name};
+use super::{bind, guard};
 use crate::host::Host;
 
 /// Sandbox limits. Generous for real flows, small enough that a runaway script fails fast.
@@ -28,17 +34,40 @@ pub mod limits {
     pub const ARRAY_SIZE: usize = 100_000;
     pub const MAP_SIZE: usize = 100_000;
     pub const MODULES: usize = 64;
+    /// Bytes of one script or module text. Checked before the parser sees the text, since
+    /// compiling is not covered by the wall-clock budget; the bundled flows are a few KiB.
+    pub const SCRIPT_BYTES: usize = 1024 * 1024;
+    /// Functions, closures included, that one script or module text may define.
+    pub const FUNCTIONS: usize = 1024;
+    /// Levels of arrays and maps inside each other that a value may have when it is shown,
+    /// compared or converted: each level costs a native call on the stack.
+    pub const NESTING: usize = 64;
+    /// Stack of the thread that runs a command. A value can be nested as deep as the size limits
+    /// allow (`ARRAY_SIZE + MAP_SIZE` levels), and Rhai clones, drops and measures values by
+    /// recursion; a debug build needs up to 2.5 KiB a level for maps, a release build far less.
+    /// Only the pages a run touches are committed.
+    pub const STACK_BYTES: usize = 512 * 1024 * 1024;
 }
 
 /// Token values an `on_progress` stop carries, so error rendering can say why.
 pub const STOP_TIMEOUT: &str = "cai:timeout";
 pub const STOP_INTERRUPT: &str = "cai:interrupt";
+/// A value too deeply nested was turned into text where an error could not be raised.
+pub const STOP_NESTING: &str = "cai:nesting";
+
+/// Keyword functions no script can use. `eval` would run text nobody vetted; `curry` appends to
+/// a function pointer's hidden argument list, which no size limit counts (`f = f.curry(f)`
+/// doubles the memory at every step).
+pub const DISABLED: &[&str] = &["eval", "curry"];
 
 /// Per-run state the engine's callbacks read.
 #[derive(Clone)]
 pub struct Budget {
     started: Rc<Cell<Instant>>,
     limit: Duration,
+    /// A stop requested by a guard that had to return a value instead of an error; the next
+    /// operation raises it.
+    pending: Rc<Cell<Option<&'static str>>>,
 }
 
 impl Budget {
@@ -46,16 +75,53 @@ impl Budget {
         Self {
             started: Rc::new(Cell::new(Instant::now())),
             limit,
+            pending: Rc::new(Cell::new(None)),
         }
     }
 
-    /// Restarts the clock (each REPL entry gets its own budget).
+    /// Restarts the clock (each REPL entry gets its own budget) and forgets a pending stop.
     pub fn restart(&self) {
         self.started.set(Instant::now());
+        self.pending.set(None);
     }
 
     pub fn limit(&self) -> Duration {
         self.limit
+    }
+}
+
+/// Everything that stops a running script early: Ctrl-C, the wall-clock budget, or a stop a
+/// guard requested. Read by the operation callback and by native functions that wait.
+#[derive(Clone)]
+pub struct Stop {
+    budget: Budget,
+    interrupted: Arc<AtomicBool>,
+}
+
+impl Stop {
+    /// Why the script must stop now, if it must. The clock is read only when `clock` is set,
+    /// so the callback can sample it; the flags are checked every time.
+    pub fn reason(&self, clock: bool) -> Option<&'static str> {
+        if self.interrupted.load(Ordering::SeqCst) {
+            return Some(STOP_INTERRUPT);
+        }
+        if let Some(token) = self.budget.pending.get() {
+            return Some(token);
+        }
+        if clock && self.budget.started.get().elapsed() > self.budget.limit {
+            return Some(STOP_TIMEOUT);
+        }
+        None
+    }
+
+    /// Asks for a stop at the next operation.
+    pub fn request(&self, token: &'static str) {
+        self.budget.pending.set(Some(token));
+    }
+
+    /// The error that ends the script, the same one the operation callback raises.
+    pub fn error(token: &'static str, pos: Position) -> Box<EvalAltResult> {
+        Box::new(EvalAltResult::ErrorTerminated(token.into(), pos))
     }
 }
 
@@ -83,22 +149,48 @@ pub fn build(
     engine.set_max_array_size(limits::ARRAY_SIZE);
     engine.set_max_map_size(limits::MAP_SIZE);
     engine.set_max_modules(limits::MODULES);
+    engine.set_max_functions(limits::FUNCTIONS);
     engine.set_strict_variables(true);
-    engine.disable_symbol("eval");
+    for symbol in DISABLED {
+        engine.disable_symbol(*symbol);
+    }
+
+    // `exit()` at the top level of a module only ends that module's evaluation, which Rhai
+    // returns as a value; remembering it lets the resolver end the whole run instead.
+    let exited: Rc<RefCell<Option<Dynamic>>> = Rc::new(RefCell::new(None));
+    let seen = exited.clone();
+    FuncRegistration::new("exit")
+        .with_volatility(true)
+        .register_into_engine(&mut engine, move || -> Result<(), Box<EvalAltResult>> {
+            *seen.borrow_mut() = Some(Dynamic::UNIT);
+            Err(Box::new(EvalAltResult::Exit(Dynamic::UNIT, Position::NONE)))
+        });
+    let seen = exited.clone();
+    FuncRegistration::new("exit")
+        .with_volatility(true)
+        .register_into_engine(
+            &mut engine,
+            move |value: Dynamic| -> Result<(), Box<EvalAltResult>> {
+                *seen.borrow_mut() = Some(value.clone());
+                Err(Box::new(EvalAltResult::Exit(value, Position::NONE)))
+            },
+        );
 
     engine.set_module_resolver(CatalogResolver {
         catalog: catalog.clone(),
         cache: RefCell::new(HashMap::new()),
         loading: RefCell::new(Vec::new()),
+        exited,
     });
 
     let json = options.json;
     engine.on_print(move |text| {
         // With --json, stdout carries only the JSON document.
+        let text = crate::term::text(text);
         if json {
-            eprintln!("{text}");
+            crate::term::err(&text);
         } else {
-            println!("{text}");
+            crate::term::out(&text);
         }
     });
     engine.on_debug(|text, source, pos| {
@@ -106,24 +198,20 @@ pub fn build(
             (Some(src), Some(line)) => format!("{src}:{line}: "),
             _ => String::new(),
         };
-        eprintln!("debug: {at}{text}");
+        crate::term::err(&crate::term::text(&format!("debug: {at}{text}")));
     });
 
-    let budget = options.budget.clone();
-    let interrupted = host.interrupted.clone();
+    let stop = Stop {
+        budget: options.budget.clone(),
+        interrupted: host.interrupted.clone(),
+    };
+    let progress = stop.clone();
     engine.on_progress(move |ops| {
-        // Checking the clock every 1024 operations keeps the overhead negligible.
-        if ops % 1024 != 0 {
-            return None;
-        }
-        if interrupted.load(Ordering::SeqCst) {
-            return Some(STOP_INTERRUPT.into());
-        }
-        if budget.started.get().elapsed() > budget.limit {
-            return Some(STOP_TIMEOUT.into());
-        }
-        None
+        // Reading the clock every 1024 operations keeps the overhead negligible; Ctrl-C and a
+        // guard's stop are flags, checked at every operation.
+        progress.reason(ops % 1024 == 0).map(Dynamic::from)
     });
+    guard::register(&mut engine, &stop);
 
     let primitives = bind::install(
         &mut engine,
@@ -143,6 +231,8 @@ struct CatalogResolver {
     /// Modules being evaluated right now, outermost first: an import of one of them is a cycle,
     /// which would otherwise recurse until the stack overflows.
     loading: RefCell<Vec<String>>,
+    /// Set by `exit()`, wherever it is called.
+    exited: Rc<RefCell<Option<Dynamic>>>,
 }
 
 impl ModuleResolver for CatalogResolver {
@@ -178,21 +268,30 @@ impl ModuleResolver for CatalogResolver {
         script
             .check_api()
             .map_err(|e| refuse(first_line(&e.to_string())))?;
-        let mut ast = engine.compile(&script.text).map_err(|e| {
-            Box::new(EvalAltResult::ErrorInModule(
-                path.to_string(),
-                Box::new(e.into()),
-                pos,
-            ))
-        })?;
+        let mut ast = match compile(engine, &Scope::new(), &script.text) {
+            Ok(ast) => ast,
+            Err(Refusal::Parse(e)) => {
+                return Err(Box::new(EvalAltResult::ErrorInModule(
+                    path.to_string(),
+                    Box::new(e.into()),
+                    pos,
+                )));
+            }
+            Err(other) => return Err(refuse(format!("{}: {other}", script.display_name()))),
+        };
         ast.set_source(script.display_name());
         if self.loading.borrow().iter().any(|m| m == path) {
             let chain = self.loading.borrow().join(" -> ");
             return Err(refuse(format!("import cycle: {chain} -> {path}")));
         }
         self.loading.borrow_mut().push(path.to_string());
+        self.exited.borrow_mut().take();
         let module = Module::eval_ast_as_new(Scope::new(), &ast, engine);
         self.loading.borrow_mut().pop();
+        if let Some(value) = self.exited.borrow().clone() {
+            // Left set, so a module importing this one is ended the same way.
+            return Err(Box::new(EvalAltResult::Exit(value, pos)));
+        }
         let module =
             module.map_err(|e| Box::new(EvalAltResult::ErrorInModule(path.to_string(), e, pos)))?;
         let module: Shared<Module> = module.into();
@@ -200,6 +299,63 @@ impl ModuleResolver for CatalogResolver {
             .borrow_mut()
             .insert(path.to_string(), module.clone());
         Ok(module)
+    }
+}
+
+/// Why a script or module text was not compiled.
+#[derive(Debug)]
+pub enum Refusal {
+    /// Larger than [`limits::SCRIPT_BYTES`]; the parser never saw it.
+    TooLarge(usize),
+    Parse(ParseError),
+    /// A closure uses a variable of the code around it.
+    Capture {
+        name: String,
+        pos: Position,
+    },
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::TooLarge(bytes) => write!(
+                f,
+                "script is {bytes} bytes, over the sandbox limit of {} bytes (1 MiB)",
+                limits::SCRIPT_BYTES
+            ),
+            Refusal::Parse(e) => write!(f, "{e}"),
+            Refusal::Capture { name, .. } => write!(
+                f,
+                "closures cannot use variables of the code around them; this one uses `{name}`"
+            ),
+        }
+    }
+}
+
+/// Compiles script or module text in the sandbox. Text over [`limits::SCRIPT_BYTES`] is refused
+/// before parsing. Closures that capture variables are refused after: a captured variable is
+/// shared, and a chain of closures each capturing the one before is invisible to the size
+/// limits and is dropped by recursion, so a one-line loop could overflow the stack.
+pub fn compile(engine: &Engine, scope: &Scope, text: &str) -> Result<AST, Refusal> {
+    if text.len() > limits::SCRIPT_BYTES {
+        return Err(Refusal::TooLarge(text.len()));
+    }
+    let ast = engine
+        .compile_with_scope(scope, text)
+        .map_err(Refusal::Parse)?;
+    let mut capture = None;
+    ast.walk(&mut |path: &[rhai::ASTNode]| {
+        if let Some(rhai::ASTNode::Stmt(rhai::Stmt::Share(vars))) = path.last() {
+            if let Some((var, _)) = vars.first() {
+                capture = Some((var.name.to_string(), var.pos));
+                return false;
+            }
+        }
+        true
+    });
+    match capture {
+        Some((name, pos)) => Err(Refusal::Capture { name, pos }),
+        None => Ok(ast),
     }
 }
 

@@ -1,9 +1,13 @@
 //! Turns Rhai errors into operator-facing messages: `file:line:column: message`, then the source
 //! line and a caret under the column. Sandbox stops (budget, Ctrl-C, limits) get plain words.
+//! Messages and echoed source lines are escaped for the terminal ([`crate::term`]): both can
+//! carry text a script chose.
 
-use rhai::{EvalAltResult, ParseError, Position};
+use rhai::{EvalAltResult, ParseError, ParseErrorType, Position};
 
-use super::engine::{STOP_INTERRUPT, STOP_TIMEOUT};
+use super::engine::{DISABLED, Refusal, STOP_INTERRUPT, STOP_NESTING, STOP_TIMEOUT, limits};
+use super::guard;
+use crate::term;
 
 /// Why a script run ended in an error.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,16 +25,45 @@ impl std::fmt::Display for ScriptError {
 impl std::error::Error for ScriptError {}
 
 pub fn from_parse(err: &ParseError, file: &str, source: &str) -> ScriptError {
-    ScriptError {
-        message: located(
-            file,
-            source,
-            err.position(),
-            &format!(
-                "syntax error: {}",
-                lowercase_first(&err.err_type().to_string())
-            ),
+    let message = match (err.err_type(), disabled_word_at(source, err.position())) {
+        (ParseErrorType::TooManyFunctions, _) => format!(
+            "the script defines more than {} functions and closures (sandbox limit)",
+            limits::FUNCTIONS
         ),
+        // The parser's own words depend on where the keyword stands (`f.curry(x)` reads as a
+        // missing property name).
+        (_, Some(word)) => format!("syntax error: `{word}` is disabled in the sandbox"),
+        (other, None) => format!("syntax error: {}", lowercase_first(&other.to_string())),
+    };
+    ScriptError {
+        message: located(file, source, err.position(), &message),
+        interrupted: false,
+    }
+}
+
+/// The disabled keyword ([`DISABLED`]) that starts at `pos` in `source`, if one does.
+fn disabled_word_at(source: &str, pos: Position) -> Option<&'static str> {
+    let line = source.lines().nth(pos.line()?.checked_sub(1)?)?;
+    let word: String = line
+        .chars()
+        .skip(pos.position()?.saturating_sub(1))
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    DISABLED.iter().copied().find(|d| *d == word)
+}
+
+/// Why [`super::engine::compile`] refused a text.
+pub fn from_compile(refusal: &Refusal, file: &str, source: &str) -> ScriptError {
+    let message = match refusal {
+        Refusal::Parse(err) => return from_parse(err, file, source),
+        Refusal::TooLarge(_) => located(file, source, Position::NONE, &refusal.to_string()),
+        Refusal::Capture { pos, .. } => format!(
+            "{}\nhelp: use a `for` loop where the code needs variables from around it",
+            located(file, source, *pos, &refusal.to_string())
+        ),
+    };
+    ScriptError {
+        message,
         interrupted: false,
     }
 }
@@ -69,6 +102,11 @@ pub fn from_eval_in(
                 format!(
                     "script stopped: it ran past its wall-clock budget of {budget_secs} s (config script_timeout_secs)"
                 )
+            } else if token == STOP_NESTING {
+                format!(
+                    "script stopped: {}",
+                    guard::nested_too_deep("turned into text")
+                )
             } else {
                 "script terminated".to_string()
             }
@@ -84,6 +122,10 @@ pub fn from_eval_in(
             "script stopped: call depth limit reached (runaway recursion?)".into()
         }
         EvalAltResult::ErrorRuntime(value, _) if value.is_string() => value.to_string(),
+        // Displaying the thrown value would recurse as deep as it is nested.
+        EvalAltResult::ErrorRuntime(value, _) if guard::nesting_depth(value) > limits::NESTING => {
+            guard::too_deep("throw", "shown")
+        }
         other => {
             let mut text = without_position(other);
             if in_module {
@@ -147,20 +189,33 @@ fn lowercase_first(message: &str) -> String {
     }
 }
 
-/// `file:line:col: message` plus the source line and a caret.
+/// `file:line:col: message` plus the source line and a caret, escaped for the terminal.
 pub fn located(file: &str, source: &str, pos: Position, message: &str) -> String {
-    let message = lowercase_first(message);
+    let file = term::line(file);
+    let message = lowercase_first(&term::text(message));
     let (Some(line), col) = (pos.line(), pos.position().unwrap_or(1)) else {
         return format!("{file}: {message}");
     };
     let mut out = format!("{file}:{line}:{col}: {message}");
-    if let Some(text) = source.lines().nth(line - 1) {
+    if let Some(raw) = source.lines().nth(line - 1) {
         let gutter = line.to_string().len();
-        let caret_pad: String = text
+        // The caret lines up with the escaped text: a character shown as `\x1b` takes four
+        // columns, a tab stays a tab.
+        let caret_pad: String = raw
             .chars()
             .take(col.saturating_sub(1))
-            .map(|c| if c == '\t' { '\t' } else { ' ' })
+            .flat_map(|c| {
+                let (pad, width) = match c {
+                    '\t' => ('\t', 1),
+                    other => (
+                        ' ',
+                        term::line(other.encode_utf8(&mut [0; 4])).chars().count(),
+                    ),
+                };
+                std::iter::repeat_n(pad, width)
+            })
             .collect();
+        let text = term::text(raw);
         out.push_str(&format!(
             "\n{:gutter$} |\n{line} | {text}\n{:gutter$} | {caret_pad}^",
             "", ""

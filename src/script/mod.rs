@@ -6,6 +6,7 @@ pub mod bind;
 pub mod catalog;
 pub mod engine;
 pub mod error;
+pub mod guard;
 pub mod repl;
 
 use std::rc::Rc;
@@ -57,9 +58,8 @@ fn check_with_imports(
     let header = script.check_api()?;
     let (engine, _) = engine::build(host, catalog, options(host, Vec::new(), false));
     let file = script.display_name();
-    let ast = engine
-        .compile_with_scope(&base_scope(Vec::new()), &script.text)
-        .map_err(|e| error::from_parse(&e, &file, &script.text))?;
+    let ast = engine::compile(&engine, &base_scope(Vec::new()), &script.text)
+        .map_err(|e| error::from_compile(&e, &file, &script.text))?;
     for (name, pos) in literal_imports(&ast) {
         let located = |message: String| {
             RunError::Script(ScriptError {
@@ -119,16 +119,15 @@ pub fn run(
     let header = script.check_api()?;
     if let Some(note) = &header.note {
         // stderr: stdout may carry the --json document.
-        eprintln!("note: {note}");
+        crate::term::err(&format!("note: {}", crate::term::line(note)));
     }
     let opts = options(host, args.clone(), json);
     let budget_secs = opts.budget.limit().as_secs();
     let (engine, _) = engine::build(host, catalog, opts);
     let file = script.display_name();
     let mut scope = base_scope(args);
-    let mut ast = engine
-        .compile_with_scope(&scope, &script.text)
-        .map_err(|e| error::from_parse(&e, &file, &script.text))?;
+    let mut ast = engine::compile(&engine, &scope, &script.text)
+        .map_err(|e| error::from_compile(&e, &file, &script.text))?;
     ast.set_source(file.clone());
     let value = engine
         .eval_ast_with_scope::<Dynamic>(&mut scope, &ast)
@@ -159,18 +158,27 @@ fn options(host: &Host, args: Vec<String>, json: bool) -> EngineOptions {
     }
 }
 
-/// Maps a script's value to an exit code: `()` is 0, an integer is the code itself.
+/// Maps a script's value to an exit code: `()` is 0, an integer 0..=255 is the code itself.
+/// Anything else is refused rather than read as success: `exit("failed")` must not exit 0.
 pub fn finish(value: Dynamic) -> Result<Finished, String> {
-    let exit_code = if value.is_unit() {
-        0
-    } else if let Ok(code) = value.as_int() {
-        u8::try_from(code).map_err(|_| format!("exit code {code} is outside 0..=255"))?
-    } else {
-        0
+    if value.is_unit() {
+        return Ok(Finished {
+            value: serde_json::Value::Null,
+            exit_code: 0,
+        });
+    }
+    let Ok(code) = value.as_int() else {
+        return Err(format!(
+            "script result ({}) is not an exit code (expected an integer 0..=255 or nothing)",
+            value.type_name()
+        ));
     };
-    let value =
-        rhai::serde::from_dynamic::<serde_json::Value>(&value).unwrap_or(serde_json::Value::Null);
-    Ok(Finished { value, exit_code })
+    let exit_code =
+        u8::try_from(code).map_err(|_| format!("exit code {code} is outside 0..=255"))?;
+    Ok(Finished {
+        value: serde_json::Value::from(exit_code),
+        exit_code,
+    })
 }
 
 #[cfg(test)]
@@ -262,6 +270,18 @@ mod tests {
         assert_eq!(finish(Dynamic::from(100_i64)).unwrap().exit_code, 100);
         assert!(finish(Dynamic::from(256_i64)).is_err());
         assert!(finish(Dynamic::from(-1_i64)).is_err());
-        assert_eq!(finish(Dynamic::from("text")).unwrap().exit_code, 0);
+        for not_a_code in [
+            Dynamic::from("text"),
+            Dynamic::from(1.5_f64),
+            Dynamic::TRUE,
+            Dynamic::from_map(rhai::Map::new()),
+            Dynamic::from_array(vec![Dynamic::from(1_i64)]),
+        ] {
+            let message = finish(not_a_code.clone()).unwrap_err();
+            assert!(
+                message.contains("is not an exit code"),
+                "{not_a_code:?}: {message}"
+            );
+        }
     }
 }

@@ -18,12 +18,13 @@ use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{Context, Editor, Helper};
 
 use super::catalog::Catalog;
-use super::engine::{self, Budget, EngineOptions};
-use super::error;
+use super::engine::{self, Budget, EngineOptions, limits};
+use super::{error, guard};
 use crate::effects::Mode;
 use crate::host::Host;
 use crate::host::state::StateFile;
 use crate::render;
+use crate::term;
 
 pub const HISTORY_FILE: &str = ".local/state/containai/repl_history";
 
@@ -161,11 +162,11 @@ pub fn run(host: &Rc<Host>, catalog: &Rc<Catalog>) -> anyhow::Result<()> {
                     editor.add_history_entry(entry)?;
                 }
             }
-            Err(e) => eprintln!("warning: cannot read the REPL history: {e}"),
+            Err(e) => term::err(&format!("warning: cannot read the REPL history: {e}")),
         }
     }
 
-    eprintln!("cai repl: dry-run mode, mutating primitives only record a plan; :help for commands");
+    term::err("cai repl: dry-run mode, mutating primitives only record a plan; :help for commands");
     let mut scope = Scope::new();
     let mut functions = AST::empty();
     let mut entries = 0_usize;
@@ -184,36 +185,37 @@ pub fn run(host: &Rc<Host>, catalog: &Rc<Catalog>) -> anyhow::Result<()> {
         save_history(&editor, history.as_mut());
         match input {
             ":quit" | ":q" | ":exit" => break,
-            ":help" => println!("{HELP}"),
+            ":help" => term::out(HELP),
             ":plan" => {
-                println!("{}", render::plan_human(&host.gate.plan()));
+                term::out(&render::plan_human(&host.gate.plan()));
                 let journal = host.gate.journal();
                 if !journal.is_empty() {
-                    println!("{}", render::journal_human(&journal));
+                    term::out(&render::journal_human(&journal));
                 }
             }
             ":api" => {
                 for p in &primitives {
-                    println!(
+                    term::out(&format!(
                         "{:<8} {}",
                         if p.mutating { "mutating" } else { "read" },
                         p.signature
-                    );
+                    ));
                 }
             }
             ":live" => {
                 host.gate.set_mode(Mode::Live);
-                eprintln!(
-                    "warning: live mode: mutating primitives now change this host (stop containers, write units, install packages); :dry-run switches back"
+                term::err(
+                    "warning: live mode: mutating primitives now change this host (stop containers, write units, install packages); :dry-run switches back",
                 );
             }
             ":dry-run" => {
                 host.gate.set_mode(Mode::DryRun);
-                eprintln!("dry-run mode: mutating primitives only record a plan");
+                term::err("dry-run mode: mutating primitives only record a plan");
             }
-            other if other.starts_with(':') => {
-                eprintln!("error: unknown command {other}; :help lists commands")
-            }
+            other if other.starts_with(':') => term::err(&format!(
+                "error: unknown command {}; :help lists commands",
+                term::line(other)
+            )),
             _ => {
                 budget.restart();
                 host.interrupted.store(false, Ordering::SeqCst);
@@ -240,7 +242,10 @@ fn open_history(host: &Host) -> Option<StateFile> {
     match StateFile::open(home, Path::new(HISTORY_FILE), host.owners) {
         Ok(file) => Some(file),
         Err(e) => {
-            eprintln!("warning: no REPL history this session: {e}");
+            term::err(&format!(
+                "warning: no REPL history this session: {}",
+                term::line(&e.to_string())
+            ));
             None
         }
     }
@@ -284,7 +289,7 @@ fn save_history(editor: &Editor<ReplHelper, DefaultHistory>, file: Option<&mut S
     let Some(file) = file else { return };
     let text = format_history(editor.history().iter().cloned());
     if let Err(e) = file.rewrite(&text) {
-        eprintln!("warning: cannot save the REPL history: {e}");
+        term::err(&format!("warning: cannot save the REPL history: {e}"));
     }
 }
 
@@ -301,10 +306,13 @@ fn eval_entry(
     budget_secs: u64,
 ) {
     let label = format!("repl#{entry}");
-    let ast = match engine.compile_with_scope(scope, input) {
+    let ast = match engine::compile(engine, scope, input) {
         Ok(ast) => ast,
         Err(e) => {
-            eprintln!("error: {}", error::from_parse(&e, &label, input));
+            term::err(&format!(
+                "error: {}",
+                error::from_compile(&e, &label, input)
+            ));
             return;
         }
     };
@@ -313,13 +321,17 @@ fn eval_entry(
     let runnable = functions.merge(&ast);
     match engine.eval_ast_with_scope::<Dynamic>(scope, &runnable) {
         Ok(value) if value.is_unit() => {}
-        Ok(value) => println!("=> {value:?}"),
-        Err(e) => eprintln!(
+        // Debug formatting recurses once per level of nesting.
+        Ok(value) if guard::nesting_depth(&value) > limits::NESTING => {
+            term::err(&format!("error: {}", guard::nested_too_deep("shown")))
+        }
+        Ok(value) => term::out(&format!("=> {}", term::text(&format!("{value:?}")))),
+        Err(e) => term::err(&format!(
             "error: {}",
             error::from_eval_in(&e, &label, input, budget_secs, &|name| {
                 defined.iter().any(|d| d == name)
             })
-        ),
+        )),
     }
 }
 

@@ -4,6 +4,7 @@ use std::rc::Rc;
 
 use super::{Doc, Registrar};
 use crate::host::Host;
+use crate::term;
 
 pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     reg.read(
@@ -13,7 +14,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
             example: "log::info(\"hello\")",
         },
         |m: &str| {
-            eprintln!("info: {m}");
+            term::err(&format!("info: {}", term::text(m)));
             Ok(())
         },
     );
@@ -24,7 +25,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
             example: "log::warn(\"careful\")",
         },
         |m: &str| {
-            eprintln!("warning: {m}");
+            term::err(&format!("warning: {}", term::text(m)));
             Ok(())
         },
     );
@@ -35,7 +36,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
             example: "log::error(\"oops\")",
         },
         |m: &str| {
-            eprintln!("error: {m}");
+            term::err(&format!("error: {}", term::text(m)));
             Ok(())
         },
     );
@@ -48,7 +49,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
         },
         move |m: &str| {
             if h.verbose {
-                eprintln!("debug: {m}");
+                term::err(&format!("debug: {}", term::text(m)));
             }
             Ok(())
         },

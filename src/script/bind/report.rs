@@ -3,11 +3,14 @@
 
 use std::rc::Rc;
 
-use rhai::{Array, NativeCallContext};
+use rhai::{Array, Dynamic, NativeCallContext};
 
 use super::{Doc, Registrar, fail_at};
 use crate::host::Host;
 use crate::render::{self, CheckRecord, Status};
+use crate::script::engine::limits;
+use crate::script::guard;
+use crate::term;
 
 pub fn register(reg: &mut Registrar, host: &Rc<Host>, json: bool) {
     let h = host.clone();
@@ -27,12 +30,34 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>, json: bool) {
                 // With --json the records join the one document printed at the end of the run.
                 h.reports.borrow_mut().push(render::checks_value(&records));
             } else {
-                println!("{}", render::checks_human(&records));
+                term::out(&render::checks_human(&records));
             }
             Ok(
                 i64::try_from(records.iter().filter(|r| r.status == Status::Error).count())
                     .unwrap_or(i64::MAX),
             )
+        },
+    );
+
+    let h = host.clone();
+    reg.read(
+        Doc {
+            signature: "report::data(value: any)",
+            doc: "adds VALUE to the reports of the --json document; does nothing without --json",
+            example: "report::data(#{})",
+        },
+        move |ctx: NativeCallContext, value: Dynamic| {
+            if !json {
+                return Ok(());
+            }
+            // Converting to JSON recurses once per level of nesting.
+            if guard::nesting_depth(&value) > limits::NESTING {
+                return Err(fail_at(&ctx, guard::too_deep("report::data", "converted")));
+            }
+            let value = rhai::serde::from_dynamic::<serde_json::Value>(&value)
+                .map_err(|e| fail_at(&ctx, format!("report::data: {e}")))?;
+            h.reports.borrow_mut().push(value);
+            Ok(())
         },
     );
 }

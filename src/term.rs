@@ -1,0 +1,156 @@
+//! The one place `cai` writes to its terminal streams, and the escaping of text shown to a human
+//! there.
+//!
+//! Writes never panic. Rust ignores SIGPIPE, so a reader that went away (`cai run x | head -1`)
+//! shows up as an EPIPE error on the next write; it is remembered here and turned into one error
+//! line and exit code 1 by the CLI at the end, so a live flow is never cut off between stopping
+//! and restarting containers because nobody reads its output any more. A lost stderr has nowhere
+//! to be reported and changes nothing.
+//!
+//! Text that scripts, containers or the engine control is escaped before it reaches a terminal:
+//! control characters and Unicode bidirectional controls could otherwise erase lines, recolour
+//! the screen or reorder what the operator reads. JSON output is not escaped here; it stays exact.
+
+use std::borrow::Cow;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set once a write to stdout failed. A process-wide flag because stdout itself is process-wide
+/// and the Ctrl-C handler writes from its own thread.
+static STDOUT_LOST: AtomicBool = AtomicBool::new(false);
+
+/// Writes `text` and a newline to stdout.
+pub fn out(text: &str) {
+    write_stdout(text, true);
+}
+
+/// Writes `text` to stdout as it is, without adding a newline.
+pub fn out_raw(text: &str) {
+    write_stdout(text, false);
+}
+
+/// Writes `text` and a newline to stderr.
+pub fn err(text: &str) {
+    write_stderr(text, true);
+}
+
+/// Writes `text` to stderr without a newline (a prompt waiting for an answer on the same line).
+pub fn err_raw(text: &str) {
+    write_stderr(text, false);
+}
+
+/// True once some output meant for stdout could not be written.
+pub fn stdout_lost() -> bool {
+    STDOUT_LOST.load(Ordering::SeqCst)
+}
+
+fn write_stdout(text: &str, newline: bool) {
+    // After the first failure every later write would fail the same way.
+    if stdout_lost() {
+        return;
+    }
+    if write_to(&mut std::io::stdout().lock(), text, newline).is_err() {
+        STDOUT_LOST.store(true, Ordering::SeqCst);
+    }
+}
+
+fn write_stderr(text: &str, newline: bool) {
+    let _ = write_to(&mut std::io::stderr().lock(), text, newline);
+}
+
+fn write_to(stream: &mut dyn Write, text: &str, newline: bool) -> std::io::Result<()> {
+    stream.write_all(text.as_bytes())?;
+    if newline {
+        stream.write_all(b"\n")?;
+    }
+    // Flushed at once, so a failure is seen by the write that caused it.
+    stream.flush()
+}
+
+/// Escapes a one-line field (a target, an id, a summary): every control character, line breaks
+/// included, and every bidirectional control.
+pub fn line(text: &str) -> Cow<'_, str> {
+    escape(text, false)
+}
+
+/// Escapes text that may span lines (script output, error messages): like [`line`], but line
+/// breaks and tabs stay, since neither can move the cursor back over what was written.
+pub fn text(text: &str) -> Cow<'_, str> {
+    escape(text, true)
+}
+
+fn escape(text: &str, multiline: bool) -> Cow<'_, str> {
+    if !text.chars().any(|c| needs_escape(c, multiline)) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if !needs_escape(c, multiline) {
+            out.push(c);
+            continue;
+        }
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\0'..='\x1f' | '\x7f' => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+            _ => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn needs_escape(c: char, multiline: bool) -> bool {
+    match c {
+        '\n' | '\t' => !multiline,
+        // C0 controls, DEL and C1 controls (a lone U+009B is a CSI on some terminals).
+        '\0'..='\x1f' | '\x7f'..='\u{9f}' => true,
+        _ => is_bidi_control(c),
+    }
+}
+
+/// The Unicode bidirectional formatting characters that can make text display in another order
+/// than it is read: the marks, embeddings, overrides and isolates.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_and_bidi_characters_are_escaped() {
+        let cases = [
+            ("plain text", "plain text", "plain text"),
+            ("a\x1b[2K\rb", "a\\x1b[2K\\rb", "a\\x1b[2K\\rb"),
+            ("two\nlines\tx", "two\\nlines\\tx", "two\nlines\tx"),
+            ("rtl \u{202e}txt", "rtl \\u{202e}txt", "rtl \\u{202e}txt"),
+            (
+                "\u{2066}\u{2069}\u{200f}",
+                "\\u{2066}\\u{2069}\\u{200f}",
+                "\\u{2066}\\u{2069}\\u{200f}",
+            ),
+            (
+                "del\x7f c1\u{9b}",
+                "del\\x7f c1\\u{9b}",
+                "del\\x7f c1\\u{9b}",
+            ),
+            ("\0", "\\x00", "\\x00"),
+            ("é ✓ 日本", "é ✓ 日本", "é ✓ 日本"),
+        ];
+        for (input, one_line, multi_line) in cases {
+            assert_eq!(line(input), one_line, "{input:?}");
+            assert_eq!(text(input), multi_line, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn escaping_twice_changes_nothing_more() {
+        let once = line("x\x1b\u{202e}\n").into_owned();
+        assert_eq!(line(&once), once);
+    }
+}
