@@ -56,7 +56,7 @@ fn regression_units_write_through_a_symlinked_etc_systemd_never_leaves_the_root(
     symlink(out.path(), host.root().join("etc/systemd")).unwrap();
     let script = host.script(
         "w.rhai",
-        &format!("{HEADER}print(units::install(\"containai-docker.service\"));\n"),
+        &format!("{HEADER}print(units::install(\"containai-docker.service\"));\n0\n"),
     );
 
     // The symlink's target does not exist inside the root: refused, nothing written anywhere.
@@ -88,7 +88,7 @@ fn regression_a_symlinked_journal_file_or_directory_is_refused_never_followed() 
     std::fs::write(&victim, "keep\n").unwrap();
     let script = host.script(
         "w.rhai",
-        &format!("{HEADER}units::install(\"containai-docker.service\");\n"),
+        &format!("{HEADER}units::install(\"containai-docker.service\");\n0\n"),
     );
     let unit = host
         .root()

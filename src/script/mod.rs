@@ -169,7 +169,7 @@ pub fn finish(value: Dynamic) -> Result<Finished, String> {
     }
     let Ok(code) = value.as_int() else {
         return Err(format!(
-            "script result ({}) is not an exit code (expected an integer 0..=255 or nothing)",
+            "script result ({}) is not an exit code (expected an integer 0..=255 or nothing)\nhelp: the last statement's value is the result; end the script with `0`, `()` or `exit(N)`",
             value.type_name()
         ));
     };
