@@ -156,9 +156,10 @@ fn check(ctx: &Ctx, files: &[std::path::PathBuf]) -> Result<u8, Error> {
             term::err(&format!("error: {}", term::text(&e.to_string())));
         }
     }
+    let checker = script::Checker::new(&ctx.host, &ctx.catalog);
     for script in scripts {
         let result = script.and_then(|s| {
-            let header = script::check(&ctx.host, &ctx.catalog, &s)?;
+            let header = checker.check(&s)?;
             Ok((s, header))
         });
         match result {

@@ -35,10 +35,26 @@ pub enum RunError {
     Script(#[from] ScriptError),
 }
 
-/// Checks the API version and compiles without running anything; every module the script
-/// imports by a literal name must resolve, pass the same checks, and compile too.
-pub fn check(host: &Rc<Host>, catalog: &Rc<Catalog>, script: &Script) -> Result<Header, RunError> {
-    check_with_imports(host, catalog, script, &mut Imports::default())
+/// Checks scripts without running anything: the API version, a compile, and every module each
+/// imports by a literal name (resolved, checked the same way, compiled too). One engine serves
+/// every script checked, since compiling never changes it.
+pub struct Checker {
+    engine: rhai::Engine,
+    catalog: Rc<Catalog>,
+}
+
+impl Checker {
+    pub fn new(host: &Rc<Host>, catalog: &Rc<Catalog>) -> Self {
+        let (engine, _) = engine::build(host, catalog, options(host, Vec::new(), false));
+        Self {
+            engine,
+            catalog: catalog.clone(),
+        }
+    }
+
+    pub fn check(&self, script: &Script) -> Result<Header, RunError> {
+        self.check_with_imports(script, &mut Imports::default())
+    }
 }
 
 /// Modules seen while checking: `loading` is the chain being checked now (an import of one of
@@ -49,49 +65,49 @@ struct Imports {
     done: Vec<String>,
 }
 
-fn check_with_imports(
-    host: &Rc<Host>,
-    catalog: &Rc<Catalog>,
-    script: &Script,
-    imports: &mut Imports,
-) -> Result<Header, RunError> {
-    let header = script.check_api()?;
-    let (engine, _) = engine::build(host, catalog, options(host, Vec::new(), false));
-    let file = script.display_name();
-    let ast = engine::compile(&engine, &base_scope(Vec::new()), &script.text)
-        .map_err(|e| error::from_compile(&e, &file, &script.text))?;
-    for (name, pos) in literal_imports(&ast) {
-        let located = |message: String| {
-            RunError::Script(ScriptError {
-                message: error::located(&file, &script.text, pos, &message),
-                interrupted: false,
-            })
-        };
-        if !name.starts_with("lib/") {
-            return Err(located(format!(
-                "import {name:?}: only modules under lib/ can be imported"
-            )));
+impl Checker {
+    fn check_with_imports(
+        &self,
+        script: &Script,
+        imports: &mut Imports,
+    ) -> Result<Header, RunError> {
+        let header = script.check_api()?;
+        let file = script.display_name();
+        let ast = engine::compile(&self.engine, &base_scope(Vec::new()), &script.text)
+            .map_err(|e| error::from_compile(&e, &file, &script.text))?;
+        for (name, pos) in literal_imports(&ast) {
+            let located = |message: String| {
+                RunError::Script(ScriptError {
+                    message: error::located(&file, &script.text, pos, &message),
+                    interrupted: false,
+                })
+            };
+            if !name.starts_with("lib/") {
+                return Err(located(format!(
+                    "import {name:?}: only modules under lib/ can be imported"
+                )));
+            }
+            if imports.loading.contains(&name) {
+                let chain = imports.loading.join(" -> ");
+                return Err(located(format!("import cycle: {chain} -> {name}")));
+            }
+            if imports.done.contains(&name) {
+                continue;
+            }
+            let module = self.catalog.resolve(&name).map_err(|e| {
+                let reason = e.to_string();
+                located(format!(
+                    "import {name:?}: {}",
+                    reason.lines().next().unwrap_or("")
+                ))
+            })?;
+            imports.loading.push(name.clone());
+            self.check_with_imports(&module, imports)?;
+            imports.loading.pop();
+            imports.done.push(name);
         }
-        if imports.loading.contains(&name) {
-            let chain = imports.loading.join(" -> ");
-            return Err(located(format!("import cycle: {chain} -> {name}")));
-        }
-        if imports.done.contains(&name) {
-            continue;
-        }
-        let module = catalog.resolve(&name).map_err(|e| {
-            let reason = e.to_string();
-            located(format!(
-                "import {name:?}: {}",
-                reason.lines().next().unwrap_or("")
-            ))
-        })?;
-        imports.loading.push(name.clone());
-        check_with_imports(host, catalog, &module, imports)?;
-        imports.loading.pop();
-        imports.done.push(name);
+        Ok(header)
     }
-    Ok(header)
 }
 
 /// `import "name"` statements whose name is a string literal, with their positions.
