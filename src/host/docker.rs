@@ -46,9 +46,10 @@ pub enum DockerError {
     #[error("engine call {what} failed: {message}")]
     Api { what: String, message: String },
     #[error(
-        "{0:?} is not a read-only inspection program (allowed: id, getent, stat, cat, ls, test, uname, readlink, whoami)"
+        "{program:?} is not a read-only inspection program (allowed: {allowed})",
+        allowed = QUERY_PROGRAMS.join(", ")
     )]
-    NotReadOnly(String),
+    NotReadOnly { program: String },
     #[error("{what}: output exceeds {limit} bytes and was cut off")]
     OutputTooLarge { what: String, limit: usize },
     #[error("the command to run is empty")]
@@ -382,7 +383,9 @@ impl Client {
             Some(program) if QUERY_PROGRAMS.contains(&program.as_str()) => {
                 self.run_exec(name, argv, timeout)
             }
-            Some(program) => Err(DockerError::NotReadOnly(program.clone())),
+            Some(program) => Err(DockerError::NotReadOnly {
+                program: program.clone(),
+            }),
             None => Err(DockerError::EmptyCommand),
         }
     }

@@ -206,7 +206,7 @@ mod tests {
     use crate::effects::Mode;
     use crate::host::HostOptions;
 
-    fn dry_run_host(root: PathBuf) -> Rc<Host> {
+    pub(crate) fn dry_run_host(root: PathBuf) -> Rc<Host> {
         Rc::new(
             Host::new(HostOptions {
                 root: std::sync::Arc::new(crate::host::fs::Root::open(&root).unwrap()),

@@ -163,3 +163,28 @@ fn stop(ctx: &NativeCallContext, host: &Host, ids: Array, secs: i64) -> Res<Dyna
         host.docker().stop(ok, &ids, timeout)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::host::docker::QUERY_PROGRAMS;
+
+    /// The allow-list lives in `host::docker`; the doc operators read must name exactly it.
+    #[test]
+    fn the_query_doc_names_the_allow_list() {
+        let mut reg = super::Registrar::default();
+        let root = tempfile::tempdir().unwrap();
+        let host = crate::script::tests::dry_run_host(root.path().to_path_buf());
+        super::register(&mut reg, &host);
+        let (primitives, _) = reg.finish().unwrap();
+        let query = primitives.iter().find(|p| p.name == "query").unwrap();
+        let listed = query
+            .doc
+            .split_once('(')
+            .unwrap()
+            .1
+            .split_once(')')
+            .unwrap()
+            .0;
+        assert_eq!(listed, QUERY_PROGRAMS.join(", "));
+    }
+}
