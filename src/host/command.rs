@@ -3,13 +3,14 @@
 //!
 //! A program runs on an execution [`Target`]: this machine, or the Lima VM that carries the
 //! engine on macOS (`limactl shell VM -- argv`; limactl quotes each argument for the VM's shell,
-//! so an argument is never spliced into a command string). A child's stderr is kept as text for
+//! so an argument is never spliced into a command string). Bytes a program reads (a file written
+//! inside the VM) travel on its stdin, never in an argument. A child's stderr is kept as text for
 //! framed display; it is never parsed as data. Failures name the program that ran and its exit
 //! status or signal.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Where programs run.
@@ -89,14 +90,16 @@ pub enum CommandError {
 const SHELL_NOT_FOUND: i32 = 127;
 
 impl Target {
-    /// Runs `program args...` on this target with stdin closed, capturing stdout and stderr.
-    /// `as_root` prefixes `sudo -n` inside the Lima VM, where the shell user is not root; on this
-    /// machine `cai` already runs as root.
+    /// Runs `program args...` on this target, capturing stdout and stderr; `stdin` is fed to the
+    /// program (through `limactl shell` inside the VM), otherwise its stdin is closed. `as_root`
+    /// prefixes `sudo -n` inside the Lima VM, where the shell user is not root; on this machine
+    /// `cai` already runs as root.
     pub fn run(
         &self,
         path: Option<&OsStr>,
         program: &str,
         args: &[OsString],
+        stdin: Option<&[u8]>,
         as_root: bool,
         timeout: Duration,
     ) -> Result<CommandOutput, CommandError> {
@@ -109,7 +112,7 @@ impl Target {
                 let found = find_program(path, program).ok_or_else(|| CommandError::NotFound {
                     program: program.to_string(),
                 })?;
-                let mut out = run(&found, args, timeout).map_err(|e| named(e, program))?;
+                let mut out = run(&found, args, stdin, timeout).map_err(|e| named(e, program))?;
                 out.command = shown;
                 Ok(out)
             }
@@ -126,7 +129,8 @@ impl Target {
                 }
                 argv.push(program.into());
                 argv.extend(args.iter().cloned());
-                let mut out = run(&limactl, &argv, timeout).map_err(|e| named(e, program))?;
+                let mut out =
+                    run(&limactl, &argv, stdin, timeout).map_err(|e| named(e, program))?;
                 out.command = format!("{shown} (in the Lima VM {vm})");
                 if out.ended == Ended::Code(SHELL_NOT_FOUND) {
                     return Err(CommandError::NotFound {
@@ -137,6 +141,31 @@ impl Target {
             }
         }
     }
+}
+
+/// Copies the file at `local` on this machine to `dest` inside the Lima VM `vm` with
+/// `limactl copy LOCAL VM:DEST`, as the VM's shell user. limactl reads an argument with one `:` as
+/// `VM:PATH`, so `local` must not contain one (the caller checks; a second `:` is refused by
+/// limactl itself).
+pub fn lima_copy(
+    path: Option<&OsStr>,
+    vm: &str,
+    local: &Path,
+    dest: &Path,
+    timeout: Duration,
+) -> Result<CommandOutput, CommandError> {
+    let limactl = find_program(path, "limactl").ok_or_else(|| CommandError::NotFound {
+        program: "limactl".into(),
+    })?;
+    let mut remote = OsString::from(format!("{vm}:"));
+    remote.push(dest.as_os_str());
+    let args = [OsString::from("copy"), local.as_os_str().to_owned(), remote];
+    let mut out = run(&limactl, &args, None, timeout).map_err(|e| named(e, "limactl"))?;
+    out.command = std::iter::once("limactl".to_string())
+        .chain(args.iter().map(|a| a.to_string_lossy().into_owned()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    Ok(out)
 }
 
 /// Looks `name` up on `path`: an executable regular file. Names with a slash never are.
@@ -167,22 +196,30 @@ fn named(e: CommandError, program: &str) -> CommandError {
     }
 }
 
-/// Runs the executable at `program` with stdin closed, capturing stdout and stderr.
+/// Runs the executable at `program`, feeding it `stdin` (closed when `None`) and capturing
+/// stdout and stderr.
 pub fn run<S: AsRef<OsStr>>(
-    program: &std::path::Path,
+    program: &Path,
     args: &[S],
+    stdin: Option<&[u8]>,
     timeout: Duration,
 ) -> Result<CommandOutput, CommandError> {
     let shown = program.display().to_string();
     let args: Vec<&OsStr> = args.iter().map(AsRef::as_ref).collect();
-    let handle = duct::cmd(program, &args)
+    let expression = duct::cmd(program, &args)
         // Its own process group: a Ctrl-C on the terminal reaches `cai`, which lets the action
         // finish and journals it, instead of killing dpkg or systemctl half-way.
         .before_spawn(|command| {
             std::os::unix::process::CommandExt::process_group(command, 0);
             Ok(())
-        })
-        .stdin_null()
+        });
+    let expression = match stdin {
+        // duct writes the bytes from a thread, so a program that does not read them all (or
+        // exits early) cannot block `cai`; the timeout still applies.
+        Some(bytes) => expression.stdin_bytes(bytes.to_vec()),
+        None => expression.stdin_null(),
+    };
+    let handle = expression
         .stdout_capture()
         .stderr_capture()
         .unchecked()
@@ -250,6 +287,7 @@ mod tests {
                 path().as_deref(),
                 "sh",
                 &["-c".into(), script.into()],
+                None,
                 false,
                 Duration::from_secs(5),
             )
@@ -285,6 +323,7 @@ mod tests {
                 path().as_deref(),
                 "cai-no-such-program",
                 &[],
+                None,
                 false,
                 Duration::from_secs(1)
             ),
@@ -297,6 +336,7 @@ mod tests {
                 path().as_deref(),
                 "sleep",
                 &["30".into()],
+                None,
                 false,
                 Duration::from_millis(200)
             ),
@@ -328,6 +368,7 @@ mod tests {
             path,
             "dpkg",
             &["-i".into(), "/tmp/a b;$(x).deb".into()],
+            None,
             true,
             Duration::from_secs(5),
         )
@@ -339,8 +380,83 @@ mod tests {
             "[shell][--workdir][/][containai-docker][--][sudo][-n][dpkg][-i][/tmp/a b;$(x).deb]"
         );
         assert!(matches!(
-            lima.run(path, "no-such", &[], false, Duration::from_secs(5)),
+            lima.run(path, "no-such", &[], None, false, Duration::from_secs(5)),
             Err(CommandError::NotFound { .. })
         ));
+    }
+
+    #[test]
+    fn stdin_bytes_reach_the_program_here_and_through_limactl() {
+        let out = Target::Local
+            .run(
+                path().as_deref(),
+                "cat",
+                &[],
+                Some(b"[Unit]\n$(x) 'q'\n"),
+                false,
+                Duration::from_secs(5),
+            )
+            .unwrap();
+        assert_eq!(out.stdout, "[Unit]\n$(x) 'q'\n");
+
+        let dir = tempfile::tempdir().unwrap();
+        let got = dir.path().join("stdin");
+        let fake = dir.path().join("limactl");
+        std::fs::write(
+            &fake,
+            format!(
+                "#!/bin/sh\nfor a in \"$@\"; do printf '[%s]' \"$a\"; done\ncat > '{}'\n",
+                got.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let out = Target::Lima {
+            vm: "containai-docker".into(),
+        }
+        .run(
+            Some(dir.path().as_os_str()),
+            "install",
+            &["-m".into(), "0644".into(), "/dev/stdin".into(), "/x".into()],
+            Some(b"text"),
+            true,
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert_eq!(
+            out.stdout,
+            "[shell][--workdir][/][containai-docker][--][sudo][-n][install][-m][0644][/dev/stdin][/x]"
+        );
+        assert_eq!(std::fs::read(&got).unwrap(), b"text");
+    }
+
+    #[test]
+    fn lima_copy_names_the_vm_path_and_shows_the_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("limactl");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\nfor a in \"$@\"; do printf '[%s]' \"$a\"; done\nexit 4\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let out = lima_copy(
+            Some(dir.path().as_os_str()),
+            "containai-docker",
+            Path::new("/tmp/cai-deb-x/a b.deb"),
+            Path::new("/tmp/cai-0123.deb"),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert_eq!(
+            out.stdout,
+            "[copy][/tmp/cai-deb-x/a b.deb][containai-docker:/tmp/cai-0123.deb]"
+        );
+        assert_eq!(
+            out.checked().unwrap_err().to_string(),
+            "limactl copy /tmp/cai-deb-x/a b.deb containai-docker:/tmp/cai-0123.deb exited with status 4"
+        );
     }
 }

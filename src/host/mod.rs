@@ -2,10 +2,13 @@
 //! the `--root` tree, config, platform, the terminal, `PATH`, the execution target (this machine
 //! or the Lima VM), the engine client with its runtime and the effect gate. Nothing here reads
 //! global state behind the handle's back (in particular, no `DOCKER_HOST`), and nothing here joins
-//! a path under the root: files under `--root` are reached only through [`fs::Root`].
+//! a path under the root: files under `--root` are reached only through [`fs::Root`], and files
+//! that live wherever the engine runs (units, packages) only through [`files`], which picks the
+//! root-anchored layer or the Lima VM.
 
 pub mod command;
 pub mod docker;
+pub mod files;
 pub mod fs;
 pub mod packages;
 pub mod state;
@@ -134,18 +137,29 @@ impl Host {
         &self.target
     }
 
-    /// Runs a program on the execution target with an argument vector and a timeout; `as_root`
-    /// matters inside the Lima VM, where the shell user is not root (`sudo -n` there).
+    /// Runs a program on the execution target with an argument vector and a timeout, feeding it
+    /// `stdin` when given (closed otherwise); `as_root` matters inside the Lima VM, where the shell
+    /// user is not root (`sudo -n` there).
     pub fn run(
         &self,
         program: &str,
         args: &[OsString],
+        stdin: Option<&[u8]>,
         as_root: AsRoot,
         timeout: Duration,
     ) -> Result<CommandOutput, CommandError> {
         let as_root = as_root == AsRoot::Yes;
         self.target
-            .run(self.path.as_deref(), program, args, as_root, timeout)
+            .run(self.path.as_deref(), program, args, stdin, as_root, timeout)
+    }
+
+    /// `--root=<canonical root>` for programs that take it (systemctl, dpkg) when they run on this
+    /// machine; nothing inside the Lima VM, whose files are not under the Mac's `--root`.
+    pub fn program_root_arg(&self) -> Option<OsString> {
+        match self.target {
+            Target::Local => self.root.program_arg(),
+            Target::Lima { .. } => None,
+        }
     }
 
     /// Whether an executable `name` is on this host's `PATH`; names with a slash never are.

@@ -7,6 +7,10 @@
 //! checked descriptor into a private directory while hashing them, and [`install_deb`] hands dpkg
 //! that copy. The original path is never opened again, so swapping it after the check changes
 //! nothing. This module never installs a file it did not copy itself.
+//!
+//! On macOS dpkg runs inside the Lima VM, which cannot see this machine's files: the private copy
+//! is copied into the VM ([`super::files::stage`], `limactl copy`) under a name made from its
+//! sha256, installed from there and removed afterwards.
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -18,6 +22,7 @@ use rustix::fs::{Mode, OFlags};
 use sha2::{Digest, Sha256};
 
 use super::command::{self, CommandError};
+use super::files::{self, FileError};
 use super::fs;
 use super::trust::TrustError;
 use super::{AsRoot, Host};
@@ -45,6 +50,8 @@ pub enum PackageError {
     },
     #[error(transparent)]
     Command(#[from] CommandError),
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("dpkg -i {copy} {ended} (installing {original})\n{stderr}")]
     Failed {
         copy: String,
@@ -145,18 +152,30 @@ fn private_dir(host: &Host) -> std::io::Result<(tempfile::TempDir, OwnedFd)> {
     Ok((dir, checked))
 }
 
-/// Installs the verified copy with `dpkg -i`; with `--root` other than `/`, dpkg gets
-/// `--root=<canonical root>` so it acts on that tree.
+impl VerifiedDeb {
+    /// Where the copy goes inside the Lima VM: named by its checksum, so the file dpkg installs
+    /// there says which bytes it holds.
+    fn vm_path(&self) -> PathBuf {
+        // The full hash when it is somehow shorter; it is 64 hex digits by construction.
+        let prefix = self.sha256.get(..16).unwrap_or(&self.sha256);
+        PathBuf::from(format!("/tmp/cai-{prefix}.deb"))
+    }
+}
+
+/// Installs the verified copy with `dpkg -i` where the engine runs. Locally, with `--root` other
+/// than `/`, dpkg gets `--root=<canonical root>` so it acts on that tree; inside the Lima VM it
+/// installs a copy of the private copy, removed again whatever dpkg's outcome.
 pub fn install_deb(_: Approval, host: &Host, deb: &VerifiedDeb) -> Result<(), PackageError> {
-    let mut args: Vec<OsString> = host.root().program_arg().into_iter().collect();
+    let staged = files::stage(host, &deb.path, &deb.vm_path())?;
+    let mut args: Vec<OsString> = host.program_root_arg().into_iter().collect();
     args.push("-i".into());
-    args.push(deb.path.clone().into_os_string());
-    let out = host.run("dpkg", &args, AsRoot::Yes, DPKG_TIMEOUT)?;
+    args.push(staged.path().as_os_str().to_owned());
+    let out = host.run("dpkg", &args, None, AsRoot::Yes, DPKG_TIMEOUT)?;
     if out.success() {
         Ok(())
     } else {
         Err(PackageError::Failed {
-            copy: deb.path.display().to_string(),
+            copy: staged.shown(),
             original: deb.shown.display().to_string(),
             ended: out.ended,
             stderr: command::framed(&out.stderr),

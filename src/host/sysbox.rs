@@ -24,6 +24,7 @@ pub fn installed_version(host: &Host) -> Result<Option<SysboxVersion>, SysboxErr
     let output = match host.run(
         "sysbox-runc",
         &["--version".into()],
+        None,
         AsRoot::No,
         VERSION_TIMEOUT,
     ) {

@@ -1,19 +1,23 @@
-//! The units family: reads and writes unit files under `<root>/etc/systemd/system` only, and asks
+//! The units family: reads and writes unit files in `/etc/systemd/system` only, and asks
 //! `systemctl` (found on `PATH`) to reload or restart. Unit names are validated, so a script can
 //! never turn a unit name into a path elsewhere, and only ContainAI's own units may be written or
 //! restarted: a unit file is a command run as root, so a script must not be able to create or
 //! restart arbitrary ones. The text written is always a rendered catalog template (see
-//! `units::install`), never text from a script. Files are read and written through [`super::fs::Root`] (atomic writes;
-//! symlinks resolve inside the root). With `--root` other than `/`, `systemctl` gets
-//! `--root=<canonical root>` too, so it acts on that tree or refuses (systemctl does not reload or
-//! restart under `--root`) instead of changing the running machine.
+//! `units::install`), never text from a script.
+//!
+//! Unit files live where the engine runs and are reached through [`super::files`]: on this
+//! machine under `--root` through the root-anchored layer (atomic writes; symlinks resolve inside
+//! the root), on macOS inside the Lima VM at the plain path. With `--root` other than `/`, a local
+//! `systemctl` gets `--root=<canonical root>` too, so it acts on that tree or refuses (systemctl
+//! does not reload or restart under `--root`) instead of changing the running machine; inside the
+//! VM it gets none, since the Mac's root names nothing there.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::command::CommandError;
-use super::fs::FsError;
+use super::files::{self, FileError};
 use super::{AsRoot, Host};
 use crate::effects::Approval;
 
@@ -34,7 +38,7 @@ pub enum UnitError {
         allowed: &'static str,
     },
     #[error(transparent)]
-    Fs(#[from] FsError),
+    File(#[from] FileError),
     #[error(transparent)]
     Command(#[from] CommandError),
 }
@@ -83,29 +87,32 @@ pub fn check_restartable(name: &str) -> Result<(), UnitError> {
     }
 }
 
-/// The unit file as a host path (absolute, not yet under `--root`).
+/// The unit file as a host path (absolute; under `--root` locally, plain inside the VM).
 fn unit_file(name: &str) -> Result<PathBuf, UnitError> {
     validate_name(name)?;
     Ok(Path::new(UNIT_DIR).join(name))
 }
 
-/// How the unit file is named in plans and messages.
-pub fn unit_path(host: &Host, name: &str) -> Result<PathBuf, UnitError> {
-    Ok(host.root().display_path(&unit_file(name)?))
+/// How the unit file is named in plans and messages (`VM:PATH` inside the Lima VM).
+pub fn unit_path(host: &Host, name: &str) -> Result<String, UnitError> {
+    Ok(files::shown(host, &unit_file(name)?))
 }
 
-/// The unit file's text, or `None` when it does not exist.
+/// The unit file's text where the engine runs, or `None` when it does not exist.
 pub fn read(host: &Host, name: &str) -> Result<Option<String>, UnitError> {
-    Ok(host.root().read_to_string(&unit_file(name)?)?)
+    Ok(files::read_to_string(host, &unit_file(name)?)?)
 }
 
-/// Replaces the unit file with `text` (a rendered template), mode 0644.
+/// Replaces the unit file where the engine runs with `text` (a rendered template), mode 0644.
 pub fn write(_: Approval, host: &Host, name: &str, text: &str) -> Result<(), UnitError> {
     check_writable(name)?;
     // 0644: systemd reads units as root, and nobody else may change them.
-    Ok(host
-        .root()
-        .write_atomic(&unit_file(name)?, text.as_bytes(), 0o644)?)
+    Ok(files::write_atomic(
+        host,
+        &unit_file(name)?,
+        text.as_bytes(),
+        0o644,
+    )?)
 }
 
 pub fn daemon_reload(_: Approval, host: &Host) -> Result<(), UnitError> {
@@ -118,9 +125,9 @@ pub fn restart(_: Approval, host: &Host, name: &str) -> Result<(), UnitError> {
 }
 
 fn systemctl(host: &Host, args: &[&str]) -> Result<(), UnitError> {
-    let mut full: Vec<OsString> = host.root().program_arg().into_iter().collect();
+    let mut full: Vec<OsString> = host.program_root_arg().into_iter().collect();
     full.extend(args.iter().map(Into::into));
-    host.run("systemctl", &full, AsRoot::Yes, SYSTEMCTL_TIMEOUT)?
+    host.run("systemctl", &full, None, AsRoot::Yes, SYSTEMCTL_TIMEOUT)?
         .checked()?;
     Ok(())
 }

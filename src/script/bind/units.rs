@@ -1,12 +1,11 @@
 //! `units::` bindings over [`crate::host::systemd`]: unit files only under `/etc/systemd/system`
-//! and `systemctl` verbs, every mutating one gated.
+//! (inside the Lima VM on macOS) and `systemctl` verbs, every mutating one gated.
 //!
 //! A script names a unit and never supplies its text: `units::install` writes what the catalog's
 //! template renders to (typed values from config, checked by [`crate::plan::unit`]). There must
 //! never be a primitive here that takes unit text, because a unit file is a command systemd runs
 //! as root.
 
-use std::path::PathBuf;
 use std::rc::Rc;
 
 use rhai::{Dynamic, NativeCallContext};
@@ -23,7 +22,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>, catalog: &Rc<Catalog>) {
     reg.read(
         Doc {
             signature: "units::read(name: string) -> string or ()",
-            doc: "text of a unit file in /etc/systemd/system, () when absent",
+            doc: "text of a unit file in /etc/systemd/system (inside the Lima VM on macOS), () when absent",
             example: "units::read(\"containai-docker.service\")",
         },
         move |ctx: NativeCallContext, name: &str| {
@@ -77,7 +76,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>, catalog: &Rc<Catalog>) {
             }
             let action = Action::new(
                 "units.install",
-                proposed.path.display().to_string(),
+                proposed.path.clone(),
                 json!({
                     "template": proposed.template.display_name(),
                     "replaces": proposed.on_disk.is_some(),
@@ -125,7 +124,8 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>, catalog: &Rc<Catalog>) {
 
 /// A unit as rendered from its template, beside the file it would replace.
 struct Proposed {
-    path: PathBuf,
+    /// The unit file as plans name it (`VM:PATH` inside the Lima VM).
+    path: String,
     template: UnitTemplate,
     text: String,
     on_disk: Option<String>,
@@ -150,10 +150,6 @@ impl Proposed {
     }
 
     fn diff(&self) -> String {
-        unit::diff(
-            &self.path.display().to_string(),
-            self.on_disk.as_deref(),
-            &self.text,
-        )
+        unit::diff(&self.path, self.on_disk.as_deref(), &self.text)
     }
 }

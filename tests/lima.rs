@@ -1,0 +1,566 @@
+//! macOS: the engine, its unit files and dpkg live in the Lima VM `containai-docker`, so files
+//! follow the execution target the way programs do. A fake `limactl` emulates the VM with a
+//! directory of its own: `limactl shell --workdir / containai-docker -- [sudo -n] PROGRAM ARGS`
+//! runs `test`, `cat`, `install`, `mv`, `dpkg`, `rm` and `systemctl` against that directory, and
+//! `limactl copy SRC containai-docker:DST` copies into it. Each test checks that the VM's files
+//! change and the Mac's `--root` does not, and that nothing under the Mac's root leaks into a
+//! command run in the VM.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use support::TestHost;
+
+const ENGINE: &str = "containai-docker.service";
+const UNIT_DIR: &str = "etc/systemd/system";
+
+/// Installs every unit named in ARGS and prints whether each changed.
+const INSTALL: &str = r#"//! version: 1.0.0
+//! api: 1.1
+for name in run::args() {
+    let changed = units::install(name);
+    print(`${name} changed ${changed}`);
+}
+"#;
+
+/// Prints the unit text `units::read` returns, or `absent`.
+const READ: &str = r#"//! version: 1.0.0
+//! api: 1.1
+let text = units::read(run::args()[0]);
+if type_of(text) == "()" { print("absent") } else { print(text) }
+"#;
+
+/// Prints the rendered unit.
+const RENDER: &str = r#"//! version: 1.0.0
+//! api: 1.1
+print(units::render(run::args()[0]));
+"#;
+
+/// The fake VM: every path a program in it is given is taken under `$VM`. Anything it does not
+/// expect exits 2 with a message, so a wrong argv fails the test with the command in the log.
+const VM_SHELL: &str = r#"
+case "$1" in
+copy)
+    [ "$#" = 3 ] || { echo "limactl copy: want SRC DST" >&2; exit 2; }
+    case "$3" in containai-docker:/*) ;; *) echo "limactl copy: bad target $3" >&2; exit 2 ;; esac
+    dst="${3#containai-docker:}"
+    mkdir -p "$VM$(dirname "$dst")" && cp "$2" "$VM$dst"
+    exit $?
+    ;;
+shell) ;;
+*) echo "limactl: unexpected command $1" >&2; exit 2 ;;
+esac
+[ "$2 $3 $4 $5" = "--workdir / containai-docker --" ] || { echo "limactl shell: unexpected arguments" >&2; exit 2; }
+shift 5
+if [ "$1" = sudo ]; then
+    [ "$2" = -n ] || { echo "sudo: a password is required" >&2; exit 1; }
+    shift 2
+fi
+prog="$1"
+shift
+case "$prog" in
+test) [ "$#" = 2 ] && [ "$1" = -e ] || exit 2; [ -e "$VM$2" ]; exit $? ;;
+cat) [ "$#" = 1 ] || exit 2; exec cat "$VM$1" ;;
+install)
+    [ "$#" = 4 ] && [ "$1 $2 $3" = "-m 0644 /dev/stdin" ] || exit 2
+    mkdir -p "$VM$(dirname "$4")" && cat > "$VM$4" && chmod 0644 "$VM$4"
+    exit $?
+    ;;
+mv) [ "$#" = 3 ] && [ "$1" = -f ] || exit 2; exec mv -f "$VM$2" "$VM$3" ;;
+dpkg)
+    [ "$#" = 2 ] && [ "$1" = -i ] || { echo "dpkg: unexpected arguments $*" >&2; exit 2; }
+    cp "$VM$2" "$VM/installed.deb" && printf '%s' "$2" > "$VM/installed.path"
+    exit $?
+    ;;
+rm) [ "$#" = 2 ] && [ "$1" = -f ] || exit 2; exec rm -f "$VM$2" ;;
+systemctl)
+    case "$1" in --root=*) echo "systemctl: $1 names nothing in the VM" >&2; exit 2 ;; esac
+    exit 0
+    ;;
+*) echo "sh: 1: $prog: not found" >&2; exit 127 ;;
+esac
+"#;
+
+/// A Mac: `platform = "macos"` in the local config and a fake VM directory.
+struct Mac {
+    host: TestHost,
+    vm: tempfile::TempDir,
+}
+
+impl Mac {
+    fn new() -> Self {
+        let host = TestHost::new();
+        let vm = tempfile::Builder::new().prefix("cai-vm").tempdir().unwrap();
+        std::fs::create_dir_all(vm.path().join(UNIT_DIR)).unwrap();
+        std::fs::create_dir_all(vm.path().join("tmp")).unwrap();
+        host.fakes.add(
+            "limactl",
+            &format!("VM='{}'\n{VM_SHELL}", vm.path().display()),
+        );
+        // Programs that must run in the VM, never on the Mac; a call shows in the log. (`cat` and
+        // `mv` stay real: the fake VM itself uses them.)
+        for program in ["systemctl", "dpkg", "install"] {
+            host.fakes
+                .add(program, "echo 'ran on the Mac' >&2; exit 99");
+        }
+        write_mode(
+            &host.root().join("etc/containai/config.toml"),
+            "platform = \"macos\"\n",
+            0o644,
+        );
+        Self { host, vm }
+    }
+
+    fn vm_file(&self, path: &str) -> PathBuf {
+        self.vm.path().join(path.trim_start_matches('/'))
+    }
+
+    fn local_unit(&self) -> PathBuf {
+        self.host.root().join(UNIT_DIR).join(ENGINE)
+    }
+
+    fn vm_unit(&self) -> PathBuf {
+        self.vm_file(&format!("/{UNIT_DIR}/{ENGINE}"))
+    }
+
+    /// Every file in the fake VM with its contents and mode.
+    fn vm_snapshot(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        snapshot(self.vm.path(), self.vm.path(), &mut out);
+        out
+    }
+
+    /// Runs a script with ARGS; `extra` goes before the script (`--dry-run`, `--json`).
+    fn run(&self, script: &str, extra: &[&str], args: &[&str]) -> (i32, String, String) {
+        let path = self.host.script("lima.rhai", script);
+        let mut argv = vec!["run"];
+        argv.extend_from_slice(extra);
+        argv.push(path.to_str().unwrap());
+        argv.push("--");
+        argv.extend_from_slice(args);
+        self.host.run(&argv)
+    }
+
+    /// Log lines of commands run inside the VM through `limactl shell`.
+    fn vm_commands(&self) -> Vec<String> {
+        let prefix = "limactl [shell] [--workdir] [/] [containai-docker] [--] ";
+        self.host
+            .fakes
+            .log()
+            .lines()
+            .filter_map(|l| l.strip_prefix(prefix).map(str::to_string))
+            .collect()
+    }
+
+    /// Fails when any program other than limactl ran on the Mac.
+    fn assert_nothing_ran_on_the_mac(&self) {
+        let log = self.host.fakes.log();
+        assert!(
+            log.lines().all(|l| l.starts_with("limactl ")),
+            "a program ran on the Mac:\n{log}"
+        );
+    }
+}
+
+fn snapshot(base: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let key = path.strip_prefix(base).unwrap().display().to_string();
+        if meta.is_dir() {
+            out.insert(key, "dir".into());
+            snapshot(base, &path, out);
+        } else {
+            let bytes = std::fs::read(&path).unwrap();
+            out.insert(
+                key,
+                format!(
+                    "{} mode={:o}",
+                    String::from_utf8_lossy(&bytes),
+                    meta.permissions().mode() & 0o7777
+                ),
+            );
+        }
+    }
+}
+
+fn write_mode(path: &Path, text: &str, mode: u32) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The `error:` line, which must say what is wrong on its own.
+fn error_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect()
+}
+
+#[test]
+fn a_dry_run_install_diffs_against_the_vms_unit_and_changes_nothing() {
+    let mac = Mac::new();
+    write_mode(&mac.vm_unit(), "[Unit]\nDescription=old in the VM\n", 0o644);
+    let local_before = mac.host.snapshot_files();
+    let vm_before = mac.vm_snapshot();
+
+    let (code, stdout, stderr) = mac.run(INSTALL, &["--dry-run", "--json"], &[ENGINE]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("changed true"), "{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let plan = doc["plan"].as_array().unwrap();
+    assert_eq!(plan.len(), 1, "{stdout}");
+    let shown = format!("containai-docker:/{UNIT_DIR}/{ENGINE}");
+    assert_eq!(plan[0]["kind"], "units.install");
+    assert_eq!(plan[0]["target"], shown.as_str());
+    assert_eq!(plan[0]["details"]["replaces"], true);
+    let diff = plan[0]["details"]["diff"].as_str().unwrap();
+    assert!(
+        diff.starts_with(&format!("--- {shown}\n+++ {shown} (rendered)\n")),
+        "{diff}"
+    );
+    assert!(diff.contains("\n-Description=old in the VM\n"), "{diff}");
+    assert!(
+        diff.contains("\n+ExecStart=/opt/containai/bin/dockerd "),
+        "{diff}"
+    );
+
+    assert_eq!(
+        mac.host.snapshot_files(),
+        local_before,
+        "the Mac's root changed"
+    );
+    assert_eq!(mac.vm_snapshot(), vm_before, "the VM changed in a dry run");
+    let commands = mac.vm_commands();
+    assert_eq!(
+        commands,
+        [
+            format!("[test] [-e] [/{UNIT_DIR}/{ENGINE}]"),
+            format!("[cat] [/{UNIT_DIR}/{ENGINE}]"),
+        ],
+        "a dry run only reads the VM"
+    );
+    mac.assert_nothing_ran_on_the_mac();
+}
+
+#[test]
+fn a_live_install_writes_the_rendered_unit_into_the_vm_and_a_second_is_a_no_op() {
+    let mac = Mac::new();
+    let (code, rendered, stderr) = mac.run(RENDER, &[], &[ENGINE]);
+    assert_eq!(code, 0, "{stderr}");
+
+    let (code, stdout, stderr) = mac.run(INSTALL, &[], &[ENGINE]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("changed true"), "{stdout}");
+    // `print` adds the newline the rendered text already ends with.
+    assert_eq!(
+        format!("{}\n", std::fs::read_to_string(mac.vm_unit()).unwrap()),
+        rendered
+    );
+    let mode = std::fs::metadata(mac.vm_unit())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o644);
+    assert!(
+        !mac.local_unit().exists(),
+        "the unit was written on the Mac"
+    );
+    let staged = format!("/{UNIT_DIR}/{ENGINE}.cai-new");
+    assert!(!mac.vm_file(&staged).exists(), "the staged unit was left");
+    let commands = mac.vm_commands();
+    for want in [
+        format!("[sudo] [-n] [install] [-m] [0644] [/dev/stdin] [{staged}]"),
+        format!("[sudo] [-n] [mv] [-f] [{staged}] [/{UNIT_DIR}/{ENGINE}]"),
+    ] {
+        assert!(commands.contains(&want), "{want} not in {commands:#?}");
+    }
+    assert!(
+        !mac.host
+            .fakes
+            .log()
+            .contains(mac.host.root().to_str().unwrap()),
+        "the Mac's root reached the VM:\n{}",
+        mac.host.fakes.log()
+    );
+    mac.assert_nothing_ran_on_the_mac();
+
+    let vm_before = mac.vm_snapshot();
+    let local_before = mac.host.snapshot_files();
+    let (code, stdout, stderr) = mac.run(INSTALL, &[], &[ENGINE]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("changed false"), "{stdout}");
+    assert_eq!(mac.vm_snapshot(), vm_before);
+    assert_eq!(mac.host.snapshot_files(), local_before);
+    let writes = mac
+        .vm_commands()
+        .iter()
+        .filter(|c| c.contains("[install]"))
+        .count();
+    assert_eq!(writes, 1, "an identical unit was written again");
+}
+
+#[test]
+fn a_failed_move_in_the_vm_names_the_command_and_keeps_the_old_unit() {
+    let mac = Mac::new();
+    write_mode(&mac.vm_unit(), "[Unit]\nDescription=old in the VM\n", 0o644);
+    mac.host.fakes.add(
+        "limactl",
+        &format!(
+            "VM='{}'\nif [ \"$6 $7 $8\" = 'sudo -n mv' ]; then echo 'mv: cannot move' >&2; exit 1; fi\n{VM_SHELL}",
+            mac.vm.path().display()
+        ),
+    );
+    let (code, _, stderr) = mac.run(INSTALL, &[], &[ENGINE]);
+    assert_eq!(code, 1, "{stderr}");
+    let errors = error_lines(&stderr);
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains(&format!(
+            "mv -f /{UNIT_DIR}/{ENGINE}.cai-new /{UNIT_DIR}/{ENGINE} (in the Lima VM containai-docker) exited with status 1"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("  | mv: cannot move"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(mac.vm_unit()).unwrap(),
+        "[Unit]\nDescription=old in the VM\n"
+    );
+    assert!(
+        !mac.vm_file(&format!("/{UNIT_DIR}/{ENGINE}.cai-new"))
+            .exists(),
+        "the staged unit was left"
+    );
+}
+
+#[test]
+fn units_read_returns_the_vms_text_not_the_macs() {
+    let mac = Mac::new();
+    write_mode(&mac.local_unit(), "[Unit]\nDescription=on the Mac\n", 0o644);
+    write_mode(&mac.vm_unit(), "[Unit]\nDescription=in the VM\n", 0o644);
+    let (code, stdout, stderr) = mac.run(READ, &[], &[ENGINE]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "[Unit]\nDescription=in the VM\n\n");
+
+    std::fs::remove_file(mac.vm_unit()).unwrap();
+    let (code, stdout, stderr) = mac.run(READ, &[], &[ENGINE]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "absent\n", "the Mac's unit was read");
+    mac.assert_nothing_ran_on_the_mac();
+}
+
+#[test]
+fn systemctl_runs_in_the_vm_as_root_without_the_macs_root() {
+    let mac = Mac::new();
+    let (code, _, stderr) = mac.run(
+        "//! version: 1.0.0\n//! api: 1.1\nunits::daemon_reload();\nunits::restart(\"containai-docker.service\");\n",
+        &[],
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        mac.vm_commands(),
+        [
+            "[sudo] [-n] [systemctl] [daemon-reload]",
+            "[sudo] [-n] [systemctl] [restart] [containai-docker.service]",
+        ]
+    );
+    assert!(
+        !mac.host.fakes.log().contains("--root="),
+        "{}",
+        mac.host.fakes.log()
+    );
+    mac.assert_nothing_ran_on_the_mac();
+}
+
+#[test]
+fn a_deb_is_copied_into_the_vm_and_installed_there_then_removed() {
+    let mac = Mac::new();
+    let cache = mac.host.root().join("var/cache/containai");
+    std::fs::create_dir_all(&cache).unwrap();
+    let original = cache.join("sysbox.deb");
+    let bytes: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(&original, &bytes).unwrap();
+    std::fs::set_permissions(&original, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let sha = hex::encode(Sha256::digest(&bytes));
+    let in_vm = format!("/tmp/cai-{}.deb", &sha[..16]);
+    let script = "//! version: 1.0.0\n//! api: 1\npackages::install_deb(run::args()[0]);\n";
+
+    let (code, stdout, stderr) = mac.run(
+        script,
+        &["--dry-run", "--json"],
+        &["/var/cache/containai/sysbox.deb"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["plan"][0]["kind"], "packages.install_deb");
+    assert_eq!(doc["plan"][0]["details"]["sha256"], sha.as_str());
+    assert_eq!(mac.host.fakes.log(), "", "a dry run reached the VM");
+
+    let (code, _, stderr) = mac.run(script, &[], &["/var/cache/containai/sysbox.deb"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(mac.vm_file("/installed.path")).unwrap(),
+        in_vm,
+        "dpkg was not given the copy in the VM"
+    );
+    assert_eq!(std::fs::read(mac.vm_file("/installed.deb")).unwrap(), bytes);
+    assert!(!mac.vm_file(&in_vm).exists(), "the copy in the VM was left");
+
+    let log = mac.host.fakes.log();
+    let copy = log
+        .lines()
+        .find(|l| l.starts_with("limactl [copy] "))
+        .unwrap_or_else(|| panic!("no limactl copy in\n{log}"));
+    let source = copy
+        .strip_prefix("limactl [copy] [")
+        .and_then(|rest| rest.split_once("] ["))
+        .map(|(source, _)| PathBuf::from(source))
+        .unwrap();
+    assert_eq!(
+        copy,
+        format!(
+            "limactl [copy] [{}] [containai-docker:{in_vm}]",
+            source.display()
+        )
+    );
+    assert_ne!(
+        source, original,
+        "the original was copied, not the verified copy"
+    );
+    assert!(!source.starts_with(mac.host.root()), "{}", source.display());
+    assert!(!source.exists(), "the private copy outlived the run");
+    let commands = mac.vm_commands();
+    assert_eq!(
+        commands,
+        [
+            format!("[sudo] [-n] [dpkg] [-i] [{in_vm}]"),
+            format!("[sudo] [-n] [rm] [-f] [{in_vm}]"),
+        ]
+    );
+    let copied_at = log.lines().position(|l| l == copy).unwrap();
+    let installed_at = log.lines().position(|l| l.contains("[dpkg]")).unwrap();
+    assert!(copied_at < installed_at, "{log}");
+    mac.assert_nothing_ran_on_the_mac();
+}
+
+#[test]
+fn a_failed_dpkg_in_the_vm_names_the_command_and_still_removes_the_copy() {
+    let mac = Mac::new();
+    let cache = mac.host.root().join("var/cache/containai");
+    std::fs::create_dir_all(&cache).unwrap();
+    write_mode(&cache.join("sysbox.deb"), "!<arch>\nnot really\n", 0o644);
+    // dpkg in the VM fails; everything else behaves.
+    mac.host.fakes.add(
+        "limactl",
+        &format!(
+            "VM='{}'\nif [ \"$6 $7 $8\" = 'sudo -n dpkg' ]; then echo 'dpkg: error: broken' >&2; exit 1; fi\n{VM_SHELL}",
+            mac.vm.path().display()
+        ),
+    );
+    let script = "//! version: 1.0.0\n//! api: 1\npackages::install_deb(run::args()[0]);\n";
+    let (code, _, stderr) = mac.run(script, &[], &["/var/cache/containai/sysbox.deb"]);
+    assert_eq!(code, 1, "{stderr}");
+    let errors = error_lines(&stderr);
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("dpkg -i containai-docker:/tmp/cai-")
+            && errors[0].contains("exited with status 1"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("  | dpkg: error: broken"), "{stderr}");
+    assert!(
+        mac.vm_commands()
+            .iter()
+            .any(|c| c.starts_with("[sudo] [-n] [rm] [-f] [/tmp/cai-")),
+        "{}",
+        mac.host.fakes.log()
+    );
+    let left: Vec<_> = std::fs::read_dir(mac.vm_file("/tmp")).unwrap().collect();
+    assert!(left.is_empty(), "the copy in the VM was left: {left:?}");
+}
+
+#[test]
+fn a_missing_vm_is_one_clear_error_naming_the_command() {
+    let mac = Mac::new();
+    // What limactl does for an instance that does not exist: a fatal line on stderr, exit 1.
+    mac.host.fakes.add(
+        "limactl",
+        "echo 'FATA[0000] instance \"containai-docker\" does not exist, run `limactl create --name=containai-docker` to create a new instance' >&2\nexit 1",
+    );
+    let local_before = mac.host.snapshot_files();
+    for (script, extra, args) in [
+        (READ, &[][..], &[ENGINE][..]),
+        (INSTALL, &["--dry-run"][..], &[ENGINE][..]),
+        (INSTALL, &[][..], &[ENGINE][..]),
+    ] {
+        let (code, stdout, stderr) = mac.run(script, extra, args);
+        assert_eq!(code, 1, "{extra:?}: {stdout}{stderr}");
+        assert!(
+            !stdout.contains("absent"),
+            "a missing VM read as a missing unit"
+        );
+        let errors = error_lines(&stderr);
+        assert_eq!(errors.len(), 1, "{stderr}");
+        assert!(
+            errors[0].contains(&format!(
+                "test -e /{UNIT_DIR}/{ENGINE} (in the Lima VM containai-docker) exited with status 1"
+            )),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("  | FATA[0000] instance \"containai-docker\" does not exist"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("help: limactl start containai-docker"),
+            "{stderr}"
+        );
+    }
+    assert_eq!(
+        mac.host.snapshot_files(),
+        local_before,
+        "the Mac's root changed"
+    );
+    assert!(!mac.local_unit().exists());
+}
+
+#[test]
+fn doctor_checks_the_engine_unit_inside_the_vm() {
+    let mac = Mac::new();
+    let unit_check = |mac: &Mac| {
+        let (_, stdout, stderr) = mac.host.run(&["doctor", "--json"]);
+        let doc: serde_json::Value =
+            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}{stderr}"));
+        doc["reports"][0]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == "unit.engine")
+            .cloned()
+            .unwrap()
+    };
+    let check = unit_check(&mac);
+    assert_eq!(check["status"], "warn", "{check}");
+    write_mode(&mac.vm_unit(), "[Unit]\n", 0o644);
+    let check = unit_check(&mac);
+    assert_eq!(check["status"], "ok", "{check}");
+
+    mac.host.fakes.add(
+        "limactl",
+        "echo 'FATA[0000] instance is stopped' >&2\nexit 1",
+    );
+    let check = unit_check(&mac);
+    assert_eq!(
+        check["status"], "unknown",
+        "a VM that did not answer: {check}"
+    );
+    assert_eq!(
+        check["remediation"], "limactl start containai-docker",
+        "{check}"
+    );
+}
