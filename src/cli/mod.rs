@@ -74,6 +74,9 @@ pub enum Command {
     Update(UpdateArgs),
     /// Health report of this host (runs doctor.rhai)
     Doctor(DoctorArgs),
+    /// What the engine's systemd unit runs, and the units cai manages
+    #[command(subcommand)]
+    System(SystemCommand),
     /// Packaging helpers used by scripts/build-sysbox.sh
     #[command(subcommand, hide = true)]
     Packaging(PackagingCommand),
@@ -142,6 +145,26 @@ pub struct DoctorArgs {
     /// Record planned actions instead of performing them
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Stop every running managed container concurrently (the engine unit's stop hook; runs
+    /// stop-containers.rhai); exits 0 at once when the engine socket is gone
+    StopContainers {
+        /// Seconds each container gets to shut down before it is killed (default: config
+        /// stop_timeout_secs)
+        #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+        timeout: Option<u64>,
+        /// Print what would be stopped and change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print each unit cai manages exactly as it would be written (or only NAME)
+    Unit {
+        /// A unit name, e.g. containai-docker.service
+        name: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -246,6 +269,16 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             let script = ctx.catalog.resolve("doctor")?;
             ctx.run_script(&script, Vec::new(), args.json)
         }
+        Command::System(SystemCommand::StopContainers { timeout, dry_run }) => {
+            let ctx = Ctx::probe(&cli, mode(*dry_run))?;
+            let script = ctx.catalog.resolve("stop-containers")?;
+            let args = timeout.iter().map(ToString::to_string).collect();
+            ctx.run_script(&script, args, false)
+        }
+        Command::System(SystemCommand::Unit { name }) => {
+            let ctx = Ctx::probe(&cli, Mode::DryRun)?;
+            system_unit(&ctx, name.as_deref())
+        }
         Command::Repl => {
             let ctx = Ctx::probe(&cli, Mode::DryRun)?;
             ctx.install_interrupt_handler();
@@ -253,6 +286,29 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             Ok(exit::OK)
         }
     }
+}
+
+/// Prints the rendered units: one unit as it would be written, byte for byte; several with a
+/// `==> NAME <==` line before each, as `tail` does.
+fn system_unit(ctx: &Ctx, name: Option<&str>) -> Result<u8, Error> {
+    let units = match name {
+        Some(name) => vec![ctx.catalog.unit_template(name)?],
+        None => ctx
+            .catalog
+            .unit_templates()
+            .into_iter()
+            .map(|(_, unit)| unit)
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    let several = units.len() > 1;
+    for unit in units {
+        let text = unit.render(&ctx.host.config)?;
+        if several {
+            term::out(&format!("==> {} <==", unit.name));
+        }
+        term::out_raw(&text);
+    }
+    Ok(exit::OK)
 }
 
 fn mode(dry_run: bool) -> Mode {

@@ -32,6 +32,10 @@ pub const BUNDLED: &[(&str, &str)] = &[
     ("detect", include_str!("../../stdlib/detect.rhai")),
     ("doctor", include_str!("../../stdlib/doctor.rhai")),
     ("repair", include_str!("../../stdlib/repair.rhai")),
+    (
+        "stop-containers",
+        include_str!("../../stdlib/stop-containers.rhai"),
+    ),
     ("update", include_str!("../../stdlib/update.rhai")),
     ("lib/common", include_str!("../../stdlib/lib/common.rhai")),
 ];

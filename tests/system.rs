@@ -1,0 +1,119 @@
+//! `cai system`: the engine unit's stop hook (`stop-containers`) against a real private dockerd,
+//! and `unit`, which prints what `cai` would write.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{Dockerd, TEST_IMAGE, TestHost};
+
+#[test]
+fn stop_hook_exits_zero_at_once_when_the_engine_socket_is_gone() {
+    let host = TestHost::new();
+    let started = Instant::now();
+    let (code, stdout, stderr) = host.run(&["system", "stop-containers", "--timeout", "100"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.is_empty() && !stderr.contains("error"),
+        "{stdout}{stderr}"
+    );
+    // Well below any stop timeout: there is nothing to wait for.
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn stop_hook_stops_managed_containers_concurrently_and_leaves_others_running() {
+    let host = TestHost::new();
+    let engine = Dockerd::start(&host);
+    // PID 1 `sleep` ignores SIGTERM, like a container running systemd that takes its time.
+    engine.run_agent("agent-1");
+    engine.run_agent("agent-2");
+    engine.docker(&["tag", TEST_IMAGE, "containai:latest"]);
+    engine.run("legacy", &[], "containai:latest", &["sleep", "600"]);
+    engine.run("bystander", &[], TEST_IMAGE, &["sleep", "600"]);
+
+    // A dry run plans one concurrent stop of exactly the managed set and changes nothing.
+    let (code, stdout, stderr) = host.run(&["system", "stop-containers", "--dry-run"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("containers.stop"), "{stdout}");
+    assert!(stdout.contains("timeout_secs=100"), "{stdout}");
+    for name in ["agent-1", "agent-2", "legacy", "bystander"] {
+        assert_eq!(engine.state(name), "running", "{name}");
+    }
+
+    let started = Instant::now();
+    let (code, _, stderr) = host.run(&["system", "stop-containers", "--timeout", "2"]);
+    let took = started.elapsed();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("stopped 3 managed container(s)"),
+        "{stderr}"
+    );
+    for name in ["agent-1", "agent-2", "legacy"] {
+        assert_eq!(engine.state(name), "exited", "{name}");
+    }
+    assert_eq!(engine.state("bystander"), "running");
+    // Concurrent: three 2 s stops take about 2 s, not 6 (generous bound for a loaded machine).
+    assert!(took < Duration::from_secs(12), "took {took:?}");
+    let journal =
+        std::fs::read_to_string(host.root().join("var/lib/containai/actions.jsonl")).unwrap();
+    assert!(
+        journal.contains("\"kind\":\"containers.stop\"")
+            && journal.contains("\"outcome\":\"done\""),
+        "{journal}"
+    );
+
+    // Nothing running any more: the hook has nothing to do and says nothing.
+    let (code, _, stderr) = host.run(&["system", "stop-containers"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("stopped"), "{stderr}");
+}
+
+#[test]
+fn stop_hook_fails_closed_when_the_socket_exists_but_nothing_answers() {
+    let host = TestHost::new();
+    drop(std::os::unix::net::UnixListener::bind(host.socket()).unwrap());
+    let (code, _, stderr) = host.run(&["system", "stop-containers"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("cannot reach the engine"), "{stderr}");
+    let (code, _, stderr) = host.run(&["system", "stop-containers", "--timeout", "0"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("--timeout"), "{stderr}");
+}
+
+#[test]
+fn system_unit_prints_exactly_what_install_would_write() {
+    let host = TestHost::new();
+    let (code, printed, stderr) = host.run(&["system", "unit"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        printed.contains("\nExecStop=/usr/local/bin/cai system stop-containers --timeout=100\n"),
+        "{printed}"
+    );
+    let (code, one, _) = host.run(&["system", "unit", "containai-docker.service"]);
+    assert_eq!(code, 0);
+    assert_eq!(one, printed, "one unit prints without a header");
+
+    let script = host.script(
+        "install.rhai",
+        "//! version: 1.0.0\n//! api: 1\nunits::install(\"containai-docker.service\");\n0\n",
+    );
+    let (code, _, stderr) = host.run(&["run", script.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let written = std::fs::read_to_string(
+        host.root()
+            .join("etc/systemd/system/containai-docker.service"),
+    )
+    .unwrap();
+    assert_eq!(written, printed);
+
+    for bad in ["../x.service", "containai-none.service"] {
+        let (code, _, stderr) = host.run(&["system", "unit", bad]);
+        assert_eq!(code, 1, "{bad}: {stderr}");
+        assert_eq!(
+            stderr.lines().filter(|l| l.starts_with("error:")).count(),
+            1,
+            "{stderr}"
+        );
+    }
+}
