@@ -559,6 +559,60 @@ impl Root {
         self.resolve(&join(dirs), flags)
     }
 
+    /// Opens a file for locking with `flock`: read-write, created 0644 with its directories when
+    /// `create` is set (`None` when it does not exist and `create` is not set). A symlink at the
+    /// file is refused, never followed.
+    pub fn open_lock(
+        &self,
+        absolute: &Path,
+        create: bool,
+    ) -> Result<Option<std::fs::File>, FsError> {
+        let (parent, name) = self.split(absolute, "lock")?;
+        let dir = if create {
+            self.make_dirs(&parent, PATH_ONLY | OFlags::DIRECTORY)
+        } else {
+            match self.resolve(&join(&parent), PATH_ONLY | OFlags::DIRECTORY) {
+                Err(Resolve::Errno(Errno::NOENT)) => return Ok(None),
+                other => other,
+            }
+        }
+        .map_err(|e| self.error("lock", absolute, e))?;
+        let mut flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+        if create {
+            flags |= OFlags::CREATE;
+        }
+        let fd = match rustix::fs::openat(&dir, &name, flags, Mode::from_raw_mode(0o644)) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) if !create => return Ok(None),
+            Err(e) if refused_symlink(&dir, &name, e) => {
+                return Err(FsError::Symlink {
+                    path: self.display_path(absolute),
+                    detail: NOT_FOLLOWED,
+                });
+            }
+            Err(e) => return Err(self.error("lock", absolute, Resolve::Errno(e))),
+        };
+        require_regular(&fd).map_err(|source| FsError::Io {
+            op: "lock",
+            path: self.display_path(absolute),
+            source,
+        })?;
+        Ok(Some(std::fs::File::from(fd)))
+    }
+
+    /// Removes a file (never what a symlink points to); an absent file is fine.
+    pub fn remove(&self, absolute: &Path) -> Result<(), FsError> {
+        let (parent, name) = self.split(absolute, "remove")?;
+        let dir = match self.resolve(&join(&parent), PATH_ONLY | OFlags::DIRECTORY) {
+            Err(Resolve::Errno(Errno::NOENT)) => return Ok(()),
+            other => other.map_err(|e| self.error("remove", absolute, e))?,
+        };
+        match rustix::fs::unlinkat(&dir, &name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(self.error("remove", absolute, Resolve::Errno(e))),
+        }
+    }
+
     /// Splits an absolute path into its parent's components and its final name.
     fn split<'a>(
         &self,

@@ -15,6 +15,7 @@ pub mod state;
 pub mod sysbox;
 pub mod systemd;
 pub mod trust;
+pub mod update;
 
 use std::ffi::OsString;
 use std::io::{BufRead, IsTerminal};
@@ -75,6 +76,8 @@ pub struct Host {
     pub reports: std::cell::RefCell<Vec<serde_json::Value>>,
     /// Set by Ctrl-C; scripts stop at their next operation.
     pub interrupted: Arc<AtomicBool>,
+    /// The update lock, once a live run took it; held until the process ends.
+    pub update_lock: update::LockSlot,
     docker: docker::Client,
     target: Target,
     path: Option<OsString>,
@@ -124,6 +127,7 @@ impl Host {
             home: options.home,
             interrupted: Arc::new(AtomicBool::new(false)),
             reports: std::cell::RefCell::new(Vec::new()),
+            update_lock: update::LockSlot::default(),
         })
     }
 

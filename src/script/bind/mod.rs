@@ -14,6 +14,7 @@ mod report;
 mod run;
 mod sysbox;
 mod units;
+mod update;
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -237,6 +238,7 @@ fn register_families(
     sysbox::register(&mut reg, host);
     units::register(&mut reg, host, catalog);
     packages::register(&mut reg, host);
+    update::register(&mut reg, host);
     reg
 }
 

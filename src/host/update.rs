@@ -1,0 +1,154 @@
+//! What keeps an update safe across processes and crashes, whatever the update script does:
+//!
+//! - the **update lock**, an advisory `flock` on `/run/containai/update.lock` (under `--root`),
+//!   held by a live run until the process ends, so two updates never proceed at once; a second
+//!   one is refused at once with the holder's PID. A dry run only looks: it never creates the
+//!   file and never holds the lock.
+//! - the **update state**, `/var/lib/containai/update-state.json`, naming the containers an
+//!   update is about to stop (by ID and name) and the phase. It is written atomically (temporary
+//!   file, fsync, rename) before the first container stops, so a run killed between stopping and
+//!   restarting leaves a record that the next run finds and restarts from.
+//!
+//! Every file goes through the root-anchored layer; recording and clearing the state take an
+//! [`Approval`] from the effect gate.
+
+use std::cell::RefCell;
+use std::io::{Read, Seek, Write};
+use std::path::Path;
+
+use rustix::fs::FlockOperation;
+use serde::{Deserialize, Serialize};
+
+use super::Host;
+use super::fs::FsError;
+use crate::effects::Approval;
+
+pub const LOCK_FILE: &str = "/run/containai/update.lock";
+pub const STATE_FILE: &str = "/var/lib/containai/update-state.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    #[error(
+        "another cai update is running (pid {pid}); nothing was changed\nhelp: wait for it to finish, then run the command again"
+    )]
+    Held { pid: String },
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error("cannot lock {path}: {source}")]
+    Lock {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "the update state {path} is malformed ({reason})\nhelp: restart the containers it lists with `cai run` or docker, then remove the file"
+    )]
+    Malformed { path: String, reason: String },
+}
+
+/// A container an update stops and must start again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stopped {
+    pub id: String,
+    pub name: String,
+}
+
+/// What an interrupted update left behind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateState {
+    /// Where the update was, e.g. `stopping` or `installing`.
+    pub phase: String,
+    pub containers: Vec<Stopped>,
+    /// The run that wrote it (the journal's run id).
+    pub run: String,
+}
+
+/// The lock a live run holds until the process ends.
+#[derive(Default)]
+pub struct LockSlot {
+    held: RefCell<Option<std::fs::File>>,
+}
+
+/// Takes the update lock (live) or checks that nobody holds it (dry run). Idempotent: a run
+/// that holds it already succeeds again. Returns this process's PID.
+pub fn lock(host: &Host) -> Result<u32, UpdateError> {
+    let pid = std::process::id();
+    if host.update_lock.held.borrow().is_some() {
+        return Ok(pid);
+    }
+    let path = Path::new(LOCK_FILE);
+    let shown = host.root().display_path(path).display().to_string();
+    let live = !host.gate.is_dry_run();
+    let Some(mut file) = host.root().open_lock(path, live)? else {
+        return Ok(pid);
+    };
+    match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::WOULDBLOCK) => {
+            let mut holder = String::new();
+            // The PID is for the message only; an unreadable one still refuses.
+            let _ = file
+                .rewind()
+                .and_then(|()| file.read_to_string(&mut holder));
+            let holder = holder.trim();
+            return Err(UpdateError::Held {
+                pid: if holder.is_empty() {
+                    "unknown".into()
+                } else {
+                    holder.to_string()
+                },
+            });
+        }
+        Err(e) => {
+            return Err(UpdateError::Lock {
+                path: shown,
+                source: e.into(),
+            });
+        }
+    }
+    if live {
+        let io = |source| UpdateError::Lock {
+            path: shown.clone(),
+            source,
+        };
+        file.set_len(0).map_err(io)?;
+        file.rewind().map_err(io)?;
+        writeln!(file, "{pid}").map_err(io)?;
+        *host.update_lock.held.borrow_mut() = Some(file);
+    }
+    // A dry run lets go at once (the file closes here): it only wanted to know.
+    Ok(pid)
+}
+
+/// The state an interrupted update left, if any.
+pub fn read_state(host: &Host) -> Result<Option<UpdateState>, UpdateError> {
+    let path = Path::new(STATE_FILE);
+    let Some(text) = host.root().read_to_string(path)? else {
+        return Ok(None);
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| UpdateError::Malformed {
+            path: host.root().display_path(path).display().to_string(),
+            reason: e.to_string(),
+        })
+}
+
+/// Records the containers about to be stopped, durably, before the first one stops.
+pub fn record(_: Approval, host: &Host, state: &UpdateState) -> Result<(), UpdateError> {
+    let mut text = serde_json::to_string_pretty(state).map_err(|e| UpdateError::Malformed {
+        path: STATE_FILE.into(),
+        reason: e.to_string(),
+    })?;
+    text.push('\n');
+    host.root()
+        .write_atomic(Path::new(STATE_FILE), text.as_bytes(), 0o600)?;
+    Ok(())
+}
+
+/// Removes the state once its containers run again (or the operator chose not to restart them).
+pub fn clear(_: Approval, host: &Host) -> Result<(), UpdateError> {
+    host.root().remove(Path::new(STATE_FILE))?;
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! `update::` bindings over [`crate::host::update`]: the update lock and the crash-safe record of
+//! the containers an update stops. The lock and the reads run in every mode (a dry run only
+//! checks the lock); recording and clearing the state pass through the effect gate.
+
+use std::rc::Rc;
+
+use rhai::{Array, Dynamic, NativeCallContext};
+use serde_json::json;
+
+use super::{Doc, Registrar, Res, fail_at, gated, to_dynamic};
+use crate::effects::Action;
+use crate::host::Host;
+use crate::host::update::{self, STATE_FILE, Stopped, UpdateState};
+
+pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
+    let h = host.clone();
+    reg.read(
+        Doc {
+            signature: "update::lock() -> int",
+            doc: "takes the update lock until the run ends (a dry run only checks it); fails at once, naming the holder's PID, when another update holds it",
+            example: "update::lock()",
+        },
+        move |ctx: NativeCallContext| {
+            update::lock(&h)
+                .map(i64::from)
+                .map_err(|e| fail_at(&ctx, e))
+        },
+    );
+
+    let h = host.clone();
+    reg.read(
+        Doc {
+            signature: "update::state() -> map or ()",
+            doc: "what an interrupted update left: phase, containers (id, name) it stopped, run; () when none",
+            example: "update::state()",
+        },
+        move |ctx: NativeCallContext| match update::read_state(&h).map_err(|e| fail_at(&ctx, e))? {
+            Some(state) => to_dynamic(&state),
+            None => Ok(Dynamic::UNIT),
+        },
+    );
+
+    let h = host.clone();
+    reg.mutating(
+        Doc {
+            signature: "update::record(phase: string, containers: array)",
+            doc: "durably records the containers (maps with id and name) an update is about to stop, before it stops them",
+            example: "update::record(\"stopping\", [#{id: \"0123abcd\", name: \"agent-1\"}])",
+        },
+        move |ctx: NativeCallContext, phase: &str, containers: Array| {
+            let containers = stopped(&ctx, containers)?;
+            let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
+            let action = Action::new(
+                "update.record",
+                STATE_FILE,
+                json!({ "phase": phase, "containers": names }),
+            );
+            let state = UpdateState {
+                phase: phase.to_string(),
+                containers: containers.clone(),
+                run: h.gate.run_id().to_string(),
+            };
+            gated(&ctx, &h, action, || (), |ok| update::record(ok, &h, &state))
+        },
+    );
+
+    let h = host.clone();
+    reg.mutating(
+        Doc {
+            signature: "update::clear()",
+            doc: "removes the record of stopped containers once they run again",
+            example: "update::clear()",
+        },
+        move |ctx: NativeCallContext| {
+            let action = Action::new("update.clear", STATE_FILE, json!({}));
+            gated(&ctx, &h, action, || (), |ok| update::clear(ok, &h))
+        },
+    );
+}
+
+/// Containers as scripts pass them: maps with string `id` and `name`.
+fn stopped(ctx: &NativeCallContext, containers: Array) -> Res<Vec<Stopped>> {
+    containers
+        .into_iter()
+        .map(|c| {
+            rhai::serde::from_dynamic::<Stopped>(&c).map_err(|e| {
+                fail_at(
+                    ctx,
+                    format!("update::record: each container is #{{id, name}}: {e}"),
+                )
+            })
+        })
+        .collect()
+}
