@@ -219,12 +219,23 @@ pub fn run<S: AsRef<OsStr>>(
         Some(bytes) => expression.stdin_bytes(bytes.to_vec()),
         None => expression.stdin_null(),
     };
-    let handle = expression
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .start()
-        .map_err(|source| spawn_error(&shown, source))?;
+    let expression = expression.stdout_capture().stderr_capture().unchecked();
+    // ETXTBSY: the executable was just written and another thread's fork still holds it open for
+    // writing (it closes at that child's exec). It clears within milliseconds; retry briefly.
+    let mut tries = 0;
+    let handle = loop {
+        match expression.start() {
+            Ok(handle) => break handle,
+            Err(e)
+                if e.raw_os_error() == Some(rustix::io::Errno::TXTBSY.raw_os_error())
+                    && tries < 20 =>
+            {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(source) => return Err(spawn_error(&shown, source)),
+        }
+    };
     match handle.wait_timeout(timeout) {
         Ok(Some(output)) => Ok(CommandOutput {
             command: shown,

@@ -613,6 +613,67 @@ impl Root {
         }
     }
 
+    /// A directory under the root, created with its parents (0755) when missing, opened for
+    /// `*at` calls. A symlink on the way resolves inside the root.
+    pub fn make_dir_all(&self, absolute: &Path) -> Result<OwnedFd, FsError> {
+        let dirs: Vec<Component> = absolute
+            .components()
+            .filter(|c| matches!(c, Component::Normal(_) | Component::ParentDir))
+            .collect();
+        self.make_dirs(&dirs, OFlags::RDONLY | OFlags::DIRECTORY)
+            .map_err(|e| self.error("create", absolute, e))
+    }
+
+    /// Points the symlink `link` at `target` atomically: a new link under a temporary name in the
+    /// same directory, renamed over the old one, so a reader always finds either the old target
+    /// or the new one, never nothing. Whatever was at `link` is replaced, never followed.
+    pub fn replace_symlink(&self, link: &Path, target: &Path) -> Result<(), FsError> {
+        let (parent, name) = self.split(link, "link")?;
+        let dir = self
+            .make_dirs(&parent, PATH_ONLY | OFlags::DIRECTORY)
+            .map_err(|e| self.error("link", link, e))?;
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let tmp = format!(
+            ".cai-link-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let io = |source: std::io::Error| FsError::Io {
+            op: "link",
+            path: self.display_path(link),
+            source,
+        };
+        rustix::fs::symlinkat(target, &dir, tmp.as_str()).map_err(|e| io(e.into()))?;
+        if let Err(e) = rustix::fs::renameat(&dir, tmp.as_str(), &dir, &name) {
+            // Best effort: the temporary link is ours; the rename error is what matters.
+            let _ = rustix::fs::unlinkat(&dir, tmp.as_str(), AtFlags::empty());
+            return Err(io(e.into()));
+        }
+        rustix::fs::fsync(
+            self.resolve(&join(&parent), OFlags::RDONLY | OFlags::DIRECTORY)
+                .map_err(|e| self.error("link", link, e))?,
+        )
+        .map_err(|e| io(e.into()))
+    }
+
+    /// Renames `from` to `to`, two entries of the same directory (a version directory moved into
+    /// place once it is complete). Fails when `to` exists and is not an empty directory.
+    pub fn rename_in_dir(&self, dir: &Path, from: &str, to: &str) -> Result<(), FsError> {
+        let fd = self
+            .resolve(&relative(dir), OFlags::RDONLY | OFlags::DIRECTORY)
+            .map_err(|e| self.error("rename in", dir, e))?;
+        rustix::fs::renameat(&fd, from, &fd, to).map_err(|e| FsError::Io {
+            op: "rename in",
+            path: self.display_path(dir),
+            source: e.into(),
+        })?;
+        rustix::fs::fsync(&fd).map_err(|e| FsError::Io {
+            op: "sync",
+            path: self.display_path(dir),
+            source: e.into(),
+        })
+    }
+
     /// Splits an absolute path into its parent's components and its final name.
     fn split<'a>(
         &self,

@@ -8,6 +8,7 @@
 
 pub mod command;
 pub mod docker;
+pub mod dockerd;
 pub mod files;
 pub mod fs;
 pub mod packages;

@@ -6,6 +6,7 @@
 //! route every mutating call through the effect gate with [`gated`]; they hold no policy.
 
 mod containers;
+mod dockerd;
 mod log;
 mod packages;
 mod platform;
@@ -238,6 +239,7 @@ fn register_families(
     sysbox::register(&mut reg, host);
     units::register(&mut reg, host, catalog);
     packages::register(&mut reg, host);
+    dockerd::register(&mut reg, host);
     update::register(&mut reg, host);
     reg
 }

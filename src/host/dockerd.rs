@@ -1,0 +1,282 @@
+//! The dockerd static bundle under `/opt/containai` (under `--root`): each version unpacked in its
+//! own directory `/opt/containai/docker/<version>/`, the active one reached through symlinks in
+//! `/opt/containai/bin/`, its version in `/opt/containai/VERSION`.
+//!
+//! An install never touches the running version's files: the bundle is unpacked beside it into a
+//! temporary directory that is renamed into place only when complete, then each link in `bin/` is
+//! switched atomically (a new link renamed over the old), so a reader always finds a complete
+//! version. The previous version stays for a rollback. The tarball is read from a descriptor that
+//! passed the trust rules, and only plain files directly under `docker/` are taken from it: no
+//! links, devices, absolute paths or `..` can place anything elsewhere.
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, Mode, OFlags};
+
+use super::Host;
+use super::fs::FsError;
+use super::trust::TrustError;
+use crate::effects::Approval;
+
+pub const BUNDLE_DIR: &str = "/opt/containai/docker";
+pub const BIN_DIR: &str = "/opt/containai/bin";
+pub const VERSION_FILE: &str = "/opt/containai/VERSION";
+/// Where fetched artifacts land; bundles are installed only from here.
+pub const CACHE_DIR: &str = "/var/cache/containai";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DockerdError {
+    #[error(
+        "invalid dockerd version {0:?}: expected a version like 28.2.2 (digits, dots, letters, - and +)"
+    )]
+    Version(String),
+    #[error(
+        "refusing bundle {0:?}: bundles are installed from {CACHE_DIR}/NAME.tgz only\nhelp: fetch it with artifacts::fetch first"
+    )]
+    NotInCache(String),
+    #[error(
+        "cannot install {path}: the file does not exist\nhelp: fetch it with artifacts::fetch first"
+    )]
+    Missing { path: PathBuf },
+    #[error(transparent)]
+    Untrusted(#[from] TrustError),
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error(
+        "refusing bundle {bundle}: {reason}\nhelp: a dockerd static bundle holds only regular files under docker/; fetch the official one"
+    )]
+    Unsafe { bundle: String, reason: String },
+    #[error("cannot unpack {bundle}: {source}")]
+    Unpack {
+        bundle: String,
+        source: std::io::Error,
+    },
+    #[error("refusing bundle {0}: it has no docker/dockerd")]
+    NoDockerd(String),
+}
+
+/// The active version, from `/opt/containai/VERSION`, or `None` when no bundle is installed.
+pub fn installed(host: &Host) -> Result<Option<String>, DockerdError> {
+    Ok(host
+        .root()
+        .read_to_string(Path::new(VERSION_FILE))?
+        .map(|text| text.trim().to_string())
+        .filter(|v| !v.is_empty()))
+}
+
+/// Checks a version used as a directory name.
+pub fn validate_version(version: &str) -> Result<(), DockerdError> {
+    let ok = !version.is_empty()
+        && version.len() <= 64
+        && version.as_bytes()[0].is_ascii_digit()
+        && version
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+'))
+        && !version.contains("..");
+    if ok {
+        Ok(())
+    } else {
+        Err(DockerdError::Version(version.to_string()))
+    }
+}
+
+/// The bundle a script names: a `.tgz` directly in the artifact cache.
+pub fn check_bundle_path(bundle: &str) -> Result<PathBuf, DockerdError> {
+    let path = Path::new(bundle);
+    let in_cache = path.parent() == Some(Path::new(CACHE_DIR))
+        && path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with(".tgz") && !n.starts_with('.'));
+    if in_cache {
+        Ok(path.to_path_buf())
+    } else {
+        Err(DockerdError::NotInCache(bundle.to_string()))
+    }
+}
+
+/// Unpacks `bundle` as `version` beside the installed versions, switches every link in `bin/` to
+/// it atomically and records it in `VERSION`. Returns the names of the linked binaries.
+pub fn install(
+    _: Approval,
+    host: &Host,
+    bundle: &Path,
+    version: &str,
+) -> Result<Vec<String>, DockerdError> {
+    validate_version(version)?;
+    let root = host.root();
+    let shown = root.display_path(bundle).display().to_string();
+    let file = root
+        .open_trusted(&host.trust, bundle)?
+        .ok_or_else(|| DockerdError::Missing {
+            path: root.display_path(bundle),
+        })?;
+
+    let versions = root.make_dir_all(Path::new(BUNDLE_DIR))?;
+    let staging = format!(".{version}.cai-new-{}", std::process::id());
+    // A leftover from an interrupted install of the same version is ours to replace.
+    remove_tree(&versions, &staging);
+    rustix::fs::mkdirat(&versions, staging.as_str(), Mode::from_raw_mode(0o755))
+        .map_err(|e| unpack_error(&shown, e.into()))?;
+    let dir = rustix::fs::openat(
+        &versions,
+        staging.as_str(),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| unpack_error(&shown, e.into()))?;
+    let names = match unpack(file, &dir, &shown) {
+        Ok(names) => names,
+        Err(e) => {
+            remove_tree(&versions, &staging);
+            return Err(e);
+        }
+    };
+    rustix::fs::fsync(&dir).map_err(|e| unpack_error(&shown, e.into()))?;
+
+    // A complete directory of this version already installed stays as it is (its binaries may
+    // be running); the new copy is only moved into place when there is none.
+    let exists = rustix::fs::statat(&versions, version, AtFlags::SYMLINK_NOFOLLOW).is_ok();
+    if exists {
+        remove_tree(&versions, &staging);
+    } else {
+        root.rename_in_dir(Path::new(BUNDLE_DIR), &staging, version)?;
+    }
+
+    for name in &names {
+        let link = Path::new(BIN_DIR).join(name);
+        let target = Path::new("../docker").join(version).join(name);
+        root.replace_symlink(&link, &target)?;
+    }
+    root.write_atomic(
+        Path::new(VERSION_FILE),
+        format!("{version}\n").as_bytes(),
+        0o644,
+    )?;
+    Ok(names)
+}
+
+/// Writes every regular file directly under `docker/` into `dir`; anything else in the tarball
+/// refuses the whole bundle.
+fn unpack(file: std::fs::File, dir: &OwnedFd, shown: &str) -> Result<Vec<String>, DockerdError> {
+    let unsafe_entry = |reason: String| DockerdError::Unsafe {
+        bundle: shown.to_string(),
+        reason,
+    };
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut names = Vec::new();
+    let entries = archive.entries().map_err(|e| unpack_error(shown, e))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| unpack_error(shown, e))?;
+        let path = entry
+            .path()
+            .map_err(|e| unpack_error(shown, e))?
+            .into_owned();
+        let kind = entry.header().entry_type();
+        let text = path.display().to_string();
+        let trimmed = text.trim_start_matches("./").trim_end_matches('/');
+        if kind.is_dir() && trimmed == "docker" {
+            continue;
+        }
+        let Some(name) = trimmed.strip_prefix("docker/") else {
+            return Err(unsafe_entry(format!("{text:?} is outside docker/")));
+        };
+        let plain = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            && !name.starts_with('.');
+        if !plain {
+            return Err(unsafe_entry(format!(
+                "{text:?} is not a plain file name under docker/"
+            )));
+        }
+        if !kind.is_file() {
+            return Err(unsafe_entry(format!(
+                "{text:?} is not a regular file (links and devices are refused)"
+            )));
+        }
+        let mode = entry.header().mode().map_err(|e| unpack_error(shown, e))? & 0o755;
+        let fd = rustix::fs::openat(
+            dir,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(mode),
+        )
+        .map_err(|e| unpack_error(shown, e.into()))?;
+        let mut out = std::fs::File::from(fd);
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = entry.read(&mut buf).map_err(|e| unpack_error(shown, e))?;
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buf[..n])
+                .map_err(|e| unpack_error(shown, e))?;
+        }
+        rustix::fs::fchmod(&out, Mode::from_raw_mode(mode))
+            .map_err(|e| unpack_error(shown, e.into()))?;
+        out.sync_all().map_err(|e| unpack_error(shown, e))?;
+        names.push(name.to_string());
+    }
+    if !names.iter().any(|n| n == "dockerd") {
+        return Err(DockerdError::NoDockerd(shown.to_string()));
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn unpack_error(bundle: &str, source: std::io::Error) -> DockerdError {
+    DockerdError::Unpack {
+        bundle: bundle.to_string(),
+        source,
+    }
+}
+
+/// Removes a flat staging directory of ours (files only) and the directory itself; best effort.
+fn remove_tree(parent: &OwnedFd, name: &str) {
+    let Ok(dir) = rustix::fs::openat(
+        parent,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return;
+    };
+    if let Ok(mut entries) = rustix::fs::Dir::read_from(&dir) {
+        while let Some(Ok(entry)) = entries.next() {
+            let file = entry.file_name();
+            if file.to_bytes() != b"." && file.to_bytes() != b".." {
+                let _ = rustix::fs::unlinkat(&dir, file, AtFlags::empty());
+            }
+        }
+    }
+    let _ = rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_and_bundle_paths_are_checked() {
+        for ok in ["28.2.2", "28.3.0-rc.1", "29.0.0+build"] {
+            assert!(validate_version(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "../x", "28/2", "v28", "28..2", "28 2", ".28"] {
+            assert!(validate_version(bad).is_err(), "{bad}");
+        }
+        assert!(check_bundle_path("/var/cache/containai/docker-28.2.2.tgz").is_ok());
+        for bad in [
+            "/tmp/docker.tgz",
+            "/var/cache/containai/sub/docker.tgz",
+            "/var/cache/containai/docker.tar",
+            "/var/cache/containai/.hidden.tgz",
+            "docker.tgz",
+        ] {
+            assert!(check_bundle_path(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! The dockerd bundle: unpacked beside the active version, links switched atomically, the old
+//! version kept, and hostile tarballs refused without touching `/opt/containai`.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use support::TestHost;
+
+const HEADER: &str = "//! version: 1.0.0\n//! api: 1\n";
+
+/// A gzipped tarball in the artifact cache, built with the real `tar` from `entries` under a
+/// staging directory; `prepare` may add links or odd entries before packing.
+fn bundle(host: &TestHost, file: &str, version: &str, prepare: impl FnOnce(&Path)) -> PathBuf {
+    let stage = tempfile::tempdir().unwrap();
+    let docker = stage.path().join("docker");
+    std::fs::create_dir(&docker).unwrap();
+    for name in ["dockerd", "docker", "containerd"] {
+        let path = docker.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\necho {name} {version}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    prepare(stage.path());
+    let cache = host.root().join("var/cache/containai");
+    std::fs::create_dir_all(&cache).unwrap();
+    for dir in ["var", "var/cache", "var/cache/containai"] {
+        std::fs::set_permissions(
+            host.root().join(dir),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    let out = cache.join(file);
+    let status = Command::new("tar")
+        .arg("-C")
+        .arg(stage.path())
+        .arg("-czf")
+        .arg(&out)
+        .arg("docker")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o644)).unwrap();
+    out
+}
+
+fn install(host: &TestHost, file: &str, version: &str, dry_run: bool) -> (i32, String, String) {
+    let script = host.script(
+        "install.rhai",
+        &format!(
+            "{HEADER}dockerd::install(\"/var/cache/containai/{file}\", \"{version}\");\nprint(`${{dockerd::installed()}}`);\n0\n"
+        ),
+    );
+    let mut args = vec!["run", script.to_str().unwrap()];
+    if dry_run {
+        args.push("--dry-run");
+    }
+    host.run(&args)
+}
+
+#[test]
+fn a_bundle_is_installed_beside_the_old_one_and_the_links_switch() {
+    let host = TestHost::new();
+    let opt = host.root().join("opt/containai");
+    bundle(&host, "docker-28.2.2.tgz", "28.2.2", |_| {});
+
+    // A dry run plans the install and writes nothing.
+    let before = host.snapshot_files();
+    let (code, stdout, stderr) = install(&host, "docker-28.2.2.tgz", "28.2.2", true);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("dockerd.install"), "{stdout}");
+    assert_eq!(host.snapshot_files(), before);
+
+    let (code, stdout, stderr) = install(&host, "docker-28.2.2.tgz", "28.2.2", false);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "28.2.2\n");
+    assert_eq!(
+        std::fs::read_link(opt.join("bin/dockerd")).unwrap(),
+        Path::new("../docker/28.2.2/dockerd")
+    );
+    assert_eq!(
+        std::fs::read_to_string(opt.join("VERSION")).unwrap(),
+        "28.2.2\n"
+    );
+    let out = Command::new(opt.join("bin/dockerd")).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "dockerd 28.2.2\n");
+
+    // A newer bundle while a reader keeps resolving the links: never a dangling one.
+    bundle(&host, "docker-28.3.0.tgz", "28.3.0", |_| {});
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let done = done.clone();
+        let links: Vec<PathBuf> = ["dockerd", "docker", "containerd"]
+            .iter()
+            .map(|n| opt.join("bin").join(n))
+            .collect();
+        std::thread::spawn(move || {
+            let mut checks = 0_u64;
+            while !done.load(Ordering::SeqCst) {
+                for link in &links {
+                    let meta = std::fs::metadata(link);
+                    assert!(
+                        meta.is_ok_and(|m| m.is_file()),
+                        "{} dangled",
+                        link.display()
+                    );
+                    checks += 1;
+                }
+            }
+            checks
+        })
+    };
+    let (code, stdout, stderr) = install(&host, "docker-28.3.0.tgz", "28.3.0", false);
+    done.store(true, Ordering::SeqCst);
+    let checks = reader.join().expect("a link dangled during the switch");
+    assert!(checks > 0);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "28.3.0\n");
+    for name in ["dockerd", "docker", "containerd"] {
+        assert_eq!(
+            std::fs::read_link(opt.join("bin").join(name)).unwrap(),
+            Path::new("../docker/28.3.0").join(name)
+        );
+    }
+    // The previous version stays for a rollback; no staging directory is left.
+    assert!(opt.join("docker/28.2.2/dockerd").is_file());
+    let left: Vec<String> = std::fs::read_dir(opt.join("docker"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+}
+
+#[test]
+fn hostile_or_misplaced_bundles_are_refused_and_nothing_changes() {
+    let host = TestHost::new();
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().to_path_buf();
+    type Prepare = Box<dyn FnOnce(&Path)>;
+    let cases: Vec<(&str, Prepare, &str)> = vec![
+        (
+            "link.tgz",
+            Box::new(move |stage: &Path| {
+                std::os::unix::fs::symlink(&target, stage.join("docker/evil")).unwrap();
+            }),
+            "not a regular file",
+        ),
+        (
+            "nested.tgz",
+            Box::new(|stage: &Path| {
+                std::fs::create_dir(stage.join("docker/sub")).unwrap();
+                std::fs::write(stage.join("docker/sub/x"), "x").unwrap();
+            }),
+            "\"docker/sub/\" is not a regular file",
+        ),
+        (
+            "nodockerd.tgz",
+            Box::new(|stage: &Path| {
+                std::fs::remove_file(stage.join("docker/dockerd")).unwrap();
+            }),
+            "it has no docker/dockerd",
+        ),
+    ];
+    for (file, prepare, expect) in cases {
+        bundle(&host, file, "1", prepare);
+        let before = host.snapshot_files();
+        let (code, _, stderr) = install(&host, file, "28.2.2", false);
+        assert_eq!(code, 1, "{file}: {stderr}");
+        assert!(stderr.contains(expect), "{file}: {stderr}");
+        let after = host.snapshot_files();
+        let changed: Vec<&String> = after
+            .iter()
+            // The journal records the failed attempt; that is the point of it.
+            .filter(|(path, meta)| {
+                before.get(*path) != Some(meta) && !path.contains("var/lib/containai")
+            })
+            .map(|(path, _)| path)
+            .collect();
+        // Only the (empty) versions directory may appear; no files, no links.
+        assert!(
+            changed.iter().all(|p| p.ends_with("opt/containai/docker")),
+            "{file} changed {changed:?}"
+        );
+        assert!(!host.root().join("opt/containai/bin").exists(), "{file}");
+    }
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+
+    for (bundle, version, expect) in [
+        (
+            "/tmp/docker.tgz",
+            "28.2.2",
+            "bundles are installed from /var/cache/containai",
+        ),
+        (
+            "/var/cache/containai/docker-28.2.2.tgz",
+            "../x",
+            "invalid dockerd version",
+        ),
+        (
+            "/var/cache/containai/absent.tgz",
+            "28.2.2",
+            "does not exist",
+        ),
+    ] {
+        let script = host.script(
+            "bad.rhai",
+            &format!("{HEADER}dockerd::install(\"{bundle}\", \"{version}\");\n0\n"),
+        );
+        let (code, _, stderr) = host.run(&["run", script.to_str().unwrap()]);
+        assert_eq!(code, 1, "{bundle}: {stderr}");
+        assert!(stderr.contains(expect), "{bundle}: {stderr}");
+    }
+}
