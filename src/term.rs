@@ -118,6 +118,71 @@ pub fn is_bidi_control(c: char) -> bool {
     )
 }
 
+/// Where a progress bar draws: stderr, written through this module like every other line, so
+/// `indicatif` never holds a second handle on the terminal. Callers show a bar only when stderr
+/// is a terminal; piped output never carries cursor movements.
+pub fn progress_target() -> indicatif::ProgressDrawTarget {
+    indicatif::ProgressDrawTarget::term_like(Box::new(ProgressTerm))
+}
+
+/// The terminal operations `indicatif` needs, as ANSI sequences on stderr.
+#[derive(Debug)]
+struct ProgressTerm;
+
+impl indicatif::TermLike for ProgressTerm {
+    fn width(&self) -> u16 {
+        // 80 columns when the size cannot be read: a bar drawn too narrow is harmless.
+        rustix::termios::tcgetwinsize(std::io::stderr())
+            .map(|size| size.ws_col)
+            .ok()
+            .filter(|&cols| cols > 0)
+            .unwrap_or(80)
+    }
+
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        move_cursor(n, 'A')
+    }
+
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        move_cursor(n, 'B')
+    }
+
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        move_cursor(n, 'C')
+    }
+
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        move_cursor(n, 'D')
+    }
+
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        write_stderr(s, true);
+        Ok(())
+    }
+
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        write_stderr(s, false);
+        Ok(())
+    }
+
+    fn clear_line(&self) -> std::io::Result<()> {
+        write_stderr("\r\x1b[2K", false);
+        Ok(())
+    }
+
+    fn flush(&self) -> std::io::Result<()> {
+        // Every write is flushed as it is made.
+        Ok(())
+    }
+}
+
+fn move_cursor(n: usize, direction: char) -> std::io::Result<()> {
+    if n > 0 {
+        write_stderr(&format!("\x1b[{n}{direction}"), false);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

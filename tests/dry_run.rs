@@ -22,8 +22,13 @@ print(`unit changed ${changed}`);
 units::daemon_reload();
 units::restart("containai-docker.service");
 packages::install_deb("/var/cache/containai/sysbox.deb");
+let fetched = artifacts::fetch(#{name: "tool.tgz", url: "file:///srv/mirror/tool.tgz", sha256: "@SHA256@", config_key: "dockerd_sha256"});
+print(`fetch predicted ${fetched.bytes} bytes`);
 print(`dry run ${run::dry_run()}`);
 "#;
+
+/// What `artifacts::fetch` copies from the mirror under the root in the live run.
+const MIRRORED: &[u8] = b"a mirrored release artifact\n";
 
 struct Fixture {
     host: TestHost,
@@ -51,7 +56,10 @@ fn fixture() -> Fixture {
         "not really a deb",
     )
     .unwrap();
-    let script = host.script("every.rhai", EVERY_MUTATION);
+    std::fs::create_dir_all(host.root().join("srv/mirror")).unwrap();
+    std::fs::write(host.root().join("srv/mirror/tool.tgz"), MIRRORED).unwrap();
+    let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(MIRRORED));
+    let script = host.script("every.rhai", &EVERY_MUTATION.replace("@SHA256@", &sha256));
     Fixture {
         host,
         engine,
@@ -124,11 +132,12 @@ fn dry_run_of_every_mutating_primitive_changes_nothing_and_plans_every_call() {
         mutating_primitives(&f.host),
         "the plan must list every mutating primitive"
     );
-    assert_eq!(plan.len(), 7);
+    assert_eq!(plan.len(), 8);
     // Predicted results reach the script; print goes to stderr under --json.
     assert!(stderr.contains("stop predicted [\"agent-1\"]"), "{stderr}");
     assert!(stderr.contains("unit changed true"), "{stderr}");
     assert!(stderr.contains("dry run true"), "{stderr}");
+    assert!(stderr.contains("fetch predicted 0 bytes"), "{stderr}");
     // The unit's action carries the diff from the file on disk to the rendered unit.
     let install = plan
         .iter()
@@ -147,7 +156,7 @@ fn dry_run_of_every_mutating_primitive_changes_nothing_and_plans_every_call() {
         .run(&["run", "--dry-run", f.script.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains("dry run: 7 planned actions; nothing was changed"),
+        stdout.contains("dry run: 8 planned actions; nothing was changed"),
         "{stdout}"
     );
     for kind in mutating_primitives(&f.host) {
@@ -166,6 +175,11 @@ fn the_same_script_live_changes_the_host_and_is_journalled() {
     assert_ne!(f.host.snapshot_files(), files_before);
     assert_eq!(f.engine.state("agent-1"), "exited");
     assert_eq!(f.engine.state("agent-2"), "running");
+    assert_eq!(
+        std::fs::read(f.host.root().join("var/cache/containai/tool.tgz")).unwrap(),
+        MIRRORED,
+        "the live run must fetch the artifact into the cache"
+    );
     let unit = std::fs::read_to_string(
         f.host
             .root()
@@ -213,7 +227,7 @@ fn the_same_script_live_changes_the_host_and_is_journalled() {
         .iter()
         .map(|l| format!("{}{}", l["phase"].as_str().unwrap(), l["seq"]))
         .collect();
-    let expected: Vec<String> = (1..=7)
+    let expected: Vec<String> = (1..=8)
         .flat_map(|n| [format!("intent{n}"), format!("outcome{n}")])
         .collect();
     assert_eq!(phases, expected, "{journal}");

@@ -174,22 +174,33 @@ impl Root {
 
     /// A file's bytes, or `None` when it does not exist. Symlinks resolve inside the root.
     pub fn read(&self, absolute: &Path) -> Result<Option<Vec<u8>>, FsError> {
+        let Some(mut file) = self.open_file(absolute)? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(|source| FsError::Io {
+            op: "read",
+            path: self.display_path(absolute),
+            source,
+        })?;
+        Ok(Some(bytes))
+    }
+
+    /// A regular file opened for reading, for callers that stream it instead of holding it in
+    /// memory; `None` when it does not exist. Symlinks resolve inside the root.
+    pub fn open_file(&self, absolute: &Path) -> Result<Option<std::fs::File>, FsError> {
+        // O_NONBLOCK: opening a FIFO must not hang; it is refused as not a regular file below.
         let fd = match self.resolve(&relative(absolute), OFlags::RDONLY | OFlags::NONBLOCK) {
             Ok(fd) => fd,
             Err(Resolve::Errno(Errno::NOENT)) => return Ok(None),
             Err(e) => return Err(self.error("read", absolute, e)),
         };
-        let io = |source| FsError::Io {
+        require_regular(&fd).map_err(|source| FsError::Io {
             op: "read",
             path: self.display_path(absolute),
             source,
-        };
-        require_regular(&fd).map_err(io)?;
-        let mut bytes = Vec::new();
-        std::fs::File::from(fd)
-            .read_to_end(&mut bytes)
-            .map_err(io)?;
-        Ok(Some(bytes))
+        })?;
+        Ok(Some(std::fs::File::from(fd)))
     }
 
     /// [`Root::read`] for text files.
@@ -282,41 +293,32 @@ impl Root {
     /// never followed.
     pub fn write_atomic(&self, absolute: &Path, bytes: &[u8], mode: u32) -> Result<(), FsError> {
         let (parent, name) = self.split(absolute, "write")?;
-        let dir = self
+        let fd = self
             .make_dirs(&parent, OFlags::RDONLY | OFlags::DIRECTORY)
             .map_err(|e| self.error("write", absolute, e))?;
-        let io = |source: std::io::Error| FsError::Io {
-            op: "write",
-            path: self.display_path(absolute),
-            source,
+        let dir = RootDir {
+            fd,
+            shown: self.display_path(&join(&parent)),
         };
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let tmp_name = format!(
-            ".cai-tmp-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let tmp = rustix::fs::openat(
-            &dir,
-            tmp_name.as_str(),
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
-        .map_err(|e| io(e.into()))?;
-        let written = (|| -> std::io::Result<()> {
-            let mut file = std::fs::File::from(tmp);
-            file.write_all(bytes)?;
-            rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))?;
-            rustix::fs::fsync(&file)?;
-            rustix::fs::renameat(&dir, tmp_name.as_str(), &dir, &name)?;
-            Ok(())
-        })();
-        if let Err(e) = written {
-            // Best effort: the temporary file is ours and useless now; the error that matters is `e`.
-            let _ = rustix::fs::unlinkat(&dir, tmp_name.as_str(), AtFlags::empty());
-            return Err(io(e));
-        }
-        rustix::fs::fsync(&dir).map_err(|e| io(e.into()))
+        let mut file = dir.create(&name, mode)?;
+        file.write_all(bytes).map_err(|e| file.error(e))?;
+        file.commit()
+    }
+
+    /// A directory under the root, held open so that files in it are reached by name only;
+    /// missing directories on the way are created (mode 0755, whatever the umask).
+    pub fn create_dir(&self, absolute: &Path) -> Result<RootDir, FsError> {
+        let dirs: Vec<Component> = absolute
+            .components()
+            .filter(|c| matches!(c, Component::Normal(_) | Component::ParentDir))
+            .collect();
+        let fd = self
+            .make_dirs(&dirs, OFlags::RDONLY | OFlags::DIRECTORY)
+            .map_err(|e| self.error("create the directory", absolute, e))?;
+        Ok(RootDir {
+            fd,
+            shown: self.display_path(absolute),
+        })
     }
 
     /// Appends one line (a newline is added when missing) to a file created with mode 0600, then
@@ -544,17 +546,29 @@ impl Root {
             let Component::Normal(part) = dirs[k] else {
                 return Err(Resolve::Errno(Errno::INVAL));
             };
-            match rustix::fs::mkdirat(&dir, part, Mode::from_raw_mode(DIR_MODE)) {
-                Ok(()) | Err(Errno::EXIST) => {}
+            let created = match rustix::fs::mkdirat(&dir, part, Mode::from_raw_mode(DIR_MODE)) {
+                Ok(()) => true,
+                Err(Errno::EXIST) => false,
                 Err(e) => return Err(Resolve::Errno(e)),
-            }
-            dir = match self.resolve(&join(&dirs[..=k]), PATH_ONLY | OFlags::DIRECTORY) {
+            };
+            // A directory made here is opened for reading, so its mode can be set: the umask
+            // must not decide who can read a directory `cai` creates (a 0700 cache would hide
+            // the packages it holds from the tools that install them).
+            let flags = if created {
+                OFlags::RDONLY | OFlags::DIRECTORY
+            } else {
+                PATH_ONLY | OFlags::DIRECTORY
+            };
+            dir = match self.resolve(&join(&dirs[..=k]), flags) {
                 Err(Resolve::Errno(Errno::NOENT)) => {
                     // It exists (mkdirat said so) but does not resolve: a dangling symlink.
                     return Err(Resolve::Symlink(join(&dirs[..=k]), DANGLING));
                 }
                 other => other?,
             };
+            if created {
+                rustix::fs::fchmod(&dir, Mode::from_raw_mode(DIR_MODE)).map_err(Resolve::Errno)?;
+            }
         }
         self.resolve(&join(dirs), flags)
     }
@@ -816,6 +830,154 @@ fn require_regular(fd: &OwnedFd) -> std::io::Result<()> {
 fn os_from_bytes(bytes: &[u8]) -> OsString {
     use std::os::unix::ffi::OsStrExt;
     OsStr::from_bytes(bytes).to_os_string()
+}
+
+/// A directory under the root, held open (see [`Root::create_dir`]): files in it are reached by
+/// name from its descriptor, one path component, never by a path joined under the root.
+#[derive(Debug)]
+pub struct RootDir {
+    fd: OwnedFd,
+    shown: PathBuf,
+}
+
+impl RootDir {
+    /// The directory as a path under the root, for messages.
+    pub fn shown(&self) -> &Path {
+        &self.shown
+    }
+
+    /// The open directory, for checks of its own ownership and mode.
+    pub fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
+    /// The regular file `name` here, opened for reading; `None` when there is none. A symlink at
+    /// `name` is refused, never followed.
+    pub fn open_file(&self, name: &OsStr) -> Result<Option<std::fs::File>, FsError> {
+        let name = self.file_name(name, "read")?;
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let fd = match rustix::fs::openat(&self.fd, name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(None),
+            Err(e) if refused_symlink(&self.fd, name, e) => {
+                return Err(FsError::Symlink {
+                    path: self.shown.join(name),
+                    detail: NOT_FOLLOWED,
+                });
+            }
+            Err(e) => return Err(self.io("read", name, e.into())),
+        };
+        require_regular(&fd).map_err(|e| self.io("read", name, e))?;
+        Ok(Some(std::fs::File::from(fd)))
+    }
+
+    /// A new file that will replace `name` here with `mode` once it is complete: it is written
+    /// under a temporary name, and [`NewFile::commit`] syncs it and renames it into place.
+    /// Dropped without a commit, it is removed, so a failed or abandoned write leaves nothing.
+    pub fn create(&self, name: &OsStr, mode: u32) -> Result<NewFile<'_>, FsError> {
+        let name = self.file_name(name, "write")?;
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let tmp = format!(
+            ".cai-tmp-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let fd = rustix::fs::openat(
+            &self.fd,
+            tmp.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| self.io("write", name, e.into()))?;
+        Ok(NewFile {
+            dir: self,
+            tmp: Some(tmp),
+            name: name.to_os_string(),
+            file: std::fs::File::from(fd),
+            mode,
+        })
+    }
+
+    /// `name` when it is one plain path component.
+    fn file_name<'n>(&self, name: &'n OsStr, op: &'static str) -> Result<&'n OsStr, FsError> {
+        let mut components = Path::new(name).components();
+        match (components.next(), components.next()) {
+            (Some(Component::Normal(part)), None) if part == name => Ok(name),
+            _ => Err(self.io(
+                op,
+                name,
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"),
+            )),
+        }
+    }
+
+    fn io(&self, op: &'static str, name: &OsStr, source: std::io::Error) -> FsError {
+        FsError::Io {
+            op,
+            path: self.shown.join(name),
+            source,
+        }
+    }
+}
+
+/// A file being written under a temporary name in a [`RootDir`]; see [`RootDir::create`].
+#[derive(Debug)]
+pub struct NewFile<'a> {
+    dir: &'a RootDir,
+    /// `None` once renamed into place.
+    tmp: Option<String>,
+    name: OsString,
+    file: std::fs::File,
+    mode: u32,
+}
+
+impl NewFile<'_> {
+    /// The file it will become, as a path under the root, for messages.
+    pub fn shown(&self) -> PathBuf {
+        self.dir.shown.join(&self.name)
+    }
+
+    /// An I/O error while writing, naming the file it will become.
+    pub fn error(&self, source: std::io::Error) -> FsError {
+        self.dir.io("write", &self.name, source)
+    }
+
+    /// Gives the file its mode, syncs it, renames it over the target (a symlink there is
+    /// replaced, never followed) and syncs the directory.
+    pub fn commit(mut self) -> Result<(), FsError> {
+        let Some(tmp) = self.tmp.clone() else {
+            return Ok(());
+        };
+        let done = (|| -> std::io::Result<()> {
+            rustix::fs::fchmod(&self.file, Mode::from_raw_mode(self.mode))?;
+            rustix::fs::fsync(&self.file)?;
+            rustix::fs::renameat(&self.dir.fd, tmp.as_str(), &self.dir.fd, &self.name)?;
+            Ok(())
+        })();
+        done.map_err(|e| self.error(e))?;
+        self.tmp = None;
+        rustix::fs::fsync(&self.dir.fd).map_err(|e| self.error(e.into()))
+    }
+}
+
+impl Write for NewFile<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Drop for NewFile<'_> {
+    fn drop(&mut self) {
+        if let Some(tmp) = self.tmp.take() {
+            // Best effort: the temporary file is ours and useless now; whatever made the write
+            // fail is the error that matters.
+            let _ = rustix::fs::unlinkat(&self.dir.fd, tmp.as_str(), AtFlags::empty());
+        }
+    }
 }
 
 /// A path into a directory held open by this value; see [`Root::anchor`].
@@ -1218,6 +1380,88 @@ mod tests {
                 .collect();
             assert_eq!(names, vec![OsString::from("x.service")]);
             std::fs::remove_dir_all(tree.path().join("etc")).unwrap();
+        }
+    }
+
+    #[test]
+    fn new_files_appear_whole_when_committed_and_leave_nothing_when_dropped() {
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        let tree = tempfile::tempdir().unwrap();
+        for root in both(tree.path()) {
+            let dir = root.create_dir(Path::new("/var/cache/x")).unwrap();
+            let real = tree.path().join("var/cache/x");
+            assert_eq!(dir.shown(), real);
+            for created in ["var", "var/cache", "var/cache/x"] {
+                let mode = std::fs::metadata(tree.path().join(created)).unwrap().mode();
+                assert_eq!(mode & 0o7777, 0o755, "{created}");
+            }
+            let names = || -> Vec<OsString> {
+                std::fs::read_dir(&real)
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name())
+                    .collect()
+            };
+            {
+                let mut partial = dir.create(OsStr::new("a"), 0o644).unwrap();
+                partial.write_all(b"part").unwrap();
+                assert_eq!(names().len(), 1, "the temporary file exists while writing");
+            }
+            assert!(names().is_empty(), "a dropped file must leave nothing");
+            let mut whole = dir.create(OsStr::new("a"), 0o644).unwrap();
+            whole.write_all(b"whole").unwrap();
+            assert_eq!(whole.shown(), real.join("a"));
+            whole.commit().unwrap();
+            assert_eq!(names(), vec![OsString::from("a")]);
+            assert_eq!(
+                std::fs::metadata(real.join("a")).unwrap().mode() & 0o7777,
+                0o644
+            );
+            let mut text = String::new();
+            dir.open_file(OsStr::new("a"))
+                .unwrap()
+                .unwrap()
+                .read_to_string(&mut text)
+                .unwrap();
+            assert_eq!(text, "whole");
+            assert!(dir.open_file(OsStr::new("missing")).unwrap().is_none());
+            for bad in ["", ".", "..", "a/b", "/a"] {
+                let err = dir.create(OsStr::new(bad), 0o644).unwrap_err();
+                assert!(
+                    err.to_string().contains("not a file name"),
+                    "{bad:?}: {err}"
+                );
+                assert!(dir.open_file(OsStr::new(bad)).is_err(), "{bad:?}");
+            }
+            symlink(&victim, real.join("link")).unwrap();
+            let err = dir.open_file(OsStr::new("link")).unwrap_err();
+            assert!(matches!(err, FsError::Symlink { .. }), "{err}");
+            // Committing over a symlink replaces it; the file it pointed to is untouched.
+            let mut over = dir.create(OsStr::new("link"), 0o644).unwrap();
+            over.write_all(b"new").unwrap();
+            over.commit().unwrap();
+            assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+            assert_eq!(std::fs::read_to_string(real.join("link")).unwrap(), "new");
+            std::fs::remove_dir_all(tree.path().join("var")).unwrap();
+        }
+    }
+
+    #[test]
+    fn open_file_streams_regular_files_only() {
+        let tree = tempfile::tempdir().unwrap();
+        write(&tree.path().join("srv/a.deb"), "deb");
+        for root in both(tree.path()) {
+            let mut text = String::new();
+            root.open_file(Path::new("/srv/a.deb"))
+                .unwrap()
+                .unwrap()
+                .read_to_string(&mut text)
+                .unwrap();
+            assert_eq!(text, "deb");
+            assert!(root.open_file(Path::new("/srv/none")).unwrap().is_none());
+            let err = root.open_file(Path::new("/srv")).unwrap_err();
+            assert!(err.to_string().contains("not a regular file"), "{err}");
         }
     }
 

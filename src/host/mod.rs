@@ -6,6 +6,7 @@
 //! that live wherever the engine runs (units, packages) only through [`files`], which picks the
 //! root-anchored layer or the Lima VM.
 
+pub mod artifacts;
 pub mod command;
 pub mod docker;
 pub mod dockerd;

@@ -479,3 +479,102 @@ fn busybox_image_tar() -> &'static Path {
         tar
     })
 }
+
+/// Python's `http.server`, answering on 127.0.0.1 only, with each answered request logged as
+/// `METHOD PATH STATUS` (one line, written before the body is sent).
+const HTTP_SERVER: &str = r#"
+import functools, http.server, sys
+
+class Handler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):
+        pass
+
+    def log_request(self, code="-", size="-"):
+        sys.stderr.write("%s %s %s\n" % (self.command, self.path, getattr(code, "value", code)))
+        sys.stderr.flush()
+
+handler = functools.partial(Handler, directory=sys.argv[1])
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+
+/// A loopback HTTP server serving fixture files from a temporary directory (the real thing for
+/// artifact fetches: `python3 -m http.server`'s handler on a free port of 127.0.0.1), with the
+/// requests it answered. Stopped when dropped.
+pub struct HttpServer {
+    child: Child,
+    files: tempfile::TempDir,
+    log: PathBuf,
+    _log_dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl HttpServer {
+    pub fn start() -> Self {
+        let python = require("python3");
+        let files = tempfile::Builder::new()
+            .prefix("cai-http")
+            .tempdir()
+            .expect("served dir");
+        let log_dir = tempfile::Builder::new()
+            .prefix("cai-http-log")
+            .tempdir()
+            .expect("log dir");
+        let log = log_dir.path().join("requests.log");
+        let mut child = Command::new(python)
+            .arg("-u")
+            .arg("-c")
+            .arg(HTTP_SERVER)
+            .arg(files.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn python3");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("piped stdout");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+            .expect("read the server's port");
+        let port = line.trim().parse().unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!(
+                "the python3 HTTP server did not start: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+        Self {
+            child,
+            files,
+            log,
+            _log_dir: log_dir,
+            port,
+        }
+    }
+
+    /// Serves `bytes` at `/NAME` and returns its URL.
+    pub fn put(&self, name: &str, bytes: &[u8]) -> String {
+        std::fs::write(self.files.path().join(name), bytes).unwrap();
+        self.url(name)
+    }
+
+    pub fn url(&self, name: &str) -> String {
+        format!("http://127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// `METHOD PATH STATUS` for every request answered so far.
+    pub fn requests(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

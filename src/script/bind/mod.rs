@@ -5,6 +5,7 @@
 //! is no second table to drift. Bindings convert between Rhai values and typed Rust values and
 //! route every mutating call through the effect gate with [`gated`]; they hold no policy.
 
+mod artifacts;
 mod containers;
 mod dockerd;
 mod log;
@@ -239,6 +240,7 @@ fn register_families(
     sysbox::register(&mut reg, host);
     units::register(&mut reg, host, catalog);
     packages::register(&mut reg, host);
+    artifacts::register(&mut reg, host);
     dockerd::register(&mut reg, host);
     update::register(&mut reg, host);
     reg

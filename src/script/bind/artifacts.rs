@@ -1,0 +1,149 @@
+//! `artifacts::` bindings over [`crate::host::artifacts`]: release artifacts fetched into the
+//! cache and verified, gated.
+//!
+//! A script hands over the manifest's entry as a map and gets back the verified host path; it
+//! never names a cache path or skips the checksum. The artifact is checked (name, URL schemes,
+//! sha256 or checksum file) in every mode, so a dry run refuses what a live run would refuse,
+//! but only a live run touches the network or the disk.
+
+use std::rc::Rc;
+
+use rhai::{Map, NativeCallContext};
+use serde_json::json;
+
+use super::{Doc, Registrar, Res, fail_at, gated};
+use crate::effects::Action;
+use crate::host::Host;
+use crate::host::artifacts::{self, Artifact, Fetched};
+
+/// The keys of the artifact map; any other key is a typo worth an error.
+const KEYS: [&str; 5] = ["name", "url", "sha256", "sha256_url", "config_key"];
+
+pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
+    let h = host.clone();
+    reg.mutating(
+        Doc {
+            signature: "artifacts::fetch(artifact: map) -> map",
+            doc: "downloads #{name, url, sha256 or sha256_url, config_key} into /var/cache/containai and verifies its sha256 (reusing a verified copy); returns #{path, sha256, bytes, reused}",
+            example: "artifacts::fetch(#{name: \"x.deb\", url: \"https://example.com/x.deb\", sha256_url: \"https://example.com/x.deb.sha256\", config_key: \"sysbox_sha256\"})",
+        },
+        move |ctx: NativeCallContext, map: Map| {
+            let artifact = from_map(&ctx, map)?;
+            let checked = artifact.check().map_err(|e| fail_at(&ctx, e))?;
+            let path = checked.path();
+            let action = Action::new(
+                "artifacts.fetch",
+                artifact.url.clone(),
+                json!({
+                    "name": checked.name,
+                    "sha256": checked.checksum_detail(),
+                    "into": h.root().display_path(&path).display().to_string(),
+                }),
+            );
+            // In a dry run the size is unknown, and so is a sha256 that a checksum file holds.
+            let predicted = Fetched {
+                sha256: checked.known_sha256().unwrap_or_default().to_string(),
+                path,
+                bytes: 0,
+                reused: false,
+            };
+            gated(&ctx, &h, action, || predicted, |ok| {
+                artifacts::fetch(ok, &h, &artifact)
+            })
+        },
+    );
+}
+
+/// The artifact a script described; `sha256` and `sha256_url` may be absent or `()`.
+fn from_map(ctx: &NativeCallContext, map: Map) -> Res<Artifact> {
+    if let Some(key) = map.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        return Err(fail_at(
+            ctx,
+            format!(
+                "artifacts::fetch: unknown key `{key}` (the keys are {})",
+                KEYS.join(", ")
+            ),
+        ));
+    }
+    let text = |key: &str, required: bool| -> Res<Option<String>> {
+        match map.get(key) {
+            None => Ok(None),
+            Some(v) if v.is_unit() => Ok(None),
+            Some(v) if v.is_string() => Ok(Some(v.clone().into_string().unwrap_or_default())),
+            Some(v) => Err(fail_at(
+                ctx,
+                format!(
+                    "artifacts::fetch: `{key}` must be a string{}, found {}",
+                    if required { "" } else { " or ()" },
+                    v.type_name()
+                ),
+            )),
+        }
+    };
+    let required = |key: &str| -> Res<String> {
+        text(key, true)?.ok_or_else(|| {
+            fail_at(
+                ctx,
+                format!("artifacts::fetch: the map needs `{key}` (a string)"),
+            )
+        })
+    };
+    Ok(Artifact {
+        name: required("name")?,
+        url: required("url")?,
+        sha256: text("sha256", false)?,
+        sha256_url: text("sha256_url", false)?,
+        config_key: required("config_key")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use rhai::Dynamic;
+
+    use super::*;
+
+    fn engine() -> rhai::Engine {
+        let mut engine = rhai::Engine::new();
+        engine.register_fn("parse", |ctx: NativeCallContext, map: Map| {
+            from_map(&ctx, map).map(|a| {
+                Dynamic::from(format!(
+                    "{}|{}|{:?}|{:?}|{}",
+                    a.name, a.url, a.sha256, a.sha256_url, a.config_key
+                ))
+            })
+        });
+        engine
+    }
+
+    #[test]
+    fn the_map_is_read_strictly() {
+        let engine = engine();
+        let ok: String = engine
+            .eval(r#"parse(#{name: "a", url: "u", sha256: (), config_key: "k"})"#)
+            .unwrap();
+        assert_eq!(ok, "a|u|None|None|k");
+        let ok: String = engine
+            .eval(r#"parse(#{name: "a", url: "u", sha256_url: "s", config_key: "k"})"#)
+            .unwrap();
+        assert_eq!(ok, "a|u|None|Some(\"s\")|k");
+        for (script, want) in [
+            (
+                r#"parse(#{name: "a", url: "u", sha: "x", config_key: "k"})"#,
+                "unknown key `sha`",
+            ),
+            (r#"parse(#{url: "u", config_key: "k"})"#, "needs `name`"),
+            (
+                r#"parse(#{name: "a", url: 1, config_key: "k"})"#,
+                "`url` must be a string, found i64",
+            ),
+            (
+                r#"parse(#{name: "a", url: "u", sha256: 5, config_key: "k"})"#,
+                "`sha256` must be a string or ()",
+            ),
+        ] {
+            let err = engine.eval::<String>(script).unwrap_err().to_string();
+            assert!(err.contains(want), "{script}: {err}");
+        }
+    }
+}
