@@ -219,6 +219,7 @@ mod tests {
                 home: None,
                 path: std::env::var_os("PATH"),
                 owners: crate::host::state::Owners::probe(None, None),
+                release_env: crate::plan::release::EnvVars::default(),
             })
             .unwrap(),
         )
