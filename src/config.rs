@@ -3,13 +3,15 @@
 //!
 //! This module parses and merges text and touches nothing: the CLI reads each file through the
 //! trust rules and hands over its text. Unknown keys are errors, because a typo in a config that
-//! runs as root must not be silently ignored.
+//! runs as root must not be silently ignored; so are values that do not parse, such as an
+//! override of the release target with an `ftp://` URL or a sha256 that is not one.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use crate::plan::platform::Platform;
+use crate::plan::release::{self, Overrides, Sha256, Tag, Url};
 
 /// One config file as written by an operator. Every field is optional; later files override
 /// earlier ones field by field.
@@ -26,6 +28,14 @@ pub struct ConfigFile {
     pub script_timeout_secs: Option<u64>,
     /// Container stop timeout in seconds (systemd inside the containers needs it generous).
     pub stop_timeout_secs: Option<u64>,
+    /// Overrides of the bundled release target (see [`crate::plan::release`]).
+    pub sysbox_url: Option<String>,
+    pub sysbox_version: Option<String>,
+    pub sysbox_tag: Option<String>,
+    pub sysbox_sha256: Option<String>,
+    pub dockerd_url: Option<String>,
+    pub dockerd_version: Option<String>,
+    pub dockerd_sha256: Option<String>,
 }
 
 /// The merged configuration with the files it came from.
@@ -36,6 +46,8 @@ pub struct Config {
     pub data_root: PathBuf,
     pub script_timeout_secs: u64,
     pub stop_timeout_secs: u64,
+    /// The release target's overrides, checked; applied over the bundled manifest.
+    pub release: Overrides,
     /// Files that were found and read, in order.
     pub sources: Vec<PathBuf>,
 }
@@ -50,6 +62,7 @@ impl Default for Config {
             script_timeout_secs: 3600,
             // 100 s: systemd inside the containers needs it to shut down cleanly.
             stop_timeout_secs: 100,
+            release: Overrides::default(),
             sources: Vec::new(),
         }
     }
@@ -60,9 +73,15 @@ pub use crate::plan::layout::{DEFAULT_DATA_ROOT, SITE_CONFIG};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error(
-        "malformed config {path}: {message}\nhelp: fix the file; valid keys are platform, socket, data_root, script_timeout_secs, stop_timeout_secs"
+        "malformed config {path}: {message}\nhelp: fix the file; valid keys are platform, socket, data_root, script_timeout_secs, stop_timeout_secs, sysbox_url, sysbox_version, sysbox_tag, sysbox_sha256, dockerd_url, dockerd_version, dockerd_sha256"
     )]
     Parse { path: PathBuf, message: String },
+    #[error("invalid {key} in config {path}: {message}\nhelp: fix or remove {key} in {path}")]
+    Value {
+        path: PathBuf,
+        key: &'static str,
+        message: String,
+    },
     #[error("config file {0} does not exist\nhelp: check the path given to --config")]
     Missing(PathBuf),
 }
@@ -81,6 +100,7 @@ impl Config {
     }
 
     fn apply(&mut self, file: ConfigFile, path: &Path) -> Result<(), ConfigError> {
+        self.apply_release(&file, path)?;
         if file.platform.is_some() {
             self.platform = file.platform;
         }
@@ -109,6 +129,69 @@ impl Config {
             self.stop_timeout_secs = secs;
         }
         self.sources.push(path.to_path_buf());
+        Ok(())
+    }
+
+    /// Release-target overrides, key by key like every other key; which layer wins over the
+    /// bundled manifest and the environment is [`release::resolve`]'s business.
+    fn apply_release(&mut self, file: &ConfigFile, path: &Path) -> Result<(), ConfigError> {
+        fn value<T>(
+            path: &Path,
+            key: &'static str,
+            text: Option<&String>,
+            parse: impl Fn(&str) -> Result<T, String>,
+        ) -> Result<Option<T>, ConfigError> {
+            text.map(|t| parse(t))
+                .transpose()
+                .map_err(|message| ConfigError::Value {
+                    path: path.to_path_buf(),
+                    key,
+                    message,
+                })
+        }
+        let sysbox = &mut self.release.sysbox;
+        let dockerd = &mut self.release.dockerd;
+        if let Some(v) = value(path, "sysbox_url", file.sysbox_url.as_ref(), Url::parse)? {
+            sysbox.url = Some(v);
+        }
+        if let Some(v) = value(
+            path,
+            "sysbox_version",
+            file.sysbox_version.as_ref(),
+            release::sysbox_version,
+        )? {
+            sysbox.version = Some(v);
+        }
+        if let Some(v) = value(path, "sysbox_tag", file.sysbox_tag.as_ref(), Tag::parse)? {
+            sysbox.tag = Some(v);
+        }
+        if let Some(v) = value(
+            path,
+            "sysbox_sha256",
+            file.sysbox_sha256.as_ref(),
+            Sha256::parse,
+        )? {
+            sysbox.sha256 = Some(v);
+        }
+        if let Some(v) = value(path, "dockerd_url", file.dockerd_url.as_ref(), Url::parse)? {
+            dockerd.url = Some(v);
+        }
+        if let Some(v) = value(
+            path,
+            "dockerd_version",
+            file.dockerd_version.as_ref(),
+            release::dockerd_version,
+        )? {
+            dockerd.version = Some(v);
+        }
+        if let Some(v) = value(
+            path,
+            "dockerd_sha256",
+            file.dockerd_sha256.as_ref(),
+            Sha256::parse,
+        )? {
+            dockerd.sha256 = Some(v);
+        }
         Ok(())
     }
 }
@@ -147,6 +230,78 @@ mod tests {
         assert_eq!(file.platform, Some(Platform::Wsl2));
         assert_eq!(file.socket, Some(PathBuf::from("/run/x.sock")));
         assert_eq!(file.stop_timeout_secs, Some(7));
+    }
+
+    #[test]
+    fn release_overrides_are_checked_and_merged_key_by_key() {
+        let site = PathBuf::from("/etc/containai/config.toml");
+        let user = PathBuf::from("/root/.config/containai/config.toml");
+        let sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let config = Config::from_layers([
+            (
+                site.clone(),
+                "sysbox_url = \"https://mirror.example/s.deb\"\nsysbox_version = \"0.6.8+containai.20260301\"\nsysbox_tag = \"b-1\"\ndockerd_version = \"28.3.0\"\n",
+            ),
+            (
+                user,
+                &format!("sysbox_sha256 = \"{sha}\"\ndockerd_url = \"file:///srv/docker.tgz\"\ndockerd_sha256 = \"{}\"\n", sha.to_uppercase()),
+            ),
+        ])
+        .unwrap();
+        let r = &config.release;
+        assert_eq!(
+            r.sysbox.url.as_ref().unwrap().as_str(),
+            "https://mirror.example/s.deb"
+        );
+        assert_eq!(
+            r.sysbox.version.as_ref().unwrap().full,
+            "0.6.8+containai.20260301"
+        );
+        assert_eq!(r.sysbox.tag.as_ref().unwrap().as_str(), "b-1");
+        assert_eq!(r.sysbox.sha256.as_ref().unwrap().as_str(), sha);
+        assert_eq!(
+            r.dockerd.url.as_ref().unwrap().as_str(),
+            "file:///srv/docker.tgz"
+        );
+        assert_eq!(r.dockerd.version.as_ref().unwrap().to_string(), "28.3.0");
+        assert_eq!(r.dockerd.sha256.as_ref().unwrap().as_str(), sha);
+        assert_eq!(Config::default().release, Overrides::default());
+
+        for (text, want) in [
+            (
+                "sysbox_url = \"ftp://m/s.deb\"",
+                "invalid sysbox_url in config /etc/containai/config.toml: \"ftp://m/s.deb\" is not an https://, http:// or file:// URL\nhelp: fix or remove sysbox_url in /etc/containai/config.toml",
+            ),
+            (
+                "sysbox_sha256 = \"xyz\"",
+                "invalid sysbox_sha256 in config /etc/containai/config.toml: \"xyz\" is not a sha256",
+            ),
+            ("sysbox_sha256 = \"\"", "invalid sysbox_sha256 in config"),
+            (
+                "sysbox_version = \"0.6.8\"",
+                "invalid sysbox_version in config /etc/containai/config.toml: \"0.6.8\" is not a ContainAI build",
+            ),
+            ("sysbox_tag = \"a b\"", "invalid sysbox_tag in config"),
+            (
+                "dockerd_url = \"docker.tgz\"",
+                "invalid dockerd_url in config",
+            ),
+            (
+                "dockerd_version = \"latest\"",
+                "invalid dockerd_version in config /etc/containai/config.toml: \"latest\" is not a version like 28.2.2",
+            ),
+            (
+                "dockerd_sha256 = \"12\"",
+                "invalid dockerd_sha256 in config",
+            ),
+            ("dockerd_tag = \"x\"", "unknown field `dockerd_tag`"),
+            ("sysbox_url = 1", "invalid type"),
+        ] {
+            let err = Config::from_layers([(site.clone(), text)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{text}: want {want:?} in {err:?}");
+        }
     }
 
     #[test]

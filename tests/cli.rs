@@ -204,6 +204,7 @@ fn doctor_alias_reports_stable_check_ids_in_text_and_json() {
         "ok       engine.socket",
         "ok       containers.managed     1 managed container(s), 1 running",
         "ok       sysbox.installed       sysbox 0.6.7+containai.20260127",
+        "ok       sysbox.target          sysbox 0.6.7+containai.20260127 is the target 0.6.7+containai.20260127",
         "ok       fuse.fusermount3",
         "ok       unit.engine",
     ] {
@@ -222,6 +223,7 @@ fn doctor_alias_reports_stable_check_ids_in_text_and_json() {
             "engine.socket",
             "containers.managed",
             "sysbox.installed",
+            "sysbox.target",
             "fuse.fusermount3",
             "unit.engine"
         ]

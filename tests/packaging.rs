@@ -1,10 +1,11 @@
 //! End-to-end checks of the sysbox packaging patch as the build uses it: the real
 //! `scripts/build-sysbox.sh --patch-only DIR` running the `cai` binary built for this test, on the
 //! control fixtures in tests/fixtures/control, then real `dpkg-deb` packages built from the
-//! result; plus the shape of the two GitHub workflows that call the scripts.
+//! result; `scripts/pin-release.sh` pinning the release manifest's checksums from `file://`
+//! artifacts; plus the shape of the GitHub workflows that call the scripts.
 //!
 //! These tests own only temporary directories. They must never skip silently: a missing
-//! `dpkg-deb` is a failure that names the package to install.
+//! `dpkg-deb` (or `curl`) is a failure that names the package to install.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -741,6 +742,157 @@ fn build_workflow_builds_with_the_script_on_both_architectures_and_checks_the_pa
         pairs,
         [("amd64", "ubuntu-24.04"), ("arm64", "ubuntu-24.04-arm")]
     );
+}
+
+#[test]
+fn release_workflow_pins_the_manifest_checksums_before_building() {
+    let wf = workflow("release.yml");
+    let runs = runs(&wf);
+    let pin = runs
+        .iter()
+        .position(|r| {
+            r.lines()
+                .any(|l| l.trim() == "./scripts/pin-release.sh stdlib/release.toml")
+        })
+        .unwrap_or_else(|| panic!("no step runs ./scripts/pin-release.sh: {runs:?}"));
+    let build = runs
+        .iter()
+        .position(|r| r.contains("cargo build --release --locked"))
+        .unwrap_or_else(|| panic!("no step builds cai: {runs:?}"));
+    assert!(
+        pin < build,
+        "the manifest is pinned after cai embedded it: {runs:?}"
+    );
+    assert!(
+        runs[build + 1..]
+            .iter()
+            .any(|r| r.contains("release::target()")),
+        "the built cai is not checked for pinned checksums: {runs:?}"
+    );
+    assert!(
+        triggers(&wf).iter().any(|t| t == "push"),
+        "release does not run on tags"
+    );
+}
+
+// --- release manifest pinning -----------------------------------------------------------------
+
+/// The bundled manifest re-pointed at `file://` artifacts under `dir`, with those artifacts
+/// written; returns the manifest path and each artifact's expected sha256 by URL.
+fn file_manifest(dir: &Path) -> (PathBuf, BTreeMap<String, String>) {
+    use sha2::Digest;
+    let gh = format!("file://{}/gh", dir.display());
+    let docker = format!("file://{}/docker", dir.display());
+    let text = containai::plan::release::BUNDLED
+        .replace(
+            "https://github.com/novotnyllc/ContainAI/releases/download",
+            &gh,
+        )
+        .replace("https://download.docker.com/linux/static/stable", &docker);
+    let manifest = containai::plan::release::Manifest::parse(&text).expect("re-pointed manifest");
+    let mut sums = BTreeMap::new();
+    let assets = manifest
+        .sysbox
+        .assets
+        .values()
+        .chain(manifest.dockerd.assets.values());
+    for (i, asset) in assets.enumerate() {
+        let url = asset.url.as_str();
+        let path = PathBuf::from(url.strip_prefix("file://").unwrap());
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let content = format!("artifact {i} at {url}\n");
+        fs::write(&path, &content).unwrap();
+        sums.insert(url.to_string(), hex::encode(sha2::Sha256::digest(content)));
+    }
+    let path = dir.join("release.toml");
+    fs::write(&path, text).unwrap();
+    (path, sums)
+}
+
+fn pin(manifest: &Path) -> Output {
+    assert!(
+        Command::new("curl").arg("--version").output().is_ok(),
+        "curl is required for this test; install with: apt-get install curl"
+    );
+    run(Command::new("bash")
+        .arg(repo().join("scripts/pin-release.sh"))
+        .arg(manifest))
+}
+
+#[test]
+fn pin_release_writes_each_artifacts_sha256_and_a_second_run_changes_nothing() {
+    let tmp = TempDir::new().unwrap();
+    let (manifest, sums) = file_manifest(tmp.path());
+    let before = fs::read_to_string(&manifest).unwrap();
+    assert_ok(&pin(&manifest), "pin-release.sh");
+    let pinned = fs::read_to_string(&manifest).unwrap();
+    let parsed = containai::plan::release::Manifest::parse(&pinned).expect("pinned manifest");
+    let assets: Vec<_> = parsed
+        .sysbox
+        .assets
+        .values()
+        .chain(parsed.dockerd.assets.values())
+        .collect();
+    assert_eq!(assets.len(), 4);
+    for asset in assets {
+        let want = &sums[asset.url.as_str()];
+        assert_eq!(
+            asset.sha256.as_ref().map(|s| s.as_str()),
+            Some(want.as_str()),
+            "{}",
+            asset.url
+        );
+    }
+    // Only the sha256 lines changed; comments and everything else are as they were.
+    let changed: Vec<(&str, &str)> = before
+        .lines()
+        .zip(pinned.lines())
+        .filter(|(a, b)| a != b)
+        .collect();
+    assert_eq!(before.lines().count(), pinned.lines().count());
+    assert_eq!(changed.len(), 4, "{changed:?}");
+    assert!(
+        changed
+            .iter()
+            .all(|(a, b)| *a == "sha256 = \"\"" && b.starts_with("sha256 = \"")),
+        "{changed:?}"
+    );
+    assert_ok(&pin(&manifest), "pin-release.sh, second run");
+    assert_eq!(fs::read_to_string(&manifest).unwrap(), pinned);
+}
+
+#[test]
+fn pin_release_changes_nothing_when_an_artifact_cannot_be_fetched() {
+    let tmp = TempDir::new().unwrap();
+    let (manifest, sums) = file_manifest(tmp.path());
+    let before = fs::read_to_string(&manifest).unwrap();
+    let last = sums.keys().last().unwrap();
+    fs::remove_file(last.strip_prefix("file://").unwrap()).unwrap();
+    let out = pin(&manifest);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("error: cannot download {last}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("help: "), "{stderr}");
+    assert_eq!(fs::read_to_string(&manifest).unwrap(), before);
+
+    // A table without a url cannot be pinned: refused, nothing changed.
+    let tmp = TempDir::new().unwrap();
+    let (manifest, _) = file_manifest(tmp.path());
+    let broken = fs::read_to_string(&manifest)
+        .unwrap()
+        .replacen("url = ", "# url = ", 1);
+    fs::write(&manifest, &broken).unwrap();
+    let out = pin(&manifest);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("4 asset tables but 3 url lines"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(fs::read_to_string(&manifest).unwrap(), broken);
 }
 
 #[test]

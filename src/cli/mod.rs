@@ -25,6 +25,7 @@ use crate::host::fs::Root;
 use crate::host::state::Owners;
 use crate::host::trust::Trust;
 use crate::host::{Host, HostOptions};
+use crate::plan::release;
 use crate::render;
 use crate::script;
 use crate::script::catalog::{Catalog, Script};
@@ -391,6 +392,12 @@ impl Ctx {
             home,
             path: std::env::var_os("PATH"),
             owners: Owners::probe(sudo_id("SUDO_UID"), sudo_id("SUDO_GID")),
+            // Read here once; the host checks them and resolves the release target with them.
+            release_env: release::EnvVars {
+                sysbox_url: std::env::var_os(release::ENV_SYSBOX_URL),
+                sysbox_version: std::env::var_os(release::ENV_SYSBOX_VERSION),
+                sysbox_tag: std::env::var_os(release::ENV_SYSBOX_TAG),
+            },
         })?;
         Ok(Ctx {
             host: Rc::new(host),

@@ -900,7 +900,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::config::Config;
     use crate::effects::{Action, GateError, Mode};
     use crate::host::HostOptions;
 
@@ -911,19 +910,7 @@ mod tests {
     }
 
     fn live_host(root: &Path) -> Host {
-        Host::new(HostOptions {
-            root: Arc::new(Root::open(root).unwrap()),
-            trust: Trust::new(None),
-            config: Config::default(),
-            mode: Mode::Live,
-            yes: false,
-            verbose: false,
-            interactive: false,
-            home: None,
-            path: None,
-            owners: crate::host::state::Owners::probe(None, None),
-        })
-        .unwrap()
+        Host::new(HostOptions::for_tests(root, Mode::Live)).unwrap()
     }
 
     /// Short waits, so failure cases end in well under a second per attempt.

@@ -1,10 +1,11 @@
 //! Side effects, one file per family. [`Host`] is the one handle that carries everything ambient:
 //! the `--root` tree, config, platform, the terminal, `PATH`, the execution target (this machine
-//! or the Lima VM), the engine client with its runtime and the effect gate. Nothing here reads
-//! global state behind the handle's back (in particular, no `DOCKER_HOST`), and nothing here joins
-//! a path under the root: files under `--root` are reached only through [`fs::Root`], and files
-//! that live wherever the engine runs (units, packages) only through [`files`], which picks the
-//! root-anchored layer or the Lima VM.
+//! or the Lima VM), the release target resolved once per run, the engine client with its runtime
+//! and the effect gate. Nothing here reads global state behind the handle's back (in particular,
+//! no `DOCKER_HOST` and no `CAI_SYSBOX_*`), and nothing here joins a path under the root: files
+//! under `--root` are reached only through [`fs::Root`], and files that live wherever the engine
+//! runs (units, packages) only through [`files`], which picks the root-anchored layer or the Lima
+//! VM.
 
 pub mod artifacts;
 pub mod command;
@@ -29,6 +30,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::effects::{Gate, JournalSink, Mode};
 use crate::plan::platform::{self, Platform};
+use crate::plan::release::{self, Arch, Manifest, ReleaseError};
 use command::{CommandError, CommandOutput, Target};
 use fs::Root;
 use trust::Trust;
@@ -60,6 +62,28 @@ pub struct HostOptions {
     pub path: Option<OsString>,
     /// Who invoked `cai`, for files kept in their home.
     pub owners: state::Owners,
+    /// `CAI_SYSBOX_*` as the CLI read them; checked here, never read again.
+    pub release_env: release::EnvVars,
+}
+
+#[cfg(test)]
+impl HostOptions {
+    /// A host over `root` with the default config, no terminal, no home and this process's `PATH`.
+    pub fn for_tests(root: &Path, mode: Mode) -> Self {
+        Self {
+            root: Arc::new(Root::open(root).expect("test root")),
+            trust: Trust::new(None),
+            config: Config::default(),
+            mode,
+            yes: false,
+            verbose: false,
+            interactive: false,
+            home: None,
+            path: std::env::var_os("PATH"),
+            owners: state::Owners::probe(None, None),
+            release_env: crate::plan::release::EnvVars::default(),
+        }
+    }
 }
 
 pub struct Host {
@@ -83,6 +107,9 @@ pub struct Host {
     docker: docker::Client,
     target: Target,
     path: Option<OsString>,
+    /// What this run updates to, resolved once [P26]; an error (an architecture the manifest has
+    /// no artifacts for) is kept for the primitives that need the target to report.
+    release: Result<release::Target, ReleaseError>,
 }
 
 impl Host {
@@ -104,6 +131,10 @@ impl Host {
             (None, _) => PathBuf::from(LINUX_SOCKET),
         };
         let docker = docker::Client::new(root.display_path(&socket), root.anchor(&socket))?;
+        // A malformed CAI_SYSBOX_* stops every command, as a malformed config does: it is what
+        // the operator typed, and guessing around it could install something else.
+        let release_env = options.release_env.parse()?;
+        let release = resolve_release(&options.config.release, &release_env);
         // Always known: a REPL that switches to live mode journals from then on. The gate writes
         // to it only for actions it performs, appending through the root-anchored layer, which
         // refuses a symlinked journal instead of following it.
@@ -130,7 +161,13 @@ impl Host {
             interrupted: Arc::new(AtomicBool::new(false)),
             reports: std::cell::RefCell::new(Vec::new()),
             update_lock: update::LockSlot::default(),
+            release,
         })
+    }
+
+    /// The release target of this run (bundled manifest, config and environment overrides).
+    pub fn release(&self) -> Result<&release::Target, &ReleaseError> {
+        self.release.as_ref()
     }
 
     /// The `containai-docker` engine client.
@@ -206,6 +243,21 @@ impl Host {
 pub enum AsRoot {
     Yes,
     No,
+}
+
+/// Resolves the release target for this machine's architecture, printing each warning once.
+/// On macOS the Lima VM's architecture will take the place of this machine's.
+fn resolve_release(
+    config: &release::Overrides,
+    env: &release::SysboxOverride,
+) -> Result<release::Target, ReleaseError> {
+    let manifest = Manifest::bundled()?;
+    let arch = Arch::from_deb(platform::deb_arch())?;
+    let resolution = release::resolve(&manifest, arch, config, env)?;
+    for warning in &resolution.warnings {
+        crate::term::err(&format!("warning: {}", crate::term::line(warning)));
+    }
+    Ok(resolution.target)
 }
 
 /// Appends journal lines durably through the root-anchored layer: created 0600 on first use,

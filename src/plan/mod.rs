@@ -5,5 +5,6 @@ pub mod containers;
 pub mod deb822;
 pub mod layout;
 pub mod platform;
+pub mod release;
 pub mod unit;
 pub mod version;

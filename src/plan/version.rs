@@ -1,7 +1,11 @@
-//! Sysbox version parsing. `sysbox-runc --version` prints either one line
+//! Sysbox version parsing and the update decision. `sysbox-runc --version` prints either one line
 //! (`sysbox-runc version 0.6.7+containai.20260127`) or a `sysbox-runc` line followed by indented
 //! `key: value` lines including `version:`. Both are parsed; anything else is an error, never an
 //! empty version, because an empty version compares as "not installed" and triggers installs.
+//!
+//! [`decide`] is the one update decision (SPEC 4.3), used on every platform [P24]: it takes no
+//! platform input at all, so no platform can skip it because sysbox "exists" [P19], and a failed
+//! version check is its own outcome, never "up to date" [P11, P20].
 
 use serde::Serialize;
 
@@ -67,6 +71,127 @@ pub fn parse_version(text: &str) -> Result<SysboxVersion, VersionError> {
     })
 }
 
+impl SysboxVersion {
+    /// The semver part as a comparable value.
+    fn comparable(&self) -> Result<semver::Version, String> {
+        // Built by `parse_version` from a parsed semver::Version, so it parses; a hand-built
+        // value that does not is a failed check, not a guess.
+        semver::Version::parse(&self.semver).map_err(|_| {
+            format!(
+                "malformed sysbox semver {:?} in {:?}",
+                self.semver, self.full
+            )
+        })
+    }
+}
+
+/// What to do about sysbox, each with the reason shown to the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Not installed.
+    Install(String),
+    /// A ContainAI build older than the target.
+    Update(String),
+    /// The target's semver, but another ContainAI build of it [P23].
+    Rebuild(String),
+    /// An upstream build no newer than the target: replaced by the ContainAI build.
+    ReplaceUpstream(String),
+    UpToDate(String),
+    /// An upstream build newer than the target: kept, never downgraded [P31].
+    KeepNewerUpstream(String),
+    /// The installed version could not be read; nothing is known [P11, P20].
+    CheckFailed(String),
+}
+
+impl Decision {
+    /// The stable name scripts and JSON readers see.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Decision::Install(_) => "install",
+            Decision::Update(_) => "update",
+            Decision::Rebuild(_) => "rebuild",
+            Decision::ReplaceUpstream(_) => "replace-upstream",
+            Decision::UpToDate(_) => "up-to-date",
+            Decision::KeepNewerUpstream(_) => "keep-newer",
+            Decision::CheckFailed(_) => "check-failed",
+        }
+    }
+
+    /// Whether sysbox must be installed; `None` when the check failed and nobody can tell.
+    pub fn needed(&self) -> Option<bool> {
+        match self {
+            Decision::Install(_)
+            | Decision::Update(_)
+            | Decision::Rebuild(_)
+            | Decision::ReplaceUpstream(_) => Some(true),
+            Decision::UpToDate(_) | Decision::KeepNewerUpstream(_) => Some(false),
+            Decision::CheckFailed(_) => None,
+        }
+    }
+
+    pub fn reason(&self) -> &str {
+        match self {
+            Decision::Install(r)
+            | Decision::Update(r)
+            | Decision::Rebuild(r)
+            | Decision::ReplaceUpstream(r)
+            | Decision::UpToDate(r)
+            | Decision::KeepNewerUpstream(r)
+            | Decision::CheckFailed(r) => r,
+        }
+    }
+}
+
+/// The sysbox update decision: `installed` is what the version check found (`Ok(None)`: not
+/// installed; `Err`: the check failed, with why) and `target` the release target's full version,
+/// which must be a ContainAI build. A trailing Debian revision is ignored on both sides.
+pub fn decide(installed: Result<Option<&SysboxVersion>, &str>, target: &SysboxVersion) -> Decision {
+    let installed = match installed {
+        Err(reason) => {
+            return Decision::CheckFailed(format!(
+                "cannot tell whether sysbox needs updating: {reason}"
+            ));
+        }
+        Ok(None) => {
+            return Decision::Install(format!(
+                "sysbox is not installed; the target is {}",
+                target.full
+            ));
+        }
+        Ok(Some(installed)) => installed,
+    };
+    let Some(target_build) = &target.containai_build else {
+        // Installing a target that is not a ContainAI build would "replace" upstream forever.
+        return Decision::CheckFailed(format!(
+            "the target sysbox {} is not a ContainAI build",
+            target.full
+        ));
+    };
+    let (have, want) = match (installed.comparable(), target.comparable()) {
+        (Ok(have), Ok(want)) => (have, want),
+        (Err(e), _) | (_, Err(e)) => return Decision::CheckFailed(e),
+    };
+    let (i, t) = (&installed.full, &target.full);
+    match &installed.containai_build {
+        Some(_) if want > have => {
+            Decision::Update(format!("sysbox {i} is older than the target {t}"))
+        }
+        Some(build) if want == have && build != target_build => Decision::Rebuild(format!(
+            "sysbox {i} is build {build} of {have}; the target is build {target_build} of the same version"
+        )),
+        Some(_) if want == have => Decision::UpToDate(format!("sysbox {i} is the target {t}")),
+        Some(_) => Decision::UpToDate(format!(
+            "sysbox {i} is newer than the target {t}; cai never downgrades"
+        )),
+        None if want >= have => Decision::ReplaceUpstream(format!(
+            "sysbox {i} is an upstream build; the target is the ContainAI build {t}"
+        )),
+        None => Decision::KeepNewerUpstream(format!(
+            "upstream sysbox {i} is newer than the target {t}; cai never downgrades"
+        )),
+    }
+}
+
 fn strip_debian_revision(text: &str) -> &str {
     match text.rsplit_once('-') {
         Some((head, rev)) if !rev.is_empty() && rev.chars().all(|c| c.is_ascii_digit()) => head,
@@ -119,5 +244,149 @@ mod tests {
             );
         }
         assert!(parse_version("v0.6").is_err());
+    }
+
+    /// Parses `sysbox-runc --version` output as the host does, in the format given.
+    fn installed(output: &str) -> Result<Option<SysboxVersion>, String> {
+        parse_runc_output(output)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+
+    fn one_line(version: &str) -> String {
+        format!("sysbox-runc version {version}\n")
+    }
+
+    fn multi_line(version: &str) -> String {
+        format!(
+            "sysbox-runc\n\tedition: \tCommunity Edition (CE)\n\tversion: \t{version}\n\tcommit: \tabc\n"
+        )
+    }
+
+    #[test]
+    fn decision_table() {
+        let target = parse_version("0.6.7+containai.20260127").unwrap();
+        // (installed `--version` output, or None for not installed; action; reason contains)
+        let cases: &[(Option<&str>, &str, &str)] = &[
+            (
+                None,
+                "install",
+                "not installed; the target is 0.6.7+containai.20260127",
+            ),
+            (
+                Some("0.6.7+containai.20260127"),
+                "up-to-date",
+                "is the target",
+            ),
+            // A Debian revision is not a different build.
+            (
+                Some("0.6.7+containai.20260127-2"),
+                "up-to-date",
+                "is the target",
+            ),
+            // P23: same semver, another build.
+            (
+                Some("0.6.7+containai.20251201"),
+                "rebuild",
+                "build 20251201 of 0.6.7",
+            ),
+            (
+                Some("0.6.7+containai.20260301"),
+                "rebuild",
+                "the target is build 20260127",
+            ),
+            (
+                Some("0.6.6+containai.20251201"),
+                "update",
+                "older than the target",
+            ),
+            (
+                Some("0.5.9+containai.20240101-3"),
+                "update",
+                "older than the target",
+            ),
+            (
+                Some("0.6.8+containai.20260101"),
+                "up-to-date",
+                "cai never downgrades",
+            ),
+            // Upstream builds: replaced unless newer (P31: never a downgrade).
+            (
+                Some("0.6.6"),
+                "replace-upstream",
+                "upstream build; the target is the ContainAI build",
+            ),
+            (Some("0.6.7"), "replace-upstream", "upstream build"),
+            (Some("0.6.7-1"), "replace-upstream", "upstream build"),
+            (Some("0.6.7+other.1"), "replace-upstream", "upstream build"),
+            (
+                Some("0.7.0"),
+                "keep-newer",
+                "newer than the target 0.6.7+containai.20260127; cai never downgrades",
+            ),
+            (Some("0.6.8-1"), "keep-newer", "cai never downgrades"),
+        ];
+        for (version, action, reason) in cases {
+            for format in [one_line, multi_line] {
+                let found = match version {
+                    Some(v) => installed(&format(v)).unwrap(),
+                    None => None,
+                };
+                let decision = decide(Ok(found.as_ref()), &target);
+                assert_eq!(decision.action(), *action, "{version:?}: {decision:?}");
+                assert!(
+                    decision.reason().contains(reason),
+                    "{version:?}: {decision:?}"
+                );
+                let needed = !matches!(*action, "up-to-date" | "keep-newer");
+                assert_eq!(decision.needed(), Some(needed), "{version:?}");
+            }
+        }
+    }
+
+    /// P11/P20/P21: output that is not a version is a failed check, never "up to date" and
+    /// never "not installed".
+    #[test]
+    fn garbage_version_output_is_a_failed_check_never_up_to_date() {
+        let target = parse_version("0.6.7+containai.20260127").unwrap();
+        for garbage in [
+            "",
+            "garbage",
+            "sysbox-runc\n\tcommit: abc\n",
+            "sysbox-runc version \n",
+        ] {
+            let check = installed(garbage);
+            let reason = check.as_ref().expect_err(garbage).clone();
+            let decision = decide(
+                check.as_ref().map(Option::as_ref).map_err(String::as_str),
+                &target,
+            );
+            assert_eq!(
+                decision,
+                Decision::CheckFailed(format!(
+                    "cannot tell whether sysbox needs updating: {reason}"
+                ))
+            );
+            assert_eq!(decision.needed(), None);
+            assert_eq!(decision.action(), "check-failed");
+        }
+        let upstream_target = parse_version("0.6.7").unwrap();
+        let d = decide(Ok(None), &upstream_target);
+        assert_eq!(d.action(), "install");
+        let installed = parse_version("0.6.7").unwrap();
+        let d = decide(Ok(Some(&installed)), &upstream_target);
+        assert_eq!(d.action(), "check-failed", "{d:?}");
+    }
+
+    /// P19: on WSL2 an installed but outdated sysbox is updated. The decision has no platform
+    /// input, so WSL2 (and macOS, where the version is read inside the VM) decide like Linux.
+    #[test]
+    fn wsl2_with_an_outdated_sysbox_decides_update() {
+        let target = parse_version("0.6.7+containai.20260127").unwrap();
+        let wsl2_output = "sysbox-runc\n\tedition: \tCommunity Edition (CE)\n\tversion: \t0.6.6+containai.20251201\n";
+        let found = parse_runc_output(wsl2_output).unwrap();
+        let decision = decide(Ok(Some(&found)), &target);
+        assert_eq!(decision.action(), "update");
+        assert_eq!(decision.needed(), Some(true));
     }
 }

@@ -5,4 +5,5 @@
 /// Minor versions add primitives; a major version would change or remove one. 1.1 replaced
 /// `units::write(name, text)` by `units::install(name)` without a major bump: the project had no
 /// external users yet, and a script that called `units::write` fails at the call, not silently.
-pub const API_VERSION: semver::Version = semver::Version::new(1, 1, 0);
+/// 1.2 added `release::target()` and `sysbox::decide(installed, target)`.
+pub const API_VERSION: semver::Version = semver::Version::new(1, 2, 0);

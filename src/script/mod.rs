@@ -202,26 +202,11 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::config::Config;
     use crate::effects::Mode;
     use crate::host::HostOptions;
 
     pub(crate) fn dry_run_host(root: PathBuf) -> Rc<Host> {
-        Rc::new(
-            Host::new(HostOptions {
-                root: std::sync::Arc::new(crate::host::fs::Root::open(&root).unwrap()),
-                trust: crate::host::trust::Trust::new(None),
-                config: Config::default(),
-                mode: Mode::DryRun,
-                yes: false,
-                verbose: false,
-                interactive: false,
-                home: None,
-                path: std::env::var_os("PATH"),
-                owners: crate::host::state::Owners::probe(None, None),
-            })
-            .unwrap(),
-        )
+        Rc::new(Host::new(HostOptions::for_tests(&root, Mode::DryRun)).unwrap())
     }
 
     /// A dry-run engine over an empty root, with the primitives it registered.

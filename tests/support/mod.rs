@@ -116,6 +116,10 @@ impl TestHost {
             .env("PATH", self.fakes.path_env())
             .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
             .env("DOCKER_CONTEXT", "cai-test-stale-context");
+        // Release-target overrides come only from the test that sets them.
+        for var in ["CAI_SYSBOX_URL", "CAI_SYSBOX_VERSION", "CAI_SYSBOX_TAG"] {
+            cmd.env_remove(var);
+        }
         cmd
     }
 

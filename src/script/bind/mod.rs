@@ -12,6 +12,7 @@ mod log;
 mod packages;
 mod platform;
 mod prompt;
+mod release;
 mod report;
 mod run;
 mod sysbox;
@@ -238,6 +239,7 @@ fn register_families(
     log::register(&mut reg, host);
     containers::register(&mut reg, host);
     sysbox::register(&mut reg, host);
+    release::register(&mut reg, host);
     units::register(&mut reg, host, catalog);
     packages::register(&mut reg, host);
     artifacts::register(&mut reg, host);

@@ -1,11 +1,15 @@
-//! `sysbox::` bindings over [`crate::host::sysbox`]. Read-only.
+//! `sysbox::` bindings over [`crate::host::sysbox`] and the update decision in
+//! [`crate::plan::version`]. Read-only.
 
 use std::rc::Rc;
 
-use rhai::{Dynamic, NativeCallContext};
+use rhai::{Dynamic, Map, NativeCallContext};
+use serde::Serialize;
 
-use super::{Doc, Registrar, fail_at, to_dynamic};
+use super::{Doc, Registrar, Res, fail_at, to_dynamic};
 use crate::host::{Host, sysbox};
+use crate::plan::release;
+use crate::plan::version::{self, SysboxVersion};
 
 pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     let h = host.clone();
@@ -21,4 +25,72 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
             Err(e) => Err(fail_at(&ctx, e)),
         },
     );
+
+    reg.read(
+        Doc {
+            signature: "sysbox::decide(installed: map or (), target: string) -> map",
+            doc: "update decision for INSTALLED (what installed_version returned, or #{error: reason} when it threw) against the TARGET version: action, needed (() when the check failed), reason",
+            example: "sysbox::decide((), \"0.6.7+containai.20260127\")",
+        },
+        |ctx: NativeCallContext, installed: Dynamic, target: &str| {
+            let target = release::sysbox_version(target)
+                .map_err(|e| fail_at(&ctx, format!("sysbox::decide: target {e}")))?;
+            let installed = installed_arg(&ctx, installed)?;
+            let decision = version::decide(
+                installed.as_ref().map(Option::as_ref).map_err(String::as_str),
+                &target,
+            );
+            to_dynamic(&DecisionValue {
+                action: decision.action(),
+                needed: decision.needed(),
+                reason: decision.reason(),
+            })
+        },
+    );
+}
+
+/// What a script sees of a decision; `needed` is `()` when nobody can tell.
+#[derive(Serialize)]
+struct DecisionValue<'a> {
+    action: &'static str,
+    needed: Option<bool>,
+    reason: &'a str,
+}
+
+/// Reads the `installed` argument: `()` (not installed), the map `installed_version` returns (its
+/// `full` version is parsed again rather than trusting the other keys), or `#{error: reason}`
+/// for a check that failed.
+fn installed_arg(
+    ctx: &NativeCallContext,
+    installed: Dynamic,
+) -> Res<Result<Option<SysboxVersion>, String>> {
+    if installed.is_unit() {
+        return Ok(Ok(None));
+    }
+    let wrong = |what: String| {
+        fail_at(
+            ctx,
+            format!(
+                "sysbox::decide: installed must be (), the map sysbox::installed_version() returns, or #{{error: reason}}; {what}"
+            ),
+        )
+    };
+    let type_name = installed.type_name();
+    let Some(map) = installed.try_cast::<Map>() else {
+        return Err(wrong(format!("found {type_name}")));
+    };
+    if let Some(error) = map.get("error") {
+        let reason = error
+            .clone()
+            .into_string()
+            .unwrap_or_else(|_| error.to_string());
+        return Ok(Err(reason));
+    }
+    let full = map
+        .get("full")
+        .and_then(|v| v.clone().into_string().ok())
+        .ok_or_else(|| wrong("the map has no string `full` or `error`".into()))?;
+    version::parse_version(&full)
+        .map(|v| Ok(Some(v)))
+        .map_err(|e| wrong(e.to_string()))
 }

@@ -1,0 +1,24 @@
+//! `release::` bindings: the release target this run updates to, as the host resolved it once
+//! from the bundled manifest and the site's overrides. Read-only; it never looks anything up.
+
+use std::rc::Rc;
+
+use rhai::NativeCallContext;
+
+use super::{Doc, Registrar, fail_at, to_dynamic};
+use crate::host::Host;
+
+pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
+    let h = host.clone();
+    reg.read(
+        Doc {
+            signature: "release::target() -> map",
+            doc: "this run's release target on this machine's arch: sysbox (tag, version, semver, url, sha256, sha256_url, source) and dockerd (version, url, sha256, sha256_url, source); source is bundled, config or env",
+            example: "release::target()",
+        },
+        move |ctx: NativeCallContext| {
+            let target = h.release().map_err(|e| fail_at(&ctx, e))?;
+            to_dynamic(target)
+        },
+    );
+}
