@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use support::{Dockerd, TestHost};
 
 const EVERY_MUTATION: &str = r#"//! version: 1.0.0
-//! api: 1.1
+//! api: 1.2
 let out = containers::exec("agent-1", ["touch", "/tmp/was-here"]);
 print(`exec predicted exit ${out.exit_code}`);
 let stopped = containers::stop(["agent-1"], 5);
@@ -24,6 +24,9 @@ units::restart("containai-docker.service");
 packages::install_deb("/var/cache/containai/sysbox.deb");
 let fetched = artifacts::fetch(#{name: "tool.tgz", url: "file:///srv/mirror/tool.tgz", sha256: "@SHA256@", config_key: "dockerd_sha256"});
 print(`fetch predicted ${fetched.bytes} bytes`);
+dockerd::install("/var/cache/containai/docker-28.2.2.tgz", "28.2.2");
+update::record("stopping", [#{id: "0123abcd", name: "agent-1"}]);
+update::clear();
 print(`dry run ${run::dry_run()}`);
 "#;
 
@@ -56,6 +59,7 @@ fn fixture() -> Fixture {
         "not really a deb",
     )
     .unwrap();
+    bundle(&host.root().join("var/cache/containai/docker-28.2.2.tgz"));
     std::fs::create_dir_all(host.root().join("srv/mirror")).unwrap();
     std::fs::write(host.root().join("srv/mirror/tool.tgz"), MIRRORED).unwrap();
     let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(MIRRORED));
@@ -65,6 +69,26 @@ fn fixture() -> Fixture {
         engine,
         script,
     }
+}
+
+/// A minimal dockerd static bundle: `docker/dockerd` in a gzipped tarball.
+fn bundle(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let stage = tempfile::tempdir().unwrap();
+    std::fs::create_dir(stage.path().join("docker")).unwrap();
+    let dockerd = stage.path().join("docker/dockerd");
+    std::fs::write(&dockerd, "#!/bin/sh\necho dockerd\n").unwrap();
+    std::fs::set_permissions(&dockerd, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let status = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(stage.path())
+        .arg("-czf")
+        .arg(path)
+        .arg("docker")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
 }
 
 fn mutating_primitives(host: &TestHost) -> BTreeSet<String> {
@@ -132,7 +156,7 @@ fn dry_run_of_every_mutating_primitive_changes_nothing_and_plans_every_call() {
         mutating_primitives(&f.host),
         "the plan must list every mutating primitive"
     );
-    assert_eq!(plan.len(), 8);
+    assert_eq!(plan.len(), 11);
     // Predicted results reach the script; print goes to stderr under --json.
     assert!(stderr.contains("stop predicted [\"agent-1\"]"), "{stderr}");
     assert!(stderr.contains("unit changed true"), "{stderr}");
@@ -156,7 +180,7 @@ fn dry_run_of_every_mutating_primitive_changes_nothing_and_plans_every_call() {
         .run(&["run", "--dry-run", f.script.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains("dry run: 8 planned actions; nothing was changed"),
+        stdout.contains("dry run: 11 planned actions; nothing was changed"),
         "{stdout}"
     );
     for kind in mutating_primitives(&f.host) {
@@ -199,6 +223,17 @@ fn the_same_script_live_changes_the_host_and_is_journalled() {
     .unwrap();
     let expected = containai::plan::unit::render("t", bundled, &values).unwrap();
     assert_eq!(unit, expected, "the live run must write the rendered unit");
+    // The bundle is unpacked and linked; the record was written and cleared again.
+    assert_eq!(
+        std::fs::read_link(f.host.root().join("opt/containai/bin/dockerd")).unwrap(),
+        std::path::Path::new("../docker/28.2.2/dockerd")
+    );
+    assert!(
+        !f.host
+            .root()
+            .join("var/lib/containai/update-state.json")
+            .exists()
+    );
     // With --root, systemctl and dpkg are told the root too, so they never act on the
     // running machine by mistake.
     let log = f.host.fakes.log();
@@ -227,7 +262,7 @@ fn the_same_script_live_changes_the_host_and_is_journalled() {
         .iter()
         .map(|l| format!("{}{}", l["phase"].as_str().unwrap(), l["seq"]))
         .collect();
-    let expected: Vec<String> = (1..=8)
+    let expected: Vec<String> = (1..=11)
         .flat_map(|n| [format!("intent{n}"), format!("outcome{n}")])
         .collect();
     assert_eq!(phases, expected, "{journal}");
