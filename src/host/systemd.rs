@@ -16,7 +16,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::command::CommandError;
+use super::command::{CommandError, Ended};
 use super::files::{self, FileError};
 use super::{AsRoot, Host};
 use crate::effects::Approval;
@@ -122,6 +122,23 @@ pub fn daemon_reload(_: Approval, host: &Host) -> Result<(), UnitError> {
 pub fn restart(_: Approval, host: &Host, name: &str) -> Result<(), UnitError> {
     check_restartable(name)?;
     systemctl(host, &["restart", name])
+}
+
+/// Whether the service manager reports `name` active (`systemctl is-active`): exit 0 is active,
+/// 3 inactive or failed, 4 no such unit; anything else (no systemd, a dead bus) is an error, never
+/// "inactive", because "inactive" is what lets an absent socket mean "no containers".
+pub fn is_active(host: &Host, name: &str) -> Result<bool, UnitError> {
+    validate_name(name)?;
+    let args: Vec<OsString> = vec!["is-active".into(), "--quiet".into(), name.into()];
+    let out = host.run("systemctl", &args, None, AsRoot::No, SYSTEMCTL_TIMEOUT)?;
+    match out.ended {
+        Ended::Code(0) => Ok(true),
+        Ended::Code(3 | 4) => Ok(false),
+        _ => Err(out.checked().err().map_or_else(
+            || UnitError::InvalidName(name.to_string()),
+            UnitError::Command,
+        )),
+    }
 }
 
 fn systemctl(host: &Host, args: &[&str]) -> Result<(), UnitError> {

@@ -6,4 +6,4 @@
 /// `units::write(name, text)` by `units::install(name)` without a major bump: the project had no
 /// external users yet, and a script that called `units::write` fails at the call, not silently.
 /// 1.2 added `release::target()` and `sysbox::decide(installed, target)`.
-pub const API_VERSION: semver::Version = semver::Version::new(1, 2, 0);
+pub const API_VERSION: semver::Version = semver::Version::new(1, 3, 0);

@@ -32,6 +32,35 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     let h = host.clone();
     reg.read(
         Doc {
+            signature: "containers::wait_engine(timeout_secs: int) -> bool",
+            doc: "waits until the engine answers on its socket (after a restart); false when it did not within the timeout",
+            example: "containers::wait_engine(1)",
+        },
+        move |ctx: NativeCallContext, secs: i64| {
+            if !(1..=MAX_STOP_SECS).contains(&secs) {
+                return Err(fail_at(
+                    &ctx,
+                    format!("containers::wait_engine: timeout {secs} s is outside 1..={MAX_STOP_SECS}"),
+                ));
+            }
+            let deadline = std::time::Instant::now() + Duration::from_secs(secs.unsigned_abs());
+            loop {
+                if h.docker().status().reachable {
+                    return Ok(true);
+                }
+                if std::time::Instant::now() >= deadline
+                    || h.interrupted.load(std::sync::atomic::Ordering::SeqCst)
+                {
+                    return Ok(false);
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        },
+    );
+
+    let h = host.clone();
+    reg.read(
+        Doc {
             signature: "containers::list_managed(all: bool) -> array",
             doc: "managed containers (label or legacy image); all=false lists running ones; fails when the engine does not answer",
             example: "containers::list_managed(true)",

@@ -7,7 +7,8 @@ use serde_json::json;
 
 use super::{Doc, Registrar, fail_at, gated};
 use crate::effects::Action;
-use crate::host::{Host, packages};
+use crate::host::Host;
+use crate::host::packages::{self, PackageError};
 
 pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     let h = host.clone();
@@ -18,16 +19,31 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
             example: "try { packages::install_deb(\"/var/cache/containai/x.deb\") } catch { () }",
         },
         move |ctx: NativeCallContext, path: &str| {
+            let file = std::path::Path::new(path);
             // Verified in every mode (it only reads), so a dry run shows what would be installed.
-            let deb = packages::verify_deb(&h, std::path::Path::new(path))
-                .map_err(|e| fail_at(&ctx, e))?;
-            let action = Action::new(
-                "packages.install_deb",
-                deb.shown.display().to_string(),
-                json!({ "bytes": deb.bytes, "sha256": deb.sha256 }),
-            );
-            gated(&ctx, &h, action, || (), |ok| {
-                packages::install_deb(ok, &h, &deb)
+            // A dry run may name a package that an earlier step of the same run would have
+            // fetched (and verified against its pinned sha256): that one is planned as such.
+            let deb = match packages::verify_deb(&h, file) {
+                Ok(deb) => Some(deb),
+                Err(PackageError::Missing(_)) if h.gate.is_dry_run() => None,
+                Err(e) => return Err(fail_at(&ctx, e)),
+            };
+            let action = match &deb {
+                Some(deb) => Action::new(
+                    "packages.install_deb",
+                    deb.shown.display().to_string(),
+                    json!({ "bytes": deb.bytes, "sha256": deb.sha256 }),
+                ),
+                None => Action::new(
+                    "packages.install_deb",
+                    h.root().display_path(file).display().to_string(),
+                    json!({ "sha256": "checked when it is fetched" }),
+                ),
+            };
+            gated(&ctx, &h, action, || (), |ok| match &deb {
+                Some(deb) => packages::install_deb(ok, &h, deb),
+                // Unreachable in a live run: the missing file was refused above.
+                None => Err(PackageError::Missing(h.root().display_path(file))),
             })
         },
     );

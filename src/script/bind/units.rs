@@ -95,6 +95,18 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>, catalog: &Rc<Catalog>) {
     );
 
     let h = host.clone();
+    reg.read(
+        Doc {
+            signature: "units::is_active(name: string) -> bool",
+            doc: "whether the service manager reports the unit active (systemctl is-active); fails when it cannot tell",
+            example: "try { units::is_active(\"containai-docker.service\") } catch { () }",
+        },
+        move |ctx: NativeCallContext, name: &str| {
+            systemd::is_active(&h, name).map_err(|e| fail_at(&ctx, e))
+        },
+    );
+
+    let h = host.clone();
     reg.mutating(
         Doc {
             signature: "units::daemon_reload()",

@@ -1,0 +1,306 @@
+//! `cai update` end to end against a real private dockerd: the target comes from a site config
+//! that points at `file://` artifacts under the root (no network), `dpkg` is a fake that
+//! "installs" sysbox by changing what the fake `sysbox-runc` prints, `systemctl` a fake that
+//! records its calls. Containers, files, units and the dockerd bundle are real.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+
+use support::{Dockerd, TestHost};
+
+const OLD_SYSBOX: &str = "0.6.7+containai.20251201";
+const TARGET_SYSBOX: &str = "0.6.7+containai.20260127";
+const TARGET_DOCKERD: &str = "28.2.2";
+const DEB: &str = "sysbox-ce_0.6.7+containai.20260127.linux_amd64.deb";
+const BUNDLE: &str = "docker-28.2.2.tgz";
+
+fn sha256(bytes: &[u8]) -> String {
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes))
+}
+
+/// A dockerd static bundle: `docker/dockerd` in a gzipped tarball.
+fn bundle_bytes() -> Vec<u8> {
+    let stage = tempfile::tempdir().unwrap();
+    std::fs::create_dir(stage.path().join("docker")).unwrap();
+    let dockerd = stage.path().join("docker/dockerd");
+    std::fs::write(&dockerd, "#!/bin/sh\necho dockerd 28.2.2\n").unwrap();
+    std::fs::set_permissions(&dockerd, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = stage.path().join("b.tgz");
+    let status = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(stage.path())
+        .arg("-czf")
+        .arg(&out)
+        .arg("docker")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::read(out).unwrap()
+}
+
+struct Fixture {
+    host: TestHost,
+    engine: Dockerd,
+}
+
+/// The fake sysbox-runc prints `version`; the fake dpkg makes it print `installs` from then on.
+fn set_sysbox(host: &TestHost, version: &str, installs: &str) {
+    host.fakes.add(
+        "sysbox-runc",
+        &format!("echo 'sysbox-runc version {version}'"),
+    );
+    let runc = host.fakes.dir().join("sysbox-runc");
+    host.fakes.add(
+        "dpkg",
+        &format!(
+            "printf '#!/bin/sh\\necho \"sysbox-runc version {installs}\"\\n' > '{}.new' && chmod 755 '{}.new' && mv '{}.new' '{}'",
+            runc.display(),
+            runc.display(),
+            runc.display(),
+            runc.display()
+        ),
+    );
+}
+
+fn fixture(deb_sha: Option<&str>) -> Fixture {
+    let host = TestHost::new();
+    host.fakes.add("systemctl", "exit 0");
+    set_sysbox(&host, OLD_SYSBOX, TARGET_SYSBOX);
+    let mirror = host.root().join("srv/mirror");
+    std::fs::create_dir_all(&mirror).unwrap();
+    let deb = b"a sysbox package".to_vec();
+    std::fs::write(mirror.join(DEB), &deb).unwrap();
+    let bundle = bundle_bytes();
+    std::fs::write(mirror.join(BUNDLE), &bundle).unwrap();
+    let config = format!(
+        "sysbox_url = \"file:///srv/mirror/{DEB}\"\nsysbox_version = \"{TARGET_SYSBOX}\"\nsysbox_tag = \"sysbox-build-20260127-10\"\nsysbox_sha256 = \"{}\"\ndockerd_url = \"file:///srv/mirror/{BUNDLE}\"\ndockerd_version = \"{TARGET_DOCKERD}\"\ndockerd_sha256 = \"{}\"\nstop_timeout_secs = 2\n",
+        deb_sha.map_or_else(|| sha256(&deb), str::to_string),
+        sha256(&bundle)
+    );
+    std::fs::write(host.root().join("etc/containai/config.toml"), config).unwrap();
+    let engine = Dockerd::start(&host);
+    engine.run_agent("agent-1");
+    Fixture { host, engine }
+}
+
+/// Files under the root that an update may change, without the engine's own logs.
+fn files(host: &TestHost) -> BTreeMap<String, String> {
+    let mut files = host.snapshot_files();
+    files.retain(|k, _| {
+        !k.ends_with("dockerd.log") && !k.ends_with("dockerd.err") && !k.contains("docker-client")
+    });
+    files
+}
+
+fn cache_is_empty(host: &TestHost) -> bool {
+    let cache = host.root().join("var/cache/containai");
+    !cache.exists() || std::fs::read_dir(cache).unwrap().count() == 0
+}
+
+#[test]
+fn running_containers_refuse_the_update_before_anything_is_fetched() {
+    let f = fixture(None);
+    let before = files(&f.host);
+    let (code, stdout, stderr) = f.host.run(&["update"]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("managed containers are running: [\"agent-1\"]"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("sysbox: {OLD_SYSBOX} -> {TARGET_SYSBOX}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("dockerd: none -> 28.2.2 (bundle missing)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("unit: none -> rendered (not installed)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("help: cai update --stop-containers"),
+        "{stderr}"
+    );
+    assert_eq!(f.engine.state("agent-1"), "running");
+    assert!(cache_is_empty(&f.host), "fetched before refusing");
+    assert!(
+        !f.host.fakes.log().contains("dpkg"),
+        "{}",
+        f.host.fakes.log()
+    );
+    assert_eq!(files(&f.host), before);
+}
+
+#[test]
+fn dry_run_prints_the_whole_plan_and_changes_nothing() {
+    let f = fixture(None);
+    let before = files(&f.host);
+    let states = f.engine.states();
+    let (code, stdout, stderr) = f.host.run(&["update", "--dry-run", "--stop-containers"]);
+    assert_eq!(code, 0, "{stderr}");
+    for kind in [
+        "artifacts.fetch",
+        "update.record",
+        "containers.stop",
+        "units.install",
+        "units.daemon_reload",
+        "dockerd.install",
+        "packages.install_deb",
+        "units.restart",
+        "containers.start",
+        "update.clear",
+    ] {
+        assert!(stdout.contains(kind), "{kind} missing from {stdout}");
+    }
+    assert_eq!(files(&f.host), before);
+    assert_eq!(f.engine.states(), states);
+    let (code, stdout, stderr) =
+        f.host
+            .run(&["update", "--dry-run", "--stop-containers", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["mode"], "dry-run");
+    assert!(doc["plan"].as_array().unwrap().len() >= 10, "{stdout}");
+}
+
+#[test]
+fn stop_containers_updates_everything_verifies_and_restarts_them() {
+    let f = fixture(None);
+    let (code, stdout, stderr) = f.host.run(&["update", "--check"]);
+    assert_eq!(code, 100, "{stdout}{stderr}");
+    assert!(stdout.contains("sysbox:"), "{stdout}");
+
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(f.engine.state("agent-1"), "running");
+    let root = f.host.root();
+    assert_eq!(
+        std::fs::read_to_string(root.join("opt/containai/VERSION")).unwrap(),
+        "28.2.2\n"
+    );
+    assert!(
+        root.join("etc/systemd/system/containai-docker.service")
+            .is_file()
+    );
+    assert!(!root.join("var/lib/containai/update-state.json").exists());
+    let log = f.host.fakes.log();
+    assert!(
+        log.contains("[restart] [containai-docker.service]"),
+        "{log}"
+    );
+    // The journal shows the order: every fetch before the stop, the stop before any install.
+    let journal = std::fs::read_to_string(root.join("var/lib/containai/actions.jsonl")).unwrap();
+    let kinds: Vec<String> = journal
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l["phase"] == "intent")
+        .map(|l| l["kind"].as_str().unwrap().to_string())
+        .collect();
+    let at = |k: &str| {
+        kinds
+            .iter()
+            .position(|x| x == k)
+            .unwrap_or_else(|| panic!("{k}: {kinds:?}"))
+    };
+    assert!(at("artifacts.fetch") < at("containers.stop"), "{kinds:?}");
+    assert!(at("update.record") < at("containers.stop"), "{kinds:?}");
+    assert!(
+        at("containers.stop") < at("packages.install_deb"),
+        "{kinds:?}"
+    );
+    assert!(at("units.restart") < at("containers.start"), "{kinds:?}");
+
+    // Now current: nothing to do, and the containers are not touched [P10].
+    let (code, stdout, stderr) = f.host.run(&["update", "--check"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let entries = journal.lines().count();
+    let (code, _, stderr) = f.host.run(&["update"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("up to date"), "{stderr}");
+    let journal = std::fs::read_to_string(root.join("var/lib/containai/actions.jsonl")).unwrap();
+    assert_eq!(
+        journal.lines().count(),
+        entries,
+        "a current host was touched"
+    );
+}
+
+#[test]
+fn a_corrupt_artifact_aborts_with_nothing_stopped() {
+    let f = fixture(Some(&"0".repeat(64)));
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("sha256 mismatch"), "{stderr}");
+    assert_eq!(f.engine.state("agent-1"), "running");
+    assert!(
+        !f.host.fakes.log().contains("dpkg"),
+        "{}",
+        f.host.fakes.log()
+    );
+}
+
+#[test]
+fn a_wrong_installed_version_fails_verification_and_the_next_run_resumes() {
+    let f = fixture(None);
+    // The installer "installs" the old build again [P24].
+    set_sysbox(&f.host, OLD_SYSBOX, OLD_SYSBOX);
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "verification failed: sysbox is {OLD_SYSBOX}, expected {TARGET_SYSBOX}"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(f.engine.state("agent-1"), "exited");
+    let state = f.host.root().join("var/lib/containai/update-state.json");
+    assert!(state.is_file(), "the stopped containers must stay recorded");
+
+    // The next run restarts exactly the recorded containers before anything else.
+    set_sysbox(&f.host, OLD_SYSBOX, TARGET_SYSBOX);
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("an interrupted update stopped [\"agent-1\"]"),
+        "{stderr}"
+    );
+    assert_eq!(f.engine.state("agent-1"), "running");
+    assert!(!state.exists());
+}
+
+#[test]
+fn container_state_that_cannot_be_verified_refuses() {
+    // A socket file nobody answers on [P3, P5].
+    let host = TestHost::new();
+    host.fakes.add("systemctl", "exit 0");
+    set_sysbox(&host, OLD_SYSBOX, TARGET_SYSBOX);
+    drop(std::os::unix::net::UnixListener::bind(host.socket()).unwrap());
+    let (code, _, stderr) = host.run(&["update", "--stop-containers"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("cannot verify running container state"),
+        "{stderr}"
+    );
+
+    // No socket, but the engine unit says it is active: the socket was deleted under a live
+    // engine, so "no socket" cannot mean "no containers".
+    std::fs::remove_file(host.socket()).unwrap();
+    let (code, _, stderr) = host.run(&["update", "--stop-containers"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("is active but"), "{stderr}");
+    assert!(!host.fakes.log().contains("dpkg"));
+
+    // A sysbox version nobody can parse is "could not tell", never "up to date" [P11, P21].
+    host.fakes
+        .add("sysbox-runc", "echo 'something else entirely'");
+    let (code, stdout, stderr) = host.run(&["update", "--check"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("cannot tell whether sysbox is current"),
+        "{stderr}"
+    );
+}
