@@ -191,10 +191,13 @@ fn doctor_alias_reports_stable_check_ids_in_text_and_json() {
     host.fakes.add("fusermount3", "exit 0");
     let engine = Dockerd::start(&host);
     engine.run_agent("agent-1");
+    // The unit exactly as cai renders it, so the check is `ok`.
+    let (code, rendered, stderr) = host.run(&["system", "unit"]);
+    assert_eq!(code, 0, "{stderr}");
     std::fs::write(
         host.root()
             .join("etc/systemd/system/containai-docker.service"),
-        "[Unit]\n",
+        rendered,
     )
     .unwrap();
 

@@ -546,7 +546,17 @@ fn doctor_checks_the_engine_unit_inside_the_vm() {
     };
     let check = unit_check(&mac);
     assert_eq!(check["status"], "warn", "{check}");
+    // A unit that is not what cai renders is reported as different, not as installed.
     write_mode(&mac.vm_unit(), "[Unit]\n", 0o644);
+    let check = unit_check(&mac);
+    assert_eq!(check["status"], "warn", "{check}");
+    assert!(
+        check["summary"].as_str().unwrap().contains("differs"),
+        "{check}"
+    );
+    let (code, rendered, stderr) = mac.host.run(&["system", "unit"]);
+    assert_eq!(code, 0, "{stderr}");
+    write_mode(&mac.vm_unit(), &rendered, 0o644);
     let check = unit_check(&mac);
     assert_eq!(check["status"], "ok", "{check}");
 
