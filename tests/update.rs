@@ -304,3 +304,101 @@ fn container_state_that_cannot_be_verified_refuses() {
         "{stderr}"
     );
 }
+
+#[test]
+fn killed_between_stop_and_restart_the_next_run_restarts_the_journalled_containers() {
+    let f = fixture(None);
+    let marks = tempfile::tempdir().unwrap();
+    let mark = marks.path().join("dpkg.pid");
+    // dpkg hangs, so cai is inside the install when it is killed.
+    f.host.fakes.add(
+        "dpkg",
+        &format!(
+            "echo $$ > '{}.tmp'; mv '{}.tmp' '{}'; sleep 60",
+            mark.display(),
+            mark.display(),
+            mark.display()
+        ),
+    );
+    let mut child = f
+        .host
+        .cai()
+        .args(["update", "--stop-containers"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !mark.exists() {
+        assert!(std::time::Instant::now() < deadline, "dpkg never ran");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let dpkg: i32 = std::fs::read_to_string(&mark)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _ = rustix::process::kill_process(
+        rustix::process::Pid::from_raw(dpkg).unwrap(),
+        rustix::process::Signal::KILL,
+    );
+    assert_eq!(f.engine.state("agent-1"), "exited");
+    assert!(
+        f.host
+            .root()
+            .join("var/lib/containai/update-state.json")
+            .is_file()
+    );
+
+    // The next run, even one that then refuses, first starts exactly the recorded containers.
+    set_sysbox(&f.host, OLD_SYSBOX, TARGET_SYSBOX);
+    let (code, _, stderr) = f.host.run(&["update"]);
+    assert!(
+        stderr.contains("an interrupted update stopped [\"agent-1\"]; starting them again"),
+        "{stderr}"
+    );
+    assert_eq!(f.engine.state("agent-1"), "running");
+    assert_eq!(code, 2, "sysbox still needs the update: {stderr}");
+}
+
+#[test]
+fn system_resume_starts_what_an_interrupted_update_stopped_and_yes_never_stops_containers() {
+    let f = fixture(None);
+    // --yes answers prompts, but stopping containers takes --stop-containers or a person.
+    let (code, _, stderr) = f.host.run(&["--yes", "update", "--force"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(f.engine.state("agent-1"), "running");
+
+    let (code, _, stderr) = f.host.run(&["system", "resume"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("no interrupted update to resume"),
+        "{stderr}"
+    );
+
+    // What an interrupted update leaves: the record, and the container stopped.
+    let id = f
+        .engine
+        .docker(&["inspect", "--format", "{{.Id}}", "agent-1"]);
+    f.engine.docker(&["stop", "-t", "0", "agent-1"]);
+    std::fs::create_dir_all(f.host.root().join("var/lib/containai")).unwrap();
+    std::fs::write(
+        f.host.root().join("var/lib/containai/update-state.json"),
+        format!("{{\"phase\": \"stopping\", \"containers\": [{{\"id\": \"{id}\", \"name\": \"agent-1\"}}], \"run\": \"r\"}}"),
+    )
+    .unwrap();
+    let (code, _, stderr) = f.host.run(&["system", "resume"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(f.engine.state("agent-1"), "running");
+    assert!(
+        !f.host
+            .root()
+            .join("var/lib/containai/update-state.json")
+            .exists()
+    );
+    // Resuming touched nothing else: no fetch, no install.
+    assert!(cache_is_empty(&f.host));
+    assert!(!f.host.fakes.log().contains("dpkg"));
+}

@@ -161,6 +161,9 @@ pub enum SystemCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Start the containers an interrupted `cai update` stopped, and forget them (runs update.rhai
+    /// with --resume)
+    Resume,
     /// Print each unit cai manages exactly as it would be written (or only NAME)
     Unit {
         /// A unit name, e.g. containai-docker.service
@@ -275,6 +278,11 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             let script = ctx.catalog.resolve("stop-containers")?;
             let args = timeout.iter().map(ToString::to_string).collect();
             ctx.run_script(&script, args, false)
+        }
+        Command::System(SystemCommand::Resume) => {
+            let ctx = Ctx::probe(&cli, Mode::Live)?;
+            let script = ctx.catalog.resolve("update")?;
+            ctx.run_script(&script, vec!["--resume".into()], false)
         }
         Command::System(SystemCommand::Unit { name }) => {
             let ctx = Ctx::probe(&cli, Mode::DryRun)?;
