@@ -402,3 +402,38 @@ fn system_resume_starts_what_an_interrupted_update_stopped_and_yes_never_stops_c
     assert!(cache_is_empty(&f.host));
     assert!(!f.host.fakes.log().contains("dpkg"));
 }
+
+#[test]
+fn without_systemd_as_init_the_update_refuses_and_names_the_fix() {
+    let f = fixture(None);
+    std::fs::remove_dir_all(f.host.root().join("run/systemd")).unwrap();
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("cai update needs systemd as init"),
+        "{stderr}"
+    );
+    assert_eq!(f.engine.state("agent-1"), "running");
+    assert!(cache_is_empty(&f.host));
+
+    // On WSL2 the message names /etc/wsl.conf [P19 is about not skipping; this is the fix].
+    std::fs::create_dir_all(f.host.root().join("proc/sys/kernel")).unwrap();
+    std::fs::write(
+        f.host.root().join("proc/sys/kernel/osrelease"),
+        "5.15.167.4-microsoft-standard-WSL2\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("/etc/wsl.conf"), "{stderr}");
+
+    // With systemd enabled, WSL2 updates an installed but outdated sysbox [P19].
+    std::fs::create_dir_all(f.host.root().join("run/systemd/system")).unwrap();
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!("updated sysbox: {OLD_SYSBOX} -> {TARGET_SYSBOX}")),
+        "{stderr}"
+    );
+    assert_eq!(f.engine.state("agent-1"), "running");
+}

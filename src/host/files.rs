@@ -96,6 +96,42 @@ pub fn read_to_string(host: &Host, absolute: &Path) -> Result<Option<String>, Fi
     Ok(Some(out.stdout))
 }
 
+/// Whether a directory exists on the execution target (`test -d` inside the VM).
+pub fn is_dir(host: &Host, absolute: &Path) -> Result<bool, FileError> {
+    let vm = match host.target() {
+        Target::Local => {
+            return match host.root().open_dir(absolute) {
+                Ok(_) => Ok(true),
+                Err(e) if e.is_not_found() || e.kind() == std::io::ErrorKind::NotADirectory => {
+                    Ok(false)
+                }
+                Err(e) => Err(e.into()),
+            };
+        }
+        Target::Lima { vm } => vm,
+    };
+    let path = vm_path(absolute)?;
+    let probe = host.run(
+        "test",
+        &["-d".into(), path],
+        None,
+        AsRoot::No,
+        VM_FILE_TIMEOUT,
+    )?;
+    match probe.ended {
+        Ended::Code(0) => Ok(true),
+        // As for `test -e` above: only a silent exit 1 is `test` saying no.
+        Ended::Code(1) if probe.stderr.trim().is_empty() => Ok(false),
+        ended => Err(FileError::Probe {
+            shown: shown(host, absolute),
+            command: probe.command,
+            ended,
+            stderr: command::framed(&probe.stderr),
+            vm: vm.clone(),
+        }),
+    }
+}
+
 /// Replaces a file on the execution target atomically with `bytes` and `mode`. On this machine
 /// through [`super::fs::Root::write_atomic`]; inside the VM as root, `install -m MODE /dev/stdin
 /// PATH.cai-new` with the bytes on stdin, then `mv -f` over the target (a rename in the same

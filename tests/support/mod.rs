@@ -64,6 +64,8 @@ impl TestHost {
             "var/run",
             "var/lib/containai-docker",
             "opt/containai",
+            // A host booted with systemd, as `cai update` requires.
+            "run/systemd/system",
         ] {
             std::fs::create_dir_all(root.path().join(dir)).expect("root layout");
         }

@@ -2,7 +2,12 @@
 
 use std::rc::Rc;
 
-use super::{Doc, Registrar};
+use rhai::NativeCallContext;
+
+use super::{Doc, Registrar, fail_at};
+
+/// What sd_booted(3) checks: systemd creates it at boot, nothing else does.
+const SYSTEMD_RUNTIME: &str = "/run/systemd/system";
 use crate::host::Host;
 use crate::plan::platform;
 
@@ -23,6 +28,18 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
             example: "platform::arch()",
         },
         || Ok(platform::deb_arch().to_string()),
+    );
+    let h = host.clone();
+    reg.read(
+        Doc {
+            signature: "platform::systemd_running() -> bool",
+            doc: "true when systemd is the init of this host (/run/systemd/system exists; inside the Lima VM on macOS)",
+            example: "platform::systemd_running()",
+        },
+        move |ctx: NativeCallContext| {
+            crate::host::files::is_dir(&h, std::path::Path::new(SYSTEMD_RUNTIME))
+                .map_err(|e| fail_at(&ctx, e))
+        },
     );
     let h = host.clone();
     reg.read(
