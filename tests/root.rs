@@ -316,9 +316,31 @@ fn a_good_deb_is_planned_with_its_sha256_and_dpkg_gets_a_private_copy() {
     );
     assert!(!given.exists(), "the private copy outlived the run");
 
-    // A failing dpkg names the program and its exit status.
+    // A dpkg that stops on missing dependencies: apt-get install -f finishes the job.
+    host.fakes
+        .add("dpkg", "echo 'dpkg: dependency problems' >&2; exit 1");
+    host.fakes.add("apt-get", "exit 0");
+    let (code, _, stderr) = host.run(&[
+        "run",
+        script.to_str().unwrap(),
+        "--",
+        "/var/cache/containai/good.deb",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let log = host.fakes.log();
+    assert!(
+        log.contains(&format!(
+            "apt-get [-o] [Dir={}] [install] [-f] [-y]",
+            host.root().display()
+        )),
+        "{log}"
+    );
+
+    // A failing dpkg names the program and its exit status, and apt-get's failure beside it.
     host.fakes
         .add("dpkg", "echo 'dpkg: error: broken' >&2; exit 1");
+    host.fakes
+        .add("apt-get", "echo 'E: Unmet dependencies' >&2; exit 100");
     let (code, _, stderr) = host.run(&[
         "run",
         script.to_str().unwrap(),
@@ -332,5 +354,10 @@ fn a_good_deb_is_planned_with_its_sha256_and_dpkg_gets_a_private_copy() {
         "{stderr}"
     );
     assert!(stderr.contains("  | dpkg: error: broken"), "{stderr}");
+    assert!(
+        stderr.contains("apt-get install -f exited with status 100 too"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("  | E: Unmet dependencies"), "{stderr}");
     assert!(!stderr.contains("Some(1)"), "{stderr}");
 }

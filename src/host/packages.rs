@@ -172,13 +172,36 @@ pub fn install_deb(_: Approval, host: &Host, deb: &VerifiedDeb) -> Result<(), Pa
     args.push(staged.path().as_os_str().to_owned());
     let out = host.run("dpkg", &args, None, AsRoot::Yes, DPKG_TIMEOUT)?;
     if out.success() {
-        Ok(())
-    } else {
-        Err(PackageError::Failed {
-            copy: staged.shown(),
-            original: deb.shown.display().to_string(),
-            ended: out.ended,
-            stderr: command::framed(&out.stderr),
-        })
+        return Ok(());
     }
+    // A package whose dependencies are missing is left unpacked but unconfigured; apt-get
+    // installs them and finishes the configuration. Which failure it was is not read from
+    // dpkg's stderr (never parsed): apt-get is simply asked, and its own failure is reported
+    // beside dpkg's. A package that did not install shows up in the version check after it.
+    let mut fix: Vec<OsString> = host
+        .root()
+        .program_arg()
+        .filter(|_| matches!(host.target(), super::command::Target::Local))
+        .map(|_| {
+            let mut dir = OsString::from("Dir=");
+            dir.push(host.root().as_path());
+            vec!["-o".into(), dir]
+        })
+        .unwrap_or_default();
+    fix.extend(["install".into(), "-f".into(), "-y".into()]);
+    let apt = match host.run("apt-get", &fix, None, AsRoot::Yes, DPKG_TIMEOUT) {
+        Ok(fixed) if fixed.success() => return Ok(()),
+        Ok(fixed) => format!(
+            "apt-get install -f {} too\n{}",
+            fixed.ended,
+            command::framed(&fixed.stderr)
+        ),
+        Err(e) => format!("apt-get install -f could not run either: {e}"),
+    };
+    Err(PackageError::Failed {
+        copy: staged.shown(),
+        original: deb.shown.display().to_string(),
+        ended: out.ended,
+        stderr: format!("{}\n{apt}", command::framed(&out.stderr)),
+    })
 }
