@@ -459,10 +459,7 @@ fn dry_run_plan_shows_the_diff_and_changes_nothing() {
     );
     assert!(stdout.contains("units.install"), "{stdout}");
     assert!(stdout.contains("\n        -Description=old\n"), "{stdout}");
-    assert!(
-        stdout.contains("\n        +Restart=on-failure\n"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("\n        +Restart=always\n"), "{stdout}");
     assert!(!stdout.contains("diff="), "{stdout}");
 
     assert_eq!(host.snapshot_files(), before, "a dry run changed the host");

@@ -422,6 +422,32 @@ fn parse(text: &str) -> Result<Vec<Directive>, (usize, String)> {
                 "ExecStopPre= does not exist for services (systemd ignores it); stop work belongs in ExecStop=".into(),
             ));
         }
+        // The bundle's dockerd finds containerd and runc on PATH; no other variable may be set
+        // (LD_PRELOAD and friends would run code as root).
+        if key == "Environment" && *section_name == "Service" {
+            let path_only = value.trim().strip_prefix("PATH=").is_some_and(|dirs| {
+                !dirs.is_empty()
+                    && dirs.split(':').all(|dir| {
+                        dir.starts_with('/')
+                            && dir.bytes().all(|b| {
+                                b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'.')
+                            })
+                    })
+            });
+            if !path_only {
+                return Err((
+                    number,
+                    "Environment= may only set PATH, to absolute directories (PATH=/a:/b)".into(),
+                ));
+            }
+            directives.push(Directive {
+                section: (*section_name).to_string(),
+                key: key.to_string(),
+                value: value.trim().to_string(),
+                line: number,
+            });
+            continue;
+        }
         if !keys.contains(&key) {
             return Err((
                 number,
@@ -515,7 +541,9 @@ mod tests {
             "TimeoutStopSec=160",
             "PartOf=sysbox-mgr.service sysbox-fs.service",
             "Requires=sysbox-mgr.service sysbox-fs.service",
-            "Restart=on-failure",
+            "Restart=always",
+            "Environment=PATH=/opt/containai/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "OOMScoreAdjust=-500",
             "WantedBy=multi-user.target",
         ] {
             assert!(text.contains(want), "{want} missing from:\n{text}");
@@ -690,7 +718,7 @@ mod tests {
             ),
             (
                 "Environment=LD_PRELOAD=/x.so",
-                Err("Environment= is not allowed"),
+                Err("Environment= may only set PATH"),
             ),
             ("Bogus=1", Err("Bogus= is not allowed")),
             (
