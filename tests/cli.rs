@@ -210,6 +210,7 @@ fn doctor_alias_reports_stable_check_ids_in_text_and_json() {
         "ok       sysbox.target          sysbox 0.6.7+containai.20260127 is the target 0.6.7+containai.20260127",
         "ok       fuse.fusermount3",
         "ok       unit.engine",
+        "skip     lima.vm                no Lima VM on linux",
     ] {
         assert!(stdout.contains(line), "{line:?} missing from\n{stdout}");
     }
@@ -223,6 +224,7 @@ fn doctor_alias_reports_stable_check_ids_in_text_and_json() {
     assert_eq!(
         ids,
         [
+            "lima.vm",
             "engine.socket",
             "containers.managed",
             "sysbox.installed",

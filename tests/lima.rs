@@ -2,7 +2,8 @@
 //! follow the execution target the way programs do. A fake `limactl` emulates the VM with a
 //! directory of its own: `limactl shell --workdir / containai-docker -- [sudo -n] PROGRAM ARGS`
 //! runs `test`, `cat`, `install`, `mv`, `dpkg`, `rm` and `systemctl` against that directory, and
-//! `limactl copy SRC containai-docker:DST` copies into it. Each test checks that the VM's files
+//! `limactl copy SRC containai-docker:DST` copies into it, and `limactl list --format json` prints
+//! the JSON lines a test chose (a running x86_64 VM unless it says otherwise). Each test checks that the VM's files
 //! change and the Mac's `--root` does not, and that nothing under the Mac's root leaks into a
 //! command run in the VM.
 
@@ -44,6 +45,11 @@ print(units::render(run::args()[0]));
 /// expect exits 2 with a message, so a wrong argv fails the test with the command in the log.
 const VM_SHELL: &str = r#"
 case "$1" in
+list)
+    [ "$#" = 3 ] && [ "$2 $3" = "--format json" ] || { echo "limactl list: unexpected arguments" >&2; exit 2; }
+    cat "$LIST"
+    exit $?
+    ;;
 copy)
     [ "$#" = 3 ] || { echo "limactl copy: want SRC DST" >&2; exit 2; }
     case "$3" in containai-docker:/*) ;; *) echo "limactl copy: bad target $3" >&2; exit 2 ;; esac
@@ -89,6 +95,15 @@ esac
 struct Mac {
     host: TestHost,
     vm: tempfile::TempDir,
+    /// What `limactl list --format json` prints.
+    list: tempfile::NamedTempFile,
+}
+
+/// One line of `limactl list --format json`.
+fn instance(name: &str, status: &str, arch: &str) -> String {
+    format!(
+        r#"{{"name":"{name}","status":"{status}","dir":"/Users/me/.lima/{name}","arch":"{arch}","cpus":4}}"#
+    )
 }
 
 impl Mac {
@@ -97,9 +112,19 @@ impl Mac {
         let vm = tempfile::Builder::new().prefix("cai-vm").tempdir().unwrap();
         std::fs::create_dir_all(vm.path().join(UNIT_DIR)).unwrap();
         std::fs::create_dir_all(vm.path().join("tmp")).unwrap();
+        let list = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            list.path(),
+            instance("containai-docker", "Running", "x86_64") + "\n",
+        )
+        .unwrap();
         host.fakes.add(
             "limactl",
-            &format!("VM='{}'\n{VM_SHELL}", vm.path().display()),
+            &format!(
+                "VM='{}'\nLIST='{}'\n{VM_SHELL}",
+                vm.path().display(),
+                list.path().display()
+            ),
         );
         // Programs that must run in the VM, never on the Mac; a call shows in the log. (`cat` and
         // `mv` stay real: the fake VM itself uses them.)
@@ -112,7 +137,13 @@ impl Mac {
             "platform = \"macos\"\n",
             0o644,
         );
-        Self { host, vm }
+        Self { host, vm, list }
+    }
+
+    /// Makes `limactl list --format json` print these lines.
+    fn set_list(&self, lines: &[String]) {
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(self.list.path(), text).unwrap();
     }
 
     fn vm_file(&self, path: &str) -> PathBuf {
@@ -573,4 +604,185 @@ fn doctor_checks_the_engine_unit_inside_the_vm() {
         check["remediation"], "limactl start containai-docker",
         "{check}"
     );
+}
+
+/// The three ways a VM can be unusable, each with the words that must tell them apart [P30]:
+/// (state, set up the fake, doctor status, doctor summary, remediation, update error, update help).
+type VmCase = (
+    &'static str,
+    fn(&Mac),
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+);
+
+const VM_CASES: [VmCase; 3] = [
+    (
+        "not-found",
+        |mac| mac.set_list(&[instance("containai-docker-old", "Running", "x86_64")]),
+        "error",
+        "the Lima VM containai-docker does not exist",
+        "create it: limactl start --name=containai-docker <template>",
+        "error: the Lima VM containai-docker does not exist; nothing was changed",
+        "help: limactl start --name=containai-docker <template>, then cai update",
+    ),
+    (
+        "stopped",
+        |mac| mac.set_list(&[instance("containai-docker", "Stopped", "x86_64")]),
+        "error",
+        "the Lima VM containai-docker is stopped",
+        "limactl start containai-docker",
+        "error: the Lima VM containai-docker is stopped; nothing was changed",
+        "help: limactl start containai-docker, then cai update",
+    ),
+    (
+        "unreachable",
+        |mac| {
+            mac.host.fakes.add(
+                "limactl",
+                "echo 'FATA[0000] cannot read ~/.lima' >&2\nexit 1",
+            );
+        },
+        "unknown",
+        "cannot ask limactl about the Lima VM containai-docker",
+        "limactl list",
+        "error: cannot ask limactl about the Lima VM containai-docker (limactl is missing or failed); nothing was changed",
+        "help: limactl list",
+    ),
+];
+
+fn lima_check(mac: &Mac) -> serde_json::Value {
+    let (_, stdout, stderr) = mac.host.run(&["doctor", "--json"]);
+    let doc: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}{stderr}"));
+    doc["reports"][0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "lima.vm")
+        .cloned()
+        .unwrap_or_else(|| panic!("no lima.vm check: {stdout}"))
+}
+
+#[test]
+fn doctor_tells_a_missing_a_stopped_and_an_unreachable_vm_apart() {
+    let mac = Mac::new();
+    let check = lima_check(&mac);
+    assert_eq!(check["status"], "ok", "{check}");
+    assert_eq!(check["category"], "platform", "{check}");
+    assert_eq!(
+        check["summary"], "the Lima VM containai-docker is running",
+        "{check}"
+    );
+
+    let mut seen = Vec::new();
+    for (state, set_up, status, summary, remediation, _, _) in VM_CASES {
+        let mac = Mac::new();
+        set_up(&mac);
+        let check = lima_check(&mac);
+        assert_eq!(check["status"], status, "{state}: {check}");
+        assert_eq!(check["summary"], summary, "{state}: {check}");
+        assert_eq!(check["remediation"], remediation, "{state}: {check}");
+        seen.push(check["summary"].clone());
+    }
+    seen.dedup();
+    assert_eq!(seen.len(), 3, "three states read alike: {seen:?}");
+}
+
+#[test]
+fn update_refuses_each_unusable_vm_with_its_own_message_and_asks_it_nothing_else() {
+    for (state, set_up, _, _, _, error, help) in VM_CASES {
+        let mac = Mac::new();
+        set_up(&mac);
+        let (code, stdout, stderr) = mac.host.run(&["update"]);
+        assert_eq!(code, 1, "{state}: {stdout}{stderr}");
+        // The script's `help:` is its second `error:` line.
+        assert_eq!(
+            error_lines(&stderr),
+            [error.to_string(), format!("error: {help}")],
+            "{state}: {stderr}"
+        );
+        let log = mac.host.fakes.log();
+        assert!(
+            log.lines().all(|l| l == "limactl [list] [--format] [json]"),
+            "{state}: more than the VM's status was asked:\n{log}"
+        );
+        assert!(mac.vm_commands().is_empty(), "{state}: {log}");
+    }
+}
+
+/// An architecture other than this machine's, as Lima names it, with its Debian and kernel names.
+fn other_arch() -> (&'static str, &'static str) {
+    if std::env::consts::ARCH == "aarch64" {
+        ("x86_64", "amd64")
+    } else {
+        ("aarch64", "arm64")
+    }
+}
+
+#[test]
+fn the_release_target_follows_the_vms_arch_not_the_macs() {
+    // P27: an aarch64 VM on an x86_64 machine gets the arm64 artifacts (and the other way round).
+    let mac = Mac::new();
+    let (lima_arch, deb) = other_arch();
+    mac.set_list(&[
+        instance("default", "Running", std::env::consts::ARCH),
+        instance("containai-docker", "Running", lima_arch),
+    ]);
+    let script = "//! version: 1.0.0\n//! api: 1.4\nprint(lima::status());\nprint(lima::arch());\nlet t = release::target();\nprint(t.sysbox.url);\nprint(t.dockerd.url);\nrelease::target();\n0\n";
+    let (code, stdout, stderr) = mac.run(script, &[], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[..2], ["running", deb], "{stdout}");
+    assert!(
+        lines[2].ends_with(&format!(".linux_{deb}.deb")),
+        "sysbox for the wrong arch: {stdout}"
+    );
+    assert!(
+        lines[3].contains(&format!("/linux/static/stable/{lima_arch}/docker-")),
+        "dockerd for the wrong arch: {stdout}"
+    );
+    // lima::status and lima::arch ask each time; the release target is resolved once per run
+    // [P26] however often it is read. Nothing runs inside the VM.
+    assert_eq!(
+        mac.host.fakes.log(),
+        "limactl [list] [--format] [json]\n".repeat(3),
+    );
+
+    mac.set_list(&[]);
+    for call in ["lima::arch()", "release::target()"] {
+        let (code, _, stderr) = mac.run(
+            &format!("//! version: 1.0.0\n//! api: 1.4\n{call};\n"),
+            &[],
+            &[],
+        );
+        assert_eq!(code, 1, "{call}: {stderr}");
+        let errors = error_lines(&stderr);
+        assert_eq!(errors.len(), 1, "{call}: {stderr}");
+        assert!(
+            errors[0].contains("the Lima VM containai-docker does not exist"),
+            "{call}: {stderr}"
+        );
+        assert!(
+            stderr.contains("help: limactl start --name=containai-docker <template>"),
+            "{call}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn on_linux_there_is_no_vm_and_the_arch_is_the_machines() {
+    let host = TestHost::new();
+    host.fakes
+        .add("limactl", "echo 'asked limactl' >&2; exit 99");
+    let path = host.script(
+        "lima.rhai",
+        "//! version: 1.0.0\n//! api: 1.4\nprint(lima::status());\nprint(lima::arch() == platform::arch());\n",
+    );
+    let (code, stdout, stderr) = host.run(&["run", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "not-used\ntrue\n");
+    assert_eq!(host.fakes.log(), "", "limactl was asked on Linux");
 }

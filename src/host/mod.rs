@@ -13,6 +13,7 @@ pub mod docker;
 pub mod dockerd;
 pub mod files;
 pub mod fs;
+pub mod lima;
 pub mod packages;
 pub mod state;
 pub mod sysbox;
@@ -107,9 +108,22 @@ pub struct Host {
     docker: docker::Client,
     target: Target,
     path: Option<OsString>,
+    /// `CAI_SYSBOX_*`, checked at start-up, for resolving the release target.
+    release_env: release::SysboxOverride,
     /// What this run updates to, resolved once [P26]; an error (an architecture the manifest has
-    /// no artifacts for) is kept for the primitives that need the target to report.
-    release: Result<release::Target, ReleaseError>,
+    /// no artifacts for, a Lima VM that cannot be asked) is kept for the primitives that need the
+    /// target to report. Resolved at start-up on Linux; on macOS on first use, because it asks
+    /// limactl for the VM's architecture and most commands never need it.
+    release: std::cell::OnceCell<Result<release::Target, TargetError>>,
+}
+
+/// Why this run's release target is not known.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error(transparent)]
+    Release(#[from] ReleaseError),
+    #[error(transparent)]
+    Lima(#[from] lima::LimaError),
 }
 
 impl Host {
@@ -134,7 +148,6 @@ impl Host {
         // A malformed CAI_SYSBOX_* stops every command, as a malformed config does: it is what
         // the operator typed, and guessing around it could install something else.
         let release_env = options.release_env.parse()?;
-        let release = resolve_release(&options.config.release, &release_env);
         // Always known: a REPL that switches to live mode journals from then on. The gate writes
         // to it only for actions it performs, appending through the root-anchored layer, which
         // refuses a symlinked journal instead of following it.
@@ -143,6 +156,14 @@ impl Host {
                 vm: LIMA_VM.to_string(),
             },
             Platform::Linux | Platform::Wsl2 => Target::Local,
+        };
+        let release = match target {
+            Target::Local => std::cell::OnceCell::from(resolve_release(
+                Arch::from_deb(platform::deb_arch()),
+                &options.config.release,
+                &release_env,
+            )),
+            Target::Lima { .. } => std::cell::OnceCell::new(),
         };
         Ok(Self {
             docker,
@@ -161,13 +182,42 @@ impl Host {
             interrupted: Arc::new(AtomicBool::new(false)),
             reports: std::cell::RefCell::new(Vec::new()),
             update_lock: update::LockSlot::default(),
+            release_env,
             release,
         })
     }
 
-    /// The release target of this run (bundled manifest, config and environment overrides).
-    pub fn release(&self) -> Result<&release::Target, &ReleaseError> {
-        self.release.as_ref()
+    /// The release target of this run (bundled manifest, config and environment overrides) for
+    /// the architecture the engine runs on: this machine's, or the Lima VM's on macOS [P27].
+    pub fn release(&self) -> Result<&release::Target, &TargetError> {
+        self.release
+            .get_or_init(|| {
+                let arch = self.engine_arch().map_err(TargetError::from)?;
+                resolve_release(
+                    Arch::from_deb(&arch),
+                    &self.config.release,
+                    &self.release_env,
+                )
+            })
+            .as_ref()
+    }
+
+    /// What `limactl list` says about the engine's VM, or `None` where the engine runs on this
+    /// machine (Linux, WSL2).
+    pub fn lima_state(&self) -> Option<lima::VmState> {
+        match &self.target {
+            Target::Local => None,
+            Target::Lima { vm } => Some(lima::state(self.path.as_deref(), vm)),
+        }
+    }
+
+    /// The Debian architecture the engine runs on: this machine's, or the Lima VM's as limactl
+    /// reports it (never assumed from the Mac's) [P27].
+    pub fn engine_arch(&self) -> Result<String, lima::LimaError> {
+        match &self.target {
+            Target::Local => Ok(platform::deb_arch().to_string()),
+            Target::Lima { vm } => lima::arch(self.path.as_deref(), vm),
+        }
     }
 
     /// The `containai-docker` engine client.
@@ -245,14 +295,14 @@ pub enum AsRoot {
     No,
 }
 
-/// Resolves the release target for this machine's architecture, printing each warning once.
-/// On macOS the Lima VM's architecture will take the place of this machine's.
+/// Resolves the release target for the engine's architecture, printing each warning once.
 fn resolve_release(
+    arch: Result<Arch, ReleaseError>,
     config: &release::Overrides,
     env: &release::SysboxOverride,
-) -> Result<release::Target, ReleaseError> {
+) -> Result<release::Target, TargetError> {
     let manifest = Manifest::bundled()?;
-    let arch = Arch::from_deb(platform::deb_arch())?;
+    let arch = arch?;
     let resolution = release::resolve(&manifest, arch, config, env)?;
     for warning in &resolution.warnings {
         crate::term::err(&format!("warning: {}", crate::term::line(warning)));

@@ -5,5 +5,6 @@
 /// Minor versions add primitives; a major version would change or remove one. 1.1 replaced
 /// `units::write(name, text)` by `units::install(name)` without a major bump: the project had no
 /// external users yet, and a script that called `units::write` fails at the call, not silently.
-/// 1.2 added `release::target()` and `sysbox::decide(installed, target)`.
-pub const API_VERSION: semver::Version = semver::Version::new(1, 3, 0);
+/// 1.2 added `release::target()` and `sysbox::decide(installed, target)`; 1.4 added
+/// `lima::status()` and `lima::arch()`.
+pub const API_VERSION: semver::Version = semver::Version::new(1, 4, 0);

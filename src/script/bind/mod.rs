@@ -8,6 +8,7 @@
 mod artifacts;
 mod containers;
 mod dockerd;
+mod lima;
 mod log;
 mod packages;
 mod platform;
@@ -234,6 +235,7 @@ fn register_families(
     let mut reg = Registrar::default();
     run::register(&mut reg, host, args, json);
     platform::register(&mut reg, host);
+    lima::register(&mut reg, host);
     report::register(&mut reg, host, json);
     prompt::register(&mut reg, host);
     log::register(&mut reg, host);

@@ -1,5 +1,6 @@
 //! `release::` bindings: the release target this run updates to, as the host resolved it once
-//! from the bundled manifest and the site's overrides. Read-only; it never looks anything up.
+//! from the bundled manifest and the site's overrides for the engine's architecture (on macOS
+//! the Lima VM's, asked of limactl once per run). Read-only; it never looks anything up online.
 
 use std::rc::Rc;
 
@@ -13,7 +14,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     reg.read(
         Doc {
             signature: "release::target() -> map",
-            doc: "this run's release target on this machine's arch: sysbox (tag, version, semver, url, sha256, sha256_url, source) and dockerd (version, url, sha256, sha256_url, source); source is bundled, config or env",
+            doc: "this run's release target on the engine's arch (the Lima VM's on macOS): sysbox (tag, version, semver, url, sha256, sha256_url, source) and dockerd (version, url, sha256, sha256_url, source); source is bundled, config or env",
             example: "release::target()",
         },
         move |ctx: NativeCallContext| {
