@@ -437,3 +437,67 @@ fn without_systemd_as_init_the_update_refuses_and_names_the_fix() {
     );
     assert_eq!(f.engine.state("agent-1"), "running");
 }
+
+#[test]
+fn no_restart_leaves_the_stopped_containers_stopped_and_clears_the_record() {
+    let f = fixture(None);
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers", "--no-restart"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("--no-restart: leaving [\"agent-1\"] stopped"),
+        "{stderr}"
+    );
+    assert_eq!(f.engine.state("agent-1"), "exited");
+    assert!(
+        !f.host
+            .root()
+            .join("var/lib/containai/update-state.json")
+            .exists()
+    );
+}
+
+#[test]
+fn a_unit_path_that_is_a_directory_refuses_before_any_container_stops() {
+    let f = fixture(None);
+    std::fs::create_dir(
+        f.host
+            .root()
+            .join("etc/systemd/system/containai-docker.service"),
+    )
+    .unwrap();
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(
+        stderr.lines().filter(|l| l.starts_with("error:")).count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("containai-docker.service"), "{stderr}");
+    assert_eq!(f.engine.state("agent-1"), "running");
+    assert!(cache_is_empty(&f.host));
+}
+
+#[test]
+fn a_read_only_opt_fails_the_install_and_keeps_the_containers_recorded() {
+    let f = fixture(None);
+    let opt = f.host.root().join("opt");
+    let mount = |args: &[&str]| {
+        let status = std::process::Command::new("mount")
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount {args:?}");
+    };
+    let opt_text = opt.to_str().unwrap();
+    mount(&["--bind", opt_text, opt_text]);
+    mount(&["-o", "remount,ro,bind", opt_text]);
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+    let _ = std::process::Command::new("umount").arg(&opt).status();
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("Read-only file system"), "{stderr}");
+    // Stopped, but recorded: the next run (or `cai system resume`) starts it again.
+    assert_eq!(f.engine.state("agent-1"), "exited");
+    let (code, _, stderr) = f.host.run(&["system", "resume"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(f.engine.state("agent-1"), "running");
+}
