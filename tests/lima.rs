@@ -69,7 +69,15 @@ fi
 prog="$1"
 shift
 case "$prog" in
-test) [ "$#" = 2 ] && [ "$1" = -e ] || exit 2; [ -e "$VM$2" ]; exit $? ;;
+test)
+    [ "$#" = 2 ] || exit 2
+    case "$1" in -e) [ -e "$VM$2" ] ;; -d) [ -d "$VM$2" ] ;; *) exit 2 ;; esac
+    exit $?
+    ;;
+sysbox-runc)
+    [ "$*" = --version ] && [ -f "$VM/sysbox-version" ] || { echo "sh: 1: sysbox-runc: not found" >&2; exit 127; }
+    exec cat "$VM/sysbox-version"
+    ;;
 cat) [ "$#" = 1 ] || exit 2; exec cat "$VM$1" ;;
 install)
     [ "$#" = 4 ] && [ "$1 $2 $3" = "-m 0644 /dev/stdin" ] || exit 2
@@ -785,4 +793,41 @@ fn on_linux_there_is_no_vm_and_the_arch_is_the_machines() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout, "not-used\ntrue\n");
     assert_eq!(host.fakes.log(), "", "limactl was asked on Linux");
+}
+
+/// [P17] On macOS the containers run in the VM: the update's container gate sees them through the
+/// forwarded engine socket and refuses, before anything is fetched or asked of the VM's dpkg.
+#[test]
+fn regression_p17_the_vms_running_containers_refuse_the_update() {
+    let mac = Mac::new();
+    write_mode(
+        &mac.host.root().join("etc/containai/config.toml"),
+        "platform = \"macos\"\nsocket = \"/var/run/containai-docker.sock\"\n",
+        0o644,
+    );
+    std::fs::write(
+        mac.vm.path().join("sysbox-version"),
+        "sysbox-runc version 0.6.7+containai.20251201\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(mac.vm.path().join("run/systemd/system")).unwrap();
+    let engine = support::Dockerd::start(&mac.host);
+    engine.run_agent("agent-1");
+    let (code, _, stderr) = mac.host.run(&["update"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("managed containers are running: [\"agent-1\"]"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("sysbox: 0.6.7+containai.20251201 -> 0.6.7+containai.20260127"),
+        "{stderr}"
+    );
+    assert_eq!(engine.state("agent-1"), "running");
+    assert!(!mac.vm.path().join("installed.deb").exists());
+    assert!(
+        !mac.host.fakes.log().contains("[copy]"),
+        "{}",
+        mac.host.fakes.log()
+    );
 }
