@@ -16,15 +16,6 @@ const HEADER: &str = "//! version: 1.0.0\n//! api: 1\n";
 /// A gzipped tarball in the artifact cache, built with the real `tar` from `entries` under a
 /// staging directory; `prepare` may add links or odd entries before packing.
 fn bundle(host: &TestHost, file: &str, version: &str, prepare: impl FnOnce(&Path)) -> PathBuf {
-    let stage = tempfile::tempdir().unwrap();
-    let docker = stage.path().join("docker");
-    std::fs::create_dir(&docker).unwrap();
-    for name in ["dockerd", "docker", "containerd"] {
-        let path = docker.join(name);
-        std::fs::write(&path, format!("#!/bin/sh\necho {name} {version}\n")).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    prepare(stage.path());
     let cache = host.root().join("var/cache/containai");
     std::fs::create_dir_all(&cache).unwrap();
     for dir in ["var", "var/cache", "var/cache/containai"] {
@@ -35,16 +26,7 @@ fn bundle(host: &TestHost, file: &str, version: &str, prepare: impl FnOnce(&Path
         .unwrap();
     }
     let out = cache.join(file);
-    let status = Command::new("tar")
-        .arg("-C")
-        .arg(stage.path())
-        .arg("-czf")
-        .arg(&out)
-        .arg("docker")
-        .status()
-        .unwrap();
-    assert!(status.success());
-    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o644)).unwrap();
+    support::dockerd_bundle(&out, &["dockerd", "docker", "containerd"], version, prepare);
     out
 }
 

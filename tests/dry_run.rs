@@ -59,7 +59,12 @@ fn fixture() -> Fixture {
         "not really a deb",
     )
     .unwrap();
-    bundle(&host.root().join("var/cache/containai/docker-28.2.2.tgz"));
+    support::dockerd_bundle(
+        &host.root().join("var/cache/containai/docker-28.2.2.tgz"),
+        &["dockerd"],
+        "28.2.2",
+        |_| {},
+    );
     std::fs::create_dir_all(host.root().join("srv/mirror")).unwrap();
     std::fs::write(host.root().join("srv/mirror/tool.tgz"), MIRRORED).unwrap();
     let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(MIRRORED));
@@ -69,26 +74,6 @@ fn fixture() -> Fixture {
         engine,
         script,
     }
-}
-
-/// A minimal dockerd static bundle: `docker/dockerd` in a gzipped tarball.
-fn bundle(path: &std::path::Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let stage = tempfile::tempdir().unwrap();
-    std::fs::create_dir(stage.path().join("docker")).unwrap();
-    let dockerd = stage.path().join("docker/dockerd");
-    std::fs::write(&dockerd, "#!/bin/sh\necho dockerd\n").unwrap();
-    std::fs::set_permissions(&dockerd, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let status = std::process::Command::new("tar")
-        .arg("-C")
-        .arg(stage.path())
-        .arg("-czf")
-        .arg(path)
-        .arg("docker")
-        .status()
-        .unwrap();
-    assert!(status.success());
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
 }
 
 fn mutating_primitives(host: &TestHost) -> BTreeSet<String> {

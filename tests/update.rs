@@ -6,7 +6,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
 
 use support::{Dockerd, TestHost};
 
@@ -20,23 +19,11 @@ fn sha256(bytes: &[u8]) -> String {
     hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes))
 }
 
-/// A dockerd static bundle: `docker/dockerd` in a gzipped tarball.
+/// A dockerd static bundle with just `docker/dockerd`.
 fn bundle_bytes() -> Vec<u8> {
     let stage = tempfile::tempdir().unwrap();
-    std::fs::create_dir(stage.path().join("docker")).unwrap();
-    let dockerd = stage.path().join("docker/dockerd");
-    std::fs::write(&dockerd, "#!/bin/sh\necho dockerd 28.2.2\n").unwrap();
-    std::fs::set_permissions(&dockerd, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = stage.path().join("b.tgz");
-    let status = std::process::Command::new("tar")
-        .arg("-C")
-        .arg(stage.path())
-        .arg("-czf")
-        .arg(&out)
-        .arg("docker")
-        .status()
-        .unwrap();
-    assert!(status.success());
+    support::dockerd_bundle(&out, &["dockerd"], TARGET_DOCKERD, |_| {});
     std::fs::read(out).unwrap()
 }
 

@@ -207,6 +207,31 @@ fn checksum(bytes: &[u8]) -> u64 {
     })
 }
 
+/// Writes a dockerd static bundle to `out`: a gzipped tarball of `docker/NAME` executables that
+/// print `NAME VERSION`, packed with the real `tar`. `prepare` may add or remove entries in the
+/// staging directory (which holds `docker/`) before it is packed.
+pub fn dockerd_bundle(out: &Path, names: &[&str], version: &str, prepare: impl FnOnce(&Path)) {
+    let stage = tempfile::tempdir().expect("staging dir");
+    let docker = stage.path().join("docker");
+    std::fs::create_dir(&docker).unwrap();
+    for name in names {
+        let path = docker.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\necho {name} {version}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    prepare(stage.path());
+    let status = Command::new("tar")
+        .arg("-C")
+        .arg(stage.path())
+        .arg("-czf")
+        .arg(out)
+        .arg("docker")
+        .status()
+        .expect("run tar");
+    assert!(status.success(), "tar of the bundle failed");
+    std::fs::set_permissions(out, std::fs::Permissions::from_mode(0o644)).unwrap();
+}
+
 /// Sends SIGINT, as Ctrl-C on a terminal does (to `cai` alone, not its children).
 pub fn interrupt(child: &Child) {
     let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).expect("pid"))
