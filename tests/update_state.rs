@@ -47,6 +47,25 @@ fn two_updates_never_hold_the_lock_at_once() {
         assert!(started.elapsed() < Duration::from_secs(10));
     }
 
+    // A script that never asks for the lock cannot record (or clear) a second run's stopped
+    // containers either: the core takes the lock for it, and refuses.
+    let sneaky = host.script(
+        "sneaky.rhai",
+        &format!(
+            "{HEADER}update::record(\"stopping\", [#{{id: \"0123abcd\", name: \"agent-1\"}}]);\nprint(\"recorded\");\n0\n"
+        ),
+    );
+    let (code, stdout, stderr) = host.run(&["run", sneaky.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(!stdout.contains("recorded"), "{stdout}");
+    assert!(stderr.contains("another cai update is running"), "{stderr}");
+    assert!(
+        !host
+            .root()
+            .join("var/lib/containai/update-state.json")
+            .exists()
+    );
+
     interrupt(&child);
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));

@@ -135,8 +135,11 @@ pub fn read_state(host: &Host) -> Result<Option<UpdateState>, UpdateError> {
         })
 }
 
-/// Records the containers about to be stopped, durably, before the first one stops.
+/// Records the containers about to be stopped, durably, before the first one stops. The run
+/// takes the update lock here itself if its script did not: two runs must never record and
+/// stop containers at once, whatever an overriding script calls.
 pub fn record(_: Approval, host: &Host, state: &UpdateState) -> Result<(), UpdateError> {
+    lock(host)?;
     let mut text = serde_json::to_string_pretty(state).map_err(|e| UpdateError::Malformed {
         path: STATE_FILE.into(),
         reason: e.to_string(),
@@ -147,8 +150,10 @@ pub fn record(_: Approval, host: &Host, state: &UpdateState) -> Result<(), Updat
     Ok(())
 }
 
-/// Removes the state once its containers run again (or the operator chose not to restart them).
+/// Removes the state once its containers run again (or the operator chose not to restart them);
+/// under the update lock, like [`record`], so it never removes another run's record.
 pub fn clear(_: Approval, host: &Host) -> Result<(), UpdateError> {
+    lock(host)?;
     host.root().remove(Path::new(STATE_FILE))?;
     Ok(())
 }
