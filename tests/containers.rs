@@ -232,11 +232,56 @@ fn regression_p3_p5_unreachable_engine_with_socket_present_is_an_error() {
     assert_eq!(code, 1);
     assert!(stderr.contains("cannot reach the engine"), "{stderr}");
 
-    // No socket at all: no engine, so no container can be running.
+    // No socket and the engine unit inactive: no engine, so no container can be running.
     std::fs::remove_file(&socket).unwrap();
+    host.fakes.add("systemctl", r#"[ "$1" = is-active ] && exit 3; exit 0"#);
     let (code, stdout, stderr) = host.run(&["run", script.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.is_empty());
+    assert!(
+        host.fakes
+            .log()
+            .contains("systemctl [is-active] [--quiet] [containai-docker.service]"),
+        "{}",
+        host.fakes.log()
+    );
+}
+
+/// Issue 7.5: a socket deleted under a live engine is not "no containers". While the engine unit
+/// is active, or nobody can tell whether it is, listing refuses, whatever the script wants; only
+/// a host without systemd as init (no unit can run the engine) takes the absent socket at its word.
+#[test]
+fn an_absent_socket_means_no_containers_only_while_the_engine_unit_is_down() {
+    let host = TestHost::new();
+    let script = host.script("list.rhai", LIST_SCRIPT);
+    let run = || host.run(&["run", script.to_str().unwrap()]);
+
+    host.fakes.add("systemctl", r#"[ "$1" = is-active ] && exit 0; exit 0"#);
+    let (code, stdout, stderr) = run();
+    assert_eq!(code, 1, "stdout: {stdout}");
+    assert!(
+        stderr.contains("cannot verify running container state")
+            && stderr.contains("containai-docker.service is active"),
+        "{stderr}"
+    );
+
+    // systemctl cannot answer (a dead bus): unknown, so refused too.
+    host.fakes.add("systemctl", "echo 'Failed to connect to bus' >&2; exit 1");
+    let (code, _, stderr) = run();
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("cannot verify running container state")
+            && stderr.contains("Failed to connect to bus"),
+        "{stderr}"
+    );
+
+    // No systemd as init: no unit can run the engine; systemctl is not even asked.
+    std::fs::remove_dir(host.root().join("run/systemd/system")).unwrap();
+    let before = host.fakes.log();
+    let (code, stdout, stderr) = run();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.is_empty());
+    assert_eq!(host.fakes.log(), before, "systemctl was asked");
 }
 
 /// A name or id reaches the engine's URL path, where `/`, `..`, `?` and `&` would change the

@@ -292,6 +292,27 @@ fn container_state_that_cannot_be_verified_refuses() {
     );
 }
 
+/// Issue 7 acceptance: the private engine SIGKILLed, its socket file left behind: refuse, exit 1,
+/// nothing fetched or installed.
+#[test]
+fn a_killed_engine_whose_socket_remains_refuses_the_update() {
+    let host = TestHost::new();
+    host.fakes.add("systemctl", "exit 0");
+    set_sysbox(&host, OLD_SYSBOX, TARGET_SYSBOX);
+    let mut engine = Dockerd::start(&host);
+    engine.kill();
+    assert!(host.socket().exists(), "the socket file should outlive a SIGKILL");
+    let (code, stdout, stderr) = host.run(&["update", "--stop-containers"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("cannot verify running container state"),
+        "{stderr}"
+    );
+    let log = host.fakes.log();
+    assert!(!log.contains("dpkg") && !log.contains("[restart]"), "{log}");
+    assert!(cache_is_empty(&host));
+}
+
 #[test]
 fn killed_between_stop_and_restart_the_next_run_restarts_the_journalled_containers() {
     let f = fixture(None);

@@ -22,6 +22,10 @@ use super::{AsRoot, Host};
 use crate::effects::Approval;
 
 pub const UNIT_DIR: &str = "/etc/systemd/system";
+/// The engine's unit: while it is active, an absent socket does not mean "no engine".
+pub const ENGINE_UNIT: &str = "containai-docker.service";
+/// What sd_booted(3) checks: systemd creates it at boot, nothing else does.
+pub const SYSTEMD_RUNTIME: &str = "/run/systemd/system";
 /// systemctl waits for the unit's stop; the engine unit's TimeoutStopSec exceeds 100 s.
 pub const SYSTEMCTL_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -139,6 +143,21 @@ pub fn is_active(host: &Host, name: &str) -> Result<bool, UnitError> {
             UnitError::Command,
         )),
     }
+}
+
+/// Whether systemd is init where the engine runs (on this machine under `--root`, inside the Lima
+/// VM on macOS).
+pub fn running(host: &Host) -> Result<bool, FileError> {
+    files::is_dir(host, Path::new(SYSTEMD_RUNTIME))
+}
+
+/// Whether the engine is known to be down: systemd is not init (no unit can run it) or its unit
+/// is not active. An error means nobody can tell, which is never "down".
+pub fn engine_down(host: &Host) -> Result<bool, UnitError> {
+    if !running(host)? {
+        return Ok(true);
+    }
+    Ok(!is_active(host, ENGINE_UNIT)?)
 }
 
 fn systemctl(host: &Host, args: &[&str]) -> Result<(), UnitError> {

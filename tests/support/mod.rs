@@ -368,6 +368,12 @@ impl Dockerd {
         &self.socket
     }
 
+    /// SIGKILLs the engine: its socket file stays behind with nobody answering on it.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL dockerd");
+        self.child.wait().expect("reap dockerd");
+    }
+
     fn try_docker(&self, args: &[&str]) -> Result<String, String> {
         let out = Command::new("docker")
             .arg("-H")

@@ -13,6 +13,7 @@ use super::{Doc, Registrar, Res, fail_at, gated, strings, to_dynamic};
 use crate::effects::Action;
 use crate::host::Host;
 use crate::host::docker::{self, ExecOutput, SetReport};
+use crate::host::systemd;
 
 const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
 /// A stop timeout above an hour is a typo, not a plan.
@@ -62,16 +63,11 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     reg.read(
         Doc {
             signature: "containers::list_managed(all: bool) -> array",
-            doc: "managed containers (label or legacy image); all=false lists running ones; fails when the engine does not answer",
+            doc: "managed containers (label or legacy image); all=false lists running ones; an absent socket is \"none\" only while the engine unit is not active; fails when the engine does not answer",
             example: "containers::list_managed(true)",
         },
-        move |ctx: NativeCallContext, all: bool| match h
-            .docker()
-            .list_managed(all)
-            .map_err(|e| fail_at(&ctx, e))?
-        {
-            Some(list) => to_dynamic(&list),
-            None => Ok(Dynamic::from_array(Vec::new())),
+        move |ctx: NativeCallContext, all: bool| {
+            to_dynamic(&managed(&h, all).map_err(|e| fail_at(&ctx, e))?)
         },
     );
 
@@ -215,5 +211,30 @@ mod tests {
             .unwrap()
             .0;
         assert_eq!(listed, QUERY_PROGRAMS.join(", "));
+    }
+}
+
+/// The managed containers, fail-closed: the engine answers, or its socket is absent and the engine
+/// is known to be down. A socket deleted under a live engine, or an engine unit whose state nobody
+/// can read, is "cannot verify", never "no containers" [P3, P5].
+fn managed(host: &Host, all: bool) -> Result<Vec<docker::ContainerInfo>, String> {
+    let docker = host.docker();
+    let listed = docker
+        .list_managed(all)
+        .map_err(|e| format!("cannot verify running container state: {e}"))?;
+    if let Some(list) = listed {
+        return Ok(list);
+    }
+    let socket = docker.status().socket;
+    match systemd::engine_down(host) {
+        Ok(true) => Ok(Vec::new()),
+        Ok(false) => Err(format!(
+            "cannot verify running container state: {} is active but {socket} does not exist",
+            systemd::ENGINE_UNIT
+        )),
+        Err(e) => Err(format!(
+            "cannot verify running container state: {socket} does not exist and the state of {} is unknown: {e}",
+            systemd::ENGINE_UNIT
+        )),
     }
 }

@@ -6,8 +6,6 @@ use rhai::NativeCallContext;
 
 use super::{Doc, Registrar, fail_at};
 
-/// What sd_booted(3) checks: systemd creates it at boot, nothing else does.
-const SYSTEMD_RUNTIME: &str = "/run/systemd/system";
 use crate::host::Host;
 use crate::plan::platform;
 
@@ -37,8 +35,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
             example: "platform::systemd_running()",
         },
         move |ctx: NativeCallContext| {
-            crate::host::files::is_dir(&h, std::path::Path::new(SYSTEMD_RUNTIME))
-                .map_err(|e| fail_at(&ctx, e))
+            crate::host::systemd::running(&h).map_err(|e| fail_at(&ctx, e))
         },
     );
     let h = host.clone();
