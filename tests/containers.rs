@@ -234,7 +234,8 @@ fn regression_p3_p5_unreachable_engine_with_socket_present_is_an_error() {
 
     // No socket and the engine unit inactive: no engine, so no container can be running.
     std::fs::remove_file(&socket).unwrap();
-    host.fakes.add("systemctl", r#"[ "$1" = is-active ] && exit 3; exit 0"#);
+    host.fakes
+        .add("systemctl", r#"[ "$1" = is-active ] && exit 3; exit 0"#);
     let (code, stdout, stderr) = host.run(&["run", script.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.is_empty());
@@ -256,7 +257,8 @@ fn an_absent_socket_means_no_containers_only_while_the_engine_unit_is_down() {
     let script = host.script("list.rhai", LIST_SCRIPT);
     let run = || host.run(&["run", script.to_str().unwrap()]);
 
-    host.fakes.add("systemctl", r#"[ "$1" = is-active ] && exit 0; exit 0"#);
+    host.fakes
+        .add("systemctl", r#"[ "$1" = is-active ] && exit 0; exit 0"#);
     let (code, stdout, stderr) = run();
     assert_eq!(code, 1, "stdout: {stdout}");
     assert!(
@@ -266,7 +268,8 @@ fn an_absent_socket_means_no_containers_only_while_the_engine_unit_is_down() {
     );
 
     // systemctl cannot answer (a dead bus): unknown, so refused too.
-    host.fakes.add("systemctl", "echo 'Failed to connect to bus' >&2; exit 1");
+    host.fakes
+        .add("systemctl", "echo 'Failed to connect to bus' >&2; exit 1");
     let (code, _, stderr) = run();
     assert_eq!(code, 1);
     assert!(

@@ -102,9 +102,14 @@ fn dry_run_of_every_mutating_primitive_changes_nothing_and_plans_every_call() {
     let states_before = f.engine.states();
     let log_before = f.host.fakes.log();
 
-    let (code, stdout, stderr) =
-        f.host
-            .run(&["run", "--dry-run", "--json", f.script.to_str().unwrap()]);
+    let (code, stdout, stderr) = f.host.run(&[
+        "run",
+        "--dry-run",
+        "--json",
+        f.script.to_str().unwrap(),
+        "--",
+        "--stop-containers",
+    ]);
     assert_eq!(code, 0, "{stderr}");
 
     assert_eq!(
@@ -160,9 +165,13 @@ fn dry_run_of_every_mutating_primitive_changes_nothing_and_plans_every_call() {
     );
 
     // The human rendering lists every call too.
-    let (code, stdout, stderr) = f
-        .host
-        .run(&["run", "--dry-run", f.script.to_str().unwrap()]);
+    let (code, stdout, stderr) = f.host.run(&[
+        "run",
+        "--dry-run",
+        f.script.to_str().unwrap(),
+        "--",
+        "--stop-containers",
+    ]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stdout.contains("dry run: 11 planned actions; nothing was changed"),
@@ -179,7 +188,9 @@ fn dry_run_of_every_mutating_primitive_changes_nothing_and_plans_every_call() {
 fn the_same_script_live_changes_the_host_and_is_journalled() {
     let f = fixture();
     let files_before = f.host.snapshot_files();
-    let (code, _, stderr) = f.host.run(&["run", f.script.to_str().unwrap()]);
+    let (code, _, stderr) =
+        f.host
+            .run(&["run", f.script.to_str().unwrap(), "--", "--stop-containers"]);
     assert_eq!(code, 0, "{stderr}");
     assert_ne!(f.host.snapshot_files(), files_before);
     assert_eq!(f.engine.state("agent-1"), "exited");

@@ -292,6 +292,73 @@ fn container_state_that_cannot_be_verified_refuses() {
     );
 }
 
+/// A site script that holds the update lock cannot stop a container it has not recorded: a crash
+/// would leave it stopped with no record for the next run to restart it from.
+#[test]
+fn an_update_run_stops_only_recorded_containers() {
+    let f = fixture(None);
+    let script = f.host.script(
+        "skip-record.rhai",
+        "update::lock();\nlet ids = containers::list_managed(false).map(|c| c.id);\ncontainers::stop(ids, 2);\n",
+    );
+    let (code, _, stderr) = f.host.run(&["run", script.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("refusing to stop") && stderr.contains("update::record"),
+        "{stderr}"
+    );
+    assert_eq!(f.engine.state("agent-1"), "running");
+
+    // Recording needs the operator's consent: --yes is not it.
+    let script = f.host.script(
+        "record.rhai",
+        "update::lock();\nupdate::record(\"stopping\", [#{id: \"unknown\", name: \"agent-1\"}]);\ncontainers::stop([\"agent-1\"], 2);\n0\n",
+    );
+    let (code, _, stderr) = f.host.run(&["--yes", "run", script.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("refusing to record containers for stopping"),
+        "{stderr}"
+    );
+    assert!(
+        !f.host
+            .root()
+            .join("var/lib/containai/update-state.json")
+            .exists()
+    );
+    assert_eq!(f.engine.state("agent-1"), "running");
+
+    // With --stop-containers and recorded first (by name here), the same stop goes ahead.
+    let (code, _, stderr) =
+        f.host
+            .run(&["run", script.to_str().unwrap(), "--", "--stop-containers"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(f.engine.state("agent-1"), "exited");
+}
+
+/// Every artifact is fetched before any container stops (SPEC 4.2.7), also for a site script that
+/// tries it the other way round: once this run recorded containers, downloads are refused.
+#[test]
+fn an_update_run_fetches_nothing_after_recording_containers() {
+    let f = fixture(None);
+    let script = f.host.script(
+        "late-fetch.rhai",
+        &format!(
+            "update::lock();\nupdate::record(\"stopping\", [#{{id: \"x\", name: \"agent-1\"}}]);\nartifacts::fetch(#{{name: \"{DEB}\", url: \"file:///srv/mirror/{DEB}\", sha256: \"{}\", config_key: \"sysbox_sha256\"}});\n0\n",
+            sha256(b"a sysbox package")
+        ),
+    );
+    let (code, _, stderr) =
+        f.host
+            .run(&["run", script.to_str().unwrap(), "--", "--stop-containers"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("refusing to download during an update"),
+        "{stderr}"
+    );
+    assert!(cache_is_empty(&f.host));
+}
+
 /// Issue 7 acceptance: the private engine SIGKILLed, its socket file left behind: refuse, exit 1,
 /// nothing fetched or installed.
 #[test]
@@ -301,7 +368,10 @@ fn a_killed_engine_whose_socket_remains_refuses_the_update() {
     set_sysbox(&host, OLD_SYSBOX, TARGET_SYSBOX);
     let mut engine = Dockerd::start(&host);
     engine.kill();
-    assert!(host.socket().exists(), "the socket file should outlive a SIGKILL");
+    assert!(
+        host.socket().exists(),
+        "the socket file should outlive a SIGKILL"
+    );
     let (code, stdout, stderr) = host.run(&["update", "--stop-containers"]);
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(

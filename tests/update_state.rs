@@ -55,7 +55,8 @@ fn two_updates_never_hold_the_lock_at_once() {
             "{HEADER}update::record(\"stopping\", [#{{id: \"0123abcd\", name: \"agent-1\"}}]);\nprint(\"recorded\");\n0\n"
         ),
     );
-    let (code, stdout, stderr) = host.run(&["run", sneaky.to_str().unwrap()]);
+    let (code, stdout, stderr) =
+        host.run(&["run", sneaky.to_str().unwrap(), "--", "--stop-containers"]);
     assert_eq!(code, 1, "{stderr}");
     assert!(!stdout.contains("recorded"), "{stdout}");
     assert!(stderr.contains("another cai update is running"), "{stderr}");
@@ -112,12 +113,19 @@ fn the_record_of_stopped_containers_survives_the_run_and_is_planned_in_a_dry_run
             "{HEADER}update::record(\"stopping\", [#{{id: \"0123abcd\", name: \"agent-1\"}}, #{{id: \"4567ef01\", name: \"agent-2\"}}]);\n0\n"
         ),
     );
-    let (code, stdout, stderr) = host.run(&["run", "--dry-run", record.to_str().unwrap()]);
+    let consent = ["--", "--stop-containers"];
+    let (code, stdout, stderr) = host.run(
+        &[
+            &["run", "--dry-run", record.to_str().unwrap()][..],
+            &consent,
+        ]
+        .concat(),
+    );
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("update.record"), "{stdout}");
     assert!(!state.exists(), "a dry run wrote the state");
 
-    let (code, _, stderr) = host.run(&["run", record.to_str().unwrap()]);
+    let (code, _, stderr) = host.run(&[&["run", record.to_str().unwrap()][..], &consent].concat());
     assert_eq!(code, 0, "{stderr}");
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();

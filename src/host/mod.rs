@@ -105,6 +105,10 @@ pub struct Host {
     pub interrupted: Arc<AtomicBool>,
     /// The update lock, once a live run took it; held until the process ends.
     pub update_lock: update::LockSlot,
+    /// The operator agreed to stop managed containers for an update: the run was given
+    /// `--stop-containers`, or a person answered yes at the terminal. `--yes` and `--force`
+    /// never set it.
+    pub stop_consent: std::cell::Cell<bool>,
     docker: docker::Client,
     target: Target,
     path: Option<OsString>,
@@ -182,6 +186,7 @@ impl Host {
             interrupted: Arc::new(AtomicBool::new(false)),
             reports: std::cell::RefCell::new(Vec::new()),
             update_lock: update::LockSlot::default(),
+            stop_consent: std::cell::Cell::new(false),
             release_env,
             release,
         })
@@ -274,7 +279,12 @@ impl Host {
         if std::io::stdin().lock().read_line(&mut line).is_err() {
             return false;
         }
-        matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+        let yes = matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes");
+        if yes {
+            // A person said yes: that may stop containers, where `--yes` may not.
+            self.stop_consent.set(true);
+        }
+        yes
     }
 
     /// The `--root` tree; every file under it is reached through this.

@@ -7,7 +7,10 @@
 //! - the **update state**, `/var/lib/containai/update-state.json`, naming the containers an
 //!   update is about to stop (by ID and name) and the phase. It is written atomically (temporary
 //!   file, fsync, rename) before the first container stops, so a run killed between stopping and
-//!   restarting leaves a record that the next run finds and restarts from.
+//!   restarting leaves a record that the next run finds and restarts from. While a run holds the
+//!   lock it may stop only containers the state names ([`check_stoppable`]), and once it has
+//!   recorded containers it downloads nothing more ([`check_fetchable`]). Recording containers
+//!   takes the operator's consent ([`check_consent`]): `--stop-containers` or a person's yes.
 //!
 //! Every file goes through the root-anchored layer; recording and clearing the state take an
 //! [`Approval`] from the effect gate.
@@ -39,6 +42,18 @@ pub enum UpdateError {
         path: String,
         source: std::io::Error,
     },
+    #[error(
+        "refusing to stop {ids} during an update: they are not in the update state, and a crash would leave them stopped with nobody to start them\nhelp: record them first with update::record(phase, containers)"
+    )]
+    Unrecorded { ids: String },
+    #[error(
+        "refusing to record containers for stopping: an update stops managed containers only with --stop-containers or a person's yes at the terminal (--yes and --force never agree to it); nothing was changed\nhelp: cai update --stop-containers"
+    )]
+    NoConsent,
+    #[error(
+        "refusing to download during an update after containers were recorded for stopping: every artifact is fetched and verified before any container stops\nhelp: fetch every artifact before update::record"
+    )]
+    FetchAfterStop,
     #[error(
         "the update state {path} is malformed ({reason})\nhelp: restart the containers it lists with `cai run` or docker, then remove the file"
     )]
@@ -121,6 +136,51 @@ pub fn lock(host: &Host) -> Result<u32, UpdateError> {
     Ok(pid)
 }
 
+/// While this run holds the update lock, it stops only containers its update state names (by ID
+/// or name): a container an update stops is always recorded first, whatever the script does.
+pub fn check_stoppable(host: &Host, ids: &[String]) -> Result<(), UpdateError> {
+    if host.update_lock.held.borrow().is_none() {
+        return Ok(());
+    }
+    let recorded = read_state(host)?.map(|s| s.containers).unwrap_or_default();
+    let unrecorded: Vec<&str> = ids
+        .iter()
+        .filter(|id| !recorded.iter().any(|c| &c.id == *id || &c.name == *id))
+        .map(String::as_str)
+        .collect();
+    if unrecorded.is_empty() {
+        Ok(())
+    } else {
+        Err(UpdateError::Unrecorded {
+            ids: unrecorded.join(", "),
+        })
+    }
+}
+
+/// While this run holds the update lock, it downloads nothing once it has recorded containers to
+/// stop: a slow or failing download must never keep agents stopped.
+pub fn check_fetchable(host: &Host) -> Result<(), UpdateError> {
+    if host.update_lock.held.borrow().is_none() {
+        return Ok(());
+    }
+    match read_state(host)? {
+        Some(state) if state.run == host.gate.run_id() && !state.containers.is_empty() => {
+            Err(UpdateError::FetchAfterStop)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Recording containers is the step before stopping them, so it needs the operator's consent
+/// ([`Host::stop_consent`]); an empty record needs none.
+pub fn check_consent(host: &Host, state: &UpdateState) -> Result<(), UpdateError> {
+    if state.containers.is_empty() || host.stop_consent.get() {
+        Ok(())
+    } else {
+        Err(UpdateError::NoConsent)
+    }
+}
+
 /// The state an interrupted update left, if any.
 pub fn read_state(host: &Host) -> Result<Option<UpdateState>, UpdateError> {
     let path = Path::new(STATE_FILE);
@@ -139,6 +199,7 @@ pub fn read_state(host: &Host) -> Result<Option<UpdateState>, UpdateError> {
 /// takes the update lock here itself if its script did not: two runs must never record and
 /// stop containers at once, whatever an overriding script calls.
 pub fn record(_: Approval, host: &Host, state: &UpdateState) -> Result<(), UpdateError> {
+    check_consent(host, state)?;
     lock(host)?;
     let mut text = serde_json::to_string_pretty(state).map_err(|e| UpdateError::Malformed {
         path: STATE_FILE.into(),

@@ -124,6 +124,9 @@ fn literal_imports(ast: &rhai::AST) -> Vec<(String, rhai::Position)> {
     found
 }
 
+/// The argument by which an operator agrees that an update may stop managed containers.
+pub const STOP_CONSENT_ARG: &str = "--stop-containers";
+
 /// Runs a script to completion in the host's mode (dry-run or live).
 pub fn run(
     host: &Rc<Host>,
@@ -136,6 +139,9 @@ pub fn run(
     if let Some(note) = &header.note {
         // stderr: stdout may carry the --json document.
         crate::term::err(&format!("note: {}", crate::term::line(note)));
+    }
+    if args.iter().any(|a| a == STOP_CONSENT_ARG) {
+        host.stop_consent.set(true);
     }
     let opts = options(host, args.clone(), json);
     let budget_secs = opts.budget.limit().as_secs();

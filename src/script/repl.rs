@@ -132,6 +132,8 @@ fn prompt(mode: Mode) -> &'static str {
 
 /// Runs the REPL until `:quit` or end of input.
 pub fn run(host: &Rc<Host>, catalog: &Rc<Catalog>) -> anyhow::Result<()> {
+    // A person types every call here, as deliberately as an answer to a prompt.
+    host.stop_consent.set(true);
     let budget = Budget::new(Duration::from_secs(host.config.script_timeout_secs));
     let (engine, primitives) = engine::build(
         host,

@@ -29,6 +29,8 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
         },
         move |ctx: NativeCallContext, map: Map| {
             let artifact = from_map(&ctx, map)?;
+            crate::host::update::check_fetchable(&h)
+                .map_err(|e| fail_at(&ctx, format!("artifacts::fetch: {e}")))?;
             let checked = artifact.check().map_err(|e| fail_at(&ctx, e))?;
             let path = checked.path();
             let action = Action::new(

@@ -174,6 +174,8 @@ fn stop(ctx: &NativeCallContext, host: &Host, ids: Array, secs: i64) -> Res<Dyna
             format!("containers::stop: timeout {secs} s is outside 1..={MAX_STOP_SECS}"),
         ));
     }
+    crate::host::update::check_stoppable(host, &ids)
+        .map_err(|e| fail_at(ctx, format!("containers::stop: {e}")))?;
     let timeout = Duration::from_secs(secs.unsigned_abs());
     let action = Action::new(
         "containers.stop",

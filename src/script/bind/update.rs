@@ -44,7 +44,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     reg.mutating(
         Doc {
             signature: "update::record(phase: string, containers: array)",
-            doc: "durably records the containers (maps with id and name) an update is about to stop, before it stops them",
+            doc: "durably records the containers (maps with id and name) an update is about to stop, before it stops them; needs --stop-containers or a person's yes (never --yes)",
             example: "update::record(\"stopping\", [#{id: \"0123abcd\", name: \"agent-1\"}])",
         },
         move |ctx: NativeCallContext, phase: &str, containers: Array| {
@@ -60,6 +60,8 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
                 containers: containers.clone(),
                 run: h.gate.run_id().to_string(),
             };
+            // Refused in a dry run too, so the plan shows what the live run would do.
+            update::check_consent(&h, &state).map_err(|e| fail_at(&ctx, e))?;
             gated(&ctx, &h, action, || (), |ok| update::record(ok, &h, &state))
         },
     );
