@@ -192,7 +192,7 @@ fn doctor_alias_reports_stable_check_ids_in_text_and_json() {
     let engine = Dockerd::start(&host);
     engine.run_agent("agent-1");
     // The unit exactly as cai renders it, so the check is `ok`.
-    let (code, rendered, stderr) = host.run(&["system", "unit"]);
+    let (code, rendered, stderr) = host.run(&["system", "unit", "containai-docker.service"]);
     assert_eq!(code, 0, "{stderr}");
     std::fs::write(
         host.root()

@@ -197,3 +197,73 @@ fn hostile_or_misplaced_bundles_are_refused_and_nothing_changes() {
         assert!(stderr.contains(expect), "{bundle}: {stderr}");
     }
 }
+
+/// The engine unit starts dockerd with `--config-file` only, so the daemon configuration `cai`
+/// renders must be one a real dockerd accepts (dockerd refuses unknown keys and keys that clash
+/// with its flags) and must make sysbox-runc the default runtime. A real dockerd is started with
+/// it; only the exec root and pid file are moved into the test's tree.
+#[test]
+fn the_rendered_daemon_config_starts_a_real_dockerd_with_sysbox_as_default_runtime() {
+    support::require_root();
+    let dockerd = support::require("dockerd");
+    support::require("docker");
+    let host = TestHost::new();
+    let root = host.root();
+    let socket = root.join("engine.sock");
+    std::fs::write(
+        root.join("etc/containai/config.toml"),
+        format!(
+            "socket = \"{}\"\ndata_root = \"{}\"\n",
+            socket.display(),
+            root.join("data").display()
+        ),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = host.run(&["system", "unit", "daemon.json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let mut config: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        config["hosts"][0],
+        format!("unix://{}", socket.display()),
+        "{stdout}"
+    );
+    config["exec-root"] = root.join("exec").display().to_string().into();
+    config["pidfile"] = root.join("dockerd.pid").display().to_string().into();
+    let file = root.join("daemon.json");
+    std::fs::write(&file, config.to_string()).unwrap();
+
+    let mut child = Command::new(dockerd)
+        .arg(format!("--config-file={}", file.display()))
+        .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(root.join("dockerd.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let runtime = loop {
+        let out = Command::new("docker")
+            .arg("-H")
+            .arg(format!("unix://{}", socket.display()))
+            .args(["info", "--format", "{{.DefaultRuntime}}"])
+            .env_remove("DOCKER_CONTEXT")
+            .output()
+            .unwrap();
+        if out.status.success() {
+            break String::from_utf8_lossy(&out.stdout).trim().to_string();
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "dockerd refused the rendered configuration ({status}):\n{}",
+                std::fs::read_to_string(root.join("dockerd.err")).unwrap_or_default()
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "dockerd did not answer within 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(runtime, "sysbox-runc");
+}

@@ -25,6 +25,7 @@ packages::install_deb("/var/cache/containai/sysbox.deb");
 let fetched = artifacts::fetch(#{name: "tool.tgz", url: "file:///srv/mirror/tool.tgz", sha256: "@SHA256@", config_key: "dockerd_sha256"});
 print(`fetch predicted ${fetched.bytes} bytes`);
 dockerd::install("/var/cache/containai/docker-28.2.2.tgz", "28.2.2");
+print(`config changed ${dockerd::install_config()}`);
 update::record("stopping", [#{id: "0123abcd", name: "agent-1"}]);
 update::clear();
 print(`dry run ${run::dry_run()}`);
@@ -146,7 +147,7 @@ fn dry_run_of_every_mutating_primitive_changes_nothing_and_plans_every_call() {
         mutating_primitives(&f.host),
         "the plan must list every mutating primitive"
     );
-    assert_eq!(plan.len(), 11);
+    assert_eq!(plan.len(), 12);
     // Predicted results reach the script; print goes to stderr under --json.
     assert!(stderr.contains("stop predicted [\"agent-1\"]"), "{stderr}");
     assert!(stderr.contains("unit changed true"), "{stderr}");
@@ -174,7 +175,7 @@ fn dry_run_of_every_mutating_primitive_changes_nothing_and_plans_every_call() {
     ]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains("dry run: 11 planned actions; nothing was changed"),
+        stdout.contains("dry run: 12 planned actions; nothing was changed"),
         "{stdout}"
     );
     for kind in mutating_primitives(&f.host) {
@@ -258,7 +259,7 @@ fn the_same_script_live_changes_the_host_and_is_journalled() {
         .iter()
         .map(|l| format!("{}{}", l["phase"].as_str().unwrap(), l["seq"]))
         .collect();
-    let expected: Vec<String> = (1..=11)
+    let expected: Vec<String> = (1..=12)
         .flat_map(|n| [format!("intent{n}"), format!("outcome{n}")])
         .collect();
     assert_eq!(phases, expected, "{journal}");

@@ -80,7 +80,8 @@ sysbox-runc)
     ;;
 cat) [ "$#" = 1 ] || exit 2; exec cat "$VM$1" ;;
 install)
-    [ "$#" = 4 ] && [ "$1 $2 $3" = "-m 0644 /dev/stdin" ] || exit 2
+    [ "$#" = 5 ] && [ "$1 $2 $3 $4" = "-D -m 0644 /dev/stdin" ] || exit 2
+    shift
     mkdir -p "$VM$(dirname "$4")" && cat > "$VM$4" && chmod 0644 "$VM$4"
     exit $?
     ;;
@@ -313,7 +314,7 @@ fn a_live_install_writes_the_rendered_unit_into_the_vm_and_a_second_is_a_no_op()
     assert!(!mac.vm_file(&staged).exists(), "the staged unit was left");
     let commands = mac.vm_commands();
     for want in [
-        format!("[sudo] [-n] [install] [-m] [0644] [/dev/stdin] [{staged}]"),
+        format!("[sudo] [-n] [install] [-D] [-m] [0644] [/dev/stdin] [{staged}]"),
         format!("[sudo] [-n] [mv] [-f] [{staged}] [/{UNIT_DIR}/{ENGINE}]"),
     ] {
         assert!(commands.contains(&want), "{want} not in {commands:#?}");
@@ -593,7 +594,7 @@ fn doctor_checks_the_engine_unit_inside_the_vm() {
         check["summary"].as_str().unwrap().contains("differs"),
         "{check}"
     );
-    let (code, rendered, stderr) = mac.host.run(&["system", "unit"]);
+    let (code, rendered, stderr) = mac.host.run(&["system", "unit", ENGINE]);
     assert_eq!(code, 0, "{stderr}");
     write_mode(&mac.vm_unit(), &rendered, 0o644);
     let check = unit_check(&mac);

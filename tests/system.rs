@@ -92,11 +92,19 @@ fn system_unit_prints_exactly_what_install_would_write() {
     );
     let (code, one, _) = host.run(&["system", "unit", "containai-docker.service"]);
     assert_eq!(code, 0);
-    assert_eq!(one, printed, "one unit prints without a header");
+    let (code, config, _) = host.run(&["system", "unit", "daemon.json"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        printed,
+        format!("==> containai-docker.service <==\n{one}==> daemon.json <==\n{config}"),
+        "one prints without a header, several with one each"
+    );
+    let parsed: serde_json::Value = serde_json::from_str(&config).unwrap();
+    assert_eq!(parsed["default-runtime"], "sysbox-runc");
 
     let script = host.script(
         "install.rhai",
-        "//! version: 1.0.0\n//! api: 1\nunits::install(\"containai-docker.service\");\n0\n",
+        "//! version: 1.0.0\n//! api: 1.5\nunits::install(\"containai-docker.service\");\ndockerd::install_config();\n0\n",
     );
     let (code, _, stderr) = host.run(&["run", script.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
@@ -105,7 +113,10 @@ fn system_unit_prints_exactly_what_install_would_write() {
             .join("etc/systemd/system/containai-docker.service"),
     )
     .unwrap();
-    assert_eq!(written, printed);
+    assert_eq!(written, one);
+    let written =
+        std::fs::read_to_string(host.root().join("etc/containai/docker/daemon.json")).unwrap();
+    assert_eq!(written, config);
 
     for bad in ["../x.service", "containai-none.service"] {
         let (code, _, stderr) = host.run(&["system", "unit", bad]);

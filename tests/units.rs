@@ -180,8 +180,7 @@ fn every_unit_cai_renders_passes_systemd_analyze_verify() {
     }
     let engine = std::fs::read_to_string(unit_file(&host, ENGINE)).unwrap();
     for want in [
-        "--host=unix:///run/cai-test/engine.sock",
-        "--data-root=/srv/cai-test",
+        "ExecStart=/opt/containai/bin/dockerd --config-file=/etc/containai/docker/daemon.json\n",
         "ExecStop=/usr/local/bin/cai system stop-containers --timeout=45",
         "TimeoutStopSec=105",
     ] {
@@ -306,13 +305,16 @@ fn a_site_template_that_does_not_render_cleanly_is_refused_naming_the_line() {
         + 1;
     let cases = [
         (
-            bundled.replace("--data-root={{data_root}}", "--data-root={{data_dir}}"),
+            bundled.replace(
+                "--config-file={{daemon_config}}",
+                "--config-file={{config_dir}}",
+            ),
             bundled
                 .lines()
                 .position(|l| l.starts_with("ExecStart="))
                 .unwrap()
                 + 1,
-            "unknown placeholder {{data_dir}}",
+            "unknown placeholder {{config_dir}}",
         ),
         (
             bundled.replace("ExecStop=", "ExecStopPre="),
@@ -443,7 +445,7 @@ fn dry_run_plan_shows_the_diff_and_changes_nothing() {
     assert!(diff.contains("\n-Description=old\n"), "{diff}");
     assert!(
         diff.contains(
-            "\n+ExecStart=/opt/containai/bin/dockerd --host=unix:///var/run/containai-docker.sock"
+            "\n+ExecStart=/opt/containai/bin/dockerd --config-file=/etc/containai/docker/daemon.json\n"
         ),
         "{diff}"
     );

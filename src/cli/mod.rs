@@ -164,9 +164,10 @@ pub enum SystemCommand {
     /// Start the containers an interrupted `cai update` stopped, and forget them (runs update.rhai
     /// with --resume)
     Resume,
-    /// Print each unit cai manages exactly as it would be written (or only NAME)
+    /// Print each unit cai manages and the engine's daemon.json exactly as they would be written
+    /// (or only NAME)
     Unit {
-        /// A unit name, e.g. containai-docker.service
+        /// A unit name, e.g. containai-docker.service, or daemon.json
         name: Option<String>,
     },
 }
@@ -297,9 +298,18 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
     }
 }
 
-/// Prints the rendered units: one unit as it would be written, byte for byte; several with a
-/// `==> NAME <==` line before each, as `tail` does.
+/// Prints the rendered units and the engine's daemon configuration: one as it would be written,
+/// byte for byte; several with a `==> NAME <==` line before each, as `tail` does.
 fn system_unit(ctx: &Ctx, name: Option<&str>) -> Result<u8, Error> {
+    let daemon_config = || -> Result<String, Error> {
+        let values = crate::plan::unit::UnitValues::for_config(&ctx.host.config)
+            .map_err(|e| Error::Input(e.to_string()))?;
+        Ok(crate::plan::daemon::render(&values))
+    };
+    if name == Some(DAEMON_CONFIG_NAME) {
+        term::out_raw(&daemon_config()?);
+        return Ok(exit::OK);
+    }
     let units = match name {
         Some(name) => vec![ctx.catalog.unit_template(name)?],
         None => ctx
@@ -309,7 +319,7 @@ fn system_unit(ctx: &Ctx, name: Option<&str>) -> Result<u8, Error> {
             .map(|(_, unit)| unit)
             .collect::<Result<Vec<_>, _>>()?,
     };
-    let several = units.len() > 1;
+    let several = units.len() > 1 || name.is_none();
     for unit in units {
         let text = unit.render(&ctx.host.config)?;
         if several {
@@ -317,8 +327,15 @@ fn system_unit(ctx: &Ctx, name: Option<&str>) -> Result<u8, Error> {
         }
         term::out_raw(&text);
     }
+    if name.is_none() {
+        term::out(&format!("==> {DAEMON_CONFIG_NAME} <=="));
+        term::out_raw(&daemon_config()?);
+    }
     Ok(exit::OK)
 }
+
+/// How `cai system unit` names the engine's daemon configuration.
+const DAEMON_CONFIG_NAME: &str = "daemon.json";
 
 fn mode(dry_run: bool) -> Mode {
     if dry_run { Mode::DryRun } else { Mode::Live }

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, Mode, OFlags};
 
 use super::Host;
+use super::files::{self, FileError};
 use super::fs::FsError;
 use super::trust::TrustError;
 use crate::effects::Approval;
@@ -23,6 +24,7 @@ use crate::effects::Approval;
 pub const BUNDLE_DIR: &str = "/opt/containai/docker";
 pub const BIN_DIR: &str = "/opt/containai/bin";
 pub const VERSION_FILE: &str = "/opt/containai/VERSION";
+pub use crate::plan::daemon::DAEMON_CONFIG;
 /// Where fetched artifacts land; bundles are installed only from here.
 pub const CACHE_DIR: &str = "/var/cache/containai";
 
@@ -55,6 +57,25 @@ pub enum DockerdError {
     },
     #[error("refusing bundle {0}: it has no docker/dockerd")]
     NoDockerd(String),
+    #[error(transparent)]
+    File(#[from] FileError),
+}
+
+/// The engine's daemon configuration where the engine runs (inside the Lima VM on macOS), or
+/// `None` when it does not exist.
+pub fn read_config(host: &Host) -> Result<Option<String>, DockerdError> {
+    Ok(files::read_to_string(host, Path::new(DAEMON_CONFIG))?)
+}
+
+/// Replaces the daemon configuration with `text` (always [`crate::plan::daemon::render`] of the
+/// operator's config), atomically, mode 0644.
+pub fn write_config(_: Approval, host: &Host, text: &str) -> Result<(), DockerdError> {
+    Ok(files::write_atomic(
+        host,
+        Path::new(DAEMON_CONFIG),
+        text.as_bytes(),
+        0o644,
+    )?)
 }
 
 /// The active version, from `/opt/containai/VERSION`, or `None` when no bundle is installed.

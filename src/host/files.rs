@@ -151,6 +151,8 @@ pub fn write_atomic(
     host.run(
         "install",
         &[
+            // Missing parent directories are created (0755), as on this machine.
+            "-D".into(),
             "-m".into(),
             format!("{mode:04o}").into(),
             "/dev/stdin".into(),

@@ -2,6 +2,7 @@
 //! returns decision types, with table tests at the bottom.
 
 pub mod containers;
+pub mod daemon;
 pub mod deb822;
 pub mod layout;
 pub mod platform;

@@ -35,6 +35,7 @@ pub const PLACEHOLDERS: &[&str] = &[
     "exec_root",
     "pidfile",
     "cai",
+    "daemon_config",
     "stop_timeout_secs",
     "timeout_stop_secs",
 ];
@@ -158,6 +159,8 @@ pub struct UnitValues {
     pub exec_root: UnitPath,
     pub pidfile: UnitPath,
     pub cai: UnitPath,
+    /// The daemon configuration dockerd reads (`--config-file`).
+    pub daemon_config: UnitPath,
     /// How long the stop hook gives each container.
     pub stop_timeout_secs: u64,
     /// systemd's `TimeoutStopSec`: the stop timeout plus [`STOP_MARGIN_SECS`].
@@ -202,9 +205,24 @@ impl UnitValues {
             exec_root: UnitPath::new("exec_root", Path::new(EXEC_ROOT), fixed)?,
             pidfile: UnitPath::new("pidfile", Path::new(PIDFILE), fixed)?,
             cai: UnitPath::new("cai", Path::new(CAI), fixed)?,
+            daemon_config: UnitPath::new(
+                "daemon_config",
+                Path::new(crate::plan::daemon::DAEMON_CONFIG),
+                fixed,
+            )?,
             stop_timeout_secs,
             timeout_stop_secs: stop_timeout_secs + STOP_MARGIN_SECS,
         })
+    }
+
+    /// The engine's values from the operator's config. Units run on Linux, in WSL2 or inside the
+    /// Lima VM: the Linux socket when none is set.
+    pub fn for_config(config: &crate::config::Config) -> Result<Self, ValueError> {
+        let socket = config
+            .socket
+            .as_deref()
+            .unwrap_or(Path::new(crate::plan::layout::LINUX_SOCKET));
+        Self::engine(socket, &config.data_root, config.stop_timeout_secs)
     }
 
     fn get(&self, placeholder: &str) -> Option<String> {
@@ -216,6 +234,7 @@ impl UnitValues {
             "exec_root" => path(&self.exec_root),
             "pidfile" => path(&self.pidfile),
             "cai" => path(&self.cai),
+            "daemon_config" => path(&self.daemon_config),
             "stop_timeout_secs" => Some(self.stop_timeout_secs.to_string()),
             "timeout_stop_secs" => Some(self.timeout_stop_secs.to_string()),
             _ => None,
@@ -531,12 +550,7 @@ mod tests {
     fn the_bundled_engine_unit_renders_with_every_value() {
         let text = render("units/containai-docker.service", BUNDLED, &values()).unwrap();
         for want in [
-            "ExecStart=/opt/containai/bin/dockerd --host=unix:///var/run/containai-docker.sock",
-            "--data-root=/var/lib/containai-docker",
-            "--exec-root=/var/run/containai-docker",
-            "--pidfile=/var/run/containai-docker.pid",
-            "--add-runtime=sysbox-runc=/usr/bin/sysbox-runc",
-            "--default-runtime=sysbox-runc",
+            "ExecStart=/opt/containai/bin/dockerd --config-file=/etc/containai/docker/daemon.json\n",
             "ExecStop=/usr/local/bin/cai system stop-containers --timeout=100",
             "TimeoutStopSec=160",
             "PartOf=sysbox-mgr.service sysbox-fs.service",

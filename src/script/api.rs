@@ -6,5 +6,6 @@
 /// `units::write(name, text)` by `units::install(name)` without a major bump: the project had no
 /// external users yet, and a script that called `units::write` fails at the call, not silently.
 /// 1.2 added `release::target()` and `sysbox::decide(installed, target)`; 1.4 added
-/// `lima::status()` and `lima::arch()`.
-pub const API_VERSION: semver::Version = semver::Version::new(1, 4, 0);
+/// `lima::status()` and `lima::arch()`; 1.5 added `dockerd::config_render()`,
+/// `dockerd::config_diff()` and `dockerd::install_config()`.
+pub const API_VERSION: semver::Version = semver::Version::new(1, 5, 0);

@@ -24,7 +24,6 @@ use crate::config::Config;
 use crate::host::fs::Root;
 use crate::host::systemd::{self, UnitError};
 use crate::host::trust::{Trust, TrustError};
-use crate::plan::layout::LINUX_SOCKET;
 use crate::plan::unit::{self, TemplateError, UnitValues, ValueError};
 
 /// Bundled scripts: (name, text). A test checks this table against the files in `stdlib/`.
@@ -166,9 +165,7 @@ impl UnitTemplate {
 
     /// The unit rendered with values built from `config`, checked by [`unit::render`].
     pub fn render(&self, config: &Config) -> Result<String, CatalogError> {
-        // Units run on Linux, in WSL2 or inside the Lima VM: the Linux socket when none is set.
-        let socket = config.socket.as_deref().unwrap_or(Path::new(LINUX_SOCKET));
-        let values = UnitValues::engine(socket, &config.data_root, config.stop_timeout_secs)?;
+        let values = UnitValues::for_config(config)?;
         unit::render(&self.display_name(), &self.text, &values).map_err(|error| {
             let help = match &self.path {
                 Some(path) => format!(

@@ -252,6 +252,8 @@ mod tests {
     fn every_documented_example_runs_in_a_dry_run_and_mutations_are_planned() {
         let root = tempfile::tempdir().unwrap();
         let (host, _, engine, primitives) = dry_run_engine(root.path());
+        // Examples are what an operator types at the REPL, which may record containers to stop.
+        host.stop_consent.set(true);
         for p in &primitives {
             let before = host.gate.plan().len();
             engine

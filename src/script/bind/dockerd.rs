@@ -1,5 +1,6 @@
-//! `dockerd::` bindings over [`crate::host::dockerd`]: which dockerd bundle is active, and
-//! installing one beside it with an atomic switch of the links, gated.
+//! `dockerd::` bindings over [`crate::host::dockerd`]: which dockerd bundle is active, installing
+//! one beside it with an atomic switch of the links, and the engine's daemon configuration, which
+//! is always rendered from config (a script never supplies its text); the writes are gated.
 
 use std::rc::Rc;
 
@@ -9,7 +10,9 @@ use serde_json::json;
 use super::{Doc, Registrar, fail_at, gated};
 use crate::effects::Action;
 use crate::host::Host;
-use crate::host::dockerd::{self, BIN_DIR, BUNDLE_DIR};
+use crate::host::dockerd::{self, BIN_DIR, BUNDLE_DIR, DAEMON_CONFIG};
+use crate::host::files;
+use crate::plan::{daemon, unit};
 
 pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     let h = host.clone();
@@ -49,4 +52,85 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
             })
         },
     );
+
+    let h = host.clone();
+    reg.read(
+        Doc {
+            signature: "dockerd::config_render() -> string",
+            doc: "the engine's daemon configuration (/etc/containai/docker/daemon.json) as cai would write it, from config",
+            example: "dockerd::config_render()",
+        },
+        move |ctx: NativeCallContext| {
+            Ok(Dynamic::from(
+                DaemonConfig::new(&h).map_err(|e| fail_at(&ctx, e))?.text,
+            ))
+        },
+    );
+
+    let h = host.clone();
+    reg.read(
+        Doc {
+            signature: "dockerd::config_diff() -> string",
+            doc: "unified diff from the daemon configuration on disk to dockerd::config_render(), \"\" when current (trailing newlines ignored)",
+            example: "dockerd::config_diff()",
+        },
+        move |ctx: NativeCallContext| {
+            let proposed = DaemonConfig::new(&h).map_err(|e| fail_at(&ctx, e))?;
+            Ok(Dynamic::from(proposed.diff()))
+        },
+    );
+
+    let h = host.clone();
+    reg.mutating(
+        Doc {
+            signature: "dockerd::install_config() -> bool",
+            doc: "writes dockerd::config_render() to /etc/containai/docker/daemon.json atomically when it differs; true when it changed",
+            example: "dockerd::install_config()",
+        },
+        move |ctx: NativeCallContext| {
+            let proposed = DaemonConfig::new(&h).map_err(|e| fail_at(&ctx, e))?;
+            if proposed.is_current() {
+                return Ok(Dynamic::FALSE);
+            }
+            let action = Action::new(
+                "dockerd.install_config",
+                proposed.path.clone(),
+                json!({
+                    "replaces": proposed.on_disk.is_some(),
+                    "bytes": proposed.text.len(),
+                    "diff": proposed.diff(),
+                }),
+            );
+            gated(&ctx, &h, action, || true, |ok| {
+                dockerd::write_config(ok, &h, &proposed.text).map(|()| true)
+            })
+        },
+    );
+}
+
+/// The daemon configuration as rendered from config, beside the file on disk.
+struct DaemonConfig {
+    /// As plans name it (`VM:PATH` inside the Lima VM).
+    path: String,
+    text: String,
+    on_disk: Option<String>,
+}
+
+impl DaemonConfig {
+    fn new(host: &Host) -> Result<Self, String> {
+        let values = unit::UnitValues::for_config(&host.config).map_err(|e| e.to_string())?;
+        Ok(Self {
+            path: files::shown(host, std::path::Path::new(DAEMON_CONFIG)),
+            text: daemon::render(&values),
+            on_disk: dockerd::read_config(host).map_err(|e| e.to_string())?,
+        })
+    }
+
+    fn is_current(&self) -> bool {
+        unit::is_current(self.on_disk.as_deref(), &self.text)
+    }
+
+    fn diff(&self) -> String {
+        unit::diff(&self.path, self.on_disk.as_deref(), &self.text)
+    }
 }
