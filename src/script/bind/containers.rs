@@ -191,31 +191,6 @@ fn stop(ctx: &NativeCallContext, host: &Host, ids: Array, secs: i64) -> Res<Dyna
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use crate::host::docker::QUERY_PROGRAMS;
-
-    /// The allow-list lives in `host::docker`; the doc operators read must name exactly it.
-    #[test]
-    fn the_query_doc_names_the_allow_list() {
-        let mut reg = super::Registrar::default();
-        let root = tempfile::tempdir().unwrap();
-        let host = crate::script::tests::dry_run_host(root.path().to_path_buf());
-        super::register(&mut reg, &host);
-        let (primitives, _) = reg.finish().unwrap();
-        let query = primitives.iter().find(|p| p.name == "query").unwrap();
-        let listed = query
-            .doc
-            .split_once('(')
-            .unwrap()
-            .1
-            .split_once(')')
-            .unwrap()
-            .0;
-        assert_eq!(listed, QUERY_PROGRAMS.join(", "));
-    }
-}
-
 /// The managed containers, fail-closed: the engine answers, or its socket is absent and the engine
 /// is known to be down. A socket deleted under a live engine, or an engine unit whose state nobody
 /// can read, is "cannot verify", never "no containers" [P3, P5].
@@ -238,5 +213,30 @@ fn managed(host: &Host, all: bool) -> Result<Vec<docker::ContainerInfo>, String>
             "cannot verify running container state: {socket} does not exist and the state of {} is unknown: {e}",
             systemd::ENGINE_UNIT
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::host::docker::QUERY_PROGRAMS;
+
+    /// The allow-list lives in `host::docker`; the doc operators read must name exactly it.
+    #[test]
+    fn the_query_doc_names_the_allow_list() {
+        let mut reg = super::Registrar::default();
+        let root = tempfile::tempdir().unwrap();
+        let host = crate::script::tests::dry_run_host(root.path().to_path_buf());
+        super::register(&mut reg, &host);
+        let (primitives, _) = reg.finish().unwrap();
+        let query = primitives.iter().find(|p| p.name == "query").unwrap();
+        let listed = query
+            .doc
+            .split_once('(')
+            .unwrap()
+            .1
+            .split_once(')')
+            .unwrap()
+            .0;
+        assert_eq!(listed, QUERY_PROGRAMS.join(", "));
     }
 }
