@@ -1,7 +1,8 @@
 //! `cai update` end to end against a real private dockerd: the target comes from a site config
-//! that points at `file://` artifacts under the root (no network), `dpkg` is a fake that
-//! "installs" sysbox by changing what the fake `sysbox-runc` prints, `systemctl` a fake that
-//! records its calls. Containers, files, units and the dockerd bundle are real.
+//! that points at `file://` artifacts under the root (no network); the sysbox package is built
+//! with the real `dpkg-deb`, and the fake `dpkg` unpacks it into the root with `dpkg-deb -x`, so
+//! the installed `sysbox-runc` really reports the new version; `systemctl` is a fake that records
+//! its calls. Containers, files, units and the dockerd bundle are real.
 
 mod support;
 
@@ -32,32 +33,75 @@ struct Fixture {
     engine: Dockerd,
 }
 
-/// The fake sysbox-runc prints `version`; the fake dpkg makes it print `installs` from then on.
-fn set_sysbox(host: &TestHost, version: &str, installs: &str) {
-    host.fakes.add(
-        "sysbox-runc",
-        &format!("echo 'sysbox-runc version {version}'"),
-    );
-    let runc = host.fakes.dir().join("sysbox-runc");
+/// The installed sysbox: `<root>/usr/bin/sysbox-runc` printing `version` (the one-line format),
+/// found on `PATH` through the fakes directory. The fake `dpkg` unpacks the package it is given
+/// into its `--root` with the real `dpkg-deb -x`, so after an install `sysbox-runc` reports what
+/// the package holds.
+fn set_sysbox(host: &TestHost, version: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = host.root().join("usr/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let runc = bin.join("sysbox-runc");
+    std::fs::write(
+        &runc,
+        format!("#!/bin/sh\necho 'sysbox-runc version {version}'\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&runc, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let link = host.fakes.dir().join("sysbox-runc");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&runc, &link).unwrap();
     host.fakes.add(
         "dpkg",
-        &format!(
-            "printf '#!/bin/sh\\necho \"sysbox-runc version {installs}\"\\n' > '{}.new' && chmod 755 '{}.new' && mv '{}.new' '{}'",
-            runc.display(),
-            runc.display(),
-            runc.display(),
-            runc.display()
-        ),
+        r#"root=; deb=
+for a; do case "$a" in --root=*) root="${a#--root=}" ;; esac; deb="$a"; done
+[ -n "$root" ] || { echo "fake dpkg: refusing to unpack without --root" >&2; exit 2; }
+exec dpkg-deb -x "$deb" "$root""#,
     );
 }
 
-fn fixture(deb_sha: Option<&str>) -> Fixture {
-    let host = TestHost::new();
-    host.fakes.add("systemctl", "exit 0");
-    set_sysbox(&host, OLD_SYSBOX, TARGET_SYSBOX);
+/// A sysbox package built with the real `dpkg-deb`, whose `sysbox-runc` prints `version` in the
+/// multi-line format.
+fn sysbox_deb(version: &str) -> Vec<u8> {
+    use std::os::unix::fs::PermissionsExt;
+    let stage = tempfile::tempdir().unwrap();
+    let pkg = stage.path().join("pkg");
+    std::fs::create_dir_all(pkg.join("DEBIAN")).unwrap();
+    std::fs::create_dir_all(pkg.join("usr/bin")).unwrap();
+    std::fs::write(
+        pkg.join("DEBIAN/control"),
+        format!(
+            "Package: sysbox-ce\nVersion: {version}-0\nArchitecture: amd64\nMaintainer: ContainAI <containai@example.invalid>\nDepends: fuse3\nDescription: sysbox for the update tests\n"
+        ),
+    )
+    .unwrap();
+    let runc = pkg.join("usr/bin/sysbox-runc");
+    std::fs::write(
+        &runc,
+        format!(
+            "#!/bin/sh\nprintf 'sysbox-runc\\n\\tedition: \\tCommunity Edition (CE)\\n\\tversion: \\t{version}\\n\\tcommit: \\tabc\\n'\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&runc, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = stage.path().join("sysbox.deb");
+    let status = std::process::Command::new(support::require("dpkg-deb"))
+        .args(["--root-owner-group", "--build"])
+        .arg(&pkg)
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "dpkg-deb --build failed");
+    std::fs::read(out).unwrap()
+}
+
+/// Publishes the release target in the root's mirror: a sysbox package that installs `installs`
+/// and the dockerd bundle, with their sha256 in the site config (`deb_sha` replaces the package's).
+fn publish(host: &TestHost, installs: &str, deb_sha: Option<&str>) {
     let mirror = host.root().join("srv/mirror");
     std::fs::create_dir_all(&mirror).unwrap();
-    let deb = b"a sysbox package".to_vec();
+    let deb = sysbox_deb(installs);
     std::fs::write(mirror.join(DEB), &deb).unwrap();
     let bundle = bundle_bytes();
     std::fs::write(mirror.join(BUNDLE), &bundle).unwrap();
@@ -67,6 +111,13 @@ fn fixture(deb_sha: Option<&str>) -> Fixture {
         sha256(&bundle)
     );
     std::fs::write(host.root().join("etc/containai/config.toml"), config).unwrap();
+}
+
+fn fixture(deb_sha: Option<&str>) -> Fixture {
+    let host = TestHost::new();
+    host.fakes.add("systemctl", "exit 0");
+    set_sysbox(&host, OLD_SYSBOX);
+    publish(&host, TARGET_SYSBOX, deb_sha);
     let engine = Dockerd::start(&host);
     engine.run_agent("agent-1");
     Fixture { host, engine }
@@ -174,6 +225,19 @@ fn stop_containers_updates_everything_verifies_and_restarts_them() {
             .is_file()
     );
     assert!(!root.join("var/lib/containai/update-state.json").exists());
+    // The package was unpacked into the root: its sysbox-runc reports the target (multi-line).
+    let runc = std::process::Command::new(root.join("usr/bin/sysbox-runc"))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&runc.stdout).contains(&format!("\tversion: \t{TARGET_SYSBOX}")),
+        "{runc:?}"
+    );
+    let daemon: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("etc/containai/docker/daemon.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(daemon["default-runtime"], "sysbox-runc");
     let log = f.host.fakes.log();
     assert!(
         log.contains("[restart] [containai-docker.service]"),
@@ -233,8 +297,8 @@ fn a_corrupt_artifact_aborts_with_nothing_stopped() {
 #[test]
 fn a_wrong_installed_version_fails_verification_and_the_next_run_resumes() {
     let f = fixture(None);
-    // The installer "installs" the old build again [P24].
-    set_sysbox(&f.host, OLD_SYSBOX, OLD_SYSBOX);
+    // The package holds the old build again [P24].
+    publish(&f.host, OLD_SYSBOX, None);
     let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
     assert_eq!(code, 1, "{stderr}");
     assert!(
@@ -248,7 +312,7 @@ fn a_wrong_installed_version_fails_verification_and_the_next_run_resumes() {
     assert!(state.is_file(), "the stopped containers must stay recorded");
 
     // The next run restarts exactly the recorded containers before anything else.
-    set_sysbox(&f.host, OLD_SYSBOX, TARGET_SYSBOX);
+    publish(&f.host, TARGET_SYSBOX, None);
     let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
@@ -264,7 +328,7 @@ fn container_state_that_cannot_be_verified_refuses() {
     // A socket file nobody answers on [P3, P5].
     let host = TestHost::new();
     host.fakes.add("systemctl", "exit 0");
-    set_sysbox(&host, OLD_SYSBOX, TARGET_SYSBOX);
+    set_sysbox(&host, OLD_SYSBOX);
     drop(std::os::unix::net::UnixListener::bind(host.socket()).unwrap());
     let (code, _, stderr) = host.run(&["update", "--stop-containers"]);
     assert_eq!(code, 1, "{stderr}");
@@ -345,7 +409,7 @@ fn an_update_run_fetches_nothing_after_recording_containers() {
         "late-fetch.rhai",
         &format!(
             "update::lock();\nupdate::record(\"stopping\", [#{{id: \"x\", name: \"agent-1\"}}]);\nartifacts::fetch(#{{name: \"{DEB}\", url: \"file:///srv/mirror/{DEB}\", sha256: \"{}\", config_key: \"sysbox_sha256\"}});\n0\n",
-            sha256(b"a sysbox package")
+            sha256(&std::fs::read(f.host.root().join("srv/mirror").join(DEB)).unwrap())
         ),
     );
     let (code, _, stderr) =
@@ -365,7 +429,7 @@ fn an_update_run_fetches_nothing_after_recording_containers() {
 fn a_killed_engine_whose_socket_remains_refuses_the_update() {
     let host = TestHost::new();
     host.fakes.add("systemctl", "exit 0");
-    set_sysbox(&host, OLD_SYSBOX, TARGET_SYSBOX);
+    set_sysbox(&host, OLD_SYSBOX);
     let mut engine = Dockerd::start(&host);
     engine.kill();
     assert!(
@@ -431,7 +495,7 @@ fn killed_between_stop_and_restart_the_next_run_restarts_the_journalled_containe
     );
 
     // The next run, even one that then refuses, first starts exactly the recorded containers.
-    set_sysbox(&f.host, OLD_SYSBOX, TARGET_SYSBOX);
+    set_sysbox(&f.host, OLD_SYSBOX);
     let (code, _, stderr) = f.host.run(&["update"]);
     assert!(
         stderr.contains("an interrupted update stopped [\"agent-1\"]; starting them again"),
