@@ -643,3 +643,49 @@ fn a_read_only_opt_fails_the_install_and_keeps_the_containers_recorded() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(f.engine.state("agent-1"), "running");
 }
+
+/// Two `cai update` processes at once: the second is refused at once with the first one's PID
+/// while the first is inside the update (here: restarting the engine), and it changes nothing.
+#[test]
+fn two_concurrent_updates_never_both_proceed() {
+    let f = fixture(None);
+    f.host
+        .fakes
+        .add("systemctl", r#"case "$*" in *restart*) sleep 3 ;; esac; exit 0"#);
+    let first = f
+        .host
+        .cai()
+        .args(["update", "--stop-containers"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !f.host.fakes.log().contains("[restart]") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first update never reached the restart"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "another cai update is running (pid {})",
+            first.id()
+        )),
+        "{stderr}"
+    );
+    let out = first.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = f.host.fakes.log();
+    assert_eq!(log.matches("[restart]").count(), 1, "{log}");
+    assert_eq!(log.matches("dpkg ").count(), 1, "{log}");
+    assert_eq!(f.engine.state("agent-1"), "running");
+}
