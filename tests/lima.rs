@@ -80,18 +80,26 @@ sysbox-runc)
     ;;
 cat) [ "$#" = 1 ] || exit 2; exec cat "$VM$1" ;;
 install)
-    [ "$#" = 5 ] && [ "$1 $2 $3 $4" = "-D -m 0644 /dev/stdin" ] || exit 2
-    shift
-    mkdir -p "$VM$(dirname "$4")" && cat > "$VM$4" && chmod 0644 "$VM$4"
+    [ "$#" = 5 ] && [ "$1 $2" = "-D -m" ] && [ "$4" = /dev/stdin ] || exit 2
+    mkdir -p "$VM$(dirname "$5")" && cat > "$VM$5" && chmod "$3" "$VM$5"
     exit $?
     ;;
-mv) [ "$#" = 3 ] && [ "$1" = -f ] || exit 2; exec mv -f "$VM$2" "$VM$3" ;;
+mv)
+    [ "$#" = 3 ] || exit 2
+    case "$1" in -f|-T|-Tf) exec mv "$1" "$VM$2" "$VM$3" ;; *) exit 2 ;; esac
+    ;;
+mkdir) [ "$#" = 2 ] && [ "$1" = -p ] || exit 2; exec mkdir -p "$VM$2" ;;
+ln)
+    [ "$#" = 3 ] && [ "$1" = -sfn ] || exit 2
+    case "$2" in /*) echo "ln: an absolute target would point outside the VM's tree" >&2; exit 2 ;; esac
+    exec ln -sfn "$2" "$VM$3"
+    ;;
 dpkg)
     [ "$#" = 2 ] && [ "$1" = -i ] || { echo "dpkg: unexpected arguments $*" >&2; exit 2; }
     cp "$VM$2" "$VM/installed.deb" && printf '%s' "$2" > "$VM/installed.path"
     exit $?
     ;;
-rm) [ "$#" = 2 ] && [ "$1" = -f ] || exit 2; exec rm -f "$VM$2" ;;
+rm) [ "$#" = 2 ] || exit 2; case "$1" in -f|-rf) exec rm "$1" "$VM$2" ;; *) exit 2 ;; esac ;;
 systemctl)
     case "$1" in --root=*) echo "systemctl: $1 names nothing in the VM" >&2; exit 2 ;; esac
     exit 0
@@ -831,4 +839,51 @@ fn regression_p17_the_vms_running_containers_refuse_the_update() {
         "{}",
         mac.host.fakes.log()
     );
+}
+
+/// On macOS the engine runs in the VM, so the dockerd bundle goes there: unpacked beside any old
+/// version in the VM's `/opt/containai/docker/`, its links and `VERSION` switched there, and
+/// `dockerd::installed()` reads the VM's version. The Mac's `/opt/containai` stays untouched.
+#[test]
+fn the_dockerd_bundle_is_installed_inside_the_vm() {
+    let mac = Mac::new();
+    let cache = mac.host.root().join("var/cache/containai");
+    std::fs::create_dir_all(&cache).unwrap();
+    for dir in ["var", "var/cache", "var/cache/containai"] {
+        std::fs::set_permissions(
+            mac.host.root().join(dir),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    support::dockerd_bundle(
+        &cache.join("docker-28.2.2.tgz"),
+        &["dockerd", "containerd"],
+        "28.2.2",
+        |_| {},
+    );
+    let mac_opt = mac.host.root().join("opt/containai");
+    let before = std::fs::read_dir(&mac_opt).unwrap().count();
+    let script = "//! version: 1.0.0\n//! api: 1\nprint(`before ${dockerd::installed()}`);\ndockerd::install(\"/var/cache/containai/docker-28.2.2.tgz\", \"28.2.2\");\nprint(`after ${dockerd::installed()}`);\n0\n";
+    let (code, stdout, stderr) = mac.run(script, &[], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "before \nafter 28.2.2\n", "{stderr}");
+
+    let vm = mac.vm.path().join("opt/containai");
+    assert_eq!(
+        std::fs::read_to_string(vm.join("VERSION")).unwrap(),
+        "28.2.2\n"
+    );
+    for name in ["dockerd", "containerd"] {
+        let link = vm.join("bin").join(name);
+        assert_eq!(
+            std::fs::read_link(&link).unwrap(),
+            Path::new("../docker/28.2.2").join(name)
+        );
+        let meta = std::fs::metadata(&link).unwrap();
+        assert!(meta.is_file() && meta.permissions().mode() & 0o111 != 0);
+    }
+    assert!(!vm.join("docker/.28.2.2.cai-new").exists());
+    assert_eq!(std::fs::read_dir(&mac_opt).unwrap().count(), before);
+    mac.assert_nothing_ran_on_the_mac();
 }

@@ -649,9 +649,10 @@ fn a_read_only_opt_fails_the_install_and_keeps_the_containers_recorded() {
 #[test]
 fn two_concurrent_updates_never_both_proceed() {
     let f = fixture(None);
-    f.host
-        .fakes
-        .add("systemctl", r#"case "$*" in *restart*) sleep 3 ;; esac; exit 0"#);
+    f.host.fakes.add(
+        "systemctl",
+        r#"case "$*" in *restart*) sleep 3 ;; esac; exit 0"#,
+    );
     let first = f
         .host
         .cai()

@@ -8,6 +8,11 @@
 //! version. The previous version stays for a rollback. The tarball is read from a descriptor that
 //! passed the trust rules, and only plain files directly under `docker/` are taken from it: no
 //! links, devices, absolute paths or `..` can place anything elsewhere.
+//!
+//! On macOS the engine runs in the Lima VM, so the bundle is installed there: it is checked and
+//! unpacked on the Mac by the same rules into a private directory, each binary is written into a
+//! staging directory in the VM that is renamed into place, and the links and `VERSION` switch as
+//! on Linux (`ln -sfn` to a temporary name, then `mv -T` over the old link).
 
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -15,10 +20,11 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, Mode, OFlags};
 
-use super::Host;
+use super::command::{CommandError, Target};
 use super::files::{self, FileError};
 use super::fs::FsError;
 use super::trust::TrustError;
+use super::{AsRoot, Host};
 use crate::effects::Approval;
 
 pub const BUNDLE_DIR: &str = "/opt/containai/docker";
@@ -59,7 +65,12 @@ pub enum DockerdError {
     NoDockerd(String),
     #[error(transparent)]
     File(#[from] FileError),
+    #[error(transparent)]
+    Command(#[from] CommandError),
 }
+
+/// How long one step of an install inside the VM may take (a binary of ~70 MB through stdin).
+const VM_STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// The engine's daemon configuration where the engine runs (inside the Lima VM on macOS), or
 /// `None` when it does not exist.
@@ -79,10 +90,9 @@ pub fn write_config(_: Approval, host: &Host, text: &str) -> Result<(), DockerdE
 }
 
 /// The active version, from `/opt/containai/VERSION`, or `None` when no bundle is installed.
+/// Inside the Lima VM on macOS.
 pub fn installed(host: &Host) -> Result<Option<String>, DockerdError> {
-    Ok(host
-        .root()
-        .read_to_string(Path::new(VERSION_FILE))?
+    Ok(files::read_to_string(host, Path::new(VERSION_FILE))?
         .map(|text| text.trim().to_string())
         .filter(|v| !v.is_empty()))
 }
@@ -134,6 +144,9 @@ pub fn install(
         .ok_or_else(|| DockerdError::Missing {
             path: root.display_path(bundle),
         })?;
+    if let Target::Lima { .. } = host.target() {
+        return install_in_vm(host, file, version, &shown);
+    }
 
     let versions = root.make_dir_all(Path::new(BUNDLE_DIR))?;
     let staging = format!(".{version}.cai-new-{}", std::process::id());
@@ -172,6 +185,75 @@ pub fn install(
         root.replace_symlink(&link, &target)?;
     }
     root.write_atomic(
+        Path::new(VERSION_FILE),
+        format!("{version}\n").as_bytes(),
+        0o644,
+    )?;
+    Ok(names)
+}
+
+/// [`install`] inside the Lima VM: unpacked here by the same rules, then written into the VM.
+fn install_in_vm(
+    host: &Host,
+    file: std::fs::File,
+    version: &str,
+    shown: &str,
+) -> Result<Vec<String>, DockerdError> {
+    let private = tempfile::Builder::new()
+        .prefix("cai-bundle")
+        .tempdir()
+        .map_err(|e| unpack_error(shown, e))?;
+    let dir = rustix::fs::open(
+        private.path(),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| unpack_error(shown, e.into()))?;
+    let names = unpack(file, &dir, shown)?;
+
+    let vm = |program: &str, args: &[&str], stdin: Option<&[u8]>| -> Result<(), DockerdError> {
+        let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        host.run(program, &args, stdin, AsRoot::Yes, VM_STEP_TIMEOUT)?
+            .checked()?;
+        Ok(())
+    };
+    let staging = format!("{BUNDLE_DIR}/.{version}.cai-new");
+    let complete = format!("{BUNDLE_DIR}/{version}");
+    // A leftover from an interrupted install of the same version is ours to replace.
+    vm("rm", &["-rf", &staging], None)?;
+    for name in &names {
+        let local = private.path().join(name);
+        let bytes = std::fs::read(&local).map_err(|e| unpack_error(shown, e))?;
+        let mode = std::fs::metadata(&local)
+            .map_err(|e| unpack_error(shown, e))?
+            .permissions();
+        let mode = format!(
+            "{:04o}",
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o755
+        );
+        let dest = format!("{staging}/{name}");
+        vm(
+            "install",
+            &["-D", "-m", &mode, "/dev/stdin", &dest],
+            Some(&bytes),
+        )?;
+    }
+    // A complete directory of this version already installed stays as it is.
+    if files::is_dir(host, Path::new(&complete))? {
+        vm("rm", &["-rf", &staging], None)?;
+    } else {
+        vm("mv", &["-T", &staging, &complete], None)?;
+    }
+    vm("mkdir", &["-p", BIN_DIR], None)?;
+    for name in &names {
+        let link = format!("{BIN_DIR}/{name}");
+        let temporary = format!("{link}.cai-new");
+        let target = format!("../docker/{version}/{name}");
+        vm("ln", &["-sfn", &target, &temporary], None)?;
+        vm("mv", &["-Tf", &temporary, &link], None)?;
+    }
+    files::write_atomic(
+        host,
         Path::new(VERSION_FILE),
         format!("{version}\n").as_bytes(),
         0o644,
