@@ -116,8 +116,8 @@ pub struct Host {
     release_env: release::SysboxOverride,
     /// What this run updates to, resolved once [P26]; an error (an architecture the manifest has
     /// no artifacts for, a Lima VM that cannot be asked) is kept for the primitives that need the
-    /// target to report. Resolved at start-up on Linux; on macOS on first use, because it asks
-    /// limactl for the VM's architecture and most commands never need it.
+    /// target to report. Resolved on first use: most commands never need it, and on macOS it asks
+    /// limactl for the VM's architecture.
     release: std::cell::OnceCell<Result<release::Target, TargetError>>,
 }
 
@@ -161,14 +161,6 @@ impl Host {
             },
             Platform::Linux | Platform::Wsl2 => Target::Local,
         };
-        let release = match target {
-            Target::Local => std::cell::OnceCell::from(resolve_release(
-                Arch::from_deb(platform::deb_arch()),
-                &options.config.release,
-                &release_env,
-            )),
-            Target::Lima { .. } => std::cell::OnceCell::new(),
-        };
         Ok(Self {
             docker,
             gate: Gate::new(options.mode, Some(journal_sink(root.clone()))),
@@ -188,7 +180,7 @@ impl Host {
             update_lock: update::LockSlot::default(),
             stop_consent: std::cell::Cell::new(false),
             release_env,
-            release,
+            release: std::cell::OnceCell::new(),
         })
     }
 
