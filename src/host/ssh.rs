@@ -4,8 +4,9 @@
 //!
 //! Every option is set on the command line and `-F /dev/null` keeps `~/.ssh/config` and
 //! `/etc/ssh/ssh_config` out; the user's agent is not asked (`IdentityAgent=none`). The identity
-//! and known-hosts files are `cai`'s own under `~/.config/containai/`, and `ssh` itself matches
-//! the known-hosts entry for exactly `[127.0.0.1]:port` [P53].
+//! and known-hosts files are `cai`'s own under `~/.config/containai/`, and `ssh` matches the
+//! known-hosts entry for exactly `[127.0.0.1]:port` (`HostKeyAlias`; without it, ssh also takes a
+//! bare `127.0.0.1` entry, which another port's server wrote) [P53].
 //!
 //! A connection is made first, as a control master under the user's runtime directory (or a
 //! private 0700 directory in `/tmp`): retried with backoff while nothing answers, classified when
@@ -309,6 +310,12 @@ impl Session {
         ));
         opt("GlobalKnownHostsFile=/dev/null".into());
         opt("StrictHostKeyChecking=yes".into());
+        // The key is looked up as exactly `[127.0.0.1]:port`: without the alias, ssh also
+        // accepts an entry for the bare address, which belongs to another port [P53].
+        opt(format!(
+            "HostKeyAlias={}",
+            known_hosts_pattern(HOST, self.port)
+        ));
         opt("CheckHostIP=no".into());
         opt("UpdateHostKeys=no".into());
         opt("VerifyHostKeyDNS=no".into());
