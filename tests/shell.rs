@@ -15,204 +15,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use support::{Dockerd, INSTALL_HINT, TEST_IMAGE, TestHost};
+use support::sshd::{Sshd, free_port, keygen, kill};
+use support::{Dockerd, TEST_IMAGE, TestHost};
 
-const SSHD: &str = "/usr/sbin/sshd";
 const WORKSPACE: &str = "/home/agent/workspace";
-
-/// Creates the local user `agent` (home `/home/agent`, a workspace) once per machine; a lock
-/// keeps concurrent test binaries from racing `useradd`.
-fn ensure_agent_user() {
-    const SETUP: &str = r#"set -e
-id -u agent >/dev/null 2>&1 || useradd -m -s /bin/bash -p '*' agent
-# A password field of '!' locks the account, and sshd without PAM refuses locked accounts.
-if grep -q '^agent:!' /etc/shadow; then usermod -p '*' agent; fi
-mkdir -p /home/agent/workspace
-chown agent:agent /home/agent/workspace
-mkdir -p /run/sshd
-chmod 0755 /run/sshd
-"#;
-    support::require_root();
-    support::require("useradd");
-    let out = Command::new("flock")
-        .args(["/run/lock/cai-test-agent.lock", "sh", "-c", SETUP])
-        .output()
-        .expect("run flock (util-linux)");
-    assert!(
-        out.status.success(),
-        "cannot set up the user agent: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn keygen(path: &Path) {
-    let out = Command::new(support::require("ssh-keygen"))
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "cai-test", "-f"])
-        .arg(path)
-        .output()
-        .expect("run ssh-keygen");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A real sshd on a free loopback port with a generated host key, letting `agent` in with one
-/// generated client key.
-struct Sshd {
-    child: Child,
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Sshd {
-    fn start() -> Self {
-        assert!(
-            Path::new(SSHD).is_file(),
-            "{SSHD} is required for this test but is not installed; install with: {INSTALL_HINT}"
-        );
-        support::require("ssh");
-        ensure_agent_user();
-        let dir = tempfile::Builder::new()
-            .prefix("cai-sshd")
-            .tempdir()
-            .unwrap();
-        // sshd reads the authorized keys as the user.
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        keygen(&dir.path().join("host_key"));
-        keygen(&dir.path().join("client_key"));
-        let authorized = dir.path().join("authorized_keys");
-        std::fs::copy(dir.path().join("client_key.pub"), &authorized).unwrap();
-        std::fs::set_permissions(&authorized, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let mut last = String::new();
-        for _ in 0..5 {
-            let port = free_port();
-            let config = dir.path().join("sshd_config");
-            std::fs::write(
-                &config,
-                format!(
-                    "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile none\n\
-                     AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nUsePAM no\n\
-                     PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                     PubkeyAuthentication yes\nAllowUsers agent\nPrintMotd no\nPrintLastLog no\n\
-                     LogLevel INFO\n",
-                    d = dir.path().display()
-                ),
-            )
-            .unwrap();
-            let log = dir.path().join("sshd.log");
-            let mut child = Command::new(SSHD)
-                .args(["-D", "-e", "-f"])
-                .arg(&config)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap())
-                .spawn()
-                .expect("spawn sshd");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Sshd { child, dir, port };
-                }
-                if child.try_wait().unwrap().is_some() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            last = std::fs::read_to_string(&log).unwrap_or_default();
-        }
-        panic!("sshd did not start; its log:\n{last}");
-    }
-
-    fn host_key_line(&self) -> String {
-        let public = std::fs::read_to_string(self.dir.path().join("host_key.pub")).unwrap();
-        let mut words = public.split_whitespace();
-        format!("{} {}", words.next().unwrap(), words.next().unwrap())
-    }
-
-    /// A HOME for `cai` with `~/.config/containai/id_containai` and a known-hosts file.
-    fn home(&self, known_hosts: &str) -> tempfile::TempDir {
-        let home = tempfile::Builder::new()
-            .prefix("cai-home")
-            .tempdir()
-            .unwrap();
-        let config = home.path().join(".config/containai");
-        std::fs::create_dir_all(&config).unwrap();
-        let key = config.join("id_containai");
-        std::fs::copy(self.dir.path().join("client_key"), &key).unwrap();
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-        std::fs::write(config.join("known_hosts"), known_hosts).unwrap();
-        home
-    }
-
-    fn known_hosts(&self) -> String {
-        format!("[127.0.0.1]:{} {}\n", self.port, self.host_key_line())
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        // The per-connection processes outlive the listener; they end the control masters'
-        // connections when they go.
-        let pid = i32::try_from(self.child.id()).unwrap();
-        for child in descendants(pid) {
-            kill(child);
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn kill(pid: i32) {
-    if let Some(pid) = rustix::process::Pid::from_raw(pid) {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-    }
-}
-
-/// Every process below `root`, from /proc.
-fn descendants(root: i32) -> Vec<i32> {
-    let mut parents: Vec<(i32, i32)> = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // The command name may hold spaces and parentheses; the fields after the last `)` don't.
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
-            parents.push((pid, ppid));
-        }
-    }
-    let mut found = vec![root];
-    let mut i = 0;
-    while i < found.len() {
-        let parent = found[i];
-        found.extend(
-            parents
-                .iter()
-                .filter(|(_, pp)| *pp == parent)
-                .map(|(p, _)| *p),
-        );
-        i += 1;
-    }
-    found.remove(0);
-    found
-}
 
 /// A private engine with a test sshd, and a HOME whose key and known hosts fit it.
 struct Fixture {
@@ -306,7 +112,13 @@ fn finish(mut child: Child, limit: Duration) -> Output {
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("cai did not terminate within {} s", limit.as_secs());
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "cai did not terminate within {} s; stdout: {:?}; stderr: {:?}",
+                limit.as_secs(),
+                stdout(&out),
+                stderr(&out)
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
