@@ -42,8 +42,12 @@ cleanup() {
 		wait "$dockerd_pid" 2>/dev/null || true
 	fi
 	if [[ -n "$sshd_pid" ]]; then
-		# The per-connection processes end the connections `cai` keeps open.
-		pkill -KILL -P "$sshd_pid" 2>/dev/null || true
+		# The per-connection processes (two levels below the listener) hold the connection
+		# `cai` keeps open; ending them ends it and its ssh process.
+		for child in $(pgrep -P "$sshd_pid" || true); do
+			pkill -KILL -P "$child" 2>/dev/null || true
+			kill -KILL "$child" 2>/dev/null || true
+		done
 		kill "$sshd_pid" 2>/dev/null || true
 		wait "$sshd_pid" 2>/dev/null || true
 	fi
