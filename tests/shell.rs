@@ -329,6 +329,25 @@ fn regression_p44_p51_shell_has_a_pty_with_piped_stdin_and_passes_the_exit_code(
     let out = finish(child, Duration::from_secs(30));
     assert!(stdout(&out).contains("/dev/pts/"), "{}", stdout(&out));
     assert_eq!(code(&out), 3, "{}", stderr(&out));
+    // The end of piped input ends the shell, with its last command's status.
+    for (input, want) in [(&b""[..], 0), (b"false\n", 1), (b"(exit 5)", 5)] {
+        let mut child = f
+            .cai()
+            .args(["shell", "agent-1"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(input).unwrap();
+        }
+        let out = finish(child, Duration::from_secs(30));
+        assert_eq!(code(&out), want, "{input:?}: {}", stderr(&out));
+    }
+    let out = f.run(&["shell", "agent-1"]);
+    assert_eq!(code(&out), 0, "stdin /dev/null: {}", stderr(&out));
 }
 
 /// P44, P51 through a real terminal: the shell starts in the workspace, its status passes.

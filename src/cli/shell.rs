@@ -49,7 +49,11 @@ pub struct ExecArgs {
 pub fn shell(cli: &Cli, args: &ShellArgs) -> Result<u8, Error> {
     let session = connect(cli, args.container.as_deref())?;
     let remote = shell::remote_command(Remote::Shell, &[], &[]);
-    Ok(session.attached(true, &remote)?)
+    if std::io::stdin().is_terminal() {
+        Ok(session.attached(true, &remote)?)
+    } else {
+        Ok(session.shell_from_pipe(&remote)?)
+    }
 }
 
 /// `cai exec`: the command with its arguments byte for byte [P46, P49].

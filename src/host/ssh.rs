@@ -484,6 +484,54 @@ impl Session {
         Ok(exit_code(status))
     }
 
+    /// Runs the login shell with a PTY (`-tt`) while stdin is not a terminal (`cai shell` fed
+    /// by a pipe or `/dev/null`). A PTY session ignores the end of ssh's input, and a Ctrl-D
+    /// that arrives before the shell reads its terminal is lost, so the shell would wait
+    /// forever: here stdin is copied to ssh and its end becomes an `exit` line, which leaves the
+    /// shell with the status of its last command, as the end of input does.
+    pub fn shell_from_pipe(&self, remote: &OsStr) -> Result<u8, SshError> {
+        use std::io::Write;
+        let mut child = self
+            .command("ControlMaster=no")?
+            .args(["-tt", HOST])
+            .arg(remote)
+            .stdin(Stdio::piped())
+            .spawn()
+            .map_err(SshError::Spawn)?;
+        let Some(mut sink) = child.stdin.take() else {
+            return Err(SshError::Spawn(std::io::Error::other("no stdin pipe")));
+        };
+        // Not joined: it may block on a stdin that never ends after the shell is gone.
+        std::thread::spawn(move || {
+            let mut input = std::io::stdin().lock();
+            let mut buf = [0_u8; 8192];
+            let mut last = b'\n';
+            loop {
+                match input.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        last = buf[n - 1];
+                        if sink.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+            let end: &[u8] = if last == b'\n' {
+                b"exit\n"
+            } else {
+                b"\nexit\n"
+            };
+            let _ = sink.write_all(end);
+            // Kept open: closing it changes nothing for a PTY session.
+            std::mem::forget(sink);
+        });
+        let status = child.wait().map_err(SshError::Spawn)?;
+        Ok(exit_code(status))
+    }
+
     /// Runs `remote` without a PTY, stdin closed, and collects its output.
     pub fn captured(&self, remote: &OsStr, timeout: Duration) -> Result<ExecOutput, SshError> {
         let mut args = self.options()?;
