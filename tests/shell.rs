@@ -412,6 +412,16 @@ fn regression_p45_p47_p48_detached_starts_are_confirmed() {
     let out = f.run(&["exec", "--detach", "agent-1", "--", "true"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(stdout(&out).contains("status 0"), "{}", stdout(&out));
+    // `-e` values reach a detached command too; its early status is cai's status.
+    let check = "test \"$X\" = \"a 'b'\" || exit 9";
+    let out = f.run(&[
+        "exec", "--detach", "-e", "X=a 'b'", "agent-1", "--", "sh", "-c", check,
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = f.run(&[
+        "exec", "--detach", "-e", "X=other", "agent-1", "--", "sh", "-c", check,
+    ]);
+    assert_eq!(code(&out), 9, "{}", stderr(&out));
 
     // The primitive answers the same way.
     let rhai = f.host.script(
