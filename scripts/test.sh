@@ -26,6 +26,7 @@ fi
 declare -A needs=(
 	[dockerd]=docker.io
 	[sshd]=openssh-server
+	[ssh]=openssh-client
 	[systemd-analyze]=systemd
 	[dpkg-deb]=dpkg-dev
 	[tar]=tar

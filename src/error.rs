@@ -13,6 +13,9 @@ use crate::script::error::ScriptError;
 pub const OK: u8 = 0;
 /// Failure, including usage errors and bad input.
 pub const FAILURE: u8 = 1;
+/// `cai shell` and `cai exec` failed themselves (container not found, cannot connect, host key
+/// mismatch, missing key, bad input), as opposed to the remote command's own status.
+pub const REMOTE_FAILURE: u8 = 125;
 /// Interrupted by Ctrl-C.
 pub const INTERRUPTED: u8 = 130;
 
@@ -28,6 +31,9 @@ pub enum Error {
     Fs(#[from] FsError),
     #[error(transparent)]
     Untrusted(#[from] TrustError),
+    /// `cai shell` / `cai exec` could not run the remote command.
+    #[error(transparent)]
+    Ssh(#[from] crate::host::ssh::SshError),
     /// Bad input that is not a file or a script: the message says what to do.
     #[error("{0}")]
     Input(String),
@@ -41,6 +47,7 @@ impl Error {
     pub fn code(&self) -> u8 {
         match self {
             Error::Script(e) if e.interrupted => INTERRUPTED,
+            Error::Ssh(_) => REMOTE_FAILURE,
             _ => FAILURE,
         }
     }
@@ -80,6 +87,8 @@ mod tests {
         };
         assert_eq!(Error::from(RunError::Script(failed)).code(), FAILURE);
         assert_eq!(Error::Input("bad".into()).code(), FAILURE);
+        let ssh = crate::host::ssh::SshError::Input("bad".into());
+        assert_eq!(Error::from(ssh).code(), REMOTE_FAILURE);
         let other = Error::from(anyhow::anyhow!("inner").context("outer"));
         assert_eq!(other.to_string(), "outer: inner");
     }

@@ -1,7 +1,7 @@
 //! Documentation examples are tests: every fenced block in `README.md` and `docs/*.md` marked
 //! runnable is run here through the real binary against the test harness (a private dockerd, fake
-//! systemctl, dpkg and sysbox-runc, `--root` at a temporary host), so an example cannot drift
-//! from what `cai` does.
+//! systemctl, dpkg and sysbox-runc, `--root` at a temporary host, a real sshd serving the managed
+//! container `agent-1`), so an example cannot drift from what `cai` does.
 //!
 //! The marker is in the fence's info string. GitHub takes the first word as the language and
 //! ignores the rest, so a marked block still renders as an ordinary shell block:
@@ -280,7 +280,28 @@ fn every_runnable_example_in_the_docs_runs() {
     host.fakes
         .add_standard("sysbox-runc version 0.6.7+containai.20260127");
     host.fakes.add("fusermount3", "exit 0");
-    let _engine = Dockerd::start(&host);
+    let engine = Dockerd::start(&host);
+    // `cai shell` and `cai exec` examples reach `agent-1` through a real sshd.
+    let sshd = support::sshd::Sshd::start();
+    sshd.install(host.home.path(), &sshd.known_hosts());
+    let port_label = format!("containai.ssh-port={}", sshd.port);
+    // Created stopped: pages run in order (README.md, then docs/*.md by name) and `cai update`
+    // refuses while managed containers run, so only pages after docs/setup-guide.md may reach
+    // it, and the first `cai exec agent-1` starts it.
+    engine.docker(&[
+        "create",
+        "--network",
+        "none",
+        "--name",
+        "agent-1",
+        "--label",
+        "containai.managed=true",
+        "--label",
+        &port_label,
+        support::TEST_IMAGE,
+        "sleep",
+        "600",
+    ]);
 
     let mut failures = Vec::new();
     let mut ran = 0;

@@ -28,6 +28,9 @@ dockerd::install("/var/cache/containai/docker-28.2.2.tgz", "28.2.2");
 print(`config changed ${dockerd::install_config()}`);
 update::record("stopping", [#{id: "0123abcd", name: "agent-1"}]);
 update::clear();
+// agent-1 has no SSH port label, so the live run's calls fail; the dry run plans them.
+try { ssh::exec("agent-1", ["touch", "/tmp/ssh-was-here"], #{}); } catch {}
+try { ssh::spawn_detached("agent-1", ["sleep", "30"]); } catch {}
 print(`dry run ${run::dry_run()}`);
 "#;
 
@@ -147,7 +150,7 @@ fn dry_run_of_every_mutating_primitive_changes_nothing_and_plans_every_call() {
         mutating_primitives(&f.host),
         "the plan must list every mutating primitive"
     );
-    assert_eq!(plan.len(), 12);
+    assert_eq!(plan.len(), 14);
     // Predicted results reach the script; print goes to stderr under --json.
     assert!(stderr.contains("stop predicted [\"agent-1\"]"), "{stderr}");
     assert!(stderr.contains("unit changed true"), "{stderr}");
@@ -175,7 +178,7 @@ fn dry_run_of_every_mutating_primitive_changes_nothing_and_plans_every_call() {
     ]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains("dry run: 12 planned actions; nothing was changed"),
+        stdout.contains("dry run: 14 planned actions; nothing was changed"),
         "{stdout}"
     );
     for kind in mutating_primitives(&f.host) {
@@ -259,7 +262,7 @@ fn the_same_script_live_changes_the_host_and_is_journalled() {
         .iter()
         .map(|l| format!("{}{}", l["phase"].as_str().unwrap(), l["seq"]))
         .collect();
-    let expected: Vec<String> = (1..=12)
+    let expected: Vec<String> = (1..=14)
         .flat_map(|n| [format!("intent{n}"), format!("outcome{n}")])
         .collect();
     assert_eq!(phases, expected, "{journal}");

@@ -8,6 +8,7 @@
 
 pub mod packaging;
 mod scripts;
+mod shell;
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -75,6 +76,12 @@ pub enum Command {
     Update(UpdateArgs),
     /// Health report of this host (runs doctor.rhai)
     Doctor(DoctorArgs),
+    /// Interactive login shell in a managed container, always with a PTY; exits with the shell's
+    /// status (125: cai itself failed)
+    Shell(shell::ShellArgs),
+    /// Run a command in a managed container, every argument byte for byte; exits with its status
+    /// (125: cai itself failed)
+    Exec(shell::ExecArgs),
     /// What the engine's systemd unit runs, and the units cai manages
     #[command(subcommand)]
     System(SystemCommand),
@@ -289,6 +296,8 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             let ctx = Ctx::probe(&cli, Mode::DryRun)?;
             system_unit(&ctx, name.as_deref())
         }
+        Command::Shell(args) => shell::shell(&cli, args),
+        Command::Exec(args) => shell::exec(&cli, args),
         Command::Repl => {
             let ctx = Ctx::probe(&cli, Mode::DryRun)?;
             ctx.install_interrupt_handler();
@@ -423,6 +432,9 @@ impl Ctx {
                 sysbox_version: std::env::var_os(release::ENV_SYSBOX_VERSION),
                 sysbox_tag: std::env::var_os(release::ENV_SYSBOX_TAG),
             },
+            runtime_dir: std::env::var_os("XDG_RUNTIME_DIR")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from),
         })?;
         Ok(Ctx {
             host: Rc::new(host),

@@ -15,6 +15,7 @@ pub mod files;
 pub mod fs;
 pub mod lima;
 pub mod packages;
+pub mod ssh;
 pub mod state;
 pub mod sysbox;
 pub mod systemd;
@@ -65,6 +66,8 @@ pub struct HostOptions {
     pub owners: state::Owners,
     /// `CAI_SYSBOX_*` as the CLI read them; checked here, never read again.
     pub release_env: release::EnvVars,
+    /// `XDG_RUNTIME_DIR`, where SSH control sockets live.
+    pub runtime_dir: Option<PathBuf>,
 }
 
 #[cfg(test)]
@@ -83,6 +86,7 @@ impl HostOptions {
             path: std::env::var_os("PATH"),
             owners: state::Owners::probe(None, None),
             release_env: crate::plan::release::EnvVars::default(),
+            runtime_dir: None,
         }
     }
 }
@@ -96,6 +100,8 @@ pub struct Host {
     pub verbose: bool,
     pub interactive: bool,
     pub home: Option<PathBuf>,
+    /// `XDG_RUNTIME_DIR`, where SSH control sockets live.
+    pub runtime_dir: Option<PathBuf>,
     /// Who invoked `cai` (the `sudo` user, if any), for files kept in their home.
     pub owners: state::Owners,
     pub gate: Gate,
@@ -175,6 +181,7 @@ impl Host {
             verbose: options.verbose,
             interactive: options.interactive,
             home: options.home,
+            runtime_dir: options.runtime_dir,
             interrupted: Arc::new(AtomicBool::new(false)),
             reports: std::cell::RefCell::new(Vec::new()),
             update_lock: update::LockSlot::default(),
@@ -250,6 +257,11 @@ impl Host {
             Target::Local => self.root.program_arg(),
             Target::Lima { .. } => None,
         }
+    }
+
+    /// The `PATH` programs are looked up in.
+    pub fn path_env(&self) -> Option<&std::ffi::OsStr> {
+        self.path.as_deref()
     }
 
     /// Whether an executable `name` is on this host's `PATH`; names with a slash never are.

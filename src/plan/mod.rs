@@ -7,5 +7,6 @@ pub mod deb822;
 pub mod layout;
 pub mod platform;
 pub mod release;
+pub mod shell;
 pub mod unit;
 pub mod version;

@@ -7,5 +7,6 @@
 /// external users yet, and a script that called `units::write` fails at the call, not silently.
 /// 1.2 added `release::target()` and `sysbox::decide(installed, target)`; 1.4 added
 /// `lima::status()` and `lima::arch()`; 1.5 added `dockerd::config_render()`,
-/// `dockerd::config_diff()` and `dockerd::install_config()`.
-pub const API_VERSION: semver::Version = semver::Version::new(1, 5, 0);
+/// `dockerd::config_diff()` and `dockerd::install_config()`; 1.6 added `ssh::exec(container,
+/// argv, env)` and `ssh::spawn_detached(container, argv)`.
+pub const API_VERSION: semver::Version = semver::Version::new(1, 6, 0);

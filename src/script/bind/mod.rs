@@ -16,6 +16,7 @@ mod prompt;
 mod release;
 mod report;
 mod run;
+mod ssh;
 mod sysbox;
 mod units;
 mod update;
@@ -247,6 +248,7 @@ fn register_families(
     artifacts::register(&mut reg, host);
     dockerd::register(&mut reg, host);
     update::register(&mut reg, host);
+    ssh::register(&mut reg, host);
     reg
 }
 
