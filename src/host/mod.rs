@@ -20,6 +20,7 @@ pub mod sysbox;
 pub mod systemd;
 pub mod trust;
 pub mod update;
+pub mod volumes;
 
 use std::ffi::OsString;
 use std::io::{BufRead, IsTerminal};
@@ -105,6 +106,9 @@ pub struct Host {
     pub interrupted: Arc<AtomicBool>,
     /// The update lock, once a live run took it; held until the process ends.
     pub update_lock: update::LockSlot,
+    /// How the volume walk enters directories; tests select the fallback (`cai doctor
+    /// --walk-resolver fallback`), which is as strict, to exercise it on kernels with `openat2`.
+    pub walk_resolver: std::cell::Cell<volumes::Resolver>,
     docker: docker::Client,
     target: Target,
     path: Option<OsString>,
@@ -182,6 +186,7 @@ impl Host {
             interrupted: Arc::new(AtomicBool::new(false)),
             reports: std::cell::RefCell::new(Vec::new()),
             update_lock: update::LockSlot::default(),
+            walk_resolver: std::cell::Cell::default(),
             release_env,
             release,
         })

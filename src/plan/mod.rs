@@ -6,5 +6,6 @@ pub mod deb822;
 pub mod layout;
 pub mod platform;
 pub mod release;
+pub mod repair;
 pub mod unit;
 pub mod version;

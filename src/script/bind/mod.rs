@@ -19,6 +19,7 @@ mod run;
 mod sysbox;
 mod units;
 mod update;
+mod volumes;
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -247,6 +248,7 @@ fn register_families(
     artifacts::register(&mut reg, host);
     dockerd::register(&mut reg, host);
     update::register(&mut reg, host);
+    volumes::register(&mut reg, host);
     reg
 }
 
