@@ -424,9 +424,13 @@ impl Tally {
     }
 }
 
-const HARD_LINK: &str = "hard link (more than one link; may share its inode with a file outside the volume)";
-const MOUNT: &str = "mount point (the walk never crosses a mount)";
-const SWAPPED: &str = "changed during the walk (not followed)";
+/// A regular file with more than one link may share its inode with a file outside the volume.
+const HARD_LINK: &str = "hard link";
+/// The walk never crosses a mount (tmpfs, bind mounts of the same file system included).
+const MOUNT: &str = "mount point";
+/// Replaced between the listing and the change (a directory swapped for a symlink, say); never
+/// followed.
+const SWAPPED: &str = "changed during the walk";
 const UNREADABLE: &str = "unreadable";
 
 /// Whether `openat2` with the walk's resolve flags works here.
