@@ -17,6 +17,8 @@ use crate::host::Host;
 use crate::plan::containers::ManagedBy;
 use crate::host::volumes::{self, Change, NOBODY, Owner, Volume, VolumeReport, WalkOptions};
 
+/// The sysctl that keeps container users from hard-linking files they do not own (under `--root`).
+const PROTECTED_HARDLINKS: &str = "/proc/sys/fs/protected_hardlinks";
 /// A volume taking longer than this gets a progress line on a terminal.
 const PROGRESS_AFTER: Duration = Duration::from_millis(800);
 
@@ -55,6 +57,22 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     reg.overload(
         "volumes::scan(name: string) -> map",
         move |ctx: NativeCallContext, name: &str| scan(&ctx, &h, name, 0),
+    );
+
+    let h = host.clone();
+    reg.read(
+        Doc {
+            signature: "volumes::protected_hardlinks() -> int or ()",
+            doc: "the kernel's fs.protected_hardlinks (1: nobody can hard-link a file they do not own into a volume); () when it cannot be read",
+            example: "volumes::protected_hardlinks()",
+        },
+        move |ctx: NativeCallContext| {
+            let text = crate::host::files::read_to_string(&h, std::path::Path::new(PROTECTED_HARDLINKS))
+                .map_err(|e| fail_at(&ctx, format!("volumes::protected_hardlinks: {e}")))?;
+            Ok(text
+                .and_then(|t| t.trim().parse::<i64>().ok())
+                .map_or(Dynamic::UNIT, Dynamic::from))
+        },
     );
 
     let h = host.clone();
