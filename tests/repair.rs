@@ -710,3 +710,27 @@ fn p41_macos_repair_is_not_supported_and_exits_0() {
         assert!(stdout.contains("repair not supported on macOS"), "{stdout}");
     }
 }
+
+/// A container whose own files show the broken ownership too: the repair says to recreate it.
+#[test]
+fn rootfs_taint_warns_to_recreate_the_container() {
+    let f = Fixture::with_box();
+    let usr = f.host.home.path().join("usr");
+    file(&usr.join("bin/sudo"), 1000, 1000);
+    f.engine
+        .docker(&["cp", "-a", &usr.display().to_string(), "box:/"]);
+    f.engine.docker(&["exec", "box", "chown", "65534:65534", "/etc"]);
+    let (code, stdout, stderr) = f.repair(&["--container", "box", "--dry-run"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("/usr/bin/sudo is owned by uid 1000, not root"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("/etc is owned by 65534:65534"), "{stderr}");
+    assert!(stderr.contains("recreate the container"), "{stderr}");
+
+    // A healthy container gets no such warning.
+    f.engine.docker(&["exec", "box", "chown", "0:0", "/etc", "/usr/bin/sudo"]);
+    let (_, _, stderr) = f.repair(&["--container", "box", "--dry-run"]);
+    assert!(!stderr.contains("recreate"), "{stderr}");
+}
