@@ -796,10 +796,16 @@ fn count(shared: &Shared<'_>, tally: &mut Tally) -> bool {
     true
 }
 
+type NewIds = (Option<rustix::fs::Uid>, Option<rustix::fs::Gid>);
+
 /// The new (uid, gid) for an entry owned by `from` (uid or gid), or `None` when it stays.
-fn wanted(opts: &WalkOptions, st: &Stat) -> Option<(Option<rustix::fs::Uid>, Option<rustix::fs::Gid>)> {
+fn wanted(opts: &WalkOptions, st: &Stat) -> Option<NewIds> {
+    wanted_ids(opts, st.st_uid, st.st_gid)
+}
+
+fn wanted_ids(opts: &WalkOptions, uid: u32, gid: u32) -> Option<NewIds> {
     let from = opts.change.from();
-    let (uid, gid) = (st.st_uid == from.uid, st.st_gid == from.gid);
+    let (uid, gid) = (uid == from.uid, gid == from.gid);
     if !uid && !gid {
         return None;
     }
@@ -812,6 +818,62 @@ fn wanted(opts: &WalkOptions, st: &Stat) -> Option<(Option<rustix::fs::Uid>, Opt
         uid.then(|| rustix::fs::Uid::from_raw(to.uid)),
         gid.then(|| rustix::fs::Gid::from_raw(to.gid)),
     ))
+}
+
+/// What the walk needs to know about an entry before it changes it.
+struct Meta {
+    uid: u32,
+    gid: u32,
+    file_type: FileType,
+    nlink: u64,
+    ino: u64,
+    dev: u64,
+    /// Whether the entry is the root of a mount; `None` where the kernel cannot tell.
+    mount_root: Option<bool>,
+}
+
+impl Meta {
+    fn from_stat(st: &Stat) -> Self {
+        Self {
+            uid: st.st_uid,
+            gid: st.st_gid,
+            file_type: FileType::from_raw_mode(st.st_mode),
+            nlink: st.st_nlink,
+            ino: st.st_ino,
+            dev: st.st_dev,
+            mount_root: None,
+        }
+    }
+}
+
+/// Looks at one entry without following it: `statx`, which also says whether it is a mount
+/// root (Linux 5.8), else `fstatat`.
+fn pre_stat(dir: BorrowedFd<'_>, name: &CStr) -> Result<Meta, Errno> {
+    use rustix::fs::StatxAttributes;
+    let mask = StatxFlags::TYPE
+        | StatxFlags::MODE
+        | StatxFlags::NLINK
+        | StatxFlags::UID
+        | StatxFlags::GID
+        | StatxFlags::INO;
+    match rustix::fs::statx(dir, name, AtFlags::SYMLINK_NOFOLLOW, mask) {
+        Ok(stx) => Ok(Meta {
+            uid: stx.stx_uid,
+            gid: stx.stx_gid,
+            file_type: FileType::from_raw_mode(rustix::fs::RawMode::from(stx.stx_mode)),
+            nlink: u64::from(stx.stx_nlink),
+            ino: stx.stx_ino,
+            dev: rustix::fs::makedev(stx.stx_dev_major, stx.stx_dev_minor),
+            mount_root: stx
+                .stx_attributes_mask
+                .contains(StatxAttributes::MOUNT_ROOT)
+                .then(|| stx.stx_attributes.contains(StatxAttributes::MOUNT_ROOT)),
+        }),
+        Err(Errno::NOSYS) => {
+            rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map(|st| Meta::from_stat(&st))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Performs (or predicts) one change and counts it.
@@ -849,8 +911,8 @@ fn visit_entry(
         return;
     }
     let st = match stat {
-        Some(st) => st,
-        None => match rustix::fs::statat(&**dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Some(st) => Meta::from_stat(&st),
+        None => match pre_stat(dir.as_fd(), name) {
             Ok(st) => st,
             Err(Errno::NOENT) => {
                 tally.scanned -= 1;
@@ -864,18 +926,34 @@ fn visit_entry(
             }
         },
     };
-    tally.owner(st.st_uid, st.st_gid);
-    if wanted(shared.opts, &st).is_none() {
+    tally.owner(st.uid, st.gid);
+    let Some(new) = wanted_ids(shared.opts, st.uid, st.gid) else {
+        return;
+    };
+    tally.matched += 1;
+    if st.mount_root == Some(true) || st.dev != dir_dev {
+        tally.skip(MOUNT, || render_path(node, Some(name)));
         return;
     }
-    tally.matched += 1;
-    let regular = FileType::from_raw_mode(st.st_mode) == FileType::RegularFile;
-    if regular && st.st_nlink > 1 {
+    if st.file_type == FileType::RegularFile && st.nlink > 1 {
         tally.skip(HARD_LINK, || render_path(node, Some(name)));
         return;
     }
     if !matches!(shared.opts.change, Change::Chown { perform: true, .. }) {
         apply(shared.opts, tally, || Ok(()), String::new);
+        return;
+    }
+    if shared.kernel && st.mount_root == Some(false) {
+        // The kernel said the entry is no mount root, and the parent is pinned: the name can
+        // only stand for something inside this directory (a rename cannot cross a mount, and
+        // mounts made inside a container do not show in this namespace). No-follow: a symlink
+        // swapped in is changed itself.
+        apply(
+            shared.opts,
+            tally,
+            || rustix::fs::chownat(&**dir, name, new.0, new.1, AtFlags::SYMLINK_NOFOLLOW),
+            || render_path(node, Some(name)),
+        );
         return;
     }
     // Changed only through a descriptor of the inode that was looked at: `O_PATH` never follows
@@ -913,7 +991,7 @@ fn visit_entry(
         tally.skip(MOUNT, || render_path(node, Some(name)));
         return;
     }
-    if now.st_ino != st.st_ino {
+    if now.st_ino != st.ino {
         tally.skip(SWAPPED, || render_path(node, Some(name)));
         return;
     }
