@@ -367,6 +367,8 @@ struct Shared<'a> {
 #[derive(Default)]
 struct Tally {
     scanned: u64,
+    /// Counted here but not yet added to the shared counter.
+    unflushed: u64,
     matched: u64,
     changed: u64,
     failed: u64,
@@ -597,6 +599,8 @@ fn worker(shared: &Shared<'_>) -> Tally {
                     break item;
                 }
                 if q.busy == 0 {
+                    drop(q);
+                    flush(shared, &mut tally);
                     return tally;
                 }
                 q = shared.wake.wait(q).unwrap_or_else(PoisonError::into_inner);
@@ -784,15 +788,28 @@ fn visit_dir(
 }
 
 /// Counts one entry against the limit; false (and the walk stops) once the limit is reached.
+/// The shared counter (progress and limit) is bumped in batches, so the cores do not fight over
+/// one cache line per entry; a limit may be passed by a batch per worker.
 fn count(shared: &Shared<'_>, tally: &mut Tally) -> bool {
-    let n = shared.seen.fetch_add(1, Ordering::Relaxed) + 1;
+    const BATCH: u64 = 64;
+    tally.scanned += 1;
+    tally.unflushed += 1;
+    if tally.unflushed < BATCH {
+        return true;
+    }
+    flush(shared, tally)
+}
+
+/// Adds what a worker counted to the shared counter; false once the limit is passed.
+fn flush(shared: &Shared<'_>, tally: &mut Tally) -> bool {
+    let n = shared.seen.fetch_add(tally.unflushed, Ordering::Relaxed) + tally.unflushed;
+    tally.unflushed = 0;
     if shared.opts.limit > 0 && n > shared.opts.limit {
         let mut q = shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
         q.stop = true;
         shared.wake.notify_all();
         return false;
     }
-    tally.scanned += 1;
     true
 }
 
