@@ -18,18 +18,24 @@ fn catalog(host: &TestHost) -> Vec<(String, String, String, String)> {
         .expect("a checks array")
         .iter()
         .map(|c| {
-            let field = |k: &str| c[k].as_str().unwrap_or_else(|| panic!("{k} in {c}")).to_string();
+            let field = |k: &str| {
+                c[k].as_str()
+                    .unwrap_or_else(|| panic!("{k} in {c}"))
+                    .to_string()
+            };
             (field("id"), field("category"), field("about"), field("fix"))
         })
         .collect()
 }
 
-const TABLE_START: &str = "<!-- doctor-checks: generated from `cai doctor --list-checks`; tests/doctor.rs checks it -->";
+const TABLE_START: &str =
+    "<!-- doctor-checks: generated from `cai doctor --list-checks`; tests/doctor.rs checks it -->";
 const TABLE_END: &str = "<!-- end of doctor-checks -->";
 
 /// The docs table for a catalog, as the docs must contain it.
 fn table(catalog: &[(String, String, String, String)]) -> String {
-    let mut out = String::from("| check | category | what it checks | what to do |\n|---|---|---|---|\n");
+    let mut out =
+        String::from("| check | category | what it checks | what to do |\n|---|---|---|---|\n");
     for (id, category, about, fix) in catalog {
         out.push_str(&format!("| `{id}` | {category} | {about} | {fix} |\n"));
     }
@@ -68,8 +74,19 @@ fn list_checks_names_every_id_the_report_emits_and_json_records_have_id_and_stat
     engine.docker(&["tag", TEST_IMAGE, "containai:latest"]);
     engine.run("legacy", &[], "containai:latest", &["sleep", "600"]);
     engine.docker(&[
-        "run", "-d", "--network", "none", "--name", "box", "--label", "containai.managed=true",
-        "-v", "vol:/data", TEST_IMAGE, "sleep", "600",
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "box",
+        "--label",
+        "containai.managed=true",
+        "-v",
+        "vol:/data",
+        TEST_IMAGE,
+        "sleep",
+        "600",
     ]);
     let ids: Vec<String> = catalog(&host).into_iter().map(|c| c.0).collect();
 
@@ -85,7 +102,10 @@ fn list_checks_names_every_id_the_report_emits_and_json_records_have_id_and_stat
             ["ok", "warn", "error", "skip", "unknown"].contains(&status),
             "{r}"
         );
-        assert!(ids.contains(&id.to_string()), "{id} is not in --list-checks");
+        assert!(
+            ids.contains(&id.to_string()),
+            "{id} is not in --list-checks"
+        );
         seen.push(id.to_string());
     }
     // With an engine, a legacy and a labelled container, every Linux check reports.
@@ -99,10 +119,23 @@ fn volumes_ownership_warns_with_the_dry_run_command_and_check_runs_only_those() 
     let host = TestHost::new();
     let engine = Dockerd::start(&host);
     engine.docker(&[
-        "run", "-d", "--network", "none", "--name", "box", "--label", "containai.managed=true",
-        "-v", "vol:/data", TEST_IMAGE, "sleep", "600",
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "box",
+        "--label",
+        "containai.managed=true",
+        "-v",
+        "vol:/data",
+        TEST_IMAGE,
+        "sleep",
+        "600",
     ]);
-    let vol = host.root().join("var/lib/containai-docker/volumes/vol/_data");
+    let vol = host
+        .root()
+        .join("var/lib/containai-docker/volumes/vol/_data");
     let file = vol.join("f");
     std::fs::write(&file, "x").unwrap();
     std::os::unix::fs::lchown(&file, Some(65534), Some(65534)).unwrap();
@@ -120,9 +153,18 @@ fn volumes_ownership_warns_with_the_dry_run_command_and_check_runs_only_those() 
     let lines: Vec<&str> = stdout.lines().filter(|l| !l.starts_with(' ')).collect();
     assert_eq!(lines.len(), 4, "{stdout}");
     assert!(stdout.contains("warn     volumes.ownership"), "{stdout}");
-    assert!(stdout.contains("in 1 volume(s): [\"vol (1 of 2 entries)\"]"), "{stdout}");
-    assert!(stdout.contains("cai doctor --repair --all --dry-run"), "{stdout}");
-    assert!(stdout.contains("warn     fs.protected_hardlinks fs.protected_hardlinks = 0"), "{stdout}");
+    assert!(
+        stdout.contains("in 1 volume(s): [\"vol (1 of 2 entries)\"]"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("cai doctor --repair --all --dry-run"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("warn     fs.protected_hardlinks fs.protected_hardlinks = 0"),
+        "{stdout}"
+    );
     assert!(stdout.contains("ok       volumes.managed"), "{stdout}");
     assert!(!stdout.contains("sysbox"), "{stdout}");
     // The report only looks.

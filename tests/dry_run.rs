@@ -50,10 +50,20 @@ fn fixture() -> Fixture {
     engine.run_agent("agent-2");
     engine.docker(&["stop", "-t", "0", "agent-2"]);
     engine.docker(&[
-        "create", "--name", "agent-3", "--label", "containai.managed=true", "-v", "vol:/data",
-        support::TEST_IMAGE, "sleep", "600",
+        "create",
+        "--name",
+        "agent-3",
+        "--label",
+        "containai.managed=true",
+        "-v",
+        "vol:/data",
+        support::TEST_IMAGE,
+        "sleep",
+        "600",
     ]);
-    let broken = host.root().join("var/lib/containai-docker/volumes/vol/_data/f");
+    let broken = host
+        .root()
+        .join("var/lib/containai-docker/volumes/vol/_data/f");
     std::fs::write(&broken, "x").unwrap();
     std::os::unix::fs::lchown(&broken, Some(65534), Some(65534)).unwrap();
     std::fs::write(
@@ -88,9 +98,12 @@ fn fixture() -> Fixture {
 /// The owner of the file the fixture broke inside volume `vol`.
 fn owner(host: &TestHost) -> u32 {
     use std::os::unix::fs::MetadataExt;
-    std::fs::symlink_metadata(host.root().join("var/lib/containai-docker/volumes/vol/_data/f"))
-        .unwrap()
-        .uid()
+    std::fs::symlink_metadata(
+        host.root()
+            .join("var/lib/containai-docker/volumes/vol/_data/f"),
+    )
+    .unwrap()
+    .uid()
 }
 
 fn mutating_primitives(host: &TestHost) -> BTreeSet<String> {
@@ -164,7 +177,11 @@ fn dry_run_of_every_mutating_primitive_changes_nothing_and_plans_every_call() {
     assert!(stderr.contains("unit changed true"), "{stderr}");
     assert!(stderr.contains("dry run true"), "{stderr}");
     assert!(stderr.contains("chown predicted 1 changed"), "{stderr}");
-    assert_eq!(owner(&f.host), 65534, "volumes::chown changed a file in a dry run");
+    assert_eq!(
+        owner(&f.host),
+        65534,
+        "volumes::chown changed a file in a dry run"
+    );
     assert!(stderr.contains("fetch predicted 0 bytes"), "{stderr}");
     // The unit's action carries the diff from the file on disk to the rendered unit.
     let install = plan

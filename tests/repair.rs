@@ -67,8 +67,7 @@ impl Fixture {
 }
 
 fn owner(path: &Path) -> (u32, u32) {
-    let m = std::fs::symlink_metadata(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let m = std::fs::symlink_metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     (m.uid(), m.gid())
 }
 
@@ -160,8 +159,17 @@ fn all_repairs_every_managed_volume_running_and_stopped_and_nothing_else() {
         "600",
     ]);
     f.engine.docker(&[
-        "run", "-d", "--network", "none", "--name", "other", "-v", "v-other:/data", TEST_IMAGE,
-        "sleep", "600",
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "other",
+        "-v",
+        "v-other:/data",
+        TEST_IMAGE,
+        "sleep",
+        "600",
     ]);
     let run = f.volume("v-run");
     file(&run.join("both"), NOBODY, NOBODY);
@@ -184,7 +192,10 @@ fn all_repairs_every_managed_volume_running_and_stopped_and_nothing_else() {
         stdout.contains("running: target owner 1000:1000 (from user agent inside the container"),
         "{stdout}"
     );
-    assert!(stdout.contains("stopped: target owner 1000:1000"), "{stdout}");
+    assert!(
+        stdout.contains("stopped: target owner 1000:1000"),
+        "{stdout}"
+    );
     assert!(stderr.contains("stopped is stopped"), "{stderr}");
     assert_eq!(owner(&run.join("both")), (1000, 1000));
     assert_eq!(owner(&run.join("uid-only")), (1000, 0));
@@ -231,7 +242,10 @@ fn dry_run_changes_nothing_and_reports_what_would_change_with_the_target() {
         stdout.contains("box: target owner 1000:1000 (from user agent inside the container"),
         "{stdout}"
     );
-    assert!(stdout.contains("2 owned by 65534, 2 would change"), "{stdout}");
+    assert!(
+        stdout.contains("2 owned by 65534, 2 would change"),
+        "{stdout}"
+    );
     assert!(stdout.contains("1 would be repaired"), "{stdout}");
 
     let (code, stdout, _) = f.repair(&["--container", "box", "--dry-run", "--json"]);
@@ -250,12 +264,30 @@ fn dry_run_changes_nothing_and_reports_what_would_change_with_the_target() {
 fn p34_stopped_container_gets_1000_with_a_warning_and_a_numeric_user_is_used() {
     let f = Fixture::new();
     f.engine.docker(&[
-        "create", "--name", "numeric", "--user", "1234:2345", "--label",
-        "containai.managed=true", "-v", "vnum:/data", TEST_IMAGE, "sleep", "600",
+        "create",
+        "--name",
+        "numeric",
+        "--user",
+        "1234:2345",
+        "--label",
+        "containai.managed=true",
+        "-v",
+        "vnum:/data",
+        TEST_IMAGE,
+        "sleep",
+        "600",
     ]);
     f.engine.docker(&[
-        "create", "--name", "asleep", "--label", "containai.managed=true", "-v",
-        "vstop:/data", TEST_IMAGE, "sleep", "600",
+        "create",
+        "--name",
+        "asleep",
+        "--label",
+        "containai.managed=true",
+        "-v",
+        "vstop:/data",
+        TEST_IMAGE,
+        "sleep",
+        "600",
     ]);
     file(&f.volume("vnum").join("f"), NOBODY, NOBODY);
     file(&f.volume("vstop").join("f"), NOBODY, NOBODY);
@@ -270,8 +302,14 @@ fn p34_stopped_container_gets_1000_with_a_warning_and_a_numeric_user_is_used() {
 
     let (code, stdout, stderr) = f.repair(&["--container", "asleep"]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("asleep: target owner 1000:1000 (from default for a stopped container)"), "{stdout}");
-    assert!(stderr.contains("warning:") && stderr.contains("asleep is stopped"), "{stderr}");
+    assert!(
+        stdout.contains("asleep: target owner 1000:1000 (from default for a stopped container)"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("warning:") && stderr.contains("asleep is stopped"),
+        "{stderr}"
+    );
     assert_eq!(owner(&f.volume("vstop").join("f")), (1000, 1000));
 }
 
@@ -280,8 +318,20 @@ fn p34_stopped_container_gets_1000_with_a_warning_and_a_numeric_user_is_used() {
 fn p32_named_user_is_resolved_inside_the_container() {
     let f = Fixture::new();
     f.engine.docker(&[
-        "create", "--network", "none", "--name", "named", "--user", "worker", "--label",
-        "containai.managed=true", "-v", "vnamed:/data", TEST_IMAGE, "sleep", "600",
+        "create",
+        "--network",
+        "none",
+        "--name",
+        "named",
+        "--user",
+        "worker",
+        "--label",
+        "containai.managed=true",
+        "-v",
+        "vnamed:/data",
+        TEST_IMAGE,
+        "sleep",
+        "600",
     ]);
     let passwd = f.host.home.path().join("passwd");
     std::fs::write(
@@ -297,7 +347,9 @@ fn p32_named_user_is_resolved_inside_the_container() {
     let (code, stdout, stderr) = f.repair(&["--container", "named"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains("named: target owner 2345:3456 (from Config.User worker, resolved inside the container"),
+        stdout.contains(
+            "named: target owner 2345:3456 (from Config.User worker, resolved inside the container"
+        ),
         "{stdout}"
     );
     assert_eq!(owner(&f.volume("vnamed").join("f")), (2345, 3456));
@@ -329,7 +381,14 @@ fn tmpfs_mounted_inside_the_volume_is_not_crossed() {
     let vol = f.volume("vol");
     let mnt = vol.join("mnt");
     dir(&mnt, 0, 0);
-    mount(&["-t", "tmpfs", "-o", "size=1m", "cai-test", mnt.to_str().unwrap()]);
+    mount(&[
+        "-t",
+        "tmpfs",
+        "-o",
+        "size=1m",
+        "cai-test",
+        mnt.to_str().unwrap(),
+    ]);
     let _guard = Mounted(mnt.clone());
     chown(&mnt, NOBODY, NOBODY);
     file(&mnt.join("f"), NOBODY, NOBODY);
@@ -354,7 +413,11 @@ fn same_filesystem_bind_mounts_inside_the_volume_are_not_crossed() {
     file(&outside.join("single"), NOBODY, NOBODY);
     let target = vol.join("bound");
     dir(&target, 0, 0);
-    mount(&["--bind", outside.to_str().unwrap(), target.to_str().unwrap()]);
+    mount(&[
+        "--bind",
+        outside.to_str().unwrap(),
+        target.to_str().unwrap(),
+    ]);
     let _dir_guard = Mounted(target.clone());
     let file_target = vol.join("bound-file");
     file(&file_target, 0, 0);
@@ -370,7 +433,11 @@ fn same_filesystem_bind_mounts_inside_the_volume_are_not_crossed() {
         assert_eq!(code, 0, "{resolver}: {stdout}\n{stderr}");
         assert_eq!(owner(&outside), (NOBODY, NOBODY), "{resolver}");
         assert_eq!(owner(&outside.join("f")), (NOBODY, NOBODY), "{resolver}");
-        assert_eq!(owner(&outside.join("single")), (NOBODY, NOBODY), "{resolver}");
+        assert_eq!(
+            owner(&outside.join("single")),
+            (NOBODY, NOBODY),
+            "{resolver}"
+        );
         assert!(stdout.contains("mount point"), "{resolver}: {stdout}");
     }
 }
@@ -407,7 +474,10 @@ fn p35_newline_and_invalid_utf8_names_are_repaired() {
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert_eq!(owner(&newline), (1000, 1000));
     assert_eq!(owner(&invalid), (1000, 1000));
-    assert_eq!(owner(&invalid.join(OsStr::from_bytes(b"in\xc3"))), (1000, 1000));
+    assert_eq!(
+        owner(&invalid.join(OsStr::from_bytes(b"in\xc3"))),
+        (1000, 1000)
+    );
     assert!(stdout.contains("3 owned by 65534, 3 changed"), "{stdout}");
 }
 
@@ -469,7 +539,10 @@ fn a_20000_deep_chain_is_repaired_without_overflowing_the_stack() {
 
     let (code, stdout, stderr) = f.repair(&["--container", "box"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    assert!(stdout.contains(&format!("{depth} owned by 65534, {depth} changed")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{depth} owned by 65534, {depth} changed")),
+        "{stdout}"
+    );
     for fd in &fds_to_check {
         assert_eq!(owner_of(fd), 1000);
     }
@@ -487,7 +560,14 @@ fn the_openat2_fallback_repairs_the_same_and_crosses_nothing() {
     dir(&vol.join("a"), NOBODY, NOBODY);
     let mnt = vol.join("mnt");
     dir(&mnt, 0, 0);
-    mount(&["-t", "tmpfs", "-o", "size=1m", "cai-test", mnt.to_str().unwrap()]);
+    mount(&[
+        "-t",
+        "tmpfs",
+        "-o",
+        "size=1m",
+        "cai-test",
+        mnt.to_str().unwrap(),
+    ]);
     let _guard = Mounted(mnt.clone());
     file(&mnt.join("f"), NOBODY, NOBODY);
 
@@ -508,7 +588,11 @@ fn the_openat2_fallback_repairs_the_same_and_crosses_nothing() {
     assert_eq!(owner(&vol.join("a")), (1000, 1000));
     assert_eq!(owner(&outside.join("f")), (NOBODY, NOBODY));
     assert_eq!(owner(&mnt.join("f")), (NOBODY, NOBODY));
-    assert_eq!(volume["skipped_by_reason"].as_object().unwrap().len(), 1, "{doc}");
+    assert_eq!(
+        volume["skipped_by_reason"].as_object().unwrap().len(),
+        1,
+        "{doc}"
+    );
 }
 
 /// An attacker inside the volume keeps swapping a directory for a symlink to a directory outside
@@ -540,7 +624,12 @@ fn swap_race_never_changes_anything_outside_the_volume() {
     for round in 0..16 {
         let resolver = if round % 2 == 0 { "auto" } else { "fallback" };
         // Put back what the attacker may have left half-swapped, and break the ownership again.
-        if !real.is_dir() || std::fs::symlink_metadata(&real).unwrap().file_type().is_symlink() {
+        if !real.is_dir()
+            || std::fs::symlink_metadata(&real)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        {
             let _ = std::fs::rename(&real, &link);
             std::fs::rename(vol.join("swap.real"), &real).unwrap();
         }
@@ -582,7 +671,11 @@ fn swap_race_never_changes_anything_outside_the_volume() {
         assert!(swaps > 0, "the attacker never ran");
         assert!(code == 0 || code == 1, "round {round}: {stdout}\n{stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
-        assert_eq!(tree(&outside), outside_before, "round {round} ({resolver}): {stdout}");
+        assert_eq!(
+            tree(&outside),
+            outside_before,
+            "round {round} ({resolver}): {stdout}"
+        );
     }
 }
 
@@ -612,7 +705,10 @@ fn p40_unreadable_directories_are_scanned_with_the_repair_privilege() {
     std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
     let (code, stdout, _) = f.repair(&["--container", "box", "--dry-run"]);
     assert_eq!(code, 0);
-    assert!(stdout.contains("2 owned by 65534, 2 would change"), "{stdout}");
+    assert!(
+        stdout.contains("2 owned by 65534, 2 would change"),
+        "{stdout}"
+    );
     let (code, _, _) = f.repair(&["--container", "box"]);
     assert_eq!(code, 0);
     assert_eq!(owner(&locked.join("f")), (1000, 1000));
@@ -622,16 +718,31 @@ fn p40_unreadable_directories_are_scanned_with_the_repair_privilege() {
 fn bad_input_is_one_clear_line_and_changes_nothing() {
     let f = Fixture::new();
     f.engine.docker(&[
-        "run", "-d", "--network", "none", "--name", "plain", "-v", "pv:/data", TEST_IMAGE,
-        "sleep", "600",
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "plain",
+        "-v",
+        "pv:/data",
+        TEST_IMAGE,
+        "sleep",
+        "600",
     ]);
     file(&f.volume("pv").join("f"), NOBODY, NOBODY);
     let (code, _, stderr) = f.repair(&["--container", "nosuch"]);
     assert_eq!(code, 1);
-    assert!(stderr.contains("cannot repair container nosuch"), "{stderr}");
+    assert!(
+        stderr.contains("cannot repair container nosuch"),
+        "{stderr}"
+    );
     let (code, _, stderr) = f.repair(&["--container", "plain"]);
     assert_eq!(code, 1);
-    assert!(stderr.contains("not labelled containai.managed=true"), "{stderr}");
+    assert!(
+        stderr.contains("not labelled containai.managed=true"),
+        "{stderr}"
+    );
     assert_eq!(owner(&f.volume("pv").join("f")), (NOBODY, NOBODY));
 
     // A script cannot name a path, or a volume that no labelled container uses.
@@ -640,11 +751,13 @@ fn bad_input_is_one_clear_line_and_changes_nothing() {
         r#"volumes::chown(run::args()[0], #{uid: 65534, gid: 65534}, #{uid: 0, gid: 0});"#,
     );
     for name in ["../pv", "pv/_data", "..", "pv"] {
-        let (code, _, stderr) = f
-            .host
-            .run(&["run", script.to_str().unwrap(), "--", name]);
+        let (code, _, stderr) = f.host.run(&["run", script.to_str().unwrap(), "--", name]);
         assert_eq!(code, 1, "{name}: {stderr}");
-        let want = if name == "pv" { "not attached to a container labelled" } else { "invalid volume name" };
+        let want = if name == "pv" {
+            "not attached to a container labelled"
+        } else {
+            "invalid volume name"
+        };
         assert!(stderr.contains(want), "{name}: {stderr}");
     }
     assert_eq!(owner(&f.volume("pv").join("f")), (NOBODY, NOBODY));
@@ -673,7 +786,10 @@ fn a_missing_data_root_is_one_clear_line() {
     .unwrap();
     let (code, _, stderr) = f.repair(&["--all"]);
     assert_eq!(code, 1);
-    assert!(stderr.contains("data root /") && stderr.contains("does not exist"), "{stderr}");
+    assert!(
+        stderr.contains("data root /") && stderr.contains("does not exist"),
+        "{stderr}"
+    );
 }
 
 /// P42: the usage-error matrix, end to end (exit 1, the message says what to add).
@@ -682,11 +798,23 @@ fn p42_usage_errors_say_what_to_add() {
     let host = TestHost::new();
     for (args, want) in [
         (&["doctor", "--all"][..], "--all only works with --repair"),
-        (&["doctor", "--container", "x"][..], "--container only works with --repair"),
-        (&["doctor", "--dry-run"][..], "--dry-run only works with --repair"),
+        (
+            &["doctor", "--container", "x"][..],
+            "--container only works with --repair",
+        ),
+        (
+            &["doctor", "--dry-run"][..],
+            "--dry-run only works with --repair",
+        ),
         (&["doctor", "--repair"][..], "add --container NAME or --all"),
-        (&["doctor", "--repair", "--all", "--container", "x"][..], "cannot be used together"),
-        (&["doctor", "--repair", "--container="][..], "--container needs a container name"),
+        (
+            &["doctor", "--repair", "--all", "--container", "x"][..],
+            "cannot be used together",
+        ),
+        (
+            &["doctor", "--repair", "--container="][..],
+            "--container needs a container name",
+        ),
     ] {
         let (code, stdout, stderr) = host.run(args);
         assert_eq!(code, 1, "{args:?}: {stdout}{stderr}");
@@ -704,7 +832,10 @@ fn p41_macos_repair_is_not_supported_and_exits_0() {
         "platform = \"macos\"\n",
     )
     .unwrap();
-    for args in [&["doctor", "--repair"][..], &["doctor", "--repair", "--all"][..]] {
+    for args in [
+        &["doctor", "--repair"][..],
+        &["doctor", "--repair", "--all"][..],
+    ] {
         let (code, stdout, stderr) = host.run(args);
         assert_eq!(code, 0, "{args:?}: {stderr}");
         assert!(stdout.contains("repair not supported on macOS"), "{stdout}");
@@ -719,7 +850,8 @@ fn rootfs_taint_warns_to_recreate_the_container() {
     file(&usr.join("bin/sudo"), 1000, 1000);
     f.engine
         .docker(&["cp", "-a", &usr.display().to_string(), "box:/"]);
-    f.engine.docker(&["exec", "box", "chown", "65534:65534", "/etc"]);
+    f.engine
+        .docker(&["exec", "box", "chown", "65534:65534", "/etc"]);
     let (code, stdout, stderr) = f.repair(&["--container", "box", "--dry-run"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(
@@ -730,7 +862,8 @@ fn rootfs_taint_warns_to_recreate_the_container() {
     assert!(stderr.contains("recreate the container"), "{stderr}");
 
     // A healthy container gets no such warning.
-    f.engine.docker(&["exec", "box", "chown", "0:0", "/etc", "/usr/bin/sudo"]);
+    f.engine
+        .docker(&["exec", "box", "chown", "0:0", "/etc", "/usr/bin/sudo"]);
     let (_, _, stderr) = f.repair(&["--container", "box", "--dry-run"]);
     assert!(!stderr.contains("recreate"), "{stderr}");
 }

@@ -342,7 +342,11 @@ fn doctor(cli: &Cli, args: &DoctorArgs) -> Result<u8, Error> {
     let macos = ctx.host.platform == crate::plan::platform::Platform::Macos;
     let Some(chosen) = selection(&typed, macos).map_err(Error::Input)? else {
         let script = ctx.catalog.resolve("doctor")?;
-        let mut script_args: Vec<String> = args.check.iter().map(|id| format!("--check={id}")).collect();
+        let mut script_args: Vec<String> = args
+            .check
+            .iter()
+            .map(|id| format!("--check={id}"))
+            .collect();
         if args.list_checks {
             script_args.push("--list-checks".into());
         }

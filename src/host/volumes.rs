@@ -8,21 +8,27 @@
 //! the same file system) is refused by the kernel instead of followed. Where the kernel has no
 //! `openat2` or a sandbox refuses it (ENOSYS, EPERM, EINVAL), the fallback opens with
 //! `O_NOFOLLOW | O_DIRECTORY` and checks the opened directory's device and inode against the
-//! parent's listing and its mount id against the parent's. An entry is changed only through a
-//! descriptor of that very inode (`O_PATH` from the parent, `fchownat(AT_EMPTY_PATH)`), after
-//! checking that its owner matches `from` and that a regular file has one link: a file with more
-//! than one link may share its inode with a file outside the volume and is skipped and reported.
+//! parent's listing and its mount id against the parent's. A directory is changed through the
+//! descriptor it was opened with. Any other entry is looked at with `statx` beneath its pinned
+//! parent (never followed): it changes only when its uid or gid is the `from` one, it is no mount
+//! root (a mount is never crossed, nor its root changed), and, for a regular file, it has one link
+//! (a file with more links may share its inode with a file outside the volume: skipped and
+//! reported). The change is `fchownat(AT_SYMLINK_NOFOLLOW)` relative to the pinned parent, so a
+//! symlink swapped in meanwhile is changed itself and nothing it points to; a rename cannot bring
+//! in anything from another mount, and mounts made inside a container do not show in this mount
+//! namespace. Where `statx` cannot tell a mount root, and on the fallback, the entry is opened
+//! `O_PATH | O_NOFOLLOW` from the parent, its inode, device, mount id and link count checked
+//! again on that descriptor, and changed through it (`fchownat(AT_EMPTY_PATH)`).
 //!
 //! The walk is iterative (a shared stack of directories to visit, no recursion: 20,000-deep chains
 //! are fine), keeps memory flat in the number of files (only directories still to visit are held,
 //! and a descriptor only while a child still needs it), and runs on every core. It must never
-//! follow a symlink, cross a mount, or change an entry through its name alone.
+//! follow a symlink, cross a mount, or change an entry it did not check.
 
 use std::collections::BTreeMap;
-use std::ffi::{CStr, CString, OsStr};
+use std::ffi::{CStr, CString};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -51,7 +57,9 @@ pub enum VolumeError {
         "the engine data root {0} does not exist\nhelp: check data_root in /etc/containai/config.toml, or start the engine once: systemctl start containai-docker.service"
     )]
     NoDataRoot(String),
-    #[error("volume {name} has no directory at {path}\nhelp: `docker volume inspect {name}` shows where the engine keeps it")]
+    #[error(
+        "volume {name} has no directory at {path}\nhelp: `docker volume inspect {name}` shows where the engine keeps it"
+    )]
     Missing { name: String, path: String },
     #[error(
         "refusing volume {name}: {path} is a symlink or crosses one; cai never follows a symlink inside the data root\nhelp: inspect it with `ls -la {path}` and restore the volume directory"
@@ -511,16 +519,12 @@ fn walk(volume: &Volume, opts: &WalkOptions, seen: &AtomicU64) -> VolumeReport {
         seen,
     };
     let mut buf = vec![MaybeUninit::<u8>::uninit(); DIR_BUF];
-    let top_mnt = if kernel { None } else { mount_id(root_fd.as_fd()) };
-    visit_dir(
-        &shared,
-        &root_fd,
-        &top,
-        top_mnt,
-        None,
-        &mut tally,
-        &mut buf,
-    );
+    let top_mnt = if kernel {
+        None
+    } else {
+        mount_id(root_fd.as_fd())
+    };
+    visit_dir(&shared, &root_fd, &top, top_mnt, None, &mut tally, &mut buf);
     drop(root_fd);
     finish_item(&shared);
     let threads = if opts.threads == 0 {
@@ -758,7 +762,11 @@ fn visit_dir(
                 Err(e) => {
                     tally.scanned += 1;
                     tally.skip(UNREADABLE, || {
-                        format!("{} ({})", render_path(node, Some(name)), std::io::Error::from(e))
+                        format!(
+                            "{} ({})",
+                            render_path(node, Some(name)),
+                            std::io::Error::from(e)
+                        )
                     });
                     continue;
                 }
@@ -937,7 +945,11 @@ fn visit_entry(
             }
             Err(e) => {
                 tally.skip(UNREADABLE, || {
-                    format!("{} ({})", render_path(node, Some(name)), std::io::Error::from(e))
+                    format!(
+                        "{} ({})",
+                        render_path(node, Some(name)),
+                        std::io::Error::from(e)
+                    )
                 });
                 return;
             }
@@ -1027,7 +1039,40 @@ fn visit_entry(
     );
 }
 
-/// A file name as the walk reports it (for tests and messages).
-pub fn shown_name(name: &OsStr) -> String {
-    escape_bytes(name.as_bytes())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volume_names_follow_the_engine_grammar_and_never_form_a_path() {
+        for good in ["vol", "a", "my-vol_1.data", &"f".repeat(64)] {
+            assert!(validate_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "", ".", "..", "../x", "a/b", "/abs", "-x", ".hidden", "a b", "a\nb", "é",
+        ] {
+            assert!(
+                matches!(validate_name(bad), Err(VolumeError::InvalidName(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn paths_in_reports_escape_bytes_that_are_not_utf8() {
+        assert_eq!(escape_bytes(b"ok/na\xffme"), "ok/na\\xffme");
+        assert_eq!(escape_bytes("two\nlines".as_bytes()), "two\nlines");
+    }
+
+    #[test]
+    fn a_deep_path_chain_drops_without_recursion() {
+        let mut node: Option<Arc<PathNode>> = None;
+        for _ in 0..200_000 {
+            node = Some(Arc::new(PathNode {
+                name: c"d".to_owned(),
+                parent: node,
+            }));
+        }
+        drop(node);
+    }
 }

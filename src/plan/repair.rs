@@ -93,26 +93,85 @@ mod tests {
         }
     }
 
+    /// What a case expects: a selection, or an error containing the text.
+    type Want = Result<Option<Selection>, &'static str>;
+
     /// P42: the whole usage-error matrix, and what each message tells the operator to add.
     #[test]
     fn p42_usage_error_matrix() {
-        let cases: &[(Typed, bool, Result<Option<Selection>, &str>)] = &[
+        let cases: &[(Typed, bool, Want)] = &[
             (typed(false, None, false, false), false, Ok(None)),
-            (typed(false, Some("a"), false, false), false, Err("--container only works with --repair")),
-            (typed(false, None, true, false), false, Err("--all only works with --repair")),
-            (typed(false, None, false, true), false, Err("--dry-run only works with --repair")),
-            (typed(false, None, true, true), false, Err("--all and --dry-run only work with --repair")),
-            (typed(false, None, true, false), true, Err("--all only works with --repair")),
-            (typed(true, Some("a"), true, false), false, Err("--container and --all cannot be used together")),
-            (typed(true, None, false, false), false, Err("add --container NAME or --all")),
-            (typed(true, None, false, true), false, Err("add --container NAME or --all")),
-            (typed(true, Some(""), false, false), false, Err("--container needs a container name")),
-            (typed(true, Some("  "), false, false), false, Err("--container needs a container name")),
-            (typed(true, Some("a"), false, true), false, Ok(Some(Selection::Container("a".into())))),
-            (typed(true, None, true, false), false, Ok(Some(Selection::All))),
+            (
+                typed(false, Some("a"), false, false),
+                false,
+                Err("--container only works with --repair"),
+            ),
+            (
+                typed(false, None, true, false),
+                false,
+                Err("--all only works with --repair"),
+            ),
+            (
+                typed(false, None, false, true),
+                false,
+                Err("--dry-run only works with --repair"),
+            ),
+            (
+                typed(false, None, true, true),
+                false,
+                Err("--all and --dry-run only work with --repair"),
+            ),
+            (
+                typed(false, None, true, false),
+                true,
+                Err("--all only works with --repair"),
+            ),
+            (
+                typed(true, Some("a"), true, false),
+                false,
+                Err("--container and --all cannot be used together"),
+            ),
+            (
+                typed(true, None, false, false),
+                false,
+                Err("add --container NAME or --all"),
+            ),
+            (
+                typed(true, None, false, true),
+                false,
+                Err("add --container NAME or --all"),
+            ),
+            (
+                typed(true, Some(""), false, false),
+                false,
+                Err("--container needs a container name"),
+            ),
+            (
+                typed(true, Some("  "), false, false),
+                false,
+                Err("--container needs a container name"),
+            ),
+            (
+                typed(true, Some("a"), false, true),
+                false,
+                Ok(Some(Selection::Container("a".into()))),
+            ),
+            (
+                typed(true, None, true, false),
+                false,
+                Ok(Some(Selection::All)),
+            ),
             // P41: on macOS the repair only says it is not supported, with or without a target.
-            (typed(true, None, false, false), true, Ok(Some(Selection::Unsupported))),
-            (typed(true, None, true, false), true, Ok(Some(Selection::Unsupported))),
+            (
+                typed(true, None, false, false),
+                true,
+                Ok(Some(Selection::Unsupported)),
+            ),
+            (
+                typed(true, None, true, false),
+                true,
+                Ok(Some(Selection::Unsupported)),
+            ),
         ];
         for (t, macos, want) in cases {
             let got = selection(t, *macos);
@@ -130,6 +189,9 @@ mod tests {
     #[test]
     fn the_help_line_keeps_what_was_typed() {
         let e = selection(&typed(false, Some("box"), false, true), false).unwrap_err();
-        assert!(e.contains("help: cai doctor --repair --container box --dry-run"), "{e}");
+        assert!(
+            e.contains("help: cai doctor --repair --container box --dry-run"),
+            "{e}"
+        );
     }
 }

@@ -14,8 +14,8 @@ use serde_json::json;
 use super::{Doc, Registrar, Res, fail_at, gated, to_dynamic};
 use crate::effects::Action;
 use crate::host::Host;
-use crate::plan::containers::ManagedBy;
 use crate::host::volumes::{self, Change, NOBODY, Owner, Volume, VolumeReport, WalkOptions};
+use crate::plan::containers::ManagedBy;
 
 /// The sysctl that keeps container users from hard-linking files they do not own (under `--root`).
 const PROTECTED_HARDLINKS: &str = "/proc/sys/fs/protected_hardlinks";
@@ -112,7 +112,8 @@ fn managed(host: &Host) -> Result<Vec<ManagedVolume>, crate::host::docker::Docke
 }
 
 fn open(ctx: &NativeCallContext, host: &Host, what: &str, name: &str) -> Res<Volume> {
-    Volume::open(host.root(), host.data_root(), name).map_err(|e| fail_at(ctx, format!("{what}: {e}")))
+    Volume::open(host.root(), host.data_root(), name)
+        .map_err(|e| fail_at(ctx, format!("{what}: {e}")))
 }
 
 fn options(host: &Host, change: Change) -> WalkOptions {
@@ -141,15 +142,22 @@ fn scan(ctx: &NativeCallContext, host: &Host, name: &str, limit: i64) -> Res<Dyn
 
 fn owner(ctx: &NativeCallContext, what: &str, map: &Map) -> Res<Owner> {
     let id = |key: &str| -> Res<u32> {
-        let value = map
-            .get(key)
-            .and_then(|v| v.as_int().ok())
-            .ok_or_else(|| fail_at(ctx, format!("volumes::chown: {what} needs an integer `{key}`")))?;
+        let value = map.get(key).and_then(|v| v.as_int().ok()).ok_or_else(|| {
+            fail_at(
+                ctx,
+                format!("volumes::chown: {what} needs an integer `{key}`"),
+            )
+        })?;
         // -1 means "unchanged" to chown(2) and is never an owner.
         u32::try_from(value)
             .ok()
             .filter(|v| *v != u32::MAX)
-            .ok_or_else(|| fail_at(ctx, format!("volumes::chown: {what}.{key} {value} is not a valid id")))
+            .ok_or_else(|| {
+                fail_at(
+                    ctx,
+                    format!("volumes::chown: {what}.{key} {value} is not a valid id"),
+                )
+            })
     };
     Ok(Owner {
         uid: id("uid")?,
@@ -216,8 +224,11 @@ fn with_progress(name: &str, walk: impl FnOnce(&AtomicU64) -> VolumeReport + Sen
         while !done.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(100));
             if bar.is_none() && start.elapsed() >= PROGRESS_AFTER {
-                let b = indicatif::ProgressBar::with_draw_target(None, crate::term::progress_target());
-                if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} {spinner} {pos} entries {per_sec}") {
+                let b =
+                    indicatif::ProgressBar::with_draw_target(None, crate::term::progress_target());
+                if let Ok(style) = indicatif::ProgressStyle::with_template(
+                    "{msg} {spinner} {pos} entries {per_sec}",
+                ) {
                     b.set_style(style);
                 }
                 b.set_message(format!("volume {}", crate::term::line(name)));
