@@ -478,7 +478,26 @@ fn mount_id(fd: BorrowedFd<'_>) -> Option<u64> {
     (stx.stx_mask & StatxFlags::MNT_ID.bits() != 0).then_some(stx.stx_mnt_id)
 }
 
+/// Lets this process hold as many descriptors as its hard limit allows: a directory's descriptor
+/// stays open while a subdirectory of it waits to be visited, so a deep tree with siblings at
+/// every level needs one per level. What still does not fit is reported as unreadable.
+fn raise_open_files() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        // Best effort: the walk reports EMFILE per directory if this fails.
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: limit.maximum,
+                maximum: limit.maximum,
+            },
+        );
+    }
+}
+
 fn walk(volume: &Volume, opts: &WalkOptions, seen: &AtomicU64) -> VolumeReport {
+    raise_open_files();
     let kernel = opts.resolver == Resolver::Auto && kernel_has_openat2(&volume.dir);
     let report = VolumeReport {
         volume: volume.name.clone(),
