@@ -867,3 +867,44 @@ fn rootfs_taint_warns_to_recreate_the_container() {
     let (_, _, stderr) = f.repair(&["--container", "box", "--dry-run"]);
     assert!(!stderr.contains("recreate"), "{stderr}");
 }
+
+/// `volumes::scan` counts owners per uid and per gid and what is owned by 65534, and changes
+/// nothing; `volumes::managed` lists named volumes of labelled containers only.
+#[test]
+fn scan_gives_an_ownership_histogram_and_managed_lists_only_labelled_volumes() {
+    let f = Fixture::with_box();
+    f.engine.docker(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "plain",
+        "-v",
+        "pv:/data",
+        TEST_IMAGE,
+        "sleep",
+        "600",
+    ]);
+    let vol = f.volume("vol");
+    file(&vol.join("a"), NOBODY, NOBODY);
+    file(&vol.join("b"), 1000, NOBODY);
+    file(&vol.join("c"), 1000, 1000);
+    let script = f.host.script(
+        "scan.rhai",
+        r#"let r = volumes::scan("vol");
+print(`scanned=${r.scanned} matched=${r.matched} u65534=${r.uids["65534"]} u1000=${r.uids["1000"]} g65534=${r.gids["65534"]} g1000=${r.gids["1000"]}`);
+for v in volumes::managed() { print(`managed ${v.volume} ${v.container} ${v.destination} ${v.running}`); }
+"#,
+    );
+    let (code, stdout, stderr) = f.host.run(&["run", script.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    // The volume's top directory (root-owned) counts too.
+    assert!(
+        stdout.contains("scanned=4 matched=2 u65534=1 u1000=2 g65534=2 g1000=1"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("managed vol box /data true"), "{stdout}");
+    assert!(!stdout.contains("managed pv"), "{stdout}");
+    assert_eq!(owner(&vol.join("a")), (NOBODY, NOBODY));
+}
