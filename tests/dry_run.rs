@@ -31,6 +31,8 @@ update::clear();
 // agent-1 has no SSH port label, so the live run's calls fail; the dry run plans them.
 try { ssh::exec("agent-1", ["touch", "/tmp/ssh-was-here"], #{}); } catch {}
 try { ssh::spawn_detached("agent-1", ["sleep", "30"]); } catch {}
+let repaired = volumes::chown("vol", #{uid: 65534, gid: 65534}, #{uid: 1000, gid: 1000});
+print(`chown predicted ${repaired.changed} changed`);
 print(`dry run ${run::dry_run()}`);
 "#;
 
@@ -51,6 +53,23 @@ fn fixture() -> Fixture {
     engine.run_agent("agent-1");
     engine.run_agent("agent-2");
     engine.docker(&["stop", "-t", "0", "agent-2"]);
+    engine.docker(&[
+        "create",
+        "--name",
+        "agent-3",
+        "--label",
+        "containai.managed=true",
+        "-v",
+        "vol:/data",
+        support::TEST_IMAGE,
+        "sleep",
+        "600",
+    ]);
+    let broken = host
+        .root()
+        .join("var/lib/containai-docker/volumes/vol/_data/f");
+    std::fs::write(&broken, "x").unwrap();
+    std::os::unix::fs::lchown(&broken, Some(65534), Some(65534)).unwrap();
     std::fs::write(
         host.root()
             .join("etc/systemd/system/containai-docker.service"),
@@ -78,6 +97,17 @@ fn fixture() -> Fixture {
         engine,
         script,
     }
+}
+
+/// The owner of the file the fixture broke inside volume `vol`.
+fn owner(host: &TestHost) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(
+        host.root()
+            .join("var/lib/containai-docker/volumes/vol/_data/f"),
+    )
+    .unwrap()
+    .uid()
 }
 
 fn mutating_primitives(host: &TestHost) -> BTreeSet<String> {
@@ -150,11 +180,17 @@ fn dry_run_of_every_mutating_primitive_changes_nothing_and_plans_every_call() {
         mutating_primitives(&f.host),
         "the plan must list every mutating primitive"
     );
-    assert_eq!(plan.len(), 14);
+    assert_eq!(plan.len(), 15);
     // Predicted results reach the script; print goes to stderr under --json.
     assert!(stderr.contains("stop predicted [\"agent-1\"]"), "{stderr}");
     assert!(stderr.contains("unit changed true"), "{stderr}");
     assert!(stderr.contains("dry run true"), "{stderr}");
+    assert!(stderr.contains("chown predicted 1 changed"), "{stderr}");
+    assert_eq!(
+        owner(&f.host),
+        65534,
+        "volumes::chown changed a file in a dry run"
+    );
     assert!(stderr.contains("fetch predicted 0 bytes"), "{stderr}");
     // The unit's action carries the diff from the file on disk to the rendered unit.
     let install = plan
@@ -178,7 +214,7 @@ fn dry_run_of_every_mutating_primitive_changes_nothing_and_plans_every_call() {
     ]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains("dry run: 14 planned actions; nothing was changed"),
+        stdout.contains("dry run: 15 planned actions; nothing was changed"),
         "{stdout}"
     );
     for kind in mutating_primitives(&f.host) {
@@ -199,6 +235,7 @@ fn the_same_script_live_changes_the_host_and_is_journalled() {
     assert_ne!(f.host.snapshot_files(), files_before);
     assert_eq!(f.engine.state("agent-1"), "exited");
     assert_eq!(f.engine.state("agent-2"), "running");
+    assert_eq!(owner(&f.host), 1000, "the live run must repair the volume");
     assert_eq!(
         std::fs::read(f.host.root().join("var/cache/containai/tool.tgz")).unwrap(),
         MIRRORED,
@@ -262,7 +299,7 @@ fn the_same_script_live_changes_the_host_and_is_journalled() {
         .iter()
         .map(|l| format!("{}{}", l["phase"].as_str().unwrap(), l["seq"]))
         .collect();
-    let expected: Vec<String> = (1..=14)
+    let expected: Vec<String> = (1..=15)
         .flat_map(|n| [format!("intent{n}"), format!("outcome{n}")])
         .collect();
     assert_eq!(phases, expected, "{journal}");

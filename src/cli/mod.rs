@@ -150,9 +150,34 @@ pub struct DoctorArgs {
     /// Print the report as JSON
     #[arg(long)]
     pub json: bool,
-    /// Record planned actions instead of performing them
+    /// With --repair: report what would change and change nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Print every check id with a one-line description
+    #[arg(long, conflicts_with_all = ["check", "repair"])]
+    pub list_checks: bool,
+    /// Run only these checks (ids from --list-checks)
+    #[arg(long, value_name = "ID", num_args = 1..)]
+    pub check: Vec<String>,
+    /// Repair file ownership (65534) inside managed volumes; needs --container NAME or --all
+    #[arg(long, conflicts_with = "check")]
+    pub repair: bool,
+    /// With --repair: the labelled container whose volumes to repair
+    #[arg(long, value_name = "NAME")]
+    pub container: Option<String>,
+    /// With --repair: every container labelled containai.managed=true, running or stopped
+    #[arg(long)]
+    pub all: bool,
+    /// How the volume walk enters directories (tests exercise the fallback with it)
+    #[arg(long, value_enum, hide = true, value_name = "RESOLVER")]
+    pub walk_resolver: Option<WalkResolver>,
+}
+
+/// `--walk-resolver`: both are equally strict; `fallback` is what runs without `openat2`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum WalkResolver {
+    Auto,
+    Fallback,
 }
 
 #[derive(Debug, Subcommand)]
@@ -276,11 +301,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             ];
             ctx.run_script(&script, flag_args(&flags), args.json)
         }
-        Command::Doctor(args) => {
-            let ctx = Ctx::probe(&cli, mode(args.dry_run))?;
-            let script = ctx.catalog.resolve("doctor")?;
-            ctx.run_script(&script, Vec::new(), args.json)
-        }
+        Command::Doctor(args) => doctor(&cli, args),
         Command::System(SystemCommand::StopContainers { timeout, dry_run }) => {
             let ctx = Ctx::probe(&cli, mode(*dry_run))?;
             let script = ctx.catalog.resolve("stop-containers")?;
@@ -305,6 +326,49 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             Ok(exit::OK)
         }
     }
+}
+
+/// `cai doctor`: the health report (doctor.rhai), or with `--repair` the ownership repair
+/// (repair.rhai). What was typed is checked before the machine is probed; only whether repair
+/// exists on this platform needs the probe [P41, P42].
+fn doctor(cli: &Cli, args: &DoctorArgs) -> Result<u8, Error> {
+    use crate::plan::repair::{Selection, Typed, selection};
+    let typed = Typed {
+        repair: args.repair,
+        container: args.container.clone(),
+        all: args.all,
+        dry_run: args.dry_run,
+    };
+    if !typed.repair {
+        selection(&typed, false).map_err(Error::Input)?;
+    }
+    let ctx = Ctx::probe(cli, mode(args.dry_run))?;
+    if let Some(resolver) = args.walk_resolver {
+        ctx.host.walk_resolver.set(match resolver {
+            WalkResolver::Auto => crate::host::volumes::Resolver::Auto,
+            WalkResolver::Fallback => crate::host::volumes::Resolver::Fallback,
+        });
+    }
+    let macos = ctx.host.platform == crate::plan::platform::Platform::Macos;
+    let Some(chosen) = selection(&typed, macos).map_err(Error::Input)? else {
+        let script = ctx.catalog.resolve("doctor")?;
+        let mut script_args: Vec<String> = args
+            .check
+            .iter()
+            .map(|id| format!("--check={id}"))
+            .collect();
+        if args.list_checks {
+            script_args.push("--list-checks".into());
+        }
+        return ctx.run_script(&script, script_args, args.json);
+    };
+    let script_args = match chosen {
+        Selection::All => vec!["--all".to_string()],
+        Selection::Container(name) => vec!["--container".to_string(), name],
+        Selection::Unsupported => Vec::new(),
+    };
+    let script = ctx.catalog.resolve("repair")?;
+    ctx.run_script(&script, script_args, args.json)
 }
 
 /// Prints the rendered units and the engine's daemon configuration: one as it would be written,

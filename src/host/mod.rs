@@ -21,6 +21,7 @@ pub mod sysbox;
 pub mod systemd;
 pub mod trust;
 pub mod update;
+pub mod volumes;
 
 use std::ffi::OsString;
 use std::io::{BufRead, IsTerminal};
@@ -115,6 +116,9 @@ pub struct Host {
     /// `--stop-containers`, or a person answered yes at the terminal. `--yes` and `--force`
     /// never set it.
     pub stop_consent: std::cell::Cell<bool>,
+    /// How the volume walk enters directories; tests select the fallback (`cai doctor
+    /// --walk-resolver fallback`), which is as strict, to exercise it on kernels with `openat2`.
+    pub walk_resolver: std::cell::Cell<volumes::Resolver>,
     docker: docker::Client,
     target: Target,
     path: Option<OsString>,
@@ -186,6 +190,7 @@ impl Host {
             reports: std::cell::RefCell::new(Vec::new()),
             update_lock: update::LockSlot::default(),
             stop_consent: std::cell::Cell::new(false),
+            walk_resolver: std::cell::Cell::default(),
             release_env,
             release: std::cell::OnceCell::new(),
         })

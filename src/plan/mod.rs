@@ -7,6 +7,7 @@ pub mod deb822;
 pub mod layout;
 pub mod platform;
 pub mod release;
+pub mod repair;
 pub mod shell;
 pub mod unit;
 pub mod version;

@@ -8,5 +8,7 @@
 /// 1.2 added `release::target()` and `sysbox::decide(installed, target)`; 1.4 added
 /// `lima::status()` and `lima::arch()`; 1.5 added `dockerd::config_render()`,
 /// `dockerd::config_diff()` and `dockerd::install_config()`; 1.6 added `ssh::exec(container,
-/// argv, env)` and `ssh::spawn_detached(container, argv)`.
-pub const API_VERSION: semver::Version = semver::Version::new(1, 6, 0);
+/// argv, env)` and `ssh::spawn_detached(container, argv)`; 1.7 added `volumes::managed()`,
+/// `volumes::scan(name[, limit])`, `volumes::protected_hardlinks()` and
+/// `volumes::chown(name, from, to)`.
+pub const API_VERSION: semver::Version = semver::Version::new(1, 7, 0);

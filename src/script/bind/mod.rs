@@ -20,6 +20,7 @@ mod ssh;
 mod sysbox;
 mod units;
 mod update;
+mod volumes;
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -249,6 +250,7 @@ fn register_families(
     dockerd::register(&mut reg, host);
     update::register(&mut reg, host);
     ssh::register(&mut reg, host);
+    volumes::register(&mut reg, host);
     reg
 }
 
