@@ -52,6 +52,19 @@ pub struct Config {
     pub sources: Vec<PathBuf>,
 }
 
+impl Config {
+    /// The engine unit's and daemon configuration's values from this config.
+    pub fn engine_values(
+        &self,
+    ) -> Result<crate::plan::unit::UnitValues, crate::plan::unit::ValueError> {
+        crate::plan::unit::UnitValues::for_settings(
+            self.socket.as_deref(),
+            &self.data_root,
+            self.stop_timeout_secs,
+        )
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {

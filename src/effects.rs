@@ -52,6 +52,7 @@ pub trait FailedMembers {
 impl FailedMembers for () {}
 impl FailedMembers for bool {}
 impl FailedMembers for i64 {}
+impl FailedMembers for crate::plan::shell::Detached {}
 
 /// How a journal entry ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -375,7 +375,10 @@ fn doctor(cli: &Cli, args: &DoctorArgs) -> Result<u8, Error> {
 /// byte for byte; several with a `==> NAME <==` line before each, as `tail` does.
 fn system_unit(ctx: &Ctx, name: Option<&str>) -> Result<u8, Error> {
     let daemon_config = || -> Result<String, Error> {
-        let values = crate::plan::unit::UnitValues::for_config(&ctx.host.config)
+        let values = ctx
+            .host
+            .config
+            .engine_values()
             .map_err(|e| Error::Input(e.to_string()))?;
         Ok(crate::plan::daemon::render(&values))
     };

@@ -212,8 +212,6 @@ pub struct Detached {
     pub log: String,
 }
 
-impl crate::effects::FailedMembers for Detached {}
-
 /// Reads the marker line of a detached start from the remote stdout; `None` when there is none
 /// (the program did not get that far).
 pub fn parse_detached(stdout: &str) -> Option<Detached> {

@@ -215,14 +215,16 @@ impl UnitValues {
         })
     }
 
-    /// The engine's values from the operator's config. Units run on Linux, in WSL2 or inside the
-    /// Lima VM: the Linux socket when none is set.
-    pub fn for_config(config: &crate::config::Config) -> Result<Self, ValueError> {
-        let socket = config
-            .socket
-            .as_deref()
-            .unwrap_or(Path::new(crate::plan::layout::LINUX_SOCKET));
-        Self::engine(socket, &config.data_root, config.stop_timeout_secs)
+    /// The engine's values from the operator's settings (config `socket`, `data_root`,
+    /// `stop_timeout_secs`). Units run on Linux, in WSL2 or inside the Lima VM: the Linux socket
+    /// when none is set.
+    pub fn for_settings(
+        socket: Option<&Path>,
+        data_root: &Path,
+        stop_timeout_secs: u64,
+    ) -> Result<Self, ValueError> {
+        let socket = socket.unwrap_or(Path::new(crate::plan::layout::LINUX_SOCKET));
+        Self::engine(socket, data_root, stop_timeout_secs)
     }
 
     fn get(&self, placeholder: &str) -> Option<String> {

@@ -24,7 +24,7 @@ use crate::config::Config;
 use crate::host::fs::Root;
 use crate::host::systemd::{self, UnitError};
 use crate::host::trust::{Trust, TrustError};
-use crate::plan::unit::{self, TemplateError, UnitValues, ValueError};
+use crate::plan::unit::{self, TemplateError, ValueError};
 
 /// Bundled scripts: (name, text). A test checks this table against the files in `stdlib/`.
 pub const BUNDLED: &[(&str, &str)] = &[
@@ -165,7 +165,7 @@ impl UnitTemplate {
 
     /// The unit rendered with values built from `config`, checked by [`unit::render`].
     pub fn render(&self, config: &Config) -> Result<String, CatalogError> {
-        let values = UnitValues::for_config(config)?;
+        let values = config.engine_values()?;
         unit::render(&self.display_name(), &self.text, &values).map_err(|error| {
             let help = match &self.path {
                 Some(path) => format!(

@@ -118,7 +118,7 @@ struct DaemonConfig {
 
 impl DaemonConfig {
     fn new(host: &Host) -> Result<Self, String> {
-        let values = unit::UnitValues::for_config(&host.config).map_err(|e| e.to_string())?;
+        let values = host.config.engine_values().map_err(|e| e.to_string())?;
         Ok(Self {
             path: files::shown(host, std::path::Path::new(DAEMON_CONFIG)),
             text: daemon::render(&values),
