@@ -201,6 +201,12 @@ fn doctor_alias_reports_stable_check_ids_in_text_and_json() {
     )
     .unwrap();
 
+    let (code, config, stderr) = host.run(&["system", "unit", "daemon.json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let config_file = host.root().join("etc/containai/docker/daemon.json");
+    std::fs::create_dir_all(config_file.parent().unwrap()).unwrap();
+    std::fs::write(&config_file, config).unwrap();
+
     let (code, stdout, stderr) = host.run(&["doctor"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     for line in [
@@ -210,6 +216,7 @@ fn doctor_alias_reports_stable_check_ids_in_text_and_json() {
         "ok       sysbox.target          sysbox 0.6.7+containai.20260127 is the target 0.6.7+containai.20260127",
         "ok       fuse.fusermount3",
         "ok       unit.engine",
+        "ok       unit.daemon_config     /etc/containai/docker/daemon.json is current",
         "skip     lima.vm                no Lima VM on linux",
     ] {
         assert!(stdout.contains(line), "{line:?} missing from\n{stdout}");
@@ -234,10 +241,19 @@ fn doctor_alias_reports_stable_check_ids_in_text_and_json() {
             "sysbox.installed",
             "sysbox.target",
             "fuse.fusermount3",
-            "unit.engine"
+            "unit.engine",
+            "unit.daemon_config"
         ]
     );
     assert_eq!(doc["reports"][0]["summary"]["error"], 0);
+
+    // A daemon.json edited by hand is reported as different from what cai renders.
+    std::fs::write(&config_file, "{\"debug\": true}\n").unwrap();
+    let (_, stdout, _) = host.run(&["doctor", "--check", "unit.daemon_config"]);
+    assert!(
+        stdout.contains("warn     unit.daemon_config     /etc/containai/docker/daemon.json differs"),
+        "{stdout}"
+    );
 
     // An error check makes the exit code 1.
     drop(engine);
