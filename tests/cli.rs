@@ -251,7 +251,8 @@ fn doctor_alias_reports_stable_check_ids_in_text_and_json() {
     std::fs::write(&config_file, "{\"debug\": true}\n").unwrap();
     let (_, stdout, _) = host.run(&["doctor", "--check", "unit.daemon_config"]);
     assert!(
-        stdout.contains("warn     unit.daemon_config     /etc/containai/docker/daemon.json differs"),
+        stdout
+            .contains("warn     unit.daemon_config     /etc/containai/docker/daemon.json differs"),
         "{stdout}"
     );
 
