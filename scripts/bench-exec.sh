@@ -126,6 +126,8 @@ cai_exec() {
 	HOME="$home" XDG_RUNTIME_DIR="$home" "$cai" --root "$root" exec bench-agent -- true </dev/null
 }
 bare_ssh() {
+	# The remote command is built here on purpose: the same string cai sends.
+	# shellcheck disable=SC2029
 	ssh "${ssh_opts[@]}" "$remote" </dev/null
 }
 

@@ -10,61 +10,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rounds="${1:-3}"
-if [[ "$(id -u)" -ne 0 ]]; then
-	echo "error: the benchmark starts a private dockerd, so it needs root" >&2
-	echo "help: sudo scripts/bench-stop.sh" >&2
-	exit 1
-fi
-for program in dockerd docker; do
-	if ! PATH="$PATH:/usr/sbin:/sbin" command -v "$program" >/dev/null; then
-		echo "error: $program is not installed" >&2
-		echo "help: apt-get install docker.io busybox-static" >&2
-		exit 1
-	fi
-done
-busybox="$(command -v busybox || true)"
-if [[ -z "$busybox" ]] || ! dpkg -s busybox-static >/dev/null 2>&1; then
-	echo "error: busybox-static is not installed (the test image is built from it)" >&2
-	echo "help: apt-get install busybox-static" >&2
-	exit 1
-fi
+# shellcheck source=scripts/lib/private-engine.sh
+. scripts/lib/private-engine.sh
+private_engine_require bench-stop.sh
 
 cargo build --release --quiet
 cai="$PWD/target/release/cai"
-root="$(mktemp -d /tmp/cai-bench-root.XXXXXX)"
-socket="$root/var/run/containai-docker.sock"
-mkdir -p "$root/var/run" "$root/var/lib/containai-docker" "$root/run"
-docker_() { docker -H "unix://$socket" "$@"; }
-
-PATH="$PATH:/usr/sbin:/sbin" dockerd --host "unix://$socket" --data-root "$root/var/lib/containai-docker" \
-	--exec-root "$root/run/docker" --pidfile "$root/run/dockerd.pid" \
-	--iptables=false --ip6tables=false --bridge=none >"$root/dockerd.log" 2>&1 &
-dockerd_pid=$!
-cleanup() {
-	local ids
-	mapfile -t ids < <(docker_ ps -aq 2>/dev/null)
-	if [[ ${#ids[@]} -gt 0 ]]; then
-		docker_ rm -f "${ids[@]}" >/dev/null 2>&1 || true
-	fi
-	kill "$dockerd_pid" 2>/dev/null || true
-	wait "$dockerd_pid" 2>/dev/null || true
-	rm -rf "$root"
-}
-trap cleanup EXIT
-for _ in $(seq 100); do
-	docker_ version >/dev/null 2>&1 && break
-	sleep 0.2
-done
-
-# A busybox image: no registry is reachable here.
-image="$root/image"
-mkdir -p "$image/bin" "$image/etc"
-cp "$busybox" "$image/bin/busybox"
-ln -s busybox "$image/bin/sh"
-ln -s busybox "$image/bin/sleep"
-echo 'root:x:0:0:root:/root:/bin/sh' >"$image/etc/passwd"
-tar -C "$image" -cf "$root/image.tar" .
-docker_ import --change 'ENV PATH=/bin' "$root/image.tar" cai-bench:busybox >/dev/null
+private_engine_start
 
 names=()
 for i in $(seq 8); do
