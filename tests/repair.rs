@@ -36,16 +36,21 @@ impl Fixture {
 
     /// A running container labelled containai.managed=true.
     fn labelled(&self, name: &str, extra: &[&str]) {
-        let mut args = vec![
-            "run",
-            "-d",
-            "--network",
-            "none",
-            "--name",
-            name,
-            "--label",
-            "containai.managed=true",
-        ];
+        self.container(true, name, true, extra);
+    }
+
+    /// A container of the busybox image running `sleep 600` (`docker run -d`), or only created
+    /// (stopped), labelled containai.managed=true or not, with `extra` docker options.
+    fn container(&self, running: bool, name: &str, labelled: bool, extra: &[&str]) {
+        let mut args = if running {
+            vec!["run", "-d"]
+        } else {
+            vec!["create"]
+        };
+        args.extend_from_slice(&["--network", "none", "--name", name]);
+        if labelled {
+            args.extend_from_slice(&["--label", "containai.managed=true"]);
+        }
         args.extend_from_slice(extra);
         args.extend_from_slice(&[TEST_IMAGE, "sleep", "600"]);
         self.engine.docker(&args);
@@ -144,33 +149,8 @@ fn all_repairs_every_managed_volume_running_and_stopped_and_nothing_else() {
             &format!("{}:/bind", bind.display()),
         ],
     );
-    f.engine.docker(&[
-        "create",
-        "--network",
-        "none",
-        "--name",
-        "stopped",
-        "--label",
-        "containai.managed=true",
-        "-v",
-        "v-stop:/data",
-        TEST_IMAGE,
-        "sleep",
-        "600",
-    ]);
-    f.engine.docker(&[
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "--name",
-        "other",
-        "-v",
-        "v-other:/data",
-        TEST_IMAGE,
-        "sleep",
-        "600",
-    ]);
+    f.container(false, "stopped", true, &["-v", "v-stop:/data"]);
+    f.container(true, "other", false, &["-v", "v-other:/data"]);
     let run = f.volume("v-run");
     file(&run.join("both"), NOBODY, NOBODY);
     file(&run.join("uid-only"), NOBODY, 0);
@@ -263,32 +243,13 @@ fn dry_run_changes_nothing_and_reports_what_would_change_with_the_target() {
 #[test]
 fn p34_stopped_container_gets_1000_with_a_warning_and_a_numeric_user_is_used() {
     let f = Fixture::new();
-    f.engine.docker(&[
-        "create",
-        "--name",
+    f.container(
+        false,
         "numeric",
-        "--user",
-        "1234:2345",
-        "--label",
-        "containai.managed=true",
-        "-v",
-        "vnum:/data",
-        TEST_IMAGE,
-        "sleep",
-        "600",
-    ]);
-    f.engine.docker(&[
-        "create",
-        "--name",
-        "asleep",
-        "--label",
-        "containai.managed=true",
-        "-v",
-        "vstop:/data",
-        TEST_IMAGE,
-        "sleep",
-        "600",
-    ]);
+        true,
+        &["--user", "1234:2345", "-v", "vnum:/data"],
+    );
+    f.container(false, "asleep", true, &["-v", "vstop:/data"]);
     file(&f.volume("vnum").join("f"), NOBODY, NOBODY);
     file(&f.volume("vstop").join("f"), NOBODY, NOBODY);
 
@@ -317,22 +278,12 @@ fn p34_stopped_container_gets_1000_with_a_warning_and_a_numeric_user_is_used() {
 #[test]
 fn p32_named_user_is_resolved_inside_the_container() {
     let f = Fixture::new();
-    f.engine.docker(&[
-        "create",
-        "--network",
-        "none",
-        "--name",
+    f.container(
+        false,
         "named",
-        "--user",
-        "worker",
-        "--label",
-        "containai.managed=true",
-        "-v",
-        "vnamed:/data",
-        TEST_IMAGE,
-        "sleep",
-        "600",
-    ]);
+        true,
+        &["--user", "worker", "-v", "vnamed:/data"],
+    );
     let passwd = f.host.home.path().join("passwd");
     std::fs::write(
         &passwd,
@@ -717,19 +668,7 @@ fn p40_unreadable_directories_are_scanned_with_the_repair_privilege() {
 #[test]
 fn bad_input_is_one_clear_line_and_changes_nothing() {
     let f = Fixture::new();
-    f.engine.docker(&[
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "--name",
-        "plain",
-        "-v",
-        "pv:/data",
-        TEST_IMAGE,
-        "sleep",
-        "600",
-    ]);
+    f.container(true, "plain", false, &["-v", "pv:/data"]);
     file(&f.volume("pv").join("f"), NOBODY, NOBODY);
     let (code, _, stderr) = f.repair(&["--container", "nosuch"]);
     assert_eq!(code, 1);
@@ -873,19 +812,7 @@ fn rootfs_taint_warns_to_recreate_the_container() {
 #[test]
 fn scan_gives_an_ownership_histogram_and_managed_lists_only_labelled_volumes() {
     let f = Fixture::with_box();
-    f.engine.docker(&[
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "--name",
-        "plain",
-        "-v",
-        "pv:/data",
-        TEST_IMAGE,
-        "sleep",
-        "600",
-    ]);
+    f.container(true, "plain", false, &["-v", "pv:/data"]);
     let vol = f.volume("vol");
     file(&vol.join("a"), NOBODY, NOBODY);
     file(&vol.join("b"), 1000, NOBODY);

@@ -85,6 +85,24 @@ impl Fixture {
     fn run(&self, args: &[&str]) -> Output {
         self.cai().args(args).output().expect("run cai")
     }
+
+    /// Runs `cai` with `input` on a pipe as its stdin, closed after it; fails the test when `cai`
+    /// does not end within 30 s.
+    fn run_piped(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut child = self
+            .cai()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(input).unwrap();
+        }
+        finish(child, Duration::from_secs(30))
+    }
 }
 
 fn code(out: &Output) -> i32 {
@@ -214,20 +232,7 @@ fn regression_p46_p49_env_values_arrive_byte_for_byte() {
 #[test]
 fn piped_stdin_passes_through_and_eof_ends_the_command() {
     let f = Fixture::shared();
-    let mut child = f
-        .cai()
-        .args(["exec", "agent-1", "--", "cat"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(b"a\nb\n").unwrap();
-    }
-    let out = finish(child, Duration::from_secs(30));
+    let out = f.run_piped(&["exec", "agent-1", "--", "cat"], b"a\nb\n");
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(out.stdout, b"a\nb\n");
 }
@@ -313,37 +318,12 @@ fn regression_p52_remote_255_is_passed_through_and_never_retried() {
 #[test]
 fn regression_p44_p51_shell_has_a_pty_with_piped_stdin_and_passes_the_exit_code() {
     let f = Fixture::shared();
-    let mut child = f
-        .cai()
-        .args(["shell", "agent-1"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(b"tty\nexit 3\n").unwrap();
-    }
-    let out = finish(child, Duration::from_secs(30));
+    let out = f.run_piped(&["shell", "agent-1"], b"tty\nexit 3\n");
     assert!(stdout(&out).contains("/dev/pts/"), "{}", stdout(&out));
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     // The end of piped input ends the shell, with its last command's status.
     for (input, want) in [(&b""[..], 0), (b"false\n", 1), (b"(exit 5)", 5)] {
-        let mut child = f
-            .cai()
-            .args(["shell", "agent-1"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(input).unwrap();
-        }
-        let out = finish(child, Duration::from_secs(30));
+        let out = f.run_piped(&["shell", "agent-1"], input);
         assert_eq!(code(&out), want, "{input:?}: {}", stderr(&out));
     }
     let out = f.run(&["shell", "agent-1"]);
