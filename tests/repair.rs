@@ -134,6 +134,19 @@ impl Drop for Mounted {
     }
 }
 
+/// A small tmpfs mounted on `at`, unmounted when the guard drops.
+fn mount_tmpfs(at: &Path) -> Mounted {
+    mount(&[
+        "-t",
+        "tmpfs",
+        "-o",
+        "size=1m",
+        "cai-test",
+        at.to_str().unwrap(),
+    ]);
+    Mounted(at.to_path_buf())
+}
+
 #[test]
 fn all_repairs_every_managed_volume_running_and_stopped_and_nothing_else() {
     let f = Fixture::new();
@@ -332,15 +345,7 @@ fn tmpfs_mounted_inside_the_volume_is_not_crossed() {
     let vol = f.volume("vol");
     let mnt = vol.join("mnt");
     dir(&mnt, 0, 0);
-    mount(&[
-        "-t",
-        "tmpfs",
-        "-o",
-        "size=1m",
-        "cai-test",
-        mnt.to_str().unwrap(),
-    ]);
-    let _guard = Mounted(mnt.clone());
+    let _guard = mount_tmpfs(&mnt);
     chown(&mnt, NOBODY, NOBODY);
     file(&mnt.join("f"), NOBODY, NOBODY);
     file(&vol.join("g"), NOBODY, NOBODY);
@@ -511,15 +516,7 @@ fn the_openat2_fallback_repairs_the_same_and_crosses_nothing() {
     dir(&vol.join("a"), NOBODY, NOBODY);
     let mnt = vol.join("mnt");
     dir(&mnt, 0, 0);
-    mount(&[
-        "-t",
-        "tmpfs",
-        "-o",
-        "size=1m",
-        "cai-test",
-        mnt.to_str().unwrap(),
-    ]);
-    let _guard = Mounted(mnt.clone());
+    let _guard = mount_tmpfs(&mnt);
     file(&mnt.join("f"), NOBODY, NOBODY);
 
     let (code, stdout, stderr) = f.host.run(&[

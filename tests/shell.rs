@@ -117,6 +117,22 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Asserts that `stdout` is `head` and then `<ARG>` on a line of its own for each argument, byte
+/// for byte (what `printf '<%s>\n' ARGS...` prints).
+fn assert_bracketed(stdout: &[u8], head: &[u8], args: &[OsString]) {
+    let mut want = head.to_vec();
+    for arg in args {
+        want.extend_from_slice(b"<");
+        want.extend_from_slice(arg.as_bytes());
+        want.extend_from_slice(b">\n");
+    }
+    assert_eq!(
+        String::from_utf8_lossy(stdout),
+        String::from_utf8_lossy(&want)
+    );
+    assert_eq!(stdout, want);
+}
+
 /// A path in the workspace that no other test uses.
 fn marker(name: &str) -> PathBuf {
     let path = Path::new(WORKSPACE).join(format!("{name}-{}", std::process::id()));
@@ -183,17 +199,7 @@ fn regression_p46_p49_every_argument_arrives_byte_for_byte() {
         .output()
         .unwrap();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let mut want = Vec::new();
-    for arg in &args {
-        want.extend_from_slice(b"<");
-        want.extend_from_slice(arg.as_bytes());
-        want.extend_from_slice(b">\n");
-    }
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&want)
-    );
-    assert_eq!(out.stdout, want);
+    assert_bracketed(&out.stdout, b"", &args);
     assert_eq!(stderr(&out), "");
 }
 
@@ -215,17 +221,7 @@ fn regression_p46_p49_env_values_arrive_byte_for_byte() {
     );
     let out = cmd.args(["--", "bash", "-c", &script]).output().unwrap();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let mut want = format!("{WORKSPACE}\n").into_bytes();
-    for arg in &args {
-        want.extend_from_slice(b"<");
-        want.extend_from_slice(arg.as_bytes());
-        want.extend_from_slice(b">\n");
-    }
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&want)
-    );
-    assert_eq!(out.stdout, want);
+    assert_bracketed(&out.stdout, format!("{WORKSPACE}\n").as_bytes(), &args);
 }
 
 /// Without a PTY, piped stdin passes unchanged (no echo, no CR) and its end is delivered.
