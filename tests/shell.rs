@@ -590,7 +590,7 @@ fn bad_input_is_refused_before_anything_runs() {
             125,
             "not a valid environment variable name",
         ),
-        (vec!["exec", "agent-1", "-x", "touch", t], 1, "'-- -x'"),
+        (vec!["exec", "agent-1", "-x", "touch", t], 125, "'-- -x'"),
         (
             vec!["exec", "--tty", "agent-1", "--", "touch", t],
             125,

@@ -690,3 +690,61 @@ fn two_concurrent_updates_never_both_proceed() {
     assert_eq!(log.matches("dpkg ").count(), 1, "{log}");
     assert_eq!(f.engine.state("agent-1"), "running");
 }
+
+/// A site `update.rhai` that skips the lock and the record cannot weaken the core's rules:
+/// `cai update` takes the update lock itself before the script runs, so stopping an unrecorded
+/// container, restarting the engine (whose stop hook stops them all) under running unrecorded
+/// containers, and clearing a record whose containers are still stopped are each refused.
+#[test]
+fn a_site_update_script_cannot_skip_the_record_or_clear_it_early() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = fixture(None);
+    let site = f.host.root().join("etc/containai/scripts/update.rhai");
+    let write_site = |body: &str| {
+        std::fs::write(
+            &site,
+            format!("//! version: 9.0.0\n//! api: 1.5\n{body}\n0\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&site, std::fs::Permissions::from_mode(0o644)).unwrap();
+    };
+
+    write_site("containers::stop(containers::list_managed(false).map(|c| c.id), 2);");
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("refusing to stop"), "{stderr}");
+    assert_eq!(f.engine.state("agent-1"), "running");
+
+    write_site("units::restart(\"containai-docker.service\");");
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("units::restart containai-docker.service: refusing to stop"),
+        "{stderr}"
+    );
+    assert!(!f.host.fakes.log().contains("[restart]"));
+
+    write_site(
+        "let ids = containers::list_managed(false).map(|c| c.id);\nupdate::record(\"stopping\", containers::list_managed(false).map(|c| #{id: c.id, name: c.name}));\ncontainers::stop(ids, 2);\nupdate::clear();",
+    );
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("refusing to clear the update state: agent-1"),
+        "{stderr}"
+    );
+    assert_eq!(f.engine.state("agent-1"), "exited");
+    assert!(
+        f.host
+            .root()
+            .join("var/lib/containai/update-state.json")
+            .is_file(),
+        "the record must survive"
+    );
+
+    // The bundled script resumes from the record it left: the container runs again.
+    std::fs::remove_file(&site).unwrap();
+    let (code, _, stderr) = f.host.run(&["system", "resume"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(f.engine.state("agent-1"), "running");
+}

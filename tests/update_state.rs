@@ -139,7 +139,16 @@ fn the_record_of_stopped_containers_survives_the_run_and_is_planned_in_a_dry_run
             "{HEADER}let s = update::state();\nprint(`${{s.phase}} ${{s.containers.len()}} ${{s.containers[0].id}}`);\nupdate::clear();\nprint(`${{update::state() == ()}}`);\n0\n"
         ),
     );
-    let (code, stdout, stderr) = host.run(&["run", read.to_str().unwrap()]);
+    // No engine answers, so nobody can tell the recorded containers run again: the record stays.
+    let (code, _, stderr) = host.run(&["run", read.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("refusing to clear the update state: agent-1, agent-2"),
+        "{stderr}"
+    );
+    assert!(state.exists());
+    // --no-restart: the operator leaves them stopped, and the record may go.
+    let (code, stdout, stderr) = host.run(&["run", read.to_str().unwrap(), "--", "--no-restart"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout, "stopping 2 0123abcd\ntrue\n");
     assert!(!state.exists());

@@ -210,19 +210,41 @@ pub enum PackagingCommand {
     PatchControl { dir: PathBuf },
 }
 
+/// Whether the command line names `shell` or `exec` as its subcommand (the first argument that
+/// is neither an option nor the value of `--root`/`--config`).
+fn remote_command(args: &[OsString]) -> bool {
+    let mut rest = args.iter().skip(1);
+    while let Some(arg) = rest.next() {
+        match arg.to_str() {
+            Some("--root" | "--config") => {
+                rest.next();
+            }
+            Some(a) if a.starts_with('-') => {}
+            Some("shell" | "exec") => return true,
+            _ => return false,
+        }
+    }
+    false
+}
+
 /// Parses arguments, runs the command, prints any error and returns the exit code.
 pub fn main<I, T>(args: I) -> u8
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() {
-                exit::FAILURE
-            } else {
+            let code = if !e.use_stderr() {
                 exit::OK
+            } else if remote_command(&args) {
+                // `cai shell` / `cai exec` keep their own failures apart from the remote
+                // command's codes: nothing ran remotely.
+                exit::REMOTE_FAILURE
+            } else {
+                exit::FAILURE
             };
             // clap's own rendering already says what is wrong and how to get help.
             let _ = e.print();
@@ -292,6 +314,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         }
         Command::Update(args) => {
             let ctx = Ctx::probe(&cli, mode(args.dry_run))?;
+            ctx.take_update_lock()?;
             let script = ctx.catalog.resolve("update")?;
             let flags = [
                 (args.stop_containers, "--stop-containers"),
@@ -310,6 +333,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         }
         Command::System(SystemCommand::Resume) => {
             let ctx = Ctx::probe(&cli, Mode::Live)?;
+            ctx.take_update_lock()?;
             let script = ctx.catalog.resolve("update")?;
             ctx.run_script(&script, vec!["--resume".into()], false)
         }
@@ -507,6 +531,15 @@ impl Ctx {
             host: Rc::new(host),
             catalog: Rc::new(catalog),
         })
+    }
+
+    /// Takes the update lock before the update script runs (a dry run only checks it), so the
+    /// core's update rules (only recorded containers stop, nothing is fetched after the record,
+    /// the record is cleared only once its containers run) hold whatever the script calls.
+    fn take_update_lock(&self) -> Result<(), Error> {
+        crate::host::update::lock(&self.host)
+            .map(|_| ())
+            .map_err(|e| Error::Input(e.to_string()))
     }
 
     /// A `.rhai` path runs that file; a bare name runs the effective catalog script.

@@ -116,6 +116,8 @@ pub struct Host {
     /// `--stop-containers`, or a person answered yes at the terminal. `--yes` and `--force`
     /// never set it.
     pub stop_consent: std::cell::Cell<bool>,
+    /// The operator chose to leave the containers an update stops stopped (`--no-restart`).
+    pub no_restart: std::cell::Cell<bool>,
     /// How the volume walk enters directories; tests select the fallback (`cai doctor
     /// --walk-resolver fallback`), which is as strict, to exercise it on kernels with `openat2`.
     pub walk_resolver: std::cell::Cell<volumes::Resolver>,
@@ -190,6 +192,7 @@ impl Host {
             reports: std::cell::RefCell::new(Vec::new()),
             update_lock: update::LockSlot::default(),
             stop_consent: std::cell::Cell::new(false),
+            no_restart: std::cell::Cell::new(false),
             walk_resolver: std::cell::Cell::default(),
             release_env,
             release: std::cell::OnceCell::new(),

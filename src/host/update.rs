@@ -10,7 +10,9 @@
 //!   restarting leaves a record that the next run finds and restarts from. While a run holds the
 //!   lock it may stop only containers the state names ([`check_stoppable`]), and once it has
 //!   recorded containers it downloads nothing more ([`check_fetchable`]). Recording containers
-//!   takes the operator's consent ([`check_consent`]): `--stop-containers` or a person's yes.
+//!   takes the operator's consent ([`check_consent`]): `--stop-containers` or a person's yes. The
+//!   record is cleared only once its containers run again, or with `--no-restart`
+//!   ([`check_clearable`]).
 //!
 //! Every file goes through the root-anchored layer; recording and clearing the state take an
 //! [`Approval`] from the effect gate.
@@ -50,6 +52,10 @@ pub enum UpdateError {
         "refusing to record containers for stopping: an update stops managed containers only with --stop-containers or a person's yes at the terminal (--yes and --force never agree to it); nothing was changed\nhelp: cai update --stop-containers"
     )]
     NoConsent,
+    #[error(
+        "refusing to clear the update state: {0} recorded as stopped by an update, and not running again; the record is kept\nhelp: start them (cai system resume), or pass --no-restart to leave them stopped"
+    )]
+    NotRestarted(String),
     #[error(
         "refusing to download during an update after containers were recorded for stopping: every artifact is fetched and verified before any container stops\nhelp: fetch every artifact before update::record"
     )]
@@ -136,6 +142,11 @@ pub fn lock(host: &Host) -> Result<u32, UpdateError> {
     Ok(pid)
 }
 
+/// Whether this run holds the update lock.
+pub fn holds_lock(host: &Host) -> bool {
+    host.update_lock.held.borrow().is_some()
+}
+
 /// While this run holds the update lock, it stops only containers its update state names (by ID
 /// or name): a container an update stops is always recorded first, whatever the script does.
 pub fn check_stoppable(host: &Host, ids: &[String]) -> Result<(), UpdateError> {
@@ -215,6 +226,35 @@ pub fn record(_: Approval, host: &Host, state: &UpdateState) -> Result<(), Updat
 /// under the update lock, like [`record`], so it never removes another run's record.
 pub fn clear(_: Approval, host: &Host) -> Result<(), UpdateError> {
     lock(host)?;
+    check_clearable(host)?;
     host.root().remove(Path::new(STATE_FILE))?;
     Ok(())
+}
+
+/// The record may go once every container it names runs again (or no longer exists), or when the
+/// operator chose to leave them stopped (`--no-restart`): a record cleared while its containers
+/// are still stopped would leave nobody to start them. A container whose state cannot be read
+/// counts as not running.
+pub fn check_clearable(host: &Host) -> Result<(), UpdateError> {
+    if host.no_restart.get() {
+        return Ok(());
+    }
+    let Some(state) = read_state(host)? else {
+        return Ok(());
+    };
+    let stopped: Vec<String> = state
+        .containers
+        .iter()
+        .filter(|c| match host.docker().inspect(&c.id) {
+            Ok(details) => !details.running,
+            Err(super::docker::DockerError::NotFound(_)) => false,
+            Err(_) => true,
+        })
+        .map(|c| c.name.clone())
+        .collect();
+    if stopped.is_empty() {
+        Ok(())
+    } else {
+        Err(UpdateError::NotRestarted(stopped.join(", ")))
+    }
 }

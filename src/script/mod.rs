@@ -126,6 +126,8 @@ fn literal_imports(ast: &rhai::AST) -> Vec<(String, rhai::Position)> {
 
 /// The argument by which an operator agrees that an update may stop managed containers.
 pub const STOP_CONSENT_ARG: &str = "--stop-containers";
+/// The argument by which an operator leaves the containers an update stopped stopped.
+pub const NO_RESTART_ARG: &str = "--no-restart";
 
 /// Runs a script to completion in the host's mode (dry-run or live).
 pub fn run(
@@ -142,6 +144,9 @@ pub fn run(
     }
     if args.iter().any(|a| a == STOP_CONSENT_ARG) {
         host.stop_consent.set(true);
+    }
+    if args.iter().any(|a| a == NO_RESTART_ARG) {
+        host.no_restart.set(true);
     }
     let opts = options(host, args.clone(), json);
     let budget_secs = opts.budget.limit().as_secs();

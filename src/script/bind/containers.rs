@@ -194,7 +194,7 @@ fn stop(ctx: &NativeCallContext, host: &Host, ids: Array, secs: i64) -> Res<Dyna
 /// The managed containers, fail-closed: the engine answers, or its socket is absent and the engine
 /// is known to be down. A socket deleted under a live engine, or an engine unit whose state nobody
 /// can read, is "cannot verify", never "no containers" [P3, P5].
-fn managed(host: &Host, all: bool) -> Result<Vec<docker::ContainerInfo>, String> {
+pub(super) fn managed(host: &Host, all: bool) -> Result<Vec<docker::ContainerInfo>, String> {
     let docker = host.docker();
     let listed = docker
         .list_managed(all)

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::{Doc, Registrar, fail_at, gated};
 use crate::effects::Action;
-use crate::host::{Host, systemd};
+use crate::host::{Host, systemd, update};
 use crate::plan::unit;
 use crate::script::catalog::{Catalog, UnitTemplate};
 
@@ -128,6 +128,15 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>, catalog: &Rc<Catalog>) {
         },
         move |ctx: NativeCallContext, name: &str| {
             systemd::check_restartable(name).map_err(|e| fail_at(&ctx, e))?;
+            // Restarting the engine (or sysbox, which restarts it) stops every running managed
+            // container through the stop hook: during an update only recorded ones may be.
+            if update::holds_lock(&h) {
+                let running = super::containers::managed(&h, false)
+                    .map_err(|e| fail_at(&ctx, format!("units::restart: {e}")))?;
+                let ids: Vec<String> = running.into_iter().map(|c| c.id).collect();
+                update::check_stoppable(&h, &ids)
+                    .map_err(|e| fail_at(&ctx, format!("units::restart {name}: {e}")))?;
+            }
             let action = Action::new("units.restart", name, json!({}));
             gated(&ctx, &h, action, || (), |ok| systemd::restart(ok, &h, name))
         },

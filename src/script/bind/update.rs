@@ -70,7 +70,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     reg.mutating(
         Doc {
             signature: "update::clear()",
-            doc: "removes the record of stopped containers once they run again",
+            doc: "removes the record of stopped containers once they run again (refused while one is stopped, unless the run has --no-restart)",
             example: "update::clear()",
         },
         move |ctx: NativeCallContext| {
