@@ -255,6 +255,14 @@ fn doctor_alias_reports_stable_check_ids_in_text_and_json() {
             .contains("warn     unit.daemon_config     /etc/containai/docker/daemon.json differs"),
         "{stdout}"
     );
+    std::fs::remove_file(&config_file).unwrap();
+    let (_, stdout, _) = host.run(&["doctor", "--check", "unit.daemon_config"]);
+    assert!(
+        stdout.contains(
+            "warn     unit.daemon_config     /etc/containai/docker/daemon.json is not installed"
+        ),
+        "{stdout}"
+    );
 
     // An error check makes the exit code 1.
     drop(engine);

@@ -6,7 +6,7 @@
 /// `units::write(name, text)` by `units::install(name)` without a major bump: the project had no
 /// external users yet, and a script that called `units::write` fails at the call, not silently.
 /// 1.2 added `release::target()` and `sysbox::decide(installed, target)`; 1.4 added
-/// `lima::status()` and `lima::arch()`; 1.5 added `dockerd::config_render()`,
+/// `lima::status()` and `lima::arch()`; 1.5 added `dockerd::config_read()`, `config_render()`,
 /// `dockerd::config_diff()` and `dockerd::install_config()`; 1.6 added `ssh::exec(container,
 /// argv, env)` and `ssh::spawn_detached(container, argv)`; 1.7 added `volumes::managed()`,
 /// `volumes::scan(name[, limit])`, `volumes::protected_hardlinks()` and

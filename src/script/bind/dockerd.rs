@@ -56,6 +56,23 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     let h = host.clone();
     reg.read(
         Doc {
+            signature: "dockerd::config_read() -> string or ()",
+            doc: "text of /etc/containai/docker/daemon.json (inside the Lima VM on macOS), () when absent",
+            example: "dockerd::config_read()",
+        },
+        move |ctx: NativeCallContext| {
+            Ok(
+                match dockerd::read_config(&h).map_err(|e| fail_at(&ctx, e))? {
+                    Some(text) => Dynamic::from(text),
+                    None => Dynamic::UNIT,
+                },
+            )
+        },
+    );
+
+    let h = host.clone();
+    reg.read(
+        Doc {
             signature: "dockerd::config_render() -> string",
             doc: "the engine's daemon configuration (/etc/containai/docker/daemon.json) as cai would write it, from config",
             example: "dockerd::config_render()",
