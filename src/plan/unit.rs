@@ -494,6 +494,27 @@ fn parse(text: &str) -> Result<Vec<Directive>, (usize, String)> {
     Ok(directives)
 }
 
+/// A file as `cai` would write it (a rendered unit, the daemon configuration) beside the file on
+/// disk, compared with [`is_current`] and [`diff`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// The file as plans name it (`VM:PATH` inside the Lima VM).
+    pub path: String,
+    pub text: String,
+    /// `None`: the file does not exist.
+    pub on_disk: Option<String>,
+}
+
+impl Rendered {
+    pub fn is_current(&self) -> bool {
+        is_current(self.on_disk.as_deref(), &self.text)
+    }
+
+    pub fn diff(&self) -> String {
+        diff(&self.path, self.on_disk.as_deref(), &self.text)
+    }
+}
+
 /// Whether the file on disk already holds `rendered`; trailing newlines do not count [P18].
 pub fn is_current(on_disk: Option<&str>, rendered: &str) -> bool {
     on_disk.is_some_and(|text| text.trim_end_matches('\n') == rendered.trim_end_matches('\n'))

@@ -79,7 +79,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
         },
         move |ctx: NativeCallContext| {
             Ok(Dynamic::from(
-                DaemonConfig::new(&h).map_err(|e| fail_at(&ctx, e))?.text,
+                daemon_config(&h).map_err(|e| fail_at(&ctx, e))?.text,
             ))
         },
     );
@@ -92,7 +92,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
             example: "dockerd::config_diff()",
         },
         move |ctx: NativeCallContext| {
-            let proposed = DaemonConfig::new(&h).map_err(|e| fail_at(&ctx, e))?;
+            let proposed = daemon_config(&h).map_err(|e| fail_at(&ctx, e))?;
             Ok(Dynamic::from(proposed.diff()))
         },
     );
@@ -105,7 +105,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
             example: "dockerd::install_config()",
         },
         move |ctx: NativeCallContext| {
-            let proposed = DaemonConfig::new(&h).map_err(|e| fail_at(&ctx, e))?;
+            let proposed = daemon_config(&h).map_err(|e| fail_at(&ctx, e))?;
             if proposed.is_current() {
                 return Ok(Dynamic::FALSE);
             }
@@ -126,28 +126,11 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
 }
 
 /// The daemon configuration as rendered from config, beside the file on disk.
-struct DaemonConfig {
-    /// As plans name it (`VM:PATH` inside the Lima VM).
-    path: String,
-    text: String,
-    on_disk: Option<String>,
-}
-
-impl DaemonConfig {
-    fn new(host: &Host) -> Result<Self, String> {
-        let values = host.config.engine_values().map_err(|e| e.to_string())?;
-        Ok(Self {
-            path: files::shown(host, std::path::Path::new(DAEMON_CONFIG)),
-            text: daemon::render(&values),
-            on_disk: dockerd::read_config(host).map_err(|e| e.to_string())?,
-        })
-    }
-
-    fn is_current(&self) -> bool {
-        unit::is_current(self.on_disk.as_deref(), &self.text)
-    }
-
-    fn diff(&self) -> String {
-        unit::diff(&self.path, self.on_disk.as_deref(), &self.text)
-    }
+fn daemon_config(host: &Host) -> Result<unit::Rendered, String> {
+    let values = host.config.engine_values().map_err(|e| e.to_string())?;
+    Ok(unit::Rendered {
+        path: files::shown(host, std::path::Path::new(DAEMON_CONFIG)),
+        text: daemon::render(&values),
+        on_disk: dockerd::read_config(host).map_err(|e| e.to_string())?,
+    })
 }

@@ -44,7 +44,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>, catalog: &Rc<Catalog>) {
         },
         move |ctx: NativeCallContext, name: &str| {
             let proposed = Proposed::new(&h, &c, name).map_err(|e| fail_at(&ctx, e))?;
-            Ok(Dynamic::from(proposed.text))
+            Ok(Dynamic::from(proposed.file.text))
         },
     );
 
@@ -57,7 +57,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>, catalog: &Rc<Catalog>) {
         },
         move |ctx: NativeCallContext, name: &str| {
             let proposed = Proposed::new(&h, &c, name).map_err(|e| fail_at(&ctx, e))?;
-            Ok(Dynamic::from(proposed.diff()))
+            Ok(Dynamic::from(proposed.file.diff()))
         },
     );
 
@@ -71,17 +71,17 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>, catalog: &Rc<Catalog>) {
         move |ctx: NativeCallContext, name: &str| {
             systemd::check_writable(name).map_err(|e| fail_at(&ctx, e))?;
             let proposed = Proposed::new(&h, &c, name).map_err(|e| fail_at(&ctx, e))?;
-            if proposed.is_current() {
+            if proposed.file.is_current() {
                 return Ok(Dynamic::FALSE);
             }
             let action = Action::new(
                 "units.install",
-                proposed.path.clone(),
+                proposed.file.path.clone(),
                 json!({
                     "template": proposed.template.display_name(),
-                    "replaces": proposed.on_disk.is_some(),
-                    "bytes": proposed.text.len(),
-                    "diff": proposed.diff(),
+                    "replaces": proposed.file.on_disk.is_some(),
+                    "bytes": proposed.file.text.len(),
+                    "diff": proposed.file.diff(),
                 }),
             );
             gated(
@@ -89,7 +89,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>, catalog: &Rc<Catalog>) {
                 &h,
                 action,
                 || true,
-                |ok| systemd::write(ok, &h, name, &proposed.text).map(|()| true),
+                |ok| systemd::write(ok, &h, name, &proposed.file.text).map(|()| true),
             )
         },
     );
@@ -145,32 +145,18 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>, catalog: &Rc<Catalog>) {
 
 /// A unit as rendered from its template, beside the file it would replace.
 struct Proposed {
-    /// The unit file as plans name it (`VM:PATH` inside the Lima VM).
-    path: String,
     template: UnitTemplate,
-    text: String,
-    on_disk: Option<String>,
+    file: unit::Rendered,
 }
 
 impl Proposed {
     fn new(host: &Host, catalog: &Catalog, name: &str) -> Result<Self, String> {
-        let path = systemd::unit_path(host, name).map_err(|e| e.to_string())?;
         let template = catalog.unit_template(name).map_err(|e| e.to_string())?;
-        let text = template.render(&host.config).map_err(|e| e.to_string())?;
-        let on_disk = systemd::read(host, name).map_err(|e| e.to_string())?;
-        Ok(Self {
-            path,
-            template,
-            text,
-            on_disk,
-        })
-    }
-
-    fn is_current(&self) -> bool {
-        unit::is_current(self.on_disk.as_deref(), &self.text)
-    }
-
-    fn diff(&self) -> String {
-        unit::diff(&self.path, self.on_disk.as_deref(), &self.text)
+        let file = unit::Rendered {
+            path: systemd::unit_path(host, name).map_err(|e| e.to_string())?,
+            text: template.render(&host.config).map_err(|e| e.to_string())?,
+            on_disk: systemd::read(host, name).map_err(|e| e.to_string())?,
+        };
+        Ok(Self { template, file })
     }
 }
