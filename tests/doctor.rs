@@ -73,21 +73,13 @@ fn list_checks_names_every_id_the_report_emits_and_json_records_have_id_and_stat
     let engine = Dockerd::start(&host);
     engine.docker(&["tag", TEST_IMAGE, "containai:latest"]);
     engine.run("legacy", &[], "containai:latest", &["sleep", "600"]);
-    engine.docker(&[
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "--name",
+    engine.run_with(
         "box",
-        "--label",
-        "containai.managed=true",
-        "-v",
-        "vol:/data",
+        &["containai.managed=true"],
+        &["-v", "vol:/data"],
         TEST_IMAGE,
-        "sleep",
-        "600",
-    ]);
+        &["sleep", "600"],
+    );
     let ids: Vec<String> = catalog(&host).into_iter().map(|c| c.0).collect();
 
     let (code, stdout, stderr) = host.run(&["doctor", "--json"]);
@@ -118,21 +110,13 @@ fn list_checks_names_every_id_the_report_emits_and_json_records_have_id_and_stat
 fn volumes_ownership_warns_with_the_dry_run_command_and_check_runs_only_those() {
     let host = TestHost::new();
     let engine = Dockerd::start(&host);
-    engine.docker(&[
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "--name",
+    engine.run_with(
         "box",
-        "--label",
-        "containai.managed=true",
-        "-v",
-        "vol:/data",
+        &["containai.managed=true"],
+        &["-v", "vol:/data"],
         TEST_IMAGE,
-        "sleep",
-        "600",
-    ]);
+        &["sleep", "600"],
+    );
     let vol = host
         .root()
         .join("var/lib/containai-docker/volumes/vol/_data");

@@ -402,6 +402,13 @@ impl Tally {
         }
     }
 
+    /// An entry that could not be read: skipped, with the error beside its path.
+    fn unreadable(&mut self, e: Errno, path: impl FnOnce() -> String) {
+        self.skip(UNREADABLE, || {
+            format!("{} ({})", path(), std::io::Error::from(e))
+        });
+    }
+
     fn fail(&mut self, e: Errno, path: impl FnOnce() -> String) {
         self.failed += 1;
         if self.samples.len() < MAX_SAMPLES {
@@ -510,7 +517,7 @@ fn walk(volume: &Volume, opts: &WalkOptions, seen: &AtomicU64) -> VolumeReport {
     let top = match rustix::fs::fstat(&volume.dir) {
         Ok(st) => st,
         Err(e) => {
-            tally.skip(UNREADABLE, || format!(". ({})", std::io::Error::from(e)));
+            tally.unreadable(e, || ".".to_string());
             return finish(report, tally, false);
         }
     };
@@ -522,7 +529,7 @@ fn walk(volume: &Volume, opts: &WalkOptions, seen: &AtomicU64) -> VolumeReport {
     ) {
         Ok(fd) => Arc::new(fd),
         Err(e) => {
-            tally.skip(UNREADABLE, || format!(". ({})", std::io::Error::from(e)));
+            tally.unreadable(e, || ".".to_string());
             return finish(report, tally, false);
         }
     };
@@ -679,26 +686,14 @@ fn enter(shared: &Shared<'_>, item: Item, tally: &mut Tally, buf: &mut [MaybeUni
             return;
         }
         Err(e) => {
-            tally.skip(UNREADABLE, || {
-                format!(
-                    "{} ({})",
-                    render_path(Some(&node), None),
-                    std::io::Error::from(e)
-                )
-            });
+            tally.unreadable(e, || render_path(Some(&node), None));
             return;
         }
     };
     let st = match rustix::fs::fstat(&fd) {
         Ok(st) => st,
         Err(e) => {
-            tally.skip(UNREADABLE, || {
-                format!(
-                    "{} ({})",
-                    render_path(Some(&node), None),
-                    std::io::Error::from(e)
-                )
-            });
+            tally.unreadable(e, || render_path(Some(&node), None));
             return;
         }
     };
@@ -780,13 +775,7 @@ fn visit_dir(
                 Err(Errno::NOENT) => continue,
                 Err(e) => {
                     tally.scanned += 1;
-                    tally.skip(UNREADABLE, || {
-                        format!(
-                            "{} ({})",
-                            render_path(node, Some(name)),
-                            std::io::Error::from(e)
-                        )
-                    });
+                    tally.unreadable(e, || render_path(node, Some(name)));
                     continue;
                 }
             }
@@ -963,13 +952,7 @@ fn visit_entry(
                 return;
             }
             Err(e) => {
-                tally.skip(UNREADABLE, || {
-                    format!(
-                        "{} ({})",
-                        render_path(node, Some(name)),
-                        std::io::Error::from(e)
-                    )
-                });
+                tally.unreadable(e, || render_path(node, Some(name)));
                 return;
             }
         },

@@ -401,11 +401,24 @@ impl Dockerd {
 
     /// Starts a container (`--network none`) and returns its ID.
     pub fn run(&self, name: &str, labels: &[&str], image: &str, cmd: &[&str]) -> String {
+        self.run_with(name, labels, &[], image, cmd)
+    }
+
+    /// Like [`Dockerd::run`], with more `docker run` options (e.g. `-v vol:/data`).
+    pub fn run_with(
+        &self,
+        name: &str,
+        labels: &[&str],
+        options: &[&str],
+        image: &str,
+        cmd: &[&str],
+    ) -> String {
         let mut args = vec!["run", "-d", "--network", "none", "--name", name];
         for label in labels {
             args.push("--label");
             args.push(label);
         }
+        args.extend_from_slice(options);
         args.push(image);
         args.extend_from_slice(cmd);
         self.docker(&args)
