@@ -580,18 +580,7 @@ fn a_missing_vm_is_one_clear_error_naming_the_command() {
 #[test]
 fn doctor_checks_the_engine_unit_inside_the_vm() {
     let mac = Mac::new();
-    let unit_check = |mac: &Mac| {
-        let (_, stdout, stderr) = mac.host.run(&["doctor", "--json"]);
-        let doc: serde_json::Value =
-            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}{stderr}"));
-        doc["reports"][0]["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["id"] == "unit.engine")
-            .cloned()
-            .unwrap()
-    };
+    let unit_check = |mac: &Mac| doctor_check(mac, "unit.engine");
     let check = unit_check(&mac);
     assert_eq!(check["status"], "warn", "{check}");
     // A unit that is not what cai renders is reported as different, not as installed.
@@ -671,6 +660,11 @@ const VM_CASES: [VmCase; 3] = [
 ];
 
 fn lima_check(mac: &Mac) -> serde_json::Value {
+    doctor_check(mac, "lima.vm")
+}
+
+/// The record of check `id` in `cai doctor --json` on this Mac.
+fn doctor_check(mac: &Mac, id: &str) -> serde_json::Value {
     let (_, stdout, stderr) = mac.host.run(&["doctor", "--json"]);
     let doc: serde_json::Value =
         serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}{stderr}"));
@@ -678,9 +672,9 @@ fn lima_check(mac: &Mac) -> serde_json::Value {
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["id"] == "lima.vm")
+        .find(|c| c["id"] == id)
         .cloned()
-        .unwrap_or_else(|| panic!("no lima.vm check: {stdout}"))
+        .unwrap_or_else(|| panic!("no {id} check: {stdout}"))
 }
 
 #[test]
