@@ -156,25 +156,29 @@ pub fn verify_deb(host: &Host, absolute: &Path) -> Result<VerifiedDeb, PackageEr
     })
 }
 
-/// Checks the `.deb` at `absolute` under `--root` as [`verify_deb`] does (trust rules), then that
-/// its control file names the `expected` package, architecture and version. Returns what it
-/// says, or `None` when the file does not exist. Reads only (`dpkg-deb --field` is fed the start
-/// of the file on stdin, inside the Lima VM on macOS); runs in every mode.
+/// Checks the `.deb` at `absolute` under `--root` with [`verify_deb`], as the install does (trust
+/// rules, a private copy), then that its control file names the `expected` package, architecture
+/// and version. Returns what it says, or `None` when the file does not exist. Changes nothing
+/// (the private copy is removed again; `dpkg-deb --field` is fed the start of it on stdin, inside
+/// the Lima VM on macOS); runs in every mode.
 pub fn check_deb(
     host: &Host,
     absolute: &Path,
     expected: &PackageIdentity,
 ) -> Result<Option<PackageIdentity>, PackageError> {
-    let is_deb = absolute.extension().is_some_and(|e| e == "deb");
-    if !absolute.has_root() || !is_deb {
-        return Err(PackageError::NotDeb(
-            absolute.to_string_lossy().into_owned(),
-        ));
-    }
-    let shown = host.root().display_path(absolute);
-    let Some(mut file) = host.root().open_trusted(&host.trust, absolute)? else {
-        return Ok(None);
+    // The very checks the install makes (and the private copy it makes them with, whose
+    // directory must pass the trust rules too), then the fields, read from that copy.
+    let deb = match verify_deb(host, absolute) {
+        Ok(deb) => deb,
+        Err(PackageError::Missing(_)) => return Ok(None),
+        Err(e) => return Err(e),
     };
+    let shown = deb.shown.clone();
+    let copy_error = |source| PackageError::Copy {
+        path: shown.clone(),
+        source,
+    };
+    let mut file = std::fs::File::open(&deb.path).map_err(copy_error)?;
     let head = control_prefix(&mut file).map_err(|why| PackageError::NotAPackage {
         path: shown.clone(),
         why,
