@@ -1787,6 +1787,48 @@ mod tests {
         assert!(server.requests().is_empty());
     }
 
+    /// P62: the cache's whole path passes the install's trust rules, checked before anything is
+    /// created or requested, also where the cache does not exist yet.
+    #[test]
+    fn the_cache_path_is_checked_from_slash_before_anything_is_created() {
+        let tree = tempfile::tempdir().unwrap();
+        let host = live_host(tree.path());
+        assert!(
+            check_cache(&host).is_ok(),
+            "nothing of the cache exists yet"
+        );
+        let var_cache = tree.path().join("var/cache");
+        std::fs::create_dir_all(&var_cache).unwrap();
+        std::fs::set_permissions(&var_cache, std::fs::Permissions::from_mode(0o775)).unwrap();
+        let server = Server::start(vec![Reply::Body(BODY.to_vec())]);
+        let wanted = artifact(&server.url("/x"), Some(&sha(BODY)));
+        for err in [
+            check_cache(&host).unwrap_err().to_string(),
+            live(&host, &wanted, quick()).unwrap_err().to_string(),
+        ] {
+            assert!(
+                err.starts_with(&format!(
+                    "refusing {}: the directory is group- or world-writable (mode 775)",
+                    var_cache.display()
+                )),
+                "{err}"
+            );
+        }
+        assert!(!var_cache.join("containai").exists());
+        std::fs::set_permissions(&var_cache, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+        std::fs::create_dir_all(tree.path().join("srv")).unwrap();
+        std::os::unix::fs::symlink("/srv", var_cache.join("containai")).unwrap();
+        let err = live(&host, &wanted, quick()).unwrap_err().to_string();
+        assert!(err.contains("containai: it is a symlink"), "{err}");
+        assert!(err.contains("help: cai keeps verified downloads only in a real directory"));
+        assert!(server.requests().is_empty());
+        assert_eq!(
+            std::fs::read_dir(tree.path().join("srv")).unwrap().count(),
+            0
+        );
+    }
+
     #[test]
     fn ctrl_c_stops_a_fetch_and_keeps_nothing() {
         let tree = tempfile::tempdir().unwrap();

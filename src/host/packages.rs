@@ -70,7 +70,7 @@ pub enum PackageError {
     )]
     NotTarget { path: PathBuf, why: String },
     #[error(
-        "refusing {path}: {why}\nhelp: the file is not a Debian package; remove it and run the command again to fetch it"
+        "refusing {path}: {why}\nhelp: the URL does not serve a Debian package; point the URL override (sysbox_url, or CAI_SYSBOX_URL) at the release's package, or remove it"
     )]
     NotAPackage { path: PathBuf, why: String },
     #[error("cannot read the control fields of {path}: dpkg-deb --field {ended}\n{stderr}")]
