@@ -554,17 +554,8 @@ pub fn cached(host: &Host, checked: &Checked) -> Result<Option<u64>, ArtifactErr
         Ok(Some(file)) => file,
         Ok(None) | Err(_) => return Ok(None),
     };
-    let fetcher = Fetcher {
-        root: host.root(),
-        trust: &host.trust,
-        interrupted: &host.interrupted,
-        timeouts: Timeouts::default(),
-        max_mb: host.config.download_max_mb,
-        agent: agent(Timeouts::default()),
-        progress: false,
-    };
     let mut file = file;
-    match fetcher.copy(&mut file, None, None, u64::MAX) {
+    match stream(&host.interrupted, &mut file, None, None, u64::MAX) {
         Ok((sha256, bytes)) => Ok((sha256 == expected).then_some(bytes)),
         Err(CopyError::Interrupted) => Err(ArtifactError::Interrupted {
             url: host
@@ -1010,43 +1001,15 @@ impl Fetcher<'_> {
         Ok(file.commit()?)
     }
 
-    /// Streams `reader` into `sink` (when given) while hashing it; returns the sha256 and size.
-    /// More than `limit` bytes stop the copy, whatever the source announced.
+    /// [`stream`] under this fetch's Ctrl-C flag.
     fn copy(
         &self,
         reader: &mut dyn Read,
-        mut sink: Option<&mut NewFile<'_>>,
+        sink: Option<&mut NewFile<'_>>,
         bar: Option<&Bar>,
         limit: u64,
     ) -> Result<(String, u64), CopyError> {
-        use std::io::Write;
-        let mut hasher = Sha256::new();
-        let mut bytes = 0u64;
-        let mut buf = vec![0u8; CHUNK];
-        loop {
-            if self.interrupted.load(Ordering::SeqCst) {
-                return Err(CopyError::Interrupted);
-            }
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(CopyError::Read(e)),
-            };
-            if bytes.saturating_add(n as u64) > limit {
-                return Err(CopyError::TooLong);
-            }
-            hasher.update(&buf[..n]);
-            if let Some(file) = sink.as_deref_mut() {
-                file.write_all(&buf[..n])
-                    .map_err(|e| CopyError::Write(file.error(e)))?;
-            }
-            bytes += n as u64;
-            if let Some(bar) = bar {
-                bar.0.inc(n as u64);
-            }
-        }
-        Ok((hex::encode(hasher.finalize()), bytes))
+        stream(self.interrupted, reader, sink, bar, limit)
     }
 
     fn bar(&self, name: &str, length: Option<u64>) -> Option<Bar> {
@@ -1073,6 +1036,45 @@ impl Fetcher<'_> {
         bar.set_message(name.to_string());
         Some(Bar(bar))
     }
+}
+
+/// Streams `reader` into `sink` (when given) while hashing it; returns the sha256 and size. More
+/// than `limit` bytes stop the copy, whatever the source announced; Ctrl-C stops it too.
+fn stream(
+    interrupted: &AtomicBool,
+    reader: &mut dyn Read,
+    mut sink: Option<&mut NewFile<'_>>,
+    bar: Option<&Bar>,
+    limit: u64,
+) -> Result<(String, u64), CopyError> {
+    use std::io::Write;
+    let mut hasher = Sha256::new();
+    let mut bytes = 0u64;
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        if interrupted.load(Ordering::SeqCst) {
+            return Err(CopyError::Interrupted);
+        }
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CopyError::Read(e)),
+        };
+        if bytes.saturating_add(n as u64) > limit {
+            return Err(CopyError::TooLong);
+        }
+        hasher.update(&buf[..n]);
+        if let Some(file) = sink.as_deref_mut() {
+            file.write_all(&buf[..n])
+                .map_err(|e| CopyError::Write(file.error(e)))?;
+        }
+        bytes += n as u64;
+        if let Some(bar) = bar {
+            bar.0.inc(n as u64);
+        }
+    }
+    Ok((hex::encode(hasher.finalize()), bytes))
 }
 
 /// A progress bar that is cleared from the terminal however the download ends.
