@@ -28,6 +28,8 @@ pub struct ConfigFile {
     pub script_timeout_secs: Option<u64>,
     /// Container stop timeout in seconds (systemd inside the containers needs it generous).
     pub stop_timeout_secs: Option<u64>,
+    /// The largest artifact download kept, in MiB.
+    pub download_max_mb: Option<u64>,
     /// Overrides of the bundled release target (see [`crate::plan::release`]).
     pub sysbox_url: Option<String>,
     pub sysbox_version: Option<String>,
@@ -46,6 +48,8 @@ pub struct Config {
     pub data_root: PathBuf,
     pub script_timeout_secs: u64,
     pub stop_timeout_secs: u64,
+    /// The largest body an artifact download may have, in MiB [P68].
+    pub download_max_mb: u64,
     /// The release target's overrides, checked; applied over the bundled manifest.
     pub release: Overrides,
     /// Files that were found and read, in order.
@@ -75,6 +79,9 @@ impl Default for Config {
             script_timeout_secs: 3600,
             // 100 s: systemd inside the containers needs it to shut down cleanly.
             stop_timeout_secs: 100,
+            // 512 MiB: the sysbox package is ~30 MiB and a dockerd bundle ~80 MiB; a server that
+            // sends more is broken or hostile, and the cache must not fill the disk.
+            download_max_mb: DEFAULT_DOWNLOAD_MAX_MB,
             release: Overrides::default(),
             sources: Vec::new(),
         }
@@ -83,10 +90,15 @@ impl Default for Config {
 
 pub use crate::plan::layout::{DEFAULT_DATA_ROOT, SITE_CONFIG};
 
+/// The default of `download_max_mb`.
+pub const DEFAULT_DOWNLOAD_MAX_MB: u64 = 512;
+/// The largest `download_max_mb` accepted (64 GiB): beyond it the key is a typo.
+const MAX_DOWNLOAD_MAX_MB: u64 = 65536;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error(
-        "malformed config {path}: {message}\nhelp: fix the file; valid keys are platform, socket, data_root, script_timeout_secs, stop_timeout_secs, sysbox_url, sysbox_version, sysbox_tag, sysbox_sha256, dockerd_url, dockerd_version, dockerd_sha256"
+        "malformed config {path}: {message}\nhelp: fix the file; valid keys are platform, socket, data_root, script_timeout_secs, stop_timeout_secs, download_max_mb, sysbox_url, sysbox_version, sysbox_tag, sysbox_sha256, dockerd_url, dockerd_version, dockerd_sha256"
     )]
     Parse { path: PathBuf, message: String },
     #[error("invalid {key} in config {path}: {message}\nhelp: fix or remove {key} in {path}")]
@@ -140,6 +152,14 @@ impl Config {
                 )));
             }
             self.stop_timeout_secs = secs;
+        }
+        if let Some(mb) = file.download_max_mb {
+            if !(1..=MAX_DOWNLOAD_MAX_MB).contains(&mb) {
+                return Err(invalid(format!(
+                    "download_max_mb = {mb} is outside 1..={MAX_DOWNLOAD_MAX_MB}"
+                )));
+            }
+            self.download_max_mb = mb;
         }
         self.sources.push(path.to_path_buf());
         Ok(())
@@ -344,6 +364,7 @@ mod tests {
         .unwrap();
         assert_eq!(config.platform, Some(Platform::Macos));
         assert_eq!(config.stop_timeout_secs, 50);
+        assert_eq!(config.download_max_mb, DEFAULT_DOWNLOAD_MAX_MB);
         assert_eq!(config.sources, vec![site.clone(), user.clone()]);
         let err = Config::from_layers([(user, "stop_timeout_secs = 0\n")])
             .unwrap_err()
@@ -352,6 +373,14 @@ mod tests {
             err.contains("stop_timeout_secs = 0 is outside 1..=3600"),
             "{err}"
         );
+        let config = Config::from_layers([(site.clone(), "download_max_mb = 64\n")]).unwrap();
+        assert_eq!(config.download_max_mb, 64);
+        for bad in ["download_max_mb = 0\n", "download_max_mb = 65537\n"] {
+            let err = Config::from_layers([(site.clone(), bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("is outside 1..=65536"), "{err}");
+        }
         let err = Config::from_layers([(site, "platform = [")])
             .unwrap_err()
             .to_string();

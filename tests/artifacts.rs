@@ -251,10 +251,16 @@ fn a_sha256_side_file_supplies_the_checksum() {
     let server = HttpServer::start();
     let name = "sysbox-ce_0.6.7+containai.20260127.linux_amd64.deb";
     let url = server.put(name, DEB);
-    let side = server.put(
-        &format!("{name}.sha256"),
-        format!("{}  {name}\n", sha(DEB)).as_bytes(),
-    );
+    // A checksum file from this machine (a local mirror) verifies a download over plain http:
+    // it does not travel over the channel it protects.
+    let mirror = host.root().join("srv/mirror");
+    std::fs::create_dir_all(&mirror).unwrap();
+    std::fs::write(
+        mirror.join(format!("{name}.sha256")),
+        format!("{}  {name}\n", sha(DEB)),
+    )
+    .unwrap();
+    let side = format!("file:///srv/mirror/{name}.sha256");
     let script = fetch_script(
         &host,
         &[entry(name, &url, None, Some(&side), "sysbox_sha256")],
@@ -266,21 +272,18 @@ fn a_sha256_side_file_supplies_the_checksum() {
         "{stdout}"
     );
     assert_eq!(std::fs::read(cache(&host).join(name)).unwrap(), DEB);
-    // The side file first, then the artifact; python logs the path as requested (`+` kept).
-    assert_eq!(
-        server.requests(),
-        [
-            format!("GET /{name}.sha256 200"),
-            format!("GET /{name} 200")
-        ]
-    );
+    // python logs the path as requested (`+` kept).
+    assert_eq!(server.requests(), [format!("GET /{name} 200")]);
 
     // A side file that does not hold a sha256 is refused before the artifact is requested.
     let host = TestHost::new();
-    let bad = server.put("bad.sha256", b"<html>moved</html>\n");
+    let mirror = host.root().join("srv/mirror");
+    std::fs::create_dir_all(&mirror).unwrap();
+    std::fs::write(mirror.join("bad.sha256"), "<html>moved</html>\n").unwrap();
+    let bad = "file:///srv/mirror/bad.sha256";
     let refused = fetch_script(
         &host,
-        &[entry("x.deb", &url, None, Some(&bad), "sysbox_sha256")],
+        &[entry("x.deb", &url, None, Some(bad), "sysbox_sha256")],
     );
     let (code, _, stderr) = run(&host, &refused, &[]);
     assert_eq!(code, 1, "{stderr}");
@@ -290,7 +293,138 @@ fn a_sha256_side_file_supplies_the_checksum() {
         )),
         "{stderr}"
     );
-    assert_eq!(server.requests().len(), 3, "{:?}", server.requests());
+    assert_eq!(server.requests().len(), 1, "{:?}", server.requests());
+}
+
+/// P67: a checksum file fetched over plain http proves nothing about a file from the same
+/// server (whoever can change one can change the other): it is refused before any request, with
+/// the key that pins the sha256 instead; a pinned sha256 or a local checksum file still works.
+#[test]
+fn p67_a_checksum_file_over_plain_http_is_refused_before_any_request() {
+    let host = TestHost::new();
+    let server = HttpServer::start();
+    let name = "sysbox-ce_0.6.7+containai.20260127.linux_amd64.deb";
+    let url = server.put(name, DEB);
+    let side = server.put(
+        &format!("{name}.sha256"),
+        format!("{}  {name}\n", sha(DEB)).as_bytes(),
+    );
+    for key in ["sysbox_sha256", "CAI_SYSBOX_SHA256"] {
+        let script = fetch_script(&host, &[entry(name, &url, None, Some(&side), key)]);
+        for extra in [&[][..], &["--dry-run"][..]] {
+            let (code, _, stderr) = run(&host, &script, extra);
+            assert_eq!(code, 1, "{stderr}");
+            let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+            assert_eq!(errors.len(), 1, "{stderr}");
+            assert!(
+                errors[0].contains(&format!(
+                    "refusing to fetch {name} from {url}: a download over plain http needs a pinned sha256"
+                )),
+                "{stderr}"
+            );
+            assert!(stderr.contains(&format!("help: set {key}")), "{stderr}");
+        }
+    }
+    assert!(server.requests().is_empty(), "{:?}", server.requests());
+    assert!(!cache(&host).exists());
+}
+
+/// P68: a body larger than `download_max_mb` is refused on its announced length, before a byte
+/// of it is read, and never retried.
+#[test]
+fn p68_a_body_over_download_max_mb_is_refused_on_its_announced_length() {
+    let host = TestHost::new();
+    std::fs::write(
+        host.root().join("etc/containai/config.toml"),
+        "download_max_mb = 1\n",
+    )
+    .unwrap();
+    let server = HttpServer::start();
+    let body = vec![1u8; (1 << 20) + 1];
+    let url = server.put("big.deb", &body);
+    let script = fetch_script(
+        &host,
+        &[entry(
+            "big.deb",
+            &url,
+            Some(&sha(&body)),
+            None,
+            "sysbox_sha256",
+        )],
+    );
+    let (code, _, stderr) = run(&host, &script, &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "refusing to fetch {url}: the server announces 1048577 bytes, more than download_max_mb = 1 (1048576 bytes)"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("help: raise download_max_mb in /etc/containai/config.toml"),
+        "{stderr}"
+    );
+    // One request, not retried (python logs the reset of the connection too).
+    let gets = server.requests();
+    let gets: Vec<&String> = gets.iter().filter(|l| l.starts_with("GET ")).collect();
+    assert_eq!(gets.len(), 1, "{gets:?}");
+    assert!(cache_names(&host).is_empty(), "{:?}", cache_names(&host));
+}
+
+/// Unmounts a test mount however the test ends.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// P68: the free space in the cache is checked before the body is fetched: a file that would not
+/// fit is refused with the space there is, and nothing is left behind.
+#[test]
+fn p68_a_file_that_does_not_fit_in_the_cache_is_refused_before_it_is_fetched() {
+    support::require_root();
+    let host = TestHost::new();
+    let dir = cache(&host);
+    std::fs::create_dir_all(&dir).unwrap();
+    let status = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m,mode=0755", "cai-test-cache"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mount tmpfs");
+    let _mounted = Mounted(dir.clone());
+    let server = HttpServer::start();
+    let body = vec![2u8; 2 << 20];
+    let url = server.put("big.deb", &body);
+    let script = fetch_script(
+        &host,
+        &[entry(
+            "big.deb",
+            &url,
+            Some(&sha(&body)),
+            None,
+            "sysbox_sha256",
+        )],
+    );
+    let (code, _, stderr) = run(&host, &script, &[]);
+    assert_eq!(code, 1, "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains(&format!(
+            "cannot fetch {url}: it is 2097152 bytes and {} has",
+            dir.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("help: free space in"), "{stderr}");
+    // One request, not retried (python logs the reset of the connection too).
+    let gets = server.requests();
+    let gets: Vec<&String> = gets.iter().filter(|l| l.starts_with("GET ")).collect();
+    assert_eq!(gets.len(), 1, "{gets:?}");
+    assert!(cache_names(&host).is_empty(), "{:?}", cache_names(&host));
 }
 
 #[test]
@@ -354,16 +488,14 @@ fn a_dry_run_plans_the_fetch_without_a_request_or_a_change() {
     let host = TestHost::new();
     let server = HttpServer::start();
     let url = server.put("sysbox.deb", DEB);
-    let side = server.put(
-        "docker.tgz.sha256",
-        format!("{}  docker.tgz\n", sha(DEB)).as_bytes(),
-    );
+    // Over plain http only a local checksum file may vouch for a download [P67].
+    let side = "file:///srv/mirror/docker.tgz.sha256";
     let docker = server.put("docker.tgz", DEB);
     let script = fetch_script(
         &host,
         &[
             entry("sysbox.deb", &url, Some(&sha(DEB)), None, "sysbox_sha256"),
-            entry("docker.tgz", &docker, None, Some(&side), "dockerd_sha256"),
+            entry("docker.tgz", &docker, None, Some(side), "dockerd_sha256"),
         ],
     );
     let before = host.snapshot_files();

@@ -72,6 +72,7 @@ fn the_bundled_target_is_reported_for_this_architecture() {
             "sha256": null,
             "sha256_url": format!("{url}.sha256"),
             "source": "bundled",
+            "sha256_key": "sysbox_sha256",
         })
     );
     let docker = format!(
@@ -105,6 +106,7 @@ fn a_config_override_without_sha256_is_verified_against_the_checksum_file() {
             "sha256": null,
             "sha256_url": format!("{mirror}.sha256"),
             "source": "config",
+            "sha256_key": "sysbox_sha256",
         })
     );
     assert_eq!(t["dockerd"]["version"], "28.3.0");
@@ -146,6 +148,8 @@ fn the_environment_wins_over_config_and_the_manifest() {
     assert_eq!(t["sysbox"]["tag"], "sysbox-build-20260401-2");
     assert_eq!(t["sysbox"]["sha256"], serde_json::Value::Null);
     assert_eq!(t["sysbox"]["sha256_url"], format!("{url}.sha256"));
+    // The environment's artifact is pinned in the environment: config's pin describes another.
+    assert_eq!(t["sysbox"]["sha256_key"], "CAI_SYSBOX_SHA256");
     assert!(warnings(&stderr).is_empty(), "{stderr}");
 
     let (t, _) = target_of(
@@ -160,6 +164,17 @@ fn the_environment_wins_over_config_and_the_manifest() {
         t["sysbox"]["sha256_url"],
         "file:///srv/mirror/sysbox.deb.sha256"
     );
+
+    // CAI_SYSBOX_SHA256 pins it, as an http:// URL needs [P67].
+    let (t, _) = target_of(
+        &host,
+        host.cai()
+            .env("CAI_SYSBOX_URL", "http://mirror.example/s.deb")
+            .env("CAI_SYSBOX_SHA256", SHA),
+    );
+    assert_eq!(t["sysbox"]["source"], "env");
+    assert_eq!(t["sysbox"]["sha256"], SHA);
+    assert_eq!(t["sysbox"]["sha256_url"], serde_json::Value::Null);
 
     // An empty variable is unset: config applies again.
     let (t, _) = target_of(&host, host.cai().env("CAI_SYSBOX_URL", ""));

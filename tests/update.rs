@@ -60,48 +60,13 @@ exec dpkg-deb -x "$deb" "$root""#,
     );
 }
 
-/// A sysbox package built with the real `dpkg-deb`, whose `sysbox-runc` prints `version` in the
-/// multi-line format.
-fn sysbox_deb(version: &str) -> Vec<u8> {
-    use std::os::unix::fs::PermissionsExt;
-    let stage = tempfile::tempdir().unwrap();
-    let pkg = stage.path().join("pkg");
-    std::fs::create_dir_all(pkg.join("DEBIAN")).unwrap();
-    std::fs::create_dir_all(pkg.join("usr/bin")).unwrap();
-    std::fs::write(
-        pkg.join("DEBIAN/control"),
-        format!(
-            "Package: sysbox-ce\nVersion: {version}-0\nArchitecture: amd64\nMaintainer: ContainAI <containai@example.invalid>\nDepends: fuse3\nDescription: sysbox for the update tests\n"
-        ),
-    )
-    .unwrap();
-    let runc = pkg.join("usr/bin/sysbox-runc");
-    std::fs::write(
-        &runc,
-        format!(
-            "#!/bin/sh\nprintf 'sysbox-runc\\n\\tedition: \\tCommunity Edition (CE)\\n\\tversion: \\t{version}\\n\\tcommit: \\tabc\\n'\n"
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&runc, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = stage.path().join("sysbox.deb");
-    let status = std::process::Command::new(support::require("dpkg-deb"))
-        .args(["--root-owner-group", "--build"])
-        .arg(&pkg)
-        .arg(&out)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "dpkg-deb --build failed");
-    std::fs::read(out).unwrap()
-}
-
-/// Publishes the release target in the root's mirror: a sysbox package that installs `installs`
-/// and the dockerd bundle, with their sha256 in the site config (`deb_sha` replaces the package's).
+/// Publishes the release target in the root's mirror: the target's sysbox package (its control
+/// file names the target) whose `sysbox-runc` reports `installs`, and the dockerd bundle, with
+/// their sha256 in the site config (`deb_sha` replaces the package's).
 fn publish(host: &TestHost, installs: &str, deb_sha: Option<&str>) {
     let mirror = host.root().join("srv/mirror");
     std::fs::create_dir_all(&mirror).unwrap();
-    let deb = sysbox_deb(installs);
+    let deb = package_deb("sysbox-ce", TARGET_SYSBOX, this_deb_arch(), installs);
     std::fs::write(mirror.join(DEB), &deb).unwrap();
     let bundle = bundle_bytes();
     std::fs::write(mirror.join(BUNDLE), &bundle).unwrap();
@@ -747,4 +712,264 @@ fn a_site_update_script_cannot_skip_the_record_or_clear_it_early() {
     let (code, _, stderr) = f.host.run(&["system", "resume"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(f.engine.state("agent-1"), "running");
+}
+
+// --- Everything that can refuse the install is checked before the first container stops [P62];
+// --- a checksum never comes over the channel it protects [P67]; downloads are bounded [P68].
+
+/// A package built with the real `dpkg-deb` whose control file says `package`, `version` and
+/// `arch`, and whose `sysbox-runc` reports `installs` (the multi-line format).
+fn package_deb(package: &str, version: &str, arch: &str, installs: &str) -> Vec<u8> {
+    use std::os::unix::fs::PermissionsExt;
+    let stage = tempfile::tempdir().unwrap();
+    let pkg = stage.path().join("pkg");
+    std::fs::create_dir_all(pkg.join("DEBIAN")).unwrap();
+    std::fs::create_dir_all(pkg.join("usr/bin")).unwrap();
+    std::fs::write(
+        pkg.join("DEBIAN/control"),
+        format!(
+            "Package: {package}\nVersion: {version}-0\nArchitecture: {arch}\nMaintainer: ContainAI <containai@example.invalid>\nDepends: fuse3\nDescription: sysbox for the update tests\n"
+        ),
+    )
+    .unwrap();
+    let runc = pkg.join("usr/bin/sysbox-runc");
+    std::fs::write(
+        &runc,
+        format!(
+            "#!/bin/sh\nprintf 'sysbox-runc\\n\\tedition: \\tCommunity Edition (CE)\\n\\tversion: \\t{installs}\\n\\tcommit: \\tabc\\n'\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&runc, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = stage.path().join("sysbox.deb");
+    let status = std::process::Command::new(support::require("dpkg-deb"))
+        .args(["--root-owner-group", "--build"])
+        .arg(&pkg)
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "dpkg-deb --build failed");
+    std::fs::read(out).unwrap()
+}
+
+/// The Debian name of this machine's architecture, which the release target uses.
+fn this_deb_arch() -> &'static str {
+    containai::plan::platform::deb_arch()
+}
+
+/// Replaces one `key = ...` line of the site config (or appends it).
+fn set_config(host: &TestHost, key: &str, value: Option<&str>) {
+    let path = host.root().join("etc/containai/config.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.starts_with(&format!("{key} =")))
+        .map(String::from)
+        .collect();
+    if let Some(value) = value {
+        lines.push(format!("{key} = {value}"));
+    }
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+}
+
+/// Puts `deb` in the mirror as the target package and pins its sha256 in the site config.
+fn republish_deb(host: &TestHost, deb: &[u8]) {
+    std::fs::write(host.root().join("srv/mirror").join(DEB), deb).unwrap();
+    set_config(host, "sysbox_sha256", Some(&format!("\"{}\"", sha256(deb))));
+}
+
+/// The refusal every P62/P67/P68 case must end in: exit 1, one `error:` line that says `want`,
+/// the managed container still running, nothing installed and nothing recorded.
+fn assert_refused_before_any_stop(f: &Fixture, code: i32, stderr: &str, want: &str) {
+    assert_eq!(code, 1, "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains(want), "want {want:?} in {stderr}");
+    assert_eq!(f.engine.state("agent-1"), "running", "{stderr}");
+    let log = f.host.fakes.log();
+    assert!(!log.contains("dpkg"), "{log}");
+    assert!(!log.contains("[restart]"), "{log}");
+    assert!(
+        !f.host
+            .root()
+            .join("var/lib/containai/update-state.json")
+            .exists(),
+        "{stderr}"
+    );
+    assert!(!f.host.root().join("opt/containai/VERSION").exists());
+}
+
+#[test]
+fn p62_a_group_writable_cache_ancestor_refuses_before_any_container_stops() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = fixture(None);
+    let var_cache = f.host.root().join("var/cache");
+    std::fs::create_dir_all(&var_cache).unwrap();
+    std::fs::set_permissions(&var_cache, std::fs::Permissions::from_mode(0o775)).unwrap();
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+    assert_refused_before_any_stop(
+        &f,
+        code,
+        &stderr,
+        "var/cache: the directory is group- or world-writable",
+    );
+    // The dry run applies the same check.
+    let (code, _, stderr) = f.host.run(&["update", "--dry-run", "--stop-containers"]);
+    assert_refused_before_any_stop(
+        &f,
+        code,
+        &stderr,
+        "var/cache: the directory is group- or world-writable",
+    );
+}
+
+#[test]
+fn p62_a_symlinked_cache_directory_refuses_before_any_container_stops() {
+    let f = fixture(None);
+    let elsewhere = f.host.root().join("srv/cache");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::create_dir_all(f.host.root().join("var/cache")).unwrap();
+    std::os::unix::fs::symlink("/srv/cache", f.host.root().join("var/cache/containai")).unwrap();
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+    assert_refused_before_any_stop(&f, code, &stderr, "var/cache/containai: it is a symlink");
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    let (code, _, stderr) = f.host.run(&["update", "--dry-run", "--stop-containers"]);
+    assert_refused_before_any_stop(&f, code, &stderr, "var/cache/containai: it is a symlink");
+}
+
+#[test]
+fn p62_a_bundle_entry_that_is_not_a_regular_file_refuses_before_any_container_stops() {
+    let f = fixture(None);
+    let stage = tempfile::tempdir().unwrap();
+    let bundle = stage.path().join("b.tgz");
+    support::dockerd_bundle(&bundle, &["dockerd"], TARGET_DOCKERD, |dir| {
+        std::fs::create_dir(dir.join("docker/completion")).unwrap();
+    });
+    let bytes = std::fs::read(&bundle).unwrap();
+    std::fs::write(f.host.root().join("srv/mirror").join(BUNDLE), &bytes).unwrap();
+    set_config(
+        &f.host,
+        "dockerd_sha256",
+        Some(&format!("\"{}\"", sha256(&bytes))),
+    );
+    let want = "\"docker/completion/\" is not a regular file";
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+    assert_refused_before_any_stop(&f, code, &stderr, want);
+
+    // The verified bundle is in the cache now: the dry run checks what it would install.
+    assert!(
+        f.host
+            .root()
+            .join("var/cache/containai")
+            .join(BUNDLE)
+            .is_file()
+    );
+    let (code, _, stderr) = f.host.run(&["update", "--dry-run", "--stop-containers"]);
+    assert_refused_before_any_stop(&f, code, &stderr, want);
+}
+
+#[test]
+fn p62_a_package_that_is_not_the_target_refuses_before_any_container_stops() {
+    let f = fixture(None);
+    let arch = this_deb_arch();
+    let other_arch = if arch == "amd64" { "arm64" } else { "amd64" };
+    for (deb, want) in [
+        (
+            package_deb("sysbox", TARGET_SYSBOX, arch, TARGET_SYSBOX),
+            "its package is sysbox, expected sysbox-ce".to_string(),
+        ),
+        (
+            package_deb("sysbox-ce", TARGET_SYSBOX, other_arch, TARGET_SYSBOX),
+            format!("its architecture is {other_arch}, expected {arch}"),
+        ),
+        (
+            package_deb("sysbox-ce", OLD_SYSBOX, arch, TARGET_SYSBOX),
+            format!("its version is {OLD_SYSBOX}-0, expected {TARGET_SYSBOX}"),
+        ),
+    ] {
+        republish_deb(&f.host, &deb);
+        let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+        assert_refused_before_any_stop(&f, code, &stderr, &want);
+        let (code, _, stderr) = f.host.run(&["update", "--dry-run", "--stop-containers"]);
+        assert_refused_before_any_stop(&f, code, &stderr, &want);
+    }
+}
+
+/// Points the sysbox target at `url` in the site config, without a pinned sha256.
+fn sysbox_over(host: &TestHost, url: &str) {
+    set_config(host, "sysbox_url", Some(&format!("\"{url}\"")));
+    set_config(host, "sysbox_sha256", None);
+}
+
+#[test]
+fn p67_sidecar_checksum_over_http_is_refused() {
+    let f = fixture(None);
+    let server = support::HttpServer::start();
+    let deb = package_deb("sysbox-ce", TARGET_SYSBOX, this_deb_arch(), TARGET_SYSBOX);
+    let url = server.put(DEB, &deb);
+    server.put(
+        &format!("{DEB}.sha256"),
+        format!("{}  {DEB}\n", sha256(&deb)).as_bytes(),
+    );
+
+    // From config: the refusal names the config key to pin.
+    sysbox_over(&f.host, &url);
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+    assert_refused_before_any_stop(&f, code, &stderr, "needs a pinned sha256");
+    assert!(stderr.contains("help: set sysbox_sha256"), "{stderr}");
+    assert!(server.requests().is_empty(), "{:?}", server.requests());
+
+    // From the environment (which wins whole over config): it names CAI_SYSBOX_SHA256.
+    set_config(&f.host, "sysbox_url", None);
+    let with_env = |sha: Option<&str>| {
+        let mut cmd = f.host.cai();
+        cmd.args(["update", "--stop-containers"])
+            .env("CAI_SYSBOX_URL", &url)
+            .env("CAI_SYSBOX_VERSION", TARGET_SYSBOX)
+            .env("CAI_SYSBOX_TAG", "sysbox-build-20260127-10");
+        if let Some(sha) = sha {
+            cmd.env("CAI_SYSBOX_SHA256", sha);
+        }
+        support::decode(cmd.output().unwrap())
+    };
+    let (code, _, stderr) = with_env(None);
+    assert_refused_before_any_stop(&f, code, &stderr, "needs a pinned sha256");
+    assert!(stderr.contains("CAI_SYSBOX_SHA256"), "{stderr}");
+    assert!(server.requests().is_empty(), "{:?}", server.requests());
+
+    // Pinned, plain http is fine: the pin travels in config, not over the wire.
+    let (code, _, stderr) = with_env(Some(&sha256(&deb)));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(f.engine.state("agent-1"), "running");
+    assert_eq!(server.requests(), [format!("GET /{DEB} 200")]);
+}
+
+#[test]
+fn p68_a_body_larger_than_download_max_mb_is_refused_before_any_container_stops() {
+    let f = fixture(None);
+    let server = support::HttpServer::start();
+    // 2 MiB: over a ceiling of 1 MiB.
+    let body = vec![7u8; 2 << 20];
+    let url = server.put(DEB, &body);
+    set_config(&f.host, "sysbox_url", Some(&format!("\"{url}\"")));
+    set_config(
+        &f.host,
+        "sysbox_sha256",
+        Some(&format!("\"{}\"", sha256(&body))),
+    );
+    set_config(&f.host, "download_max_mb", Some("1"));
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+    assert_refused_before_any_stop(&f, code, &stderr, "more than download_max_mb = 1");
+    assert!(stderr.contains("help: raise download_max_mb"), "{stderr}");
+    // Only the bundle, fetched and verified before; no part of the package.
+    let cached: Vec<String> = std::fs::read_dir(f.host.root().join("var/cache/containai"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(cached, [BUNDLE]);
+    // Refused on the announced length: one request, not retried (python logs the reset too).
+    let gets = server.requests();
+    let gets: Vec<&String> = gets.iter().filter(|l| l.starts_with("GET ")).collect();
+    assert_eq!(gets.len(), 1, "{gets:?}");
 }

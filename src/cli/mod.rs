@@ -522,6 +522,7 @@ impl Ctx {
                 sysbox_url: std::env::var_os(release::ENV_SYSBOX_URL),
                 sysbox_version: std::env::var_os(release::ENV_SYSBOX_VERSION),
                 sysbox_tag: std::env::var_os(release::ENV_SYSBOX_TAG),
+                sysbox_sha256: std::env::var_os(release::ENV_SYSBOX_SHA256),
             },
             runtime_dir: std::env::var_os("XDG_RUNTIME_DIR")
                 .filter(|d| !d.is_empty())

@@ -2,6 +2,15 @@
 //! HTTPS, HTTP or from a `file://` URL into [`CACHE_DIR`] under `--root`, and handed back only
 //! once their sha256 matched.
 //!
+//! A checksum never comes over the channel it protects [P67]: a checksum file (`<url>.sha256`) is
+//! read only over `https://` or from a `file://` path, so an `http://` artifact needs a pinned
+//! sha256, and the refusal names the key that pins it. Downloads are bounded [P68]: a body larger
+//! than `download_max_mb` is refused on its announced length before a byte is read, and on the
+//! count of bytes read when none is announced; a body that does not fit in the cache's free space
+//! is refused before it is read. The cache directory passes the same trust rules as the files
+//! installed from it ([`check_cache`], every directory from `/` down, no symlink), in every mode,
+//! so nothing refuses an install after the containers have stopped [P62].
+//!
 //! A download streams into a temporary file inside the cache directory (through
 //! [`super::fs::RootDir`]), hashed as it arrives so memory does not grow with the file, is synced,
 //! verified, and only then renamed to its name. Any failure (a mismatch, a truncated body, a
@@ -37,6 +46,8 @@ const FILE_MODE: u32 = 0o644;
 const SIDE_FILE_LIMIT: u64 = 64 * 1024;
 /// One read's worth of a download: the only memory a download holds, whatever its size.
 const CHUNK: usize = 64 * 1024;
+/// A mebibyte, the unit of `download_max_mb`.
+const MIB: u64 = 1024 * 1024;
 /// How often a backoff sleep looks at the Ctrl-C flag.
 const SLEEP_STEP: Duration = Duration::from_millis(50);
 
@@ -120,12 +131,36 @@ pub enum ArtifactError {
         why: String,
     },
     #[error(
-        "refusing to fetch {name} from {url}: there is no sha256 to verify it against\nhelp: set {config_key} in /etc/containai/config.toml to the file's sha256 (the first field `sha256sum {name}` prints)"
+        "refusing to fetch {name} from {url}: there is no sha256 to verify it against\nhelp: {}", pin_help(.config_key, .name)
     )]
     NoChecksum {
         name: String,
         url: String,
         config_key: String,
+    },
+    #[error("refusing to fetch {name} from {url}: {why}\nhelp: {}", pin_help(.config_key, .name))]
+    PlainHttpChecksum {
+        name: String,
+        url: String,
+        config_key: String,
+        why: String,
+    },
+    #[error(
+        "refusing to fetch {url}: {what}, more than download_max_mb = {max_mb} ({} bytes); nothing was kept\nhelp: raise download_max_mb in /etc/containai/config.toml if the file really is that large, or check the URL", .max_mb * MIB
+    )]
+    TooLarge {
+        url: String,
+        what: String,
+        max_mb: u64,
+    },
+    #[error(
+        "cannot fetch {url}: it is {bytes} bytes and {} has {free} bytes free; nothing was kept\nhelp: free space in {} (or the file system that holds it), then run the command again", .dir.display(), .dir.display()
+    )]
+    NoSpace {
+        url: String,
+        bytes: u64,
+        dir: PathBuf,
+        free: u64,
     },
     #[error("cannot fetch {url}: the server answered {status}\nhelp: {help}")]
     Status {
@@ -244,7 +279,16 @@ impl Artifact {
             })?;
             Checksum::Known(sha256)
         } else if let Some(url) = side {
-            Checksum::From(self.source(url)?)
+            let side = self.source(url)?;
+            if let Some(why) = plain_http_checksum(&source, &side) {
+                return Err(ArtifactError::PlainHttpChecksum {
+                    name: self.name.clone(),
+                    url: self.url.clone(),
+                    config_key: self.config_key.clone(),
+                    why,
+                });
+            }
+            Checksum::From(side)
         } else {
             return Err(ArtifactError::NoChecksum {
                 name: self.name.clone(),
@@ -290,6 +334,42 @@ impl Checked {
             Checksum::Known(sha256) => sha256.clone(),
             Checksum::From(source) => format!("from {}", source.url()),
         }
+    }
+}
+
+/// Why a checksum file cannot vouch for `artifact`, or `None` when it can: one read over plain
+/// http proves nothing, since whoever can alter the artifact on its way can alter the checksum
+/// too [P67]. `https://` and `file://` checksum files are trusted.
+fn plain_http_checksum(artifact: &Source, side: &Source) -> Option<String> {
+    let plain = |url: &str| {
+        url.get(..7)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"))
+    };
+    let Source::Http(side_url) = side else {
+        return None;
+    };
+    if !plain(side_url) {
+        return None;
+    }
+    Some(if plain(artifact.url()) {
+        format!(
+            "a download over plain http needs a pinned sha256 (its checksum file {side_url} would come over the same unprotected channel)"
+        )
+    } else {
+        format!(
+            "its checksum file {side_url} comes over plain http, which protects nothing; a checksum file is trusted only over https or from a file:// path"
+        )
+    })
+}
+
+/// How to pin a sha256 with `key`: a config key, or an environment variable (upper case, as
+/// `CAI_SYSBOX_SHA256`, which goes with `CAI_SYSBOX_URL`).
+fn pin_help(key: &str, name: &str) -> String {
+    let value = format!("the file's sha256 (the first field `sha256sum {name}` prints)");
+    if key.starts_with(|c: char| c.is_ascii_uppercase()) {
+        format!("set {key} in cai's environment to {value}, or fetch it over https")
+    } else {
+        format!("set {key} in /etc/containai/config.toml to {value}, or fetch it over https")
     }
 }
 
@@ -426,6 +506,74 @@ fn percent_decode(text: &str) -> Option<PathBuf> {
     Some(PathBuf::from(std::ffi::OsString::from_vec(out)))
 }
 
+/// Checks the cache directory's path with the rules the install applies to files in it (every
+/// directory from `/` down owned by root or the invoking user, not writable by others, no
+/// symlink), so that a fetch refuses what the install would refuse later [P62]. A cache that
+/// does not exist yet is fine when what exists of its path passes. Reads only: runs in every
+/// mode.
+pub fn check_cache(host: &Host) -> Result<(), ArtifactError> {
+    check_cache_path(host.root(), &host.trust).map(|_| ())
+}
+
+/// [`check_cache`], with the checked directory when it exists.
+fn check_cache_path(root: &Root, trust: &Trust) -> Result<Option<OwnedFd>, ArtifactError> {
+    match root.trusted_dir(trust, Path::new(CACHE_DIR)) {
+        Ok(dir) => Ok(dir),
+        // No chmod fixes a symlink: the help says what does.
+        Err(TrustError::Unsafe { path, reason, .. }) if reason.contains("symlink") => {
+            let shown = path.display();
+            Err(TrustError::Unsafe {
+                help: format!(
+                    "cai keeps verified downloads only in a real directory; replace the symlink with one: `rm {shown} && mkdir -m 0755 {shown}`"
+                ),
+                path,
+                reason,
+            }
+            .into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn same_file(a: &OwnedFd, b: &OwnedFd) -> bool {
+    match (rustix::fs::fstat(a), rustix::fs::fstat(b)) {
+        (Ok(a), Ok(b)) => (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino),
+        _ => false,
+    }
+}
+
+/// The size of `checked` in the cache when a verified copy is already there: a trusted regular
+/// file whose sha256 is the known one. Reads only, so a dry run can tell what a live run would
+/// reuse (and check that file as the live run would); `None` when the sha256 is not known
+/// without fetching, or the file is absent or different.
+pub fn cached(host: &Host, checked: &Checked) -> Result<Option<u64>, ArtifactError> {
+    let Some(expected) = checked.known_sha256() else {
+        return Ok(None);
+    };
+    let file = match host.root().open_trusted(&host.trust, &checked.path()) {
+        Ok(Some(file)) => file,
+        Ok(None) | Err(_) => return Ok(None),
+    };
+    let mut file = file;
+    match stream(&host.interrupted, &mut file, None, None, u64::MAX) {
+        Ok((sha256, bytes)) => Ok((sha256 == expected).then_some(bytes)),
+        Err(CopyError::Interrupted) => Err(ArtifactError::Interrupted {
+            url: host
+                .root()
+                .display_path(&checked.path())
+                .display()
+                .to_string(),
+        }),
+        Err(CopyError::Read(source)) => Err(FsError::Io {
+            op: "read",
+            path: host.root().display_path(&checked.path()),
+            source,
+        }
+        .into()),
+        Err(CopyError::Write(_) | CopyError::TooLong) => Ok(None),
+    }
+}
+
 /// Fetches `artifact` into the cache and verifies it, with the default timeouts.
 ///
 /// Touches: `/var/cache/containai/` under `--root` (created 0755; a temporary file there while
@@ -452,6 +600,7 @@ pub fn fetch_with(
         trust: &host.trust,
         interrupted: &host.interrupted,
         timeouts,
+        max_mb: host.config.download_max_mb,
         agent: agent(timeouts),
         // A bar is cursor movement: only for a person watching a terminal, never in a pipe.
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
@@ -479,6 +628,8 @@ struct Fetcher<'a> {
     trust: &'a Trust,
     interrupted: &'a AtomicBool,
     timeouts: Timeouts,
+    /// `download_max_mb`: the largest body kept.
+    max_mb: u64,
     agent: ureq::Agent,
     progress: bool,
 }
@@ -506,13 +657,29 @@ enum CopyError {
     Read(std::io::Error),
     Write(FsError),
     Interrupted,
+    /// More bytes arrived than the limit allows.
+    TooLong,
 }
 
 impl Fetcher<'_> {
     fn fetch(&self, checked: &Checked) -> Result<Fetched, ArtifactError> {
+        // The path is checked before anything is created on it, and the directory again once it
+        // exists: the install opens the file through the same rules, so nothing fetched here is
+        // refused there [P62]. Files renamed into a directory others can write could be swapped
+        // after verification.
+        check_cache_path(self.root, self.trust)?;
         let dir = self.root.create_dir(Path::new(CACHE_DIR))?;
-        // Files renamed into a directory others can write could be swapped after verification.
         self.trust.check_dir(dir.fd(), dir.shown())?;
+        let checked_dir = check_cache_path(self.root, self.trust)?;
+        if !checked_dir.is_some_and(|fd| same_file(&fd, dir.fd())) {
+            return Err(self
+                .trust
+                .unsafe_path(
+                    dir.shown(),
+                    "the directory was replaced while cai was using it".into(),
+                )
+                .into());
+        }
         let expected = match &checked.checksum {
             Checksum::Known(sha256) => sha256.clone(),
             Checksum::From(source) => self.side_file(source, &checked.config_key)?,
@@ -559,7 +726,7 @@ impl Fetcher<'_> {
             return Ok(None);
         }
         let mut file = std::fs::File::from(fd);
-        match self.copy(&mut file, None, None) {
+        match self.copy(&mut file, None, None, u64::MAX) {
             Ok((sha256, bytes)) => Ok((sha256 == expected).then_some(bytes)),
             Err(CopyError::Interrupted) => Err(ArtifactError::Interrupted {
                 url: dir.shown().join(name).display().to_string(),
@@ -570,8 +737,9 @@ impl Fetcher<'_> {
                 source,
             }
             .into()),
-            // Hashing in place writes nothing.
+            // Hashing in place writes nothing, and has no limit.
             Err(CopyError::Write(e)) => Err(e.into()),
+            Err(CopyError::TooLong) => Ok(None),
         }
     }
 
@@ -699,16 +867,21 @@ impl Fetcher<'_> {
     ) -> Result<u64, Attempt> {
         let response = self.get(url)?;
         let announced = response.body().content_length();
+        if let Some(announced) = announced {
+            self.check_size(dir, url, announced, "the server announces")?;
+        }
         let mut reader = response.into_body().into_reader();
         let mut file = dir.create(checked.name.as_ref(), FILE_MODE)?;
         let bar = self.bar(&checked.name, announced);
-        let (got, bytes) = match self.copy(&mut reader, Some(&mut file), bar.as_ref()) {
+        let limit = self.max_bytes();
+        let (got, bytes) = match self.copy(&mut reader, Some(&mut file), bar.as_ref(), limit) {
             Ok(done) => done,
             Err(CopyError::Read(e)) => return Err(classify_read(url, e)),
             Err(CopyError::Write(e)) => return Err(e.into()),
             Err(CopyError::Interrupted) => {
                 return Err(ArtifactError::Interrupted { url: url.into() }.into());
             }
+            Err(CopyError::TooLong) => return Err(self.too_long(url).into()),
         };
         if let Some(announced) = announced.filter(|&n| n != bytes) {
             // ureq checks this too; counting here keeps a short file from ever passing as whole.
@@ -737,9 +910,13 @@ impl Fetcher<'_> {
                 path: self.root.display_path(path),
             })?;
         let announced = source.metadata().ok().map(|m| m.len());
+        if let Some(announced) = announced {
+            self.check_size(dir, url, announced, "the file is")?;
+        }
         let mut file = dir.create(checked.name.as_ref(), FILE_MODE)?;
         let bar = self.bar(&checked.name, announced);
-        let (got, bytes) = match self.copy(&mut source, Some(&mut file), bar.as_ref()) {
+        let limit = self.max_bytes();
+        let (got, bytes) = match self.copy(&mut source, Some(&mut file), bar.as_ref(), limit) {
             Ok(done) => done,
             Err(CopyError::Read(source)) => {
                 return Err(ArtifactError::ReadFile {
@@ -751,9 +928,56 @@ impl Fetcher<'_> {
             Err(CopyError::Interrupted) => {
                 return Err(ArtifactError::Interrupted { url: url.into() });
             }
+            Err(CopyError::TooLong) => return Err(self.too_long(url)),
         };
         self.finish(file, checked, url, expected, &got)?;
         Ok(bytes)
+    }
+
+    fn max_bytes(&self) -> u64 {
+        self.max_mb.saturating_mul(MIB)
+    }
+
+    /// Refuses a body of `bytes` that is over the ceiling or does not fit in the cache, before
+    /// any of it is read [P68].
+    fn check_size(
+        &self,
+        dir: &RootDir,
+        url: &str,
+        bytes: u64,
+        what: &str,
+    ) -> Result<(), ArtifactError> {
+        if bytes > self.max_bytes() {
+            return Err(ArtifactError::TooLarge {
+                url: url.to_string(),
+                what: format!("{what} {bytes} bytes"),
+                max_mb: self.max_mb,
+            });
+        }
+        let stat = rustix::fs::fstatvfs(dir.fd()).map_err(|e| FsError::Io {
+            op: "measure the free space of",
+            path: dir.shown().to_path_buf(),
+            source: e.into(),
+        })?;
+        let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+        if bytes > free {
+            return Err(ArtifactError::NoSpace {
+                url: url.to_string(),
+                bytes,
+                dir: dir.shown().to_path_buf(),
+                free,
+            });
+        }
+        Ok(())
+    }
+
+    /// A body that went on past the ceiling without announcing its length.
+    fn too_long(&self, url: &str) -> ArtifactError {
+        ArtifactError::TooLarge {
+            url: url.to_string(),
+            what: "the body (its length not announced) is longer".to_string(),
+            max_mb: self.max_mb,
+        }
     }
 
     /// Keeps the file only when its sha256 is the expected one; otherwise dropping it removes it.
@@ -777,38 +1001,15 @@ impl Fetcher<'_> {
         Ok(file.commit()?)
     }
 
-    /// Streams `reader` into `sink` (when given) while hashing it; returns the sha256 and size.
+    /// [`stream`] under this fetch's Ctrl-C flag.
     fn copy(
         &self,
         reader: &mut dyn Read,
-        mut sink: Option<&mut NewFile<'_>>,
+        sink: Option<&mut NewFile<'_>>,
         bar: Option<&Bar>,
+        limit: u64,
     ) -> Result<(String, u64), CopyError> {
-        use std::io::Write;
-        let mut hasher = Sha256::new();
-        let mut bytes = 0u64;
-        let mut buf = vec![0u8; CHUNK];
-        loop {
-            if self.interrupted.load(Ordering::SeqCst) {
-                return Err(CopyError::Interrupted);
-            }
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(CopyError::Read(e)),
-            };
-            hasher.update(&buf[..n]);
-            if let Some(file) = sink.as_deref_mut() {
-                file.write_all(&buf[..n])
-                    .map_err(|e| CopyError::Write(file.error(e)))?;
-            }
-            bytes += n as u64;
-            if let Some(bar) = bar {
-                bar.0.inc(n as u64);
-            }
-        }
-        Ok((hex::encode(hasher.finalize()), bytes))
+        stream(self.interrupted, reader, sink, bar, limit)
     }
 
     fn bar(&self, name: &str, length: Option<u64>) -> Option<Bar> {
@@ -835,6 +1036,45 @@ impl Fetcher<'_> {
         bar.set_message(name.to_string());
         Some(Bar(bar))
     }
+}
+
+/// Streams `reader` into `sink` (when given) while hashing it; returns the sha256 and size. More
+/// than `limit` bytes stop the copy, whatever the source announced; Ctrl-C stops it too.
+fn stream(
+    interrupted: &AtomicBool,
+    reader: &mut dyn Read,
+    mut sink: Option<&mut NewFile<'_>>,
+    bar: Option<&Bar>,
+    limit: u64,
+) -> Result<(String, u64), CopyError> {
+    use std::io::Write;
+    let mut hasher = Sha256::new();
+    let mut bytes = 0u64;
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        if interrupted.load(Ordering::SeqCst) {
+            return Err(CopyError::Interrupted);
+        }
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CopyError::Read(e)),
+        };
+        if bytes.saturating_add(n as u64) > limit {
+            return Err(CopyError::TooLong);
+        }
+        hasher.update(&buf[..n]);
+        if let Some(file) = sink.as_deref_mut() {
+            file.write_all(&buf[..n])
+                .map_err(|e| CopyError::Write(file.error(e)))?;
+        }
+        bytes += n as u64;
+        if let Some(bar) = bar {
+            bar.0.inc(n as u64);
+        }
+    }
+    Ok((hex::encode(hasher.finalize()), bytes))
 }
 
 /// A progress bar that is cleared from the terminal however the download ends.
@@ -969,6 +1209,8 @@ mod tests {
         Status(u16),
         /// Announces `announced` bytes, sends `sent`, closes.
         Short { announced: usize, sent: Vec<u8> },
+        /// 200 without a length: the body ends when the connection closes.
+        Unsized(Vec<u8>),
         /// Announces `announced` bytes, sends `sent`, then goes quiet for `quiet`.
         Stall {
             announced: usize,
@@ -1046,6 +1288,9 @@ mod tests {
             Reply::Short { announced, sent } => stream
                 .write_all(header("200 OK", *announced).as_bytes())
                 .and_then(|()| stream.write_all(sent)),
+            Reply::Unsized(body) => stream
+                .write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+                .and_then(|()| stream.write_all(body)),
             Reply::Stall {
                 announced,
                 sent,
@@ -1296,6 +1541,114 @@ mod tests {
         assert_eq!(missing.requests().len(), 1, "a 404 is not retried");
     }
 
+    /// P68: the ceiling holds on the announced length (refused before the body is read, not
+    /// retried) and on the bytes counted when no length is announced.
+    #[test]
+    fn a_body_over_download_max_mb_is_refused_announced_or_not() {
+        let tree = tempfile::tempdir().unwrap();
+        let mut options = HostOptions::for_tests(tree.path(), Mode::Live);
+        options.config.download_max_mb = 1;
+        let host = Host::new(options).unwrap();
+
+        let liar = Server::start(vec![Reply::Short {
+            announced: 1 << 40,
+            sent: BODY.to_vec(),
+        }]);
+        let url = liar.url("/x");
+        let err = live(&host, &artifact(&url, Some(&sha(BODY))), quick())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err.lines().next().unwrap(),
+            format!(
+                "refusing to fetch {url}: the server announces 1099511627776 bytes, more than download_max_mb = 1 (1048576 bytes); nothing was kept"
+            )
+        );
+        assert!(err.contains("\nhelp: raise download_max_mb"), "{err}");
+        assert_eq!(
+            liar.requests().len(),
+            1,
+            "a body over the ceiling is not retried"
+        );
+
+        let body = vec![b'x'; (1 << 20) + 1];
+        let endless = Server::start(vec![Reply::Unsized(body.clone())]);
+        let url = endless.url("/y");
+        let err = live(&host, &artifact(&url, Some(&sha(&body))), quick())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!(
+                "refusing to fetch {url}: the body (its length not announced) is longer, more than download_max_mb = 1"
+            )),
+            "{err}"
+        );
+        assert_eq!(endless.requests().len(), 1);
+        assert!(
+            cache_names(tree.path()).is_empty(),
+            "{:?}",
+            cache_names(tree.path())
+        );
+
+        // At the ceiling exactly is fine.
+        let body = vec![b'x'; 1 << 20];
+        let exact = Server::start(vec![Reply::Unsized(body.clone())]);
+        let fetched = live(
+            &host,
+            &artifact(&exact.url("/z"), Some(&sha(&body))),
+            quick(),
+        );
+        assert_eq!(fetched.unwrap().bytes, 1 << 20);
+    }
+
+    /// P67: a checksum file is read only over https or from a file; which key pins the sha256
+    /// instead is named in the way it is set.
+    #[test]
+    fn a_checksum_file_over_plain_http_is_refused_and_the_pin_named() {
+        let side = |url: &str, side: &str, key: &str| Artifact {
+            sha256_url: Some(side.into()),
+            config_key: key.into(),
+            ..artifact(url, None)
+        };
+        for (artifact, want) in [
+            (
+                side("http://m/x.deb", "http://m/x.deb.sha256", "sysbox_sha256"),
+                "a download over plain http needs a pinned sha256 (its checksum file http://m/x.deb.sha256 would come over the same unprotected channel)\nhelp: set sysbox_sha256 in /etc/containai/config.toml to",
+            ),
+            (
+                side(
+                    "HTTP://m/x.deb",
+                    "Http://m/x.deb.sha256",
+                    "CAI_SYSBOX_SHA256",
+                ),
+                "needs a pinned sha256 (its checksum file Http://m/x.deb.sha256 would come over the same unprotected channel)\nhelp: set CAI_SYSBOX_SHA256 in cai's environment to",
+            ),
+            (
+                side("https://m/x.deb", "http://m/x.deb.sha256", "dockerd_sha256"),
+                "its checksum file http://m/x.deb.sha256 comes over plain http, which protects nothing",
+            ),
+        ] {
+            let err = artifact.check().unwrap_err().to_string();
+            assert!(err.contains(want), "{err}");
+        }
+        for ok in [
+            side("https://m/x.deb", "https://m/x.deb.sha256", "sysbox_sha256"),
+            side(
+                "http://m/x.deb",
+                "file:///srv/x.deb.sha256",
+                "sysbox_sha256",
+            ),
+            side(
+                "file:///srv/x.deb",
+                "file:///srv/x.deb.sha256",
+                "sysbox_sha256",
+            ),
+            artifact("http://m/x.deb", Some(&"a".repeat(64))),
+        ] {
+            assert!(ok.check().is_ok(), "{ok:?}");
+        }
+    }
+
     #[test]
     fn a_truncated_body_is_an_error_and_no_short_file_is_kept() {
         let tree = tempfile::tempdir().unwrap();
@@ -1434,6 +1787,48 @@ mod tests {
         .to_string();
         assert!(err.contains("group- or world-writable"), "{err}");
         assert!(server.requests().is_empty());
+    }
+
+    /// P62: the cache's whole path passes the install's trust rules, checked before anything is
+    /// created or requested, also where the cache does not exist yet.
+    #[test]
+    fn the_cache_path_is_checked_from_slash_before_anything_is_created() {
+        let tree = tempfile::tempdir().unwrap();
+        let host = live_host(tree.path());
+        assert!(
+            check_cache(&host).is_ok(),
+            "nothing of the cache exists yet"
+        );
+        let var_cache = tree.path().join("var/cache");
+        std::fs::create_dir_all(&var_cache).unwrap();
+        std::fs::set_permissions(&var_cache, std::fs::Permissions::from_mode(0o775)).unwrap();
+        let server = Server::start(vec![Reply::Body(BODY.to_vec())]);
+        let wanted = artifact(&server.url("/x"), Some(&sha(BODY)));
+        for err in [
+            check_cache(&host).unwrap_err().to_string(),
+            live(&host, &wanted, quick()).unwrap_err().to_string(),
+        ] {
+            assert!(
+                err.starts_with(&format!(
+                    "refusing {}: the directory is group- or world-writable (mode 775)",
+                    var_cache.display()
+                )),
+                "{err}"
+            );
+        }
+        assert!(!var_cache.join("containai").exists());
+        std::fs::set_permissions(&var_cache, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+        std::fs::create_dir_all(tree.path().join("srv")).unwrap();
+        std::os::unix::fs::symlink("/srv", var_cache.join("containai")).unwrap();
+        let err = live(&host, &wanted, quick()).unwrap_err().to_string();
+        assert!(err.contains("containai: it is a symlink"), "{err}");
+        assert!(err.contains("help: cai keeps verified downloads only in a real directory"));
+        assert!(server.requests().is_empty());
+        assert_eq!(
+            std::fs::read_dir(tree.path().join("srv")).unwrap().count(),
+            0
+        );
     }
 
     #[test]

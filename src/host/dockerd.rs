@@ -7,7 +7,9 @@
 //! switched atomically (a new link renamed over the old), so a reader always finds a complete
 //! version. The previous version stays for a rollback. The tarball is read from a descriptor that
 //! passed the trust rules, and only plain files directly under `docker/` are taken from it: no
-//! links, devices, absolute paths or `..` can place anything elsewhere.
+//! links, devices, absolute paths or `..` can place anything elsewhere. [`check_bundle`] applies
+//! exactly these rules (the same walk over every entry, without writing) so that the update
+//! refuses a bundle before it stops any container, and a dry run on a cached one [P62].
 //!
 //! On macOS the engine runs in the Lima VM, so the bundle is installed there: it is checked and
 //! unpacked on the Mac by the same rules into a private directory, each binary is written into a
@@ -128,6 +130,19 @@ pub fn check_bundle_path(bundle: &str) -> Result<PathBuf, DockerdError> {
     }
 }
 
+/// Checks `bundle` (under `--root`) with every rule [`install`] applies to it, without writing
+/// anything: the trust rules for the file and its directories, and every tar entry (plain files
+/// directly under `docker/`, a `docker/dockerd` among them). Returns the binaries' names, or
+/// `None` when the file does not exist. Reads only; runs in every mode.
+pub fn check_bundle(host: &Host, bundle: &Path) -> Result<Option<Vec<String>>, DockerdError> {
+    let root = host.root();
+    let shown = root.display_path(bundle).display().to_string();
+    let Some(file) = root.open_trusted(&host.trust, bundle)? else {
+        return Ok(None);
+    };
+    unpack(file, None, &shown).map(Some)
+}
+
 /// Unpacks `bundle` as `version` beside the installed versions, switches every link in `bin/` to
 /// it atomically and records it in `VERSION`. Returns the names of the linked binaries.
 pub fn install(
@@ -161,7 +176,7 @@ pub fn install(
         Mode::empty(),
     )
     .map_err(|e| unpack_error(&shown, e.into()))?;
-    let names = match unpack(file, &dir, &shown) {
+    let names = match unpack(file, Some(&dir), &shown) {
         Ok(names) => names,
         Err(e) => {
             remove_tree(&versions, &staging);
@@ -209,7 +224,7 @@ fn install_in_vm(
         Mode::empty(),
     )
     .map_err(|e| unpack_error(shown, e.into()))?;
-    let names = unpack(file, &dir, shown)?;
+    let names = unpack(file, Some(&dir), shown)?;
 
     let vm = |program: &str, args: &[&str], stdin: Option<&[u8]>| -> Result<(), DockerdError> {
         let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
@@ -261,9 +276,13 @@ fn install_in_vm(
     Ok(names)
 }
 
-/// Writes every regular file directly under `docker/` into `dir`; anything else in the tarball
-/// refuses the whole bundle.
-fn unpack(file: std::fs::File, dir: &OwnedFd, shown: &str) -> Result<Vec<String>, DockerdError> {
+/// Writes every regular file directly under `docker/` into `dir` (only checks them without a
+/// `dir`); anything else in the tarball refuses the whole bundle.
+fn unpack(
+    file: std::fs::File,
+    dir: Option<&OwnedFd>,
+    shown: &str,
+) -> Result<Vec<String>, DockerdError> {
     let unsafe_entry = |reason: String| DockerdError::Unsafe {
         bundle: shown.to_string(),
         reason,
@@ -302,6 +321,15 @@ fn unpack(file: std::fs::File, dir: &OwnedFd, shown: &str) -> Result<Vec<String>
             )));
         }
         let mode = entry.header().mode().map_err(|e| unpack_error(shown, e))? & 0o755;
+        if names.iter().any(|n| n == name) {
+            return Err(unsafe_entry(format!("{text:?} appears twice")));
+        }
+        let Some(dir) = dir else {
+            // Read through, so a body cut short fails the check as it would fail the install.
+            std::io::copy(&mut entry, &mut std::io::sink()).map_err(|e| unpack_error(shown, e))?;
+            names.push(name.to_string());
+            continue;
+        };
         let fd = rustix::fs::openat(
             dir,
             name,

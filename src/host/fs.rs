@@ -246,6 +246,30 @@ impl Root {
         trusted_file(trust, &dir, name, &shown)
     }
 
+    /// A directory under the root reached like [`Root::open_trusted`] reaches a file: it and
+    /// every directory from `/` down pass [`Trust`]'s rules, and no symlink is followed. `None`
+    /// when it (or a directory above it) does not exist; what exists was checked all the same.
+    pub fn trusted_dir(
+        &self,
+        trust: &Trust,
+        absolute: &Path,
+    ) -> Result<Option<OwnedFd>, TrustError> {
+        let shown = self.display_path(absolute);
+        let rel = relative(absolute);
+        let mut names = Vec::new();
+        for component in rel.components() {
+            match component {
+                Component::Normal(name) => names.push(name),
+                Component::CurDir => {}
+                _ => {
+                    return Err(trust.not_a_file(&shown, "the path must not contain `..`"));
+                }
+            }
+        }
+        let root = self.checked_root(trust)?;
+        trusted_dirs(trust, root, &self.path, &names)
+    }
+
     /// [`Root::open_trusted`] for text files.
     pub fn read_trusted(
         &self,

@@ -8,6 +8,11 @@
 //! that copy. The original path is never opened again, so swapping it after the check changes
 //! nothing. This module never installs a file it did not copy itself.
 //!
+//! [`check_deb`] reads what a package says it is (`Package`, `Version`, `Architecture`, from its
+//! control member through `dpkg-deb --field`, where dpkg runs) from a descriptor that passed the
+//! same trust rules, and compares it with what the update expects, so a wrong package is refused
+//! in the fetch-and-verify step, before any container stops [P62].
+//!
 //! On macOS dpkg runs inside the Lima VM, which cannot see this machine's files: the private copy
 //! is copied into the VM ([`super::files::stage`], `limactl copy`) under a name made from its
 //! sha256, installed from there and removed afterwards.
@@ -27,9 +32,17 @@ use super::fs;
 use super::trust::TrustError;
 use super::{AsRoot, Host};
 use crate::effects::Approval;
+use crate::plan::release::{self, PackageIdentity};
 
 /// dpkg unpacks and runs maintainer scripts, which restart services.
 const DPKG_TIMEOUT: Duration = Duration::from_secs(300);
+/// `dpkg-deb --field` reads a few kilobytes of control data.
+const FIELDS_TIMEOUT: Duration = Duration::from_secs(30);
+/// How much of a `.deb` is read to reach the end of its control member, which comes second
+/// (after `debian-binary`) and holds a few kilobytes of metadata.
+const CONTROL_LIMIT: usize = 4 * 1024 * 1024;
+/// The `ar` archive signature every `.deb` starts with.
+const AR_MAGIC: &[u8; 8] = b"!<arch>\n";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {
@@ -52,6 +65,20 @@ pub enum PackageError {
     Command(#[from] CommandError),
     #[error(transparent)]
     File(#[from] FileError),
+    #[error(
+        "refusing {path}: {why}\nhelp: this is not the package the update installs; point the URL override (sysbox_url, or CAI_SYSBOX_URL) at the release's package, or remove it, then run the command again"
+    )]
+    NotTarget { path: PathBuf, why: String },
+    #[error(
+        "refusing {path}: {why}\nhelp: the URL does not serve a Debian package; point the URL override (sysbox_url, or CAI_SYSBOX_URL) at the release's package, or remove it"
+    )]
+    NotAPackage { path: PathBuf, why: String },
+    #[error("cannot read the control fields of {path}: dpkg-deb --field {ended}\n{stderr}")]
+    Fields {
+        path: PathBuf,
+        ended: command::Ended,
+        stderr: String,
+    },
     #[error("dpkg -i {copy} {ended} (installing {original})\n{stderr}")]
     Failed {
         copy: String,
@@ -129,6 +156,109 @@ pub fn verify_deb(host: &Host, absolute: &Path) -> Result<VerifiedDeb, PackageEr
     })
 }
 
+/// Checks the `.deb` at `absolute` under `--root` with [`verify_deb`], as the install does (trust
+/// rules, a private copy), then that its control file names the `expected` package, architecture
+/// and version. Returns what it says, or `None` when the file does not exist. Changes nothing
+/// (the private copy is removed again; `dpkg-deb --field` is fed the start of it on stdin, inside
+/// the Lima VM on macOS); runs in every mode.
+pub fn check_deb(
+    host: &Host,
+    absolute: &Path,
+    expected: &PackageIdentity,
+) -> Result<Option<PackageIdentity>, PackageError> {
+    // The very checks the install makes (and the private copy it makes them with, whose
+    // directory must pass the trust rules too), then the fields, read from that copy.
+    let deb = match verify_deb(host, absolute) {
+        Ok(deb) => deb,
+        Err(PackageError::Missing(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let shown = deb.shown.clone();
+    let copy_error = |source| PackageError::Copy {
+        path: shown.clone(),
+        source,
+    };
+    let mut file = std::fs::File::open(&deb.path).map_err(copy_error)?;
+    let head = control_prefix(&mut file).map_err(|why| PackageError::NotAPackage {
+        path: shown.clone(),
+        why,
+    })?;
+    let args: Vec<OsString> = [
+        "--field",
+        "/dev/stdin",
+        "Package",
+        "Version",
+        "Architecture",
+    ]
+    .into_iter()
+    .map(OsString::from)
+    .collect();
+    let out = host.run("dpkg-deb", &args, Some(&head), AsRoot::No, FIELDS_TIMEOUT)?;
+    if !out.success() {
+        return Err(PackageError::Fields {
+            path: shown,
+            ended: out.ended,
+            stderr: command::framed(&out.stderr),
+        });
+    }
+    let field = |name: &str| -> String {
+        out.stdout
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .map(|value| value.trim().to_string())
+            .unwrap_or_default()
+    };
+    let found = PackageIdentity {
+        name: field("Package"),
+        version: field("Version"),
+        architecture: field("Architecture"),
+    };
+    release::check_package(&found, expected)
+        .map_err(|why| PackageError::NotTarget { path: shown, why })?;
+    Ok(Some(found))
+}
+
+/// The start of a `.deb` up to the end of its control member (`control.tar*`): enough for
+/// `dpkg-deb --field`, which reads no further.
+fn control_prefix(file: &mut impl Read) -> Result<Vec<u8>, String> {
+    let mut out = vec![0u8; AR_MAGIC.len()];
+    file.read_exact(&mut out)
+        .map_err(|_| "it is shorter than an ar archive's signature".to_string())?;
+    if out != AR_MAGIC {
+        return Err("it does not start with the ar archive signature of a .deb".into());
+    }
+    loop {
+        let mut header = [0u8; 60];
+        file.read_exact(&mut header)
+            .map_err(|_| "it ends before its control member".to_string())?;
+        if &header[58..] != b"`\n" {
+            return Err("it has a malformed ar member header".into());
+        }
+        let name = String::from_utf8_lossy(&header[..16]);
+        let name = name.trim_end().trim_end_matches('/').to_string();
+        let size: usize = std::str::from_utf8(&header[48..58])
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .ok_or_else(|| format!("its ar member {name:?} has no valid size"))?;
+        // Members start on even offsets.
+        let padded = size.saturating_add(size % 2);
+        if out.len().saturating_add(60).saturating_add(padded) > CONTROL_LIMIT {
+            return Err(format!(
+                "its control member does not end within the first {} MiB",
+                CONTROL_LIMIT >> 20
+            ));
+        }
+        out.extend_from_slice(&header);
+        let start = out.len();
+        out.resize(start + padded, 0);
+        file.read_exact(&mut out[start..])
+            .map_err(|_| format!("it ends inside its ar member {name:?}"))?;
+        if name.starts_with("control.tar") {
+            return Ok(out);
+        }
+    }
+}
+
 /// A fresh 0700 directory in the temporary directory, whose every ancestor passes the trust
 /// rules too, so nobody else can replace the copy between the check and dpkg reading it.
 fn private_dir(host: &Host) -> std::io::Result<(tempfile::TempDir, OwnedFd)> {
@@ -204,4 +334,63 @@ pub fn install_deb(_: Approval, host: &Host, deb: &VerifiedDeb) -> Result<(), Pa
         ended: out.ended,
         stderr: format!("{}\n{apt}", command::framed(&out.stderr)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An ar member header for `name` of `size` bytes.
+    fn member(name: &str, body: &[u8]) -> Vec<u8> {
+        let mut out = format!(
+            "{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
+            name,
+            0,
+            0,
+            0,
+            100_644,
+            body.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(body);
+        if body.len() % 2 == 1 {
+            out.push(b'\n');
+        }
+        out
+    }
+
+    #[test]
+    fn the_control_member_is_read_and_nothing_after_it() {
+        let mut deb = AR_MAGIC.to_vec();
+        deb.extend(member("debian-binary", b"2.0\n"));
+        deb.extend(member("control.tar.xz", b"odd"));
+        let head = deb.clone();
+        deb.extend(member("data.tar.xz", &[0u8; 4096]));
+        assert_eq!(control_prefix(&mut deb.as_slice()).unwrap(), head);
+
+        for (bytes, want) in [
+            (b"!<ar".to_vec(), "shorter than an ar archive's signature"),
+            (
+                b"PK\x03\x04 not a deb".to_vec(),
+                "does not start with the ar archive",
+            ),
+            (AR_MAGIC.to_vec(), "ends before its control member"),
+            (
+                [AR_MAGIC.to_vec(), member("debian-binary", b"2.0\n")].concat(),
+                "ends before its control member",
+            ),
+            (
+                [AR_MAGIC.to_vec(), b"x".repeat(60)].concat(),
+                "malformed ar member header",
+            ),
+        ] {
+            let err = control_prefix(&mut bytes.as_slice()).unwrap_err();
+            assert!(err.contains(want), "{err}");
+        }
+        let mut huge = AR_MAGIC.to_vec();
+        huge.extend(&member("control.tar.xz", b"")[..48]);
+        huge.extend(format!("{:<10}`\n", CONTROL_LIMIT).as_bytes());
+        let err = control_prefix(&mut huge.as_slice()).unwrap_err();
+        assert!(err.contains("does not end within the first 4 MiB"), "{err}");
+    }
 }

@@ -23,6 +23,11 @@ pub const BUNDLED: &str = include_str!("../../stdlib/release.toml");
 pub const ENV_SYSBOX_URL: &str = "CAI_SYSBOX_URL";
 pub const ENV_SYSBOX_VERSION: &str = "CAI_SYSBOX_VERSION";
 pub const ENV_SYSBOX_TAG: &str = "CAI_SYSBOX_TAG";
+pub const ENV_SYSBOX_SHA256: &str = "CAI_SYSBOX_SHA256";
+
+/// The keys that pin each component's sha256, named when a download cannot be verified.
+pub const KEY_SYSBOX_SHA256: &str = "sysbox_sha256";
+pub const KEY_DOCKERD_SHA256: &str = "dockerd_sha256";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReleaseError {
@@ -72,7 +77,8 @@ impl Arch {
     }
 }
 
-/// A download URL: `https://`, `http://` (the checksum protects it) or `file://` (a local mirror).
+/// A download URL: `https://`, `http://` (only with a pinned sha256: a checksum file from the
+/// same plain-http server would protect nothing [P67]) or `file://` (a local mirror).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct Url(String);
@@ -433,13 +439,15 @@ pub struct Overrides {
     pub dockerd: DockerdOverride,
 }
 
-/// `CAI_SYSBOX_URL`, `CAI_SYSBOX_VERSION` and `CAI_SYSBOX_TAG` as the environment held them when
-/// the CLI read it; an empty value counts as unset, so `CAI_SYSBOX_URL= cai ...` clears one.
+/// `CAI_SYSBOX_URL`, `CAI_SYSBOX_VERSION`, `CAI_SYSBOX_TAG` and `CAI_SYSBOX_SHA256` as the
+/// environment held them when the CLI read it; an empty value counts as unset, so
+/// `CAI_SYSBOX_URL= cai ...` clears one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EnvVars {
     pub sysbox_url: Option<OsString>,
     pub sysbox_version: Option<OsString>,
     pub sysbox_tag: Option<OsString>,
+    pub sysbox_sha256: Option<OsString>,
 }
 
 impl EnvVars {
@@ -469,7 +477,11 @@ impl EnvVars {
                 sysbox_version,
             )?,
             tag: one(ENV_SYSBOX_TAG, self.sysbox_tag.as_ref(), Tag::parse)?,
-            sha256: None,
+            sha256: one(
+                ENV_SYSBOX_SHA256,
+                self.sysbox_sha256.as_ref(),
+                Sha256::parse,
+            )?,
         })
     }
 }
@@ -484,7 +496,8 @@ pub enum Source {
 }
 
 /// The sysbox build to install. Exactly one of `sha256` and `sha256_url` is set: an artifact is
-/// never fetched without a way to verify it.
+/// never fetched without a way to verify it (and `artifacts::fetch` reads a `sha256_url` only
+/// over https or from a file, so an `http://` URL needs `sha256`, set with `sha256_key`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SysboxTarget {
     pub tag: Tag,
@@ -495,9 +508,12 @@ pub struct SysboxTarget {
     pub sha256: Option<Sha256>,
     pub sha256_url: Option<Url>,
     pub source: Source,
+    /// Where an operator pins `sha256` for this source: `CAI_SYSBOX_SHA256` when the target
+    /// came from the environment (which replaces config whole), else the config key.
+    pub sha256_key: &'static str,
 }
 
-/// The dockerd static bundle to install; `sha256` / `sha256_url` as for sysbox.
+/// The dockerd static bundle to install; `sha256` / `sha256_url` / `sha256_key` as for sysbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DockerdTarget {
     pub version: String,
@@ -505,6 +521,7 @@ pub struct DockerdTarget {
     pub sha256: Option<Sha256>,
     pub sha256_url: Option<Url>,
     pub source: Source,
+    pub sha256_key: &'static str,
 }
 
 /// What this run updates to, on one architecture.
@@ -555,6 +572,7 @@ pub fn resolve(
             sha256,
             sha256_url,
             source: Source::Bundled,
+            sha256_key: KEY_SYSBOX_SHA256,
         }
     };
     let dockerd = dockerd_target(&manifest.dockerd, arch, &config.dockerd)?;
@@ -634,6 +652,10 @@ fn sysbox_override(
         sha256,
         sha256_url,
         source,
+        sha256_key: match source {
+            Source::Env => ENV_SYSBOX_SHA256,
+            Source::Config | Source::Bundled => KEY_SYSBOX_SHA256,
+        },
     })
 }
 
@@ -651,6 +673,7 @@ fn dockerd_target(
             sha256,
             sha256_url,
             source: Source::Bundled,
+            sha256_key: KEY_DOCKERD_SHA256,
         });
     }
     let version = layer
@@ -678,12 +701,99 @@ fn dockerd_target(
         sha256,
         sha256_url,
         source: Source::Config,
+        sha256_key: KEY_DOCKERD_SHA256,
     })
+}
+
+/// What a `.deb`'s control file says it is, or what the update expects it to be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PackageIdentity {
+    /// The `Package` field (`name`: `package` is a reserved word in Rhai).
+    pub name: String,
+    pub version: String,
+    pub architecture: String,
+}
+
+/// Why the package `found` is not the `expected` one, every difference in one line; `Ok` when it
+/// is. A Debian revision (`-N`) on the package's version is ignored, as when versions are
+/// compared ([`super::version`]): `0.6.7+containai.20260127-0` is `0.6.7+containai.20260127`.
+pub fn check_package(found: &PackageIdentity, expected: &PackageIdentity) -> Result<(), String> {
+    let upstream = found
+        .version
+        .rsplit_once('-')
+        .map_or(found.version.as_str(), |(upstream, _)| upstream);
+    let mut wrong = Vec::new();
+    if found.name != expected.name {
+        wrong.push(format!(
+            "its package is {}, expected {}",
+            found.name, expected.name
+        ));
+    }
+    if found.architecture != expected.architecture {
+        wrong.push(format!(
+            "its architecture is {}, expected {}",
+            found.architecture, expected.architecture
+        ));
+    }
+    if found.version != expected.version && upstream != expected.version {
+        wrong.push(format!(
+            "its version is {}, expected {}",
+            found.version, expected.version
+        ));
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(wrong.join("; "))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_package_is_the_target_only_with_its_name_architecture_and_version() {
+        let id = |name: &str, version: &str, architecture: &str| PackageIdentity {
+            name: name.into(),
+            version: version.into(),
+            architecture: architecture.into(),
+        };
+        let target = id("sysbox-ce", "0.6.7+containai.20260127", "amd64");
+        for (found, want) in [
+            (id("sysbox-ce", "0.6.7+containai.20260127", "amd64"), Ok(())),
+            (id("sysbox-ce", "0.6.7+containai.20260127-0", "amd64"), Ok(())),
+            (
+                id("sysbox-ce", "0.6.7+containai.20260127-0ubuntu1", "amd64"),
+                Ok(()),
+            ),
+            (
+                id("sysbox", "0.6.7+containai.20260127", "amd64"),
+                Err("its package is sysbox, expected sysbox-ce".to_string()),
+            ),
+            (
+                id("sysbox-ce", "0.6.7+containai.20260127", "arm64"),
+                Err("its architecture is arm64, expected amd64".to_string()),
+            ),
+            (
+                id("sysbox-ce", "0.6.7+containai.20251201-0", "amd64"),
+                Err(
+                    "its version is 0.6.7+containai.20251201-0, expected 0.6.7+containai.20260127"
+                        .to_string(),
+                ),
+            ),
+            (
+                id("sysbox-ce", "0.6.7", "all"),
+                Err("its architecture is all, expected amd64; its version is 0.6.7, expected 0.6.7+containai.20260127".to_string()),
+            ),
+            (
+                id("sysbox-ce", "0.6.7+containai.20260127.1", "amd64"),
+                Err("its version is 0.6.7+containai.20260127.1, expected 0.6.7+containai.20260127".to_string()),
+            ),
+        ] {
+            assert_eq!(check_package(&found, &target), want, "{found:?}");
+        }
+    }
 
     const SHA: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
     const GH: &str = "https://github.com/novotnyllc/ContainAI/releases/download";
@@ -1131,6 +1241,7 @@ mod tests {
             sysbox_url: Some(url.into()),
             sysbox_version: Some(version.into()),
             sysbox_tag: Some(tag.into()),
+            sysbox_sha256: None,
         };
         assert_eq!(env("", "", "").parse(), Ok(SysboxOverride::default()));
         assert_eq!(EnvVars::default().parse(), Ok(SysboxOverride::default()));
@@ -1138,6 +1249,31 @@ mod tests {
             .parse()
             .unwrap();
         assert_eq!(ok.version.unwrap().full, "0.6.8+containai.1");
+        // CAI_SYSBOX_SHA256 pins the environment's artifact (config's pin describes another).
+        let pinned = EnvVars {
+            sysbox_url: Some("http://m.example/s.deb".into()),
+            sysbox_sha256: Some(SHA.to_uppercase().into()),
+            ..EnvVars::default()
+        }
+        .parse()
+        .unwrap();
+        assert_eq!(pinned.sha256.as_ref().map(Sha256::as_str), Some(SHA));
+        let t = resolve(&bundled(), Arch::Amd64, &Overrides::default(), &pinned)
+            .unwrap()
+            .target;
+        assert_eq!(t.sysbox.sha256.as_ref().map(Sha256::as_str), Some(SHA));
+        assert_eq!(t.sysbox.sha256_url, None);
+        assert_eq!(t.sysbox.sha256_key, "CAI_SYSBOX_SHA256");
+        let bad = EnvVars {
+            sysbox_sha256: Some("12ab".into()),
+            ..EnvVars::default()
+        };
+        assert!(
+            bad.parse()
+                .unwrap_err()
+                .to_string()
+                .starts_with("invalid CAI_SYSBOX_SHA256: \"12ab\" is not a sha256"),
+        );
         for (vars, want) in [
             (
                 env("ftp://m.example/s.deb", "", ""),
@@ -1192,13 +1328,23 @@ mod tests {
             "sha256",
             "sha256_url",
             "source",
+            "sha256_key",
         ] {
             assert!(v["sysbox"].get(key).is_some(), "sysbox.{key}");
         }
-        for key in ["version", "url", "sha256", "sha256_url", "source"] {
+        for key in [
+            "version",
+            "url",
+            "sha256",
+            "sha256_url",
+            "source",
+            "sha256_key",
+        ] {
             assert!(v["dockerd"].get(key).is_some(), "dockerd.{key}");
         }
         assert_eq!(v["sysbox"]["source"], "bundled");
         assert!(v["sysbox"]["sha256"].is_null());
+        assert_eq!(v["sysbox"]["sha256_key"], "sysbox_sha256");
+        assert_eq!(v["dockerd"]["sha256_key"], "dockerd_sha256");
     }
 }

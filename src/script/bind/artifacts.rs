@@ -3,8 +3,10 @@
 //!
 //! A script hands over the manifest's entry as a map and gets back the verified host path; it
 //! never names a cache path or skips the checksum. The artifact is checked (name, URL schemes,
-//! sha256 or checksum file) in every mode, so a dry run refuses what a live run would refuse,
-//! but only a live run touches the network or the disk.
+//! sha256 or a checksum file that is not on plain http, the trust of the cache directory's path)
+//! in every mode, so a dry run refuses what a live run would refuse, but only a live run touches
+//! the network or writes. A dry run reports `reused: true` when the cache already holds the
+//! verified file, so the checks that follow a fetch can run on it.
 
 use std::rc::Rc;
 
@@ -24,7 +26,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     reg.mutating(
         Doc {
             signature: "artifacts::fetch(artifact: map) -> map",
-            doc: "downloads #{name, url, sha256 or sha256_url, config_key} into /var/cache/containai and verifies its sha256 (reusing a verified copy); returns #{path, sha256, bytes, reused}",
+            doc: "downloads #{name, url, sha256 or sha256_url, config_key} into /var/cache/containai and verifies its sha256 (reusing a verified copy); a checksum file is read only over https or file://, so an http:// url needs a pinned sha256; bodies over download_max_mb or the cache's free space are refused; returns #{path, sha256, bytes, reused}",
             example: "artifacts::fetch(#{name: \"x.deb\", url: \"https://example.com/x.deb\", sha256_url: \"https://example.com/x.deb.sha256\", config_key: \"sysbox_sha256\"})",
         },
         move |ctx: NativeCallContext, map: Map| {
@@ -32,6 +34,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
             crate::host::update::check_fetchable(&h)
                 .map_err(|e| fail_at(&ctx, format!("artifacts::fetch: {e}")))?;
             let checked = artifact.check().map_err(|e| fail_at(&ctx, e))?;
+            artifacts::check_cache(&h).map_err(|e| fail_at(&ctx, e))?;
             let path = checked.path();
             let action = Action::new(
                 "artifacts.fetch",
@@ -42,12 +45,18 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
                     "into": h.root().display_path(&path).display().to_string(),
                 }),
             );
-            // In a dry run the size is unknown, and so is a sha256 that a checksum file holds.
+            // In a dry run the size is unknown, and so is a sha256 that a checksum file holds,
+            // unless the cache already holds the verified file (which only reading tells).
+            let cached = if h.gate.is_dry_run() {
+                artifacts::cached(&h, &checked).map_err(|e| fail_at(&ctx, e))?
+            } else {
+                None
+            };
             let predicted = Fetched {
                 sha256: checked.known_sha256().unwrap_or_default().to_string(),
                 path,
-                bytes: 0,
-                reused: false,
+                bytes: cached.unwrap_or(0),
+                reused: cached.is_some(),
             };
             gated(&ctx, &h, action, || predicted, |ok| {
                 artifacts::fetch(ok, &h, &artifact)

@@ -33,6 +33,31 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     );
 
     let h = host.clone();
+    reg.read(
+        Doc {
+            signature: "dockerd::check_bundle(bundle: string) -> array or ()",
+            doc: "checks a fetched bundle (/var/cache/containai/NAME.tgz) with every rule dockerd::install applies (trusted path, each tar entry a plain file under docker/, a docker/dockerd) without writing; returns the binaries' names; () in a dry run when it is not fetched yet",
+            example: "dockerd::check_bundle(\"/var/cache/containai/docker-28.2.2.tgz\")",
+        },
+        move |ctx: NativeCallContext, bundle: &str| {
+            let path = dockerd::check_bundle_path(bundle).map_err(|e| fail_at(&ctx, e))?;
+            match dockerd::check_bundle(&h, &path).map_err(|e| fail_at(&ctx, e))? {
+                Some(names) => Ok(Dynamic::from_array(
+                    names.into_iter().map(Dynamic::from).collect(),
+                )),
+                // A dry run plans the fetch that would bring it; a live run has fetched it.
+                None if h.gate.is_dry_run() => Ok(Dynamic::UNIT),
+                None => Err(fail_at(
+                    &ctx,
+                    dockerd::DockerdError::Missing {
+                        path: h.root().display_path(&path),
+                    },
+                )),
+            }
+        },
+    );
+
+    let h = host.clone();
     reg.mutating(
         Doc {
             signature: "dockerd::install(bundle: string, version: string)",

@@ -1,16 +1,43 @@
-//! `packages::` bindings over [`crate::host::packages`]: verified `.deb` installs, gated.
+//! `packages::` bindings over [`crate::host::packages`]: verified `.deb` installs, gated, and the
+//! read-only check of a fetched package against what the update expects.
 
 use std::rc::Rc;
 
-use rhai::NativeCallContext;
+use rhai::{Dynamic, Map, NativeCallContext};
 use serde_json::json;
 
-use super::{Doc, Registrar, fail_at, gated};
+use super::{Doc, Registrar, Res, fail_at, gated, to_dynamic};
 use crate::effects::Action;
 use crate::host::Host;
 use crate::host::packages::{self, PackageError};
+use crate::plan::release::PackageIdentity;
+
+/// The keys of the expected identity; each is required.
+const IDENTITY_KEYS: [&str; 3] = ["name", "version", "architecture"];
 
 pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
+    let h = host.clone();
+    reg.read(
+        Doc {
+            signature: "packages::check_deb(path: string, expected: map) -> map or ()",
+            doc: "checks a fetched .deb with the trust rules packages::install_deb applies, and that its control file names #{name (its Package), version, architecture} (a Debian revision -N is ignored); returns what it says; () in a dry run when it is not fetched yet",
+            example: "packages::check_deb(\"/var/cache/containai/x.deb\", #{name: \"sysbox-ce\", version: \"0.6.7+containai.20260127\", architecture: \"amd64\"})",
+        },
+        move |ctx: NativeCallContext, path: &str, expected: Map| {
+            let expected = identity(&ctx, &expected)?;
+            let file = std::path::Path::new(path);
+            match packages::check_deb(&h, file, &expected).map_err(|e| fail_at(&ctx, e))? {
+                Some(found) => to_dynamic(&found),
+                // A dry run plans the fetch that would bring it; a live run has fetched it.
+                None if h.gate.is_dry_run() => Ok(Dynamic::UNIT),
+                None => Err(fail_at(
+                    &ctx,
+                    PackageError::Missing(h.root().display_path(file)),
+                )),
+            }
+        },
+    );
+
     let h = host.clone();
     reg.mutating(
         Doc {
@@ -47,4 +74,31 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
             })
         },
     );
+}
+
+/// The identity a script expects, every key a string and none missing or unknown.
+fn identity(ctx: &NativeCallContext, map: &Map) -> Res<PackageIdentity> {
+    if let Some(key) = map.keys().find(|k| !IDENTITY_KEYS.contains(&k.as_str())) {
+        return Err(fail_at(
+            ctx,
+            format!(
+                "packages::check_deb: unknown key `{key}` (the keys are {})",
+                IDENTITY_KEYS.join(", ")
+            ),
+        ));
+    }
+    let text = |key: &str| -> Res<String> {
+        match map.get(key) {
+            Some(v) if v.is_string() => Ok(v.clone().into_string().unwrap_or_default()),
+            _ => Err(fail_at(
+                ctx,
+                format!("packages::check_deb: the expected map needs `{key}` (a string)"),
+            )),
+        }
+    };
+    Ok(PackageIdentity {
+        name: text("name")?,
+        version: text("version")?,
+        architecture: text("architecture")?,
+    })
 }

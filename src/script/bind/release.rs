@@ -14,7 +14,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     reg.read(
         Doc {
             signature: "release::target() -> map",
-            doc: "this run's release target on the engine's arch (the Lima VM's on macOS): sysbox (tag, version, semver, url, sha256, sha256_url, source) and dockerd (version, url, sha256, sha256_url, source); source is bundled, config or env",
+            doc: "this run's release target on the engine's arch (the Lima VM's on macOS): sysbox (tag, version, semver, url, sha256, sha256_url, source, sha256_key) and dockerd (version, url, sha256, sha256_url, source, sha256_key); source is bundled, config or env; sha256_key is where an operator pins the sha256 (sysbox_sha256, CAI_SYSBOX_SHA256, dockerd_sha256)",
             example: "release::target()",
         },
         move |ctx: NativeCallContext| {
