@@ -948,3 +948,157 @@ fn p61_gone_needs_the_id_and_the_name_to_be_absent() {
     assert_eq!(code, 0, "{stderr}");
     assert!(!state_file.exists());
 }
+
+/// P63: an engine restart stops every container on it, labelled or not. An unlabelled running
+/// container is named in the refusal (as not managed by ContainAI), and with --stop-containers it
+/// is recorded, stopped and started again like the managed ones.
+#[test]
+fn p63_unlabelled_containers_are_refused_recorded_and_restarted() {
+    let f = fixture(None);
+    let other = f
+        .engine
+        .run("other", &[], support::TEST_IMAGE, &["sleep", "600"]);
+    let (code, stdout, stderr) = f.host.run(&["update"]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("managed containers are running: [\"agent-1\"]"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "containers not managed by ContainAI are running: [\"other\"] (restarting the engine stops them too)"
+        ),
+        "{stderr}"
+    );
+    assert!(cache_is_empty(&f.host));
+
+    // The JSON document carries them apart.
+    let (code, stdout, stderr) = f.host.run(&["update", "--dry-run", "--json"]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let update = &doc["reports"][0]["update"];
+    assert_eq!(update["containers"]["managed"][0], "agent-1", "{stdout}");
+    assert_eq!(update["containers"]["unmanaged"][0], "other", "{stdout}");
+    assert!(update["refused"].is_string(), "{stdout}");
+
+    // Only an unlabelled one running still refuses.
+    f.engine.docker(&["stop", "-t", "0", "agent-1"]);
+    let (code, _, stderr) = f.host.run(&["update"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("[\"other\"]"), "{stderr}");
+    f.engine.docker(&["start", "agent-1"]);
+
+    // A script that records only the managed ones cannot restart the engine under the other.
+    let site = write_site(
+        &f.host,
+        "let running = containers::list_managed(false);\n\
+         update::record(\"stopping\", running.map(|c| #{id: c.id, name: c.name}));\n\
+         containers::stop(running.map(|c| c.id), 2);\n\
+         units::restart(\"containai-docker.service\");",
+    );
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("units::restart containai-docker.service: refusing to stop other"),
+        "{stderr}"
+    );
+    assert!(!f.host.fakes.log().contains("[restart]"));
+    std::fs::remove_file(site).unwrap();
+    let (code, _, stderr) = f.host.run(&["system", "resume"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(f.engine.state("agent-1"), "running");
+
+    let started = |name: &str| {
+        f.engine
+            .docker(&["inspect", "--format", "{{.State.StartedAt}}", name])
+    };
+    let before = started("other");
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(f.engine.state("agent-1"), "running");
+    assert_eq!(f.engine.state("other"), "running");
+    assert_ne!(
+        started("other"),
+        before,
+        "other was never stopped and started"
+    );
+    let journal =
+        std::fs::read_to_string(f.host.root().join("var/lib/containai/actions.jsonl")).unwrap();
+    for kind in ["update.record", "containers.stop", "containers.start"] {
+        assert!(
+            journal
+                .lines()
+                .any(|l| l.contains(&format!("\"{kind}\"")) && l.contains(&other)),
+            "{kind} without {other}: {journal}"
+        );
+    }
+}
+
+/// P64: installing a package under the update lock (a sysbox package's maintainer scripts restart
+/// sysbox, and the engine with it) is refused while any running container is unrecorded,
+/// labelled or not, as restarting the engine is.
+#[test]
+fn p64_install_deb_under_the_lock_needs_every_running_container_recorded() {
+    let f = fixture(None);
+    f.engine
+        .run("other", &[], support::TEST_IMAGE, &["sleep", "600"]);
+    let deb = format!("/srv/mirror/{DEB}");
+    let consent = ["--", "--stop-containers"];
+
+    let bare = f.host.script(
+        "bare.rhai",
+        &format!("update::lock();\npackages::install_deb(\"{deb}\");\n0\n"),
+    );
+    let (code, _, stderr) = f.host.run(&["run", bare.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("packages::install_deb {deb}: refusing to stop")),
+        "{stderr}"
+    );
+    assert!(
+        !f.host.fakes.log().contains("dpkg"),
+        "{}",
+        f.host.fakes.log()
+    );
+
+    // The managed one recorded and stopped: the unlabelled one still runs unrecorded.
+    let managed_only = f.host.script(
+        "managed-only.rhai",
+        &format!(
+            "let running = containers::list_managed(false);\n\
+             update::record(\"stopping\", running.map(|c| #{{id: c.id, name: c.name}}));\n\
+             containers::stop(running.map(|c| c.id), 2);\n\
+             packages::install_deb(\"{deb}\");\n0\n"
+        ),
+    );
+    let (code, _, stderr) = f
+        .host
+        .run(&[&["run", managed_only.to_str().unwrap()][..], &consent].concat());
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("refusing to stop other"), "{stderr}");
+    assert!(
+        !f.host.fakes.log().contains("dpkg"),
+        "{}",
+        f.host.fakes.log()
+    );
+
+    // Every running container recorded and stopped: the install goes ahead.
+    let all = f.host.script(
+        "all.rhai",
+        &format!(
+            "let running = containers::list(false);\n\
+             update::record(\"stopping\", running.map(|c| #{{id: c.id, name: c.name}}));\n\
+             containers::stop(running.map(|c| c.id), 2);\n\
+             packages::install_deb(\"{deb}\");\n0\n"
+        ),
+    );
+    let (code, _, stderr) = f
+        .host
+        .run(&[&["run", all.to_str().unwrap()][..], &consent].concat());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        f.host.fakes.log().contains("dpkg"),
+        "{}",
+        f.host.fakes.log()
+    );
+}

@@ -96,6 +96,21 @@ pub struct ContainerInfo {
     pub labels: BTreeMap<String, String>,
 }
 
+/// One container of the engine, labelled or not, as scripts see it in lists: an engine restart
+/// stops every one of them, so the update gate counts them all.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EngineContainer {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub state: String,
+    pub running: bool,
+    /// Whether ContainAI manages it (labelled or legacy); `managed_by` says how.
+    pub managed: bool,
+    pub managed_by: Option<ManagedBy>,
+    pub labels: BTreeMap<String, String>,
+}
+
 /// A container's details for decisions (user, mounts, state).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ContainerDetails {
@@ -285,6 +300,31 @@ impl Client {
     /// `Ok(None)` means the socket does not exist, so no container can be running on this engine;
     /// any failure once the socket exists is an error.
     pub fn list_managed(&self, all: bool) -> Result<Option<Vec<ContainerInfo>>, DockerError> {
+        let Some(list) = self.list(all)? else {
+            return Ok(None);
+        };
+        let out = list
+            .into_iter()
+            .filter_map(|c| {
+                let managed_by = c.managed_by?;
+                Some(ContainerInfo {
+                    ssh_port: c.labels.get(SSH_PORT_LABEL).cloned(),
+                    id: c.id,
+                    name: c.name,
+                    image: c.image,
+                    state: c.state,
+                    running: c.running,
+                    managed_by,
+                    labels: c.labels,
+                })
+            })
+            .collect();
+        Ok(Some(out))
+    }
+
+    /// Every container on the engine, labelled or not, sorted by name. `all` includes stopped
+    /// ones. `Ok(None)` and errors as for [`Client::list_managed`].
+    pub fn list(&self, all: bool) -> Result<Option<Vec<EngineContainer>>, DockerError> {
         let rt = &self.rt;
         if !self.socket_present()? {
             return Ok(None);
@@ -301,29 +341,29 @@ impl Client {
             docker.list_containers(Some(options)),
         )
         .map_err(|e| self.unreachable(e))?;
-        let mut out = Vec::new();
-        for c in list {
-            let labels = c.labels.unwrap_or_default();
-            let image = c.image.unwrap_or_default();
-            let Some(managed_by) = classify(&labels, &image) else {
-                continue;
-            };
-            let state = enum_text(&c.state);
-            out.push(ContainerInfo {
-                id: c.id.unwrap_or_default(),
-                name: c
-                    .names
-                    .and_then(|n| n.into_iter().next())
-                    .map(|n| n.trim_start_matches('/').to_string())
-                    .unwrap_or_default(),
-                image,
-                running: state == "running",
-                state,
-                managed_by,
-                ssh_port: labels.get(SSH_PORT_LABEL).cloned(),
-                labels: labels.into_iter().collect(),
-            });
-        }
+        let mut out: Vec<EngineContainer> = list
+            .into_iter()
+            .map(|c| {
+                let labels = c.labels.unwrap_or_default();
+                let image = c.image.unwrap_or_default();
+                let managed_by = classify(&labels, &image);
+                let state = enum_text(&c.state);
+                EngineContainer {
+                    id: c.id.unwrap_or_default(),
+                    name: c
+                        .names
+                        .and_then(|n| n.into_iter().next())
+                        .map(|n| n.trim_start_matches('/').to_string())
+                        .unwrap_or_default(),
+                    image,
+                    running: state == "running",
+                    state,
+                    managed: managed_by.is_some(),
+                    managed_by,
+                    labels: labels.into_iter().collect(),
+                }
+            })
+            .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(Some(out))
     }
