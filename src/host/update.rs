@@ -28,7 +28,7 @@ use rustix::fs::FlockOperation;
 use serde::{Deserialize, Serialize};
 
 use super::Host;
-use super::docker::DockerError;
+use super::docker::{DockerError, EngineContainer};
 use super::fs::FsError;
 use crate::effects::Approval;
 
@@ -203,22 +203,18 @@ pub fn check_stoppable(host: &Host, ids: &[String]) -> Result<(), UpdateError> {
 }
 
 /// Before an action that restarts the engine (which stops every container on it): every running
-/// container, labelled or not, must be in the record by its full ID. `running` is (full ID, name,
-/// managed) of each.
-pub fn check_all_recorded(
-    host: &Host,
-    running: &[(String, String, bool)],
-) -> Result<(), UpdateError> {
+/// container, labelled or not, must be in the record by its full ID.
+pub fn check_all_recorded(host: &Host, running: &[EngineContainer]) -> Result<(), UpdateError> {
     if host.update_lock.held.borrow().is_none() {
         return Ok(());
     }
     let recorded = read_state(host)?.map(|s| s.containers).unwrap_or_default();
     let unrecorded: Vec<String> = running
         .iter()
-        .filter(|(id, _, _)| !recorded.iter().any(|c| &c.id == id))
-        .map(|(id, name, managed)| {
-            let shown = if name.is_empty() { id } else { name };
-            if *managed {
+        .filter(|c| !recorded.iter().any(|r| r.id == c.id))
+        .map(|c| {
+            let shown = if c.name.is_empty() { &c.id } else { &c.name };
+            if c.managed {
                 shown.clone()
             } else {
                 format!("{shown} (not managed by ContainAI)")
@@ -450,4 +446,68 @@ fn is_full_id(id: &str) -> bool {
 
 fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or("").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, name: &str) -> Stopped {
+        Stopped {
+            id: id.into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn the_record_only_grows() {
+        let on_disk = || {
+            Some(UpdateState {
+                phase: "stopping".into(),
+                containers: vec![entry("a", "agent-1"), entry("b", "agent-2")],
+                run: "r1".into(),
+            })
+        };
+        let cases = [
+            // Nothing new: what is on disk stays.
+            (vec![], vec!["a", "b"]),
+            // Fewer than on disk: still all of them.
+            (vec![entry("b", "agent-2")], vec!["a", "b"]),
+            // More: appended once, in order.
+            (
+                vec![entry("c", "agent-3"), entry("a", "agent-1")],
+                vec!["a", "b", "c"],
+            ),
+        ];
+        for (new, want) in cases {
+            let state = union(on_disk(), "installing", "r2", &Resolved(new.clone()));
+            let ids: Vec<&str> = state.containers.iter().map(|c| c.id.as_str()).collect();
+            assert_eq!(ids, want, "{new:?}");
+            assert_eq!(state.phase, "installing");
+            assert_eq!(state.run, "r2");
+        }
+        let fresh = union(
+            None,
+            "stopping",
+            "r",
+            &Resolved(vec![entry("a", "agent-1")]),
+        );
+        assert_eq!(fresh.containers, vec![entry("a", "agent-1")]);
+    }
+
+    #[test]
+    fn full_ids_are_64_lowercase_hex_digits() {
+        let full = "0123456789abcdef".repeat(4);
+        assert!(is_full_id(&full));
+        for not in [
+            "",
+            "0123456789ab",
+            "agent-1",
+            &full.to_uppercase(),
+            &format!("{full}0"),
+            &format!("{}g", &full[..63]),
+        ] {
+            assert!(!is_full_id(not), "{not}");
+        }
+    }
 }

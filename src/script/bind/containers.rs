@@ -261,10 +261,7 @@ pub(super) fn check_all_recorded(host: &Host) -> Result<(), String> {
     if !crate::host::update::holds_lock(host) {
         return Ok(());
     }
-    let running: Vec<(String, String, bool)> = everything(host, false)?
-        .into_iter()
-        .map(|c| (c.id, c.name, c.managed))
-        .collect();
+    let running = everything(host, false)?;
     crate::host::update::check_all_recorded(host, &running).map_err(|e| e.to_string())
 }
 
