@@ -1,6 +1,8 @@
 //! `update::` bindings over [`crate::host::update`]: the update lock and the crash-safe record of
 //! the containers an update stops. The lock and the reads run in every mode (a dry run only
-//! checks the lock); recording and clearing the state pass through the effect gate.
+//! checks the lock); recording and clearing the state pass through the effect gate. What a script
+//! asks to record is resolved with the engine in every mode, so a dry run refuses what the live
+//! run would; only the resolved entries (full ID, current name) reach the record.
 
 use std::rc::Rc;
 
