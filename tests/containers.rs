@@ -83,7 +83,7 @@ fn list_returns_every_container_and_marks_the_unmanaged_ones() {
 //! api: 1
 let all = run::args().contains("all");
 for c in containers::list(all) {
-    print(`${c.name} ${c.managed} ${c.managed_by} ${c.state}`);
+    print(`${c.name} ${c.managed_by != ()} ${c.managed_by} ${c.state}`);
 }
 "#,
     );

@@ -13,6 +13,7 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::ContainerSummary;
 use bollard::query_parameters::{
     ListContainersOptions, StartContainerOptions, StopContainerOptions,
 };
@@ -96,7 +97,7 @@ pub struct ContainerInfo {
     pub labels: BTreeMap<String, String>,
 }
 
-/// One container of the engine, labelled or not, as scripts see it in lists: an engine restart
+/// Any container on the engine, managed by ContainAI or not, with its mounts: an engine restart
 /// stops every one of them, so the update gate counts them all.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct EngineContainer {
@@ -105,10 +106,10 @@ pub struct EngineContainer {
     pub image: String,
     pub state: String,
     pub running: bool,
-    /// Whether ContainAI manages it (labelled or legacy); `managed_by` says how.
-    pub managed: bool,
+    /// `None`: neither labelled nor a legacy ContainAI image.
     pub managed_by: Option<ManagedBy>,
     pub labels: BTreeMap<String, String>,
+    pub mounts: Vec<MountInfo>,
 }
 
 /// A container's details for decisions (user, mounts, state).
@@ -295,35 +296,9 @@ impl Client {
         status
     }
 
-    /// Managed containers (labelled and legacy). `all` includes stopped ones.
-    ///
-    /// `Ok(None)` means the socket does not exist, so no container can be running on this engine;
-    /// any failure once the socket exists is an error.
-    pub fn list_managed(&self, all: bool) -> Result<Option<Vec<ContainerInfo>>, DockerError> {
-        let Some(list) = self.list(all)? else {
-            return Ok(None);
-        };
-        let out = list
-            .into_iter()
-            .filter_map(|c| {
-                let managed_by = c.managed_by?;
-                Some(ContainerInfo {
-                    ssh_port: c.labels.get(SSH_PORT_LABEL).cloned(),
-                    id: c.id,
-                    name: c.name,
-                    image: c.image,
-                    state: c.state,
-                    running: c.running,
-                    managed_by,
-                    labels: c.labels,
-                })
-            })
-            .collect();
-        Ok(Some(out))
-    }
-
     /// Every container on the engine, labelled or not, sorted by name. `all` includes stopped
-    /// ones. `Ok(None)` and errors as for [`Client::list_managed`].
+    /// ones. `Ok(None)` means the socket does not exist, as for [`Client::list_managed`]; any
+    /// failure once the socket exists is an error.
     pub fn list(&self, all: bool) -> Result<Option<Vec<EngineContainer>>, DockerError> {
         let rt = &self.rt;
         if !self.socket_present()? {
@@ -341,29 +316,55 @@ impl Client {
             docker.list_containers(Some(options)),
         )
         .map_err(|e| self.unreachable(e))?;
-        let mut out: Vec<EngineContainer> = list
-            .into_iter()
-            .map(|c| {
-                let labels = c.labels.unwrap_or_default();
-                let image = c.image.unwrap_or_default();
-                let managed_by = classify(&labels, &image);
-                let state = enum_text(&c.state);
-                EngineContainer {
-                    id: c.id.unwrap_or_default(),
-                    name: c
-                        .names
-                        .and_then(|n| n.into_iter().next())
-                        .map(|n| n.trim_start_matches('/').to_string())
-                        .unwrap_or_default(),
-                    image,
-                    running: state == "running",
-                    state,
-                    managed: managed_by.is_some(),
-                    managed_by,
-                    labels: labels.into_iter().collect(),
-                }
-            })
-            .collect();
+        let mut out: Vec<EngineContainer> = list.into_iter().map(engine_container).collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Some(out))
+    }
+
+    /// Managed containers (labelled and legacy). `all` includes stopped ones.
+    ///
+    /// `Ok(None)` means the socket does not exist, so no container can be running on this engine;
+    /// any failure once the socket exists is an error.
+    pub fn list_managed(&self, all: bool) -> Result<Option<Vec<ContainerInfo>>, DockerError> {
+        let rt = &self.rt;
+        if !self.socket_present()? {
+            return Ok(None);
+        }
+        let docker = self.client()?;
+        let options = ListContainersOptions {
+            all,
+            ..Default::default()
+        };
+        let list = timed(
+            rt,
+            "list containers",
+            API_TIMEOUT,
+            docker.list_containers(Some(options)),
+        )
+        .map_err(|e| self.unreachable(e))?;
+        let mut out = Vec::new();
+        for c in list {
+            let labels = c.labels.unwrap_or_default();
+            let image = c.image.unwrap_or_default();
+            let Some(managed_by) = classify(&labels, &image) else {
+                continue;
+            };
+            let state = enum_text(&c.state);
+            out.push(ContainerInfo {
+                id: c.id.unwrap_or_default(),
+                name: c
+                    .names
+                    .and_then(|n| n.into_iter().next())
+                    .map(|n| n.trim_start_matches('/').to_string())
+                    .unwrap_or_default(),
+                image,
+                running: state == "running",
+                state,
+                managed_by,
+                ssh_port: labels.get(SSH_PORT_LABEL).cloned(),
+                labels: labels.into_iter().collect(),
+            });
+        }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(Some(out))
     }
@@ -555,6 +556,36 @@ impl Client {
         });
         let results = rt.block_on(futures_util::future::join_all(jobs));
         Ok(collect_set(results, API_TIMEOUT))
+    }
+}
+
+fn engine_container(c: ContainerSummary) -> EngineContainer {
+    let labels = c.labels.unwrap_or_default();
+    let image = c.image.unwrap_or_default();
+    let state = enum_text(&c.state);
+    EngineContainer {
+        id: c.id.unwrap_or_default(),
+        name: c
+            .names
+            .and_then(|n| n.into_iter().next())
+            .map(|n| n.trim_start_matches('/').to_string())
+            .unwrap_or_default(),
+        managed_by: classify(&labels, &image),
+        image,
+        running: state == "running",
+        state,
+        labels: labels.into_iter().collect(),
+        mounts: c
+            .mounts
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| MountInfo {
+                kind: enum_text(&m.typ),
+                name: m.name.unwrap_or_default(),
+                source: m.source.unwrap_or_default(),
+                destination: m.destination.unwrap_or_default(),
+            })
+            .collect(),
     }
 }
 

@@ -214,7 +214,7 @@ pub fn check_all_recorded(host: &Host, running: &[EngineContainer]) -> Result<()
         .filter(|c| !recorded.iter().any(|r| r.id == c.id))
         .map(|c| {
             let shown = if c.name.is_empty() { &c.id } else { &c.name };
-            if c.managed {
+            if c.managed_by.is_some() {
                 shown.clone()
             } else {
                 format!("{shown} (not managed by ContainAI)")

@@ -74,24 +74,24 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     let h = host.clone();
     reg.read(
         Doc {
-            signature: "containers::list(all: bool) -> array",
-            doc: "every container on the engine, labelled or not (managed is false, managed_by () for one ContainAI does not manage: an engine restart stops it too); all=false lists running ones; fail-closed like list_managed, and all=true fails while the engine is down",
-            example: "containers::list(false).filter(|c| !c.managed)",
-        },
-        move |ctx: NativeCallContext, all: bool| {
-            to_dynamic(&everything(&h, all).map_err(|e| fail_at(&ctx, e))?)
-        },
-    );
-
-    let h = host.clone();
-    reg.read(
-        Doc {
             signature: "containers::inspect(name: string) -> map",
             doc: "user, state, labels and mounts of one container",
             example: "try { containers::inspect(\"cai-example\") } catch { () }",
         },
         move |ctx: NativeCallContext, name: &str| {
             to_dynamic(&h.docker().inspect(name).map_err(|e| fail_at(&ctx, e))?)
+        },
+    );
+
+    let h = host.clone();
+    reg.read(
+        Doc {
+            signature: "containers::list(all: bool) -> array",
+            doc: "every container on the engine, labelled or not (managed_by is () for one ContainAI does not manage: an engine restart stops it too); all=false lists running ones; fail-closed like list_managed, and all=true fails while the engine is down",
+            example: "containers::list(false).filter(|c| c.managed_by == ())",
+        },
+        move |ctx: NativeCallContext, all: bool| {
+            to_dynamic(&everything(&h, all).map_err(|e| fail_at(&ctx, e))?)
         },
     );
 
@@ -207,15 +207,25 @@ fn stop(ctx: &NativeCallContext, host: &Host, ids: Array, secs: i64) -> Res<Dyna
 /// is known to be down. A socket deleted under a live engine, or an engine unit whose state nobody
 /// can read, is "cannot verify", never "no containers" [P3, P5].
 pub(super) fn managed(host: &Host, all: bool) -> Result<Vec<docker::ContainerInfo>, String> {
-    let listed = host
-        .docker()
+    let docker = host.docker();
+    let listed = docker
         .list_managed(all)
         .map_err(|e| format!("cannot verify running container state: {e}"))?;
     if let Some(list) = listed {
         return Ok(list);
     }
-    engine_known_down(host)?;
-    Ok(Vec::new())
+    let socket = docker.status().socket;
+    match systemd::engine_down(host) {
+        Ok(true) => Ok(Vec::new()),
+        Ok(false) => Err(format!(
+            "cannot verify running container state: {} is active but {socket} does not exist",
+            systemd::ENGINE_UNIT
+        )),
+        Err(e) => Err(format!(
+            "cannot verify running container state: {socket} does not exist and the state of {} is unknown: {e}",
+            systemd::ENGINE_UNIT
+        )),
+    }
 }
 
 /// Every container on the engine, labelled or not, fail-closed like [`managed`]. With the engine
