@@ -97,8 +97,7 @@ pub struct ContainerInfo {
     pub labels: BTreeMap<String, String>,
 }
 
-/// Any container on the engine, managed by ContainAI or not, with its mounts: an engine restart
-/// stops every one of them, so the update gate counts them all.
+/// Any container on the engine, managed by ContainAI or not, with its mounts.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct EngineContainer {
     pub id: String,
