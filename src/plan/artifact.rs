@@ -291,13 +291,14 @@ pub enum Checksum {
 }
 
 /// An [`Artifact`] whose every field passed the checks; made without touching anything, so a
-/// dry run refuses what a live run would refuse.
+/// dry run refuses what a live run would refuse. Only [`Artifact::check`] makes one, so holding
+/// one means the rules held: a checksum to verify against, never a checksum file over plain http.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checked {
-    pub name: String,
-    pub url: Url,
-    pub checksum: Checksum,
-    pub config_key: String,
+    name: String,
+    url: Url,
+    checksum: Checksum,
+    config_key: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -400,6 +401,24 @@ impl Artifact {
 }
 
 impl Checked {
+    /// The file name in the cache.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    pub fn checksum(&self) -> &Checksum {
+        &self.checksum
+    }
+
+    /// Where an operator pins the sha256, named when it does not match.
+    pub fn config_key(&self) -> &str {
+        &self.config_key
+    }
+
     /// The host path the artifact is kept at (under `--root`).
     pub fn path(&self) -> PathBuf {
         Path::new(CACHE_DIR).join(&self.name)
@@ -727,7 +746,7 @@ mod tests {
         }
         let file = artifact("file://localhost/srv/a%20b+c.deb", Some(&"a".repeat(64)));
         assert_eq!(
-            file.check().unwrap().url.file_path(),
+            file.check().unwrap().url().file_path(),
             Some(Path::new("/srv/a b+c.deb"))
         );
         for sha256 in ["abc", &"g".repeat(64), &"a".repeat(65)] {

@@ -122,6 +122,12 @@ impl From<FsError> for Attempt<ArtifactError> {
     }
 }
 
+impl From<TransferError> for Attempt<ArtifactError> {
+    fn from(e: TransferError) -> Self {
+        Attempt::Fatal(e.into())
+    }
+}
+
 /// Checks the cache directory's path with the rules the install applies to files in it (every
 /// directory from `/` down owned by root or the invoking user, not writable by others, no
 /// symlink), so that a fetch refuses what the install would refuse later [P62]. A cache that
@@ -264,12 +270,12 @@ impl Fetcher<'_> {
                 )
                 .into());
         }
-        let expected = match &checked.checksum {
+        let expected = match checked.checksum() {
             Checksum::Known(sha256) => sha256.clone(),
-            Checksum::File(url) => self.side_file(url, &checked.config_key)?,
+            Checksum::File(url) => self.side_file(url, checked.config_key())?,
         };
         let path = checked.path();
-        if let Some(bytes) = self.cached(&dir, &checked.name, &expected)? {
+        if let Some(bytes) = self.cached(&dir, checked.name(), &expected)? {
             return Ok(Fetched {
                 path,
                 sha256: expected.to_string(),
@@ -277,7 +283,7 @@ impl Fetcher<'_> {
                 reused: true,
             });
         }
-        let url = &checked.url;
+        let url = checked.url();
         let bytes = match url.file_path() {
             Some(source) => self.copy_file(&dir, checked, source, &expected)?,
             None => self
@@ -353,15 +359,15 @@ impl Fetcher<'_> {
         checked: &Checked,
         expected: &Sha256,
     ) -> Result<u64, Attempt<ArtifactError>> {
-        let url = checked.url.as_str();
+        let url = checked.url().as_str();
         let response = self.http.get(url)?;
         let announced = response.body().content_length();
         if let Some(announced) = announced {
             self.check_size(dir, url, announced, "the server announces")?;
         }
         let mut reader = response.into_body().into_reader();
-        let mut file = dir.create(checked.name.as_ref(), FILE_MODE)?;
-        let bar = Progress::start(&checked.name, Count::Bytes(announced));
+        let mut file = dir.create(checked.name().as_ref(), FILE_MODE)?;
+        let bar = Progress::start(checked.name(), Count::Bytes(announced));
         let limit = self.max_bytes();
         let (got, bytes) = match stream(
             self.interrupted,
@@ -374,9 +380,7 @@ impl Fetcher<'_> {
             Err(CopyError::Read(e)) => return Err(read_failed(url, e)),
             Err(CopyError::Write(e)) => return Err(e.into()),
             Err(CopyError::Interrupted) => {
-                return Err(
-                    ArtifactError::from(TransferError::Interrupted { url: url.into() }).into(),
-                );
+                return Err(TransferError::Interrupted { url: url.into() }.into());
             }
             Err(CopyError::TooLong) => return Err(self.too_long(url).into()),
         };
@@ -398,7 +402,7 @@ impl Fetcher<'_> {
         path: &Path,
         expected: &Sha256,
     ) -> Result<u64, ArtifactError> {
-        let url = checked.url.as_str();
+        let url = checked.url().as_str();
         let mut source = self
             .root
             .open_file(path)?
@@ -410,8 +414,8 @@ impl Fetcher<'_> {
         if let Some(announced) = announced {
             self.check_size(dir, url, announced, "the file is")?;
         }
-        let mut file = dir.create(checked.name.as_ref(), FILE_MODE)?;
-        let bar = Progress::start(&checked.name, Count::Bytes(announced));
+        let mut file = dir.create(checked.name().as_ref(), FILE_MODE)?;
+        let bar = Progress::start(checked.name(), Count::Bytes(announced));
         let limit = self.max_bytes();
         let (got, bytes) = match stream(
             self.interrupted,
@@ -493,9 +497,9 @@ impl Fetcher<'_> {
     ) -> Result<(), ArtifactError> {
         if &got != expected {
             return Err(ArtifactError::Mismatch {
-                name: checked.name.clone(),
-                url: checked.url.to_string(),
-                config_key: checked.config_key.clone(),
+                name: checked.name().to_string(),
+                url: checked.url().to_string(),
+                config_key: checked.config_key().to_string(),
                 expected: expected.clone(),
                 got,
             });

@@ -42,7 +42,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
                 "artifacts.fetch",
                 artifact.url.clone(),
                 json!({
-                    "name": checked.name,
+                    "name": checked.name(),
                     "sha256": checked.checksum_detail(),
                     "into": h.root().display_path(&path).display().to_string(),
                 }),
