@@ -3,9 +3,9 @@
 //! checks on an [`Artifact`] a script hands over (file name, URL, where its sha256 comes from).
 //!
 //! Pure: text in, typed values or a refusal out. A URL that config loading accepts is one the
-//! fetch can use, so a bad `sysbox_url` is refused at load naming its key, not at a script line
-//! [P25]. A checksum never comes over the channel it protects [P67]: a checksum file is trusted
-//! only over `https://` or from a `file://` path, so an `http://` artifact needs a pinned sha256.
+//! fetch can use, so a bad `sysbox_url` is refused at load naming its key, not at a script line.
+//! A checksum never comes over the channel it protects [P67]: a checksum file is trusted only
+//! over `https://` or from a `file://` path, so an `http://` artifact needs a pinned sha256.
 //! Nothing here reads the network or the file system; `host::artifacts` does, with these types.
 
 use std::ffi::OsString;

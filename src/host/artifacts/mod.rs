@@ -1,5 +1,5 @@
 //! The artifacts family: the verified cache. Release artifacts (the sysbox `.deb`, the dockerd
-//! bundle) are fetched over HTTPS, HTTP ([`http`]) or from a `file://` URL into [`CACHE_DIR`]
+//! bundle) are fetched over HTTPS, HTTP (`http.rs`) or from a `file://` URL into [`CACHE_DIR`]
 //! under `--root`, and handed back only once their sha256 matched. What an artifact is, its
 //! [`Url`] and [`Sha256`], and which checksum may vouch for it are decided before anything is
 //! touched, in [`crate::plan::artifact`].
