@@ -30,7 +30,7 @@ use crate::plan::release;
 use crate::render;
 use crate::script;
 use crate::script::catalog::{Catalog, Script};
-use crate::script::engine::limits;
+use crate::script::sandbox::limits;
 use crate::term;
 
 #[derive(Debug, Parser)]
