@@ -3,9 +3,9 @@
 //! root.
 //!
 //! `--root` is made absolute, canonicalized and opened once as a directory descriptor; paths under
-//! it are opened from that descriptor ([`resolve`]: `openat2(RESOLVE_IN_ROOT)`, or a walk that
+//! it are opened from that descriptor (`resolve.rs`: `openat2(RESOLVE_IN_ROOT)`, or a walk that
 //! refuses every symlink where the kernel cannot). Writes are atomic (temporary file beside the
-//! target, fsync, rename, fsync of the directory; [`dir`]); appends never follow a symlink.
+//! target, fsync, rename, fsync of the directory; `dir.rs`); appends never follow a symlink.
 //! Trusted reads ([`Root::read_trusted`], [`trusted`]) apply the rules of [`super::trust`] to every
 //! directory from `/` down and read from the descriptor that was checked.
 //!
@@ -335,7 +335,7 @@ impl Root {
         })
     }
 
-    /// Opens `rel` beneath the root; see [`resolve`].
+    /// Opens `rel` beneath the root (see `resolve.rs`).
     fn resolve(&self, rel: &Path, flags: OFlags) -> Result<OwnedFd, Resolve> {
         self.beneath.resolve(rel, flags)
     }
