@@ -22,7 +22,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use crate::config::{Config, ConfigError, SITE_CONFIG};
 use crate::effects::Mode;
 use crate::error::{self as exit, Error};
-use crate::host::fs::Root;
+use crate::host::fs::{Root, trusted};
 use crate::host::state::Owners;
 use crate::host::trust::Trust;
 use crate::host::{Host, HostOptions};
@@ -30,7 +30,7 @@ use crate::plan::release;
 use crate::render;
 use crate::script;
 use crate::script::catalog::{Catalog, Script};
-use crate::script::engine::limits;
+use crate::script::sandbox::limits;
 use crate::term;
 
 #[derive(Debug, Parser)]
@@ -465,12 +465,12 @@ fn read_config(
         layers.push((root.display_path(site), text));
     }
     if let Some(path) = user {
-        if let Some(text) = trust.read(path)? {
+        if let Some(text) = trusted::read(trust, path)? {
             layers.push((path.to_path_buf(), text));
         }
     }
     if let Some(path) = explicit {
-        match trust.read(path)? {
+        match trusted::read(trust, path)? {
             Some(text) => layers.push((path.to_path_buf(), text)),
             None => return Err(ConfigError::Missing(path.to_path_buf()).into()),
         }

@@ -32,7 +32,7 @@ use crate::effects::Approval;
 pub const BUNDLE_DIR: &str = "/opt/containai/docker";
 pub const BIN_DIR: &str = "/opt/containai/bin";
 pub const VERSION_FILE: &str = "/opt/containai/VERSION";
-pub use crate::plan::daemon::DAEMON_CONFIG;
+pub use crate::plan::layout::DAEMON_CONFIG;
 /// Where fetched artifacts land; bundles are installed only from here.
 pub const CACHE_DIR: &str = "/var/cache/containai";
 

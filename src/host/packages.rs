@@ -20,7 +20,7 @@
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rustix::fs::{Mode, OFlags};
@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 
 use super::command::{self, CommandError};
 use super::files::{self, FileError};
-use super::fs;
+use super::fs::trusted;
 use super::trust::TrustError;
 use super::{AsRoot, Host};
 use crate::effects::Approval;
@@ -268,15 +268,7 @@ fn private_dir(host: &Host) -> std::io::Result<(tempfile::TempDir, OwnedFd)> {
         std::os::unix::fs::PermissionsExt::from_mode(0o700),
     )?;
     let canonical = std::fs::canonicalize(dir.path())?;
-    let names: Vec<&std::ffi::OsStr> = canonical
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(part) => Some(part),
-            _ => None,
-        })
-        .collect();
-    let checked = fs::trusted_slash(&host.trust)
-        .and_then(|slash| fs::trusted_dirs(&host.trust, slash, Path::new("/"), &names))
+    let checked = trusted::dir(&host.trust, &canonical)
         .map_err(std::io::Error::other)?
         .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
     Ok((dir, checked))

@@ -4,19 +4,15 @@
 //! A trusted file is a regular file that only root or the invoking user could have written: it
 //! and every directory above it are owned by one of them and not writable by group or others (a
 //! root-owned sticky directory such as `/tmp` is exempt from the writable test, since it only lets
-//! owners replace their entries). The walk that applies these rules lives in [`super::fs`], one
-//! directory descriptor at a time from `/` without following symlinks, and the file is read from
-//! the descriptor that was checked, so nothing can be swapped between the check and the read.
-//! This module holds the rules and reads files outside `--root` (the user's config, scripts named
-//! on the command line); files under the root go through [`super::fs::Root::read_trusted`]. There
-//! is deliberately no switch that turns this off.
+//! owners replace their entries). This module holds the rules and checks one open descriptor at a
+//! time; it never opens a path. The walk that applies them, one directory descriptor at a time from
+//! `/` without following symlinks, reading the file from the descriptor that was checked, is
+//! [`super::fs::trusted`]. There is deliberately no switch that turns this off.
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::FileType;
-
-use super::fs;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
@@ -53,45 +49,6 @@ impl Trust {
 
     pub fn is_root(&self) -> bool {
         rustix::process::geteuid().is_root()
-    }
-
-    /// The text of a file outside `--root`, or `None` when it (or a directory above it) does not
-    /// exist. Symlinks above the file are resolved first (the canonical path is then checked from
-    /// `/`); the file itself must not be one.
-    pub fn read(&self, path: &Path) -> Result<Option<String>, TrustError> {
-        match self.open(path)? {
-            Some(file) => fs::read_text(file, path).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    /// [`Trust::read`] without reading: the checked file, open.
-    pub fn open(&self, path: &Path) -> Result<Option<std::fs::File>, TrustError> {
-        let read_error = |cause: std::io::Error| TrustError::Read {
-            path: path.to_path_buf(),
-            cause,
-        };
-        let absolute = std::path::absolute(path).map_err(read_error)?;
-        let (Some(parent), Some(name)) = (absolute.parent(), absolute.file_name()) else {
-            return Err(read_error(std::io::Error::other("not a file path")));
-        };
-        let parent = match std::fs::canonicalize(parent) {
-            Ok(parent) => parent,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(read_error(e)),
-        };
-        let names: Vec<&std::ffi::OsStr> = parent
-            .components()
-            .filter_map(|c| match c {
-                std::path::Component::Normal(part) => Some(part),
-                _ => None,
-            })
-            .collect();
-        let slash = fs::trusted_slash(self)?;
-        let Some(dir) = fs::trusted_dirs(self, slash, Path::new("/"), &names)? else {
-            return Ok(None);
-        };
-        fs::trusted_file(self, &dir, name, path)
     }
 
     pub(crate) fn check_dir(&self, fd: &OwnedFd, path: &Path) -> Result<(), TrustError> {
@@ -162,61 +119,4 @@ impl Trust {
 enum Kind {
     File,
     Directory,
-}
-
-#[cfg(test)]
-mod tests {
-    use std::os::unix::fs::PermissionsExt;
-
-    use super::*;
-
-    #[test]
-    fn reads_well_owned_files_and_reports_absent_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("a.toml");
-        std::fs::write(&file, "x = 1").unwrap();
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let trust = Trust::new(None);
-        assert_eq!(trust.read(&file).unwrap().as_deref(), Some("x = 1"));
-        assert!(trust.read(&dir.path().join("missing")).unwrap().is_none());
-        assert!(
-            trust
-                .read(&dir.path().join("no/such/dir/file"))
-                .unwrap()
-                .is_none()
-        );
-    }
-
-    #[test]
-    fn refuses_writable_files_directories_and_symlinks() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("a.rhai");
-        std::fs::write(&file, "x").unwrap();
-        let trust = Trust::new(None);
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o646)).unwrap();
-        let err = trust.read(&file).unwrap_err().to_string();
-        assert!(
-            err.contains("the file is group- or world-writable (mode 646)"),
-            "{err}"
-        );
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
-
-        let link = dir.path().join("link.rhai");
-        std::os::unix::fs::symlink(&file, &link).unwrap();
-        let err = trust.read(&link).unwrap_err().to_string();
-        assert!(err.contains("it is a symlink"), "{err}");
-
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-        let err = trust.read(&file).unwrap_err().to_string();
-        assert!(
-            err.contains("the directory is group- or world-writable"),
-            "{err}"
-        );
-        // A sticky world-writable directory is fine only when root owns it (as /tmp).
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
-        let result = trust.read(&file);
-        if rustix::process::geteuid().is_root() {
-            assert!(result.is_ok());
-        }
-    }
 }

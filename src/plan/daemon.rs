@@ -9,8 +9,6 @@ use serde_json::json;
 
 use super::unit::UnitValues;
 
-/// Where the engine's daemon configuration lives (inside the Lima VM on macOS).
-pub const DAEMON_CONFIG: &str = "/etc/containai/docker/daemon.json";
 /// The runtime every container of the engine runs under.
 pub const SYSBOX_RUNC: &str = "/usr/bin/sysbox-runc";
 

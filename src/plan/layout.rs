@@ -8,3 +8,6 @@ pub const SITE_CONFIG: &str = "/etc/containai/config.toml";
 pub const LINUX_SOCKET: &str = "/var/run/containai-docker.sock";
 /// The engine data root; volumes live at `<data-root>/volumes/<name>/_data`.
 pub const DEFAULT_DATA_ROOT: &str = "/var/lib/containai-docker";
+/// The engine's daemon configuration, handed to dockerd with `--config-file` (inside the Lima VM
+/// on macOS).
+pub const DAEMON_CONFIG: &str = "/etc/containai/docker/daemon.json";

@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use crate::plan::layout::SITE_CONFIG;
+use crate::plan::layout::{DAEMON_CONFIG, SITE_CONFIG};
 
 /// The bundle's active dockerd (a symlink switched atomically by updates).
 pub const DOCKERD: &str = "/opt/containai/bin/dockerd";
@@ -205,11 +205,7 @@ impl UnitValues {
             exec_root: UnitPath::new("exec_root", Path::new(EXEC_ROOT), fixed)?,
             pidfile: UnitPath::new("pidfile", Path::new(PIDFILE), fixed)?,
             cai: UnitPath::new("cai", Path::new(CAI), fixed)?,
-            daemon_config: UnitPath::new(
-                "daemon_config",
-                Path::new(crate::plan::daemon::DAEMON_CONFIG),
-                fixed,
-            )?,
+            daemon_config: UnitPath::new("daemon_config", Path::new(DAEMON_CONFIG), fixed)?,
             stop_timeout_secs,
             timeout_stop_secs: stop_timeout_secs + STOP_MARGIN_SECS,
         })

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use super::api::API_VERSION;
 use crate::config::Config;
-use crate::host::fs::Root;
+use crate::host::fs::{Root, trusted};
 use crate::host::systemd::{self, UnitError};
 use crate::host::trust::{Trust, TrustError};
 use crate::plan::unit::{self, TemplateError, ValueError};
@@ -347,7 +347,7 @@ impl Catalog {
         let file = format!("{name}.rhai");
         if let Some(user) = &self.user_dir {
             let path = user.join(&file);
-            if let Some(text) = self.trust.read(&path)? {
+            if let Some(text) = trusted::read(&self.trust, &path)? {
                 return Ok(Script {
                     name: name.to_string(),
                     source: Source::User,
@@ -392,8 +392,7 @@ impl Catalog {
 
     /// The text of a file named on the command line, vetted like an override.
     fn read_named_file(&self, path: &Path) -> Result<String, CatalogError> {
-        self.trust
-            .read(path)?
+        trusted::read(&self.trust, path)?
             .ok_or_else(|| CatalogError::FileMissing(path.to_path_buf()))
     }
 

@@ -6,12 +6,9 @@
 //! Optimization stays at `Simple`: `Full` would run registered functions at compile time,
 //! outside the effect gate's view of the run.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
 
 use rhai::module_resolvers::ModuleResolver;
 use rhai::packages::{Package, StandardPackage};
@@ -21,109 +18,14 @@ use rhai::{
 };
 
 use super::catalog::{Catalog, validate_name};
+use super::sandbox::{Budget, Stop, limits};
 use super::{bind, guard};
 use crate::host::Host;
-
-/// Sandbox limits. Generous for real flows, small enough that a runaway script fails fast.
-pub mod limits {
-    pub const OPERATIONS: u64 = 50_000_000;
-    pub const CALL_LEVELS: usize = 64;
-    pub const EXPR_DEPTH: usize = 64;
-    pub const FN_EXPR_DEPTH: usize = 32;
-    pub const STRING_SIZE: usize = 4 * 1024 * 1024;
-    pub const ARRAY_SIZE: usize = 100_000;
-    pub const MAP_SIZE: usize = 100_000;
-    pub const MODULES: usize = 64;
-    /// Bytes of one script or module text. Checked before the parser sees the text, since
-    /// compiling is not covered by the wall-clock budget; the bundled flows are a few KiB.
-    pub const SCRIPT_BYTES: usize = 1024 * 1024;
-    /// Functions, closures included, that one script or module text may define.
-    pub const FUNCTIONS: usize = 1024;
-    /// Levels of arrays and maps inside each other that a value may have when it is shown,
-    /// compared or converted: each level costs a native call on the stack.
-    pub const NESTING: usize = 64;
-    /// Stack of the thread that runs a command. A value can be nested as deep as the size limits
-    /// allow (`ARRAY_SIZE + MAP_SIZE` levels), and Rhai clones, drops and measures values by
-    /// recursion; a debug build needs up to 2.5 KiB a level for maps, a release build far less.
-    /// Only the pages a run touches are committed.
-    pub const STACK_BYTES: usize = 512 * 1024 * 1024;
-}
-
-/// Token values an `on_progress` stop carries, so error rendering can say why.
-pub const STOP_TIMEOUT: &str = "cai:timeout";
-pub const STOP_INTERRUPT: &str = "cai:interrupt";
-/// A value too deeply nested was turned into text where an error could not be raised.
-pub const STOP_NESTING: &str = "cai:nesting";
 
 /// Keyword functions no script can use. `eval` would run text nobody vetted; `curry` appends to
 /// a function pointer's hidden argument list, which no size limit counts (`f = f.curry(f)`
 /// doubles the memory at every step).
 pub const DISABLED: &[&str] = &["eval", "curry"];
-
-/// Per-run state the engine's callbacks read.
-#[derive(Clone)]
-pub struct Budget {
-    started: Rc<Cell<Instant>>,
-    limit: Duration,
-    /// A stop requested by a guard that had to return a value instead of an error; the next
-    /// operation raises it.
-    pending: Rc<Cell<Option<&'static str>>>,
-}
-
-impl Budget {
-    pub fn new(limit: Duration) -> Self {
-        Self {
-            started: Rc::new(Cell::new(Instant::now())),
-            limit,
-            pending: Rc::new(Cell::new(None)),
-        }
-    }
-
-    /// Restarts the clock (each REPL entry gets its own budget) and forgets a pending stop.
-    pub fn restart(&self) {
-        self.started.set(Instant::now());
-        self.pending.set(None);
-    }
-
-    pub fn limit(&self) -> Duration {
-        self.limit
-    }
-}
-
-/// Everything that stops a running script early: Ctrl-C, the wall-clock budget, or a stop a
-/// guard requested. Read by the operation callback and by native functions that wait.
-#[derive(Clone)]
-pub struct Stop {
-    budget: Budget,
-    interrupted: Arc<AtomicBool>,
-}
-
-impl Stop {
-    /// Why the script must stop now, if it must. The clock is read only when `clock` is set,
-    /// so the callback can sample it; the flags are checked every time.
-    pub fn reason(&self, clock: bool) -> Option<&'static str> {
-        if self.interrupted.load(Ordering::SeqCst) {
-            return Some(STOP_INTERRUPT);
-        }
-        if let Some(token) = self.budget.pending.get() {
-            return Some(token);
-        }
-        if clock && self.budget.started.get().elapsed() > self.budget.limit {
-            return Some(STOP_TIMEOUT);
-        }
-        None
-    }
-
-    /// Asks for a stop at the next operation.
-    pub fn request(&self, token: &'static str) {
-        self.budget.pending.set(Some(token));
-    }
-
-    /// The error that ends the script, the same one the operation callback raises.
-    pub fn error(token: &'static str, pos: Position) -> Box<EvalAltResult> {
-        Box::new(EvalAltResult::ErrorTerminated(token.into(), pos))
-    }
-}
 
 /// What the factory needs besides the host.
 pub struct EngineOptions {
@@ -201,10 +103,7 @@ pub fn build(
         crate::term::err(&crate::term::text(&format!("debug: {at}{text}")));
     });
 
-    let stop = Stop {
-        budget: options.budget.clone(),
-        interrupted: host.interrupted.clone(),
-    };
+    let stop = Stop::new(options.budget.clone(), host.interrupted.clone());
     let progress = stop.clone();
     engine.on_progress(move |ops| {
         // Reading the clock every 1024 operations keeps the overhead negligible; Ctrl-C and a

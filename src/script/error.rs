@@ -5,8 +5,9 @@
 
 use rhai::{EvalAltResult, ParseError, ParseErrorType, Position};
 
-use super::engine::{DISABLED, Refusal, STOP_INTERRUPT, STOP_NESTING, STOP_TIMEOUT, limits};
+use super::engine::{DISABLED, Refusal};
 use super::guard;
+use super::sandbox::{STOP_INTERRUPT, STOP_NESTING, STOP_TIMEOUT, limits};
 use crate::term;
 
 /// Why a script run ended in an error.
@@ -113,7 +114,7 @@ pub fn from_eval_in(
         }
         EvalAltResult::ErrorTooManyOperations(_) => format!(
             "script stopped: it exceeded the limit of {} operations (a runaway loop?)",
-            super::engine::limits::OPERATIONS
+            limits::OPERATIONS
         ),
         EvalAltResult::ErrorDataTooLarge(what, _) => {
             format!("script stopped: {what} exceeds the sandbox limit")

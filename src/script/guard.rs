@@ -18,7 +18,7 @@ use rhai::{
     ImmutableString, Map, NativeCallContext,
 };
 
-use super::engine::{STOP_NESTING, Stop, limits};
+use super::sandbox::{STOP_NESTING, Stop, limits};
 
 type Res<T> = Result<T, Box<EvalAltResult>>;
 

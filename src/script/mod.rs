@@ -8,6 +8,7 @@ pub mod engine;
 pub mod error;
 pub mod guard;
 pub mod repl;
+pub mod sandbox;
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -16,8 +17,9 @@ use rhai::{Dynamic, Scope};
 
 use crate::host::Host;
 use catalog::{Catalog, Header, Script};
-use engine::{Budget, EngineOptions};
+use engine::EngineOptions;
 use error::ScriptError;
+use sandbox::Budget;
 
 /// What a finished script returned.
 #[derive(Debug, Clone, PartialEq)]

@@ -18,7 +18,8 @@ use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{Context, Editor, Helper};
 
 use super::catalog::Catalog;
-use super::engine::{self, Budget, EngineOptions, limits};
+use super::engine::{self, EngineOptions};
+use super::sandbox::{Budget, limits};
 use super::{error, guard};
 use crate::effects::Mode;
 use crate::host::Host;

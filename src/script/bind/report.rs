@@ -8,8 +8,8 @@ use rhai::{Array, Dynamic, NativeCallContext};
 use super::{Doc, Registrar, fail_at};
 use crate::host::Host;
 use crate::render::{self, CheckRecord, Status};
-use crate::script::engine::limits;
 use crate::script::guard;
+use crate::script::sandbox::limits;
 use crate::term;
 
 pub fn register(reg: &mut Registrar, host: &Rc<Host>, json: bool) {
