@@ -1,11 +1,15 @@
 //! The dockerd static bundle under `/opt/containai` (under `--root`): each version unpacked in its
 //! own directory `/opt/containai/docker/<version>/`, the active one reached through symlinks in
-//! `/opt/containai/bin/`, its version in `/opt/containai/VERSION`.
+//! `/opt/containai/bin/`. Which version is active is what the active binary itself reports
+//! (`/opt/containai/bin/dockerd --version`), never a file `cai` wrote [P73]; `/opt/containai/VERSION`
+//! only notes, for people, the version the last install verified.
 //!
 //! An install never touches the running version's files: the bundle is unpacked beside it into a
-//! temporary directory that is renamed into place only when complete, then each link in `bin/` is
-//! switched atomically (a new link renamed over the old), so a reader always finds a complete
-//! version. The previous version stays for a rollback. The tarball is read from a descriptor that
+//! temporary directory, its `dockerd --version` must report the version being installed (checked
+//! there, before anything else moves: a bundle that is another version is refused and the active
+//! one stays), the directory is renamed into place, then each link in `bin/` is switched
+//! atomically (a new link renamed over the old), so a reader always finds a complete version. The
+//! previous version stays for a rollback. The tarball is read from a descriptor that
 //! passed the trust rules, and only plain files directly under `docker/` are taken from it: no
 //! links, devices, absolute paths or `..` can place anything elsewhere. [`check_bundle`] applies
 //! exactly these rules (the same walk over every entry, without writing) so that the update
@@ -13,21 +17,28 @@
 //!
 //! On macOS the engine runs in the Lima VM, so the bundle is installed there: it is checked and
 //! unpacked on the Mac by the same rules into a private directory, each binary is written into a
-//! staging directory in the VM that is renamed into place, and the links and `VERSION` switch as
-//! on Linux (`ln -sfn` to a temporary name, then `mv -T` over the old link).
+//! staging directory in the VM, whose `dockerd --version` is run there (a Linux binary does not
+//! run on the Mac), that is renamed into place, and the links and `VERSION` switch as on Linux
+//! (`ln -sfn` to a temporary name, then `mv -T` over the old link).
+//!
+//! A binary is run on this machine through `/proc/<pid>/fd/N` of a descriptor opened inside the
+//! root, never through a path string joined under it; the program it runs is the one that was
+//! checked (a shell script's interpreter can open the same path while `cai` holds it).
 
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use rustix::fs::{AtFlags, Mode, OFlags};
 
-use super::command::{CommandError, Target};
+use super::command::{self, CommandError, CommandOutput, Ended, Target};
 use super::files::{self, FileError};
 use super::fs::FsError;
 use super::trust::TrustError;
 use super::{AsRoot, Host};
 use crate::effects::Approval;
+use crate::plan::version::{VersionError, parse_dockerd_output};
 
 pub const BUNDLE_DIR: &str = "/opt/containai/docker";
 pub const BIN_DIR: &str = "/opt/containai/bin";
@@ -65,6 +76,29 @@ pub enum DockerdError {
     },
     #[error("refusing bundle {0}: it has no docker/dockerd")]
     NoDockerd(String),
+    #[error(
+        "refusing bundle {bundle}: its dockerd --version reports {found}, expected {expected}; the active version is unchanged"
+    )]
+    WrongVersion {
+        bundle: String,
+        found: String,
+        expected: String,
+    },
+    #[error(
+        "refusing to link {dir}: its dockerd --version reports {found}, expected {expected}; the active version is unchanged\nhelp: move {dir} aside, then run the command again"
+    )]
+    WrongInstalled {
+        dir: String,
+        found: String,
+        expected: String,
+    },
+    #[error("cannot run {binary} --version: {reason}")]
+    RunVersion { binary: String, reason: String },
+    #[error("cannot read the version of {binary}: {source}")]
+    VersionOutput {
+        binary: String,
+        source: VersionError,
+    },
     #[error(transparent)]
     File(#[from] FileError),
     #[error(transparent)]
@@ -72,7 +106,11 @@ pub enum DockerdError {
 }
 
 /// How long one step of an install inside the VM may take (a binary of ~70 MB through stdin).
-const VM_STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+const VM_STEP_TIMEOUT: Duration = Duration::from_secs(300);
+/// `dockerd --version` answers at once; one that does not is not a working dockerd.
+const VERSION_TIMEOUT: Duration = Duration::from_secs(15);
+/// The active dockerd, the one the engine unit starts.
+const ACTIVE_DOCKERD: &str = "/opt/containai/bin/dockerd";
 
 /// The engine's daemon configuration where the engine runs (inside the Lima VM on macOS), or
 /// `None` when it does not exist.
@@ -91,12 +129,84 @@ pub fn write_config(_: Approval, host: &Host, text: &str) -> Result<(), DockerdE
     )?)
 }
 
-/// The active version, from `/opt/containai/VERSION`, or `None` when no bundle is installed.
-/// Inside the Lima VM on macOS.
+/// The active version, as `/opt/containai/bin/dockerd --version` reports it (inside the Lima VM
+/// on macOS), or `None` when there is no such binary. Output that is not a version is an error,
+/// never "not installed" [P73]. Runs the installed binary, never a fetched one, in every mode.
 pub fn installed(host: &Host) -> Result<Option<String>, DockerdError> {
-    Ok(files::read_to_string(host, Path::new(VERSION_FILE))?
-        .map(|text| text.trim().to_string())
-        .filter(|v| !v.is_empty()))
+    let active = Path::new(ACTIVE_DOCKERD);
+    let shown = files::shown(host, active);
+    match host.target() {
+        Target::Local => {
+            let Some(file) = host.root().open_file(active)? else {
+                return Ok(None);
+            };
+            local_version(&file, &shown).map(Some)
+        }
+        Target::Lima { .. } => {
+            // Only a silent exit 1 of `test` means "absent"; a VM that cannot be asked fails.
+            let probe = host.run(
+                "test",
+                &["-e".into(), ACTIVE_DOCKERD.into()],
+                None,
+                AsRoot::No,
+                VERSION_TIMEOUT,
+            )?;
+            if probe.ended == Ended::Code(1) && probe.stderr.trim().is_empty() {
+                return Ok(None);
+            }
+            probe.checked()?;
+            vm_version(host, ACTIVE_DOCKERD, &shown).map(Some)
+        }
+    }
+}
+
+/// What the binary open as `file` (on this machine) says with `--version`, run through this
+/// process's descriptor so that what runs is what was opened; `shown` names it in messages.
+fn local_version(file: &impl AsRawFd, shown: &str) -> Result<String, DockerdError> {
+    let program = PathBuf::from(format!(
+        "/proc/{}/fd/{}",
+        std::process::id(),
+        file.as_raw_fd()
+    ));
+    let out = command::run(&program, &["--version"], None, VERSION_TIMEOUT).map_err(|e| {
+        let reason = match e {
+            CommandError::Spawn { source, .. } => source.to_string(),
+            CommandError::Timeout { secs, .. } => format!("it did not finish within {secs} s"),
+            CommandError::NotFound { .. } => "it cannot be executed".into(),
+            other => other.to_string(),
+        };
+        DockerdError::RunVersion {
+            binary: shown.to_string(),
+            reason,
+        }
+    })?;
+    parse_version_output(
+        CommandOutput {
+            command: format!("{shown} --version"),
+            ..out
+        },
+        shown,
+    )
+}
+
+/// What the binary at `path` inside the Lima VM says with `--version`.
+fn vm_version(host: &Host, path: &str, shown: &str) -> Result<String, DockerdError> {
+    let out = host.run(
+        path,
+        &["--version".into()],
+        None,
+        AsRoot::No,
+        VERSION_TIMEOUT,
+    )?;
+    parse_version_output(out, shown)
+}
+
+fn parse_version_output(out: CommandOutput, shown: &str) -> Result<String, DockerdError> {
+    let out = out.checked()?;
+    parse_dockerd_output(&out.stdout).map_err(|source| DockerdError::VersionOutput {
+        binary: shown.to_string(),
+        source,
+    })
 }
 
 /// Checks a version used as a directory name.
@@ -143,8 +253,10 @@ pub fn check_bundle(host: &Host, bundle: &Path) -> Result<Option<Vec<String>>, D
     unpack(file, None, &shown).map(Some)
 }
 
-/// Unpacks `bundle` as `version` beside the installed versions, switches every link in `bin/` to
-/// it atomically and records it in `VERSION`. Returns the names of the linked binaries.
+/// Unpacks `bundle` as `version` beside the installed versions, checks that its `dockerd
+/// --version` reports `version` (refusing it otherwise, with the links untouched), switches every
+/// link in `bin/` to it atomically and notes it in `VERSION`. Returns the names of the linked
+/// binaries.
 pub fn install(
     _: Approval,
     host: &Host,
@@ -185,11 +297,47 @@ pub fn install(
     };
     rustix::fs::fsync(&dir).map_err(|e| unpack_error(&shown, e.into()))?;
 
+    // The unpacked binary must be the version being installed [P73], before anything moves.
+    let checked = version_in(&dir, &format!("docker/dockerd of {shown}"));
+    match checked {
+        Ok(found) if found == version => {}
+        Ok(found) => {
+            remove_tree(&versions, &staging);
+            return Err(DockerdError::WrongVersion {
+                bundle: shown,
+                found,
+                expected: version.to_string(),
+            });
+        }
+        Err(e) => {
+            remove_tree(&versions, &staging);
+            return Err(e);
+        }
+    }
+
     // A complete directory of this version already installed stays as it is (its binaries may
-    // be running); the new copy is only moved into place when there is none.
+    // be running); the new copy is only moved into place when there is none. What the links
+    // will reach is then that directory's dockerd, which must be the version too.
     let exists = rustix::fs::statat(&versions, version, AtFlags::SYMLINK_NOFOLLOW).is_ok();
     if exists {
         remove_tree(&versions, &staging);
+        let complete = Path::new(BUNDLE_DIR).join(version);
+        let shown_dir = root.display_path(&complete).display().to_string();
+        let existing = rustix::fs::openat(
+            &versions,
+            version,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| unpack_error(&shown, e.into()))?;
+        let found = version_in(&existing, &format!("{shown_dir}/dockerd"))?;
+        if found != version {
+            return Err(DockerdError::WrongInstalled {
+                dir: shown_dir,
+                found,
+                expected: version.to_string(),
+            });
+        }
     } else {
         root.rename_in_dir(Path::new(BUNDLE_DIR), &staging, version)?;
     }
@@ -253,9 +401,40 @@ fn install_in_vm(
             Some(&bytes),
         )?;
     }
-    // A complete directory of this version already installed stays as it is.
+    // The unpacked binary must be the version being installed [P73], before anything moves.
+    let staged = format!("{staging}/dockerd");
+    match vm_version(host, &staged, &format!("docker/dockerd of {shown}")) {
+        Ok(found) if found == version => {}
+        Ok(found) => {
+            vm("rm", &["-rf", &staging], None)?;
+            return Err(DockerdError::WrongVersion {
+                bundle: shown.to_string(),
+                found,
+                expected: version.to_string(),
+            });
+        }
+        Err(e) => {
+            vm("rm", &["-rf", &staging], None)?;
+            return Err(e);
+        }
+    }
+    // A complete directory of this version already installed stays as it is; its dockerd is
+    // what the links will reach, so it must be the version too.
     if files::is_dir(host, Path::new(&complete))? {
         vm("rm", &["-rf", &staging], None)?;
+        let dir = files::shown(host, Path::new(&complete));
+        let found = vm_version(
+            host,
+            &format!("{complete}/dockerd"),
+            &format!("{dir}/dockerd"),
+        )?;
+        if found != version {
+            return Err(DockerdError::WrongInstalled {
+                dir,
+                found,
+                expected: version.to_string(),
+            });
+        }
     } else {
         vm("mv", &["-T", &staging, &complete], None)?;
     }
@@ -357,6 +536,21 @@ fn unpack(
     }
     names.sort();
     Ok(names)
+}
+
+/// What `dockerd --version` says of the `dockerd` directly in `dir` (never through a symlink).
+fn version_in(dir: &OwnedFd, shown: &str) -> Result<String, DockerdError> {
+    let file = rustix::fs::openat(
+        dir,
+        "dockerd",
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| DockerdError::RunVersion {
+        binary: shown.to_string(),
+        reason: std::io::Error::from(e).to_string(),
+    })?;
+    local_version(&file, shown)
 }
 
 fn unpack_error(bundle: &str, source: std::io::Error) -> DockerdError {

@@ -19,7 +19,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     reg.read(
         Doc {
             signature: "dockerd::installed() -> string or ()",
-            doc: "the active dockerd bundle version from /opt/containai/VERSION; () when none is installed",
+            doc: "the active dockerd version, as /opt/containai/bin/dockerd --version reports it (inside the Lima VM on macOS); () when there is no such binary; output that is not a version is an error",
             example: "dockerd::installed()",
         },
         move |ctx: NativeCallContext| {
@@ -61,7 +61,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     reg.mutating(
         Doc {
             signature: "dockerd::install(bundle: string, version: string)",
-            doc: "unpacks a fetched bundle (/var/cache/containai/NAME.tgz) into /opt/containai/docker/VERSION beside the old one, switches the /opt/containai/bin links atomically and writes VERSION",
+            doc: "unpacks a fetched bundle (/var/cache/containai/NAME.tgz) into /opt/containai/docker/VERSION beside the old one, refuses it unless its dockerd --version reports the version (the links stay), switches the /opt/containai/bin links atomically and notes it in /opt/containai/VERSION",
             example: "dockerd::install(\"/var/cache/containai/docker-28.2.2.tgz\", \"28.2.2\")",
         },
         move |ctx: NativeCallContext, bundle: &str, version: &str| {
