@@ -71,6 +71,60 @@ fn list_managed_returns_labelled_and_legacy_containers_and_no_others() {
     );
 }
 
+/// An engine restart stops every container on it, so `containers::list` lists them all, those
+/// ContainAI does not manage marked as such; with the engine down it lists no running container,
+/// but listing all of them (stopped ones still exist) is an error [P63].
+#[test]
+fn list_returns_every_container_and_marks_the_unmanaged_ones() {
+    let host = TestHost::new();
+    let script = host.script(
+        "list-all.rhai",
+        r#"//! version: 1.0.0
+//! api: 1
+let all = run::args().contains("all");
+for c in containers::list(all) {
+    print(`${c.name} ${c.managed_by != ()} ${c.managed_by} ${c.state}`);
+}
+"#,
+    );
+    {
+        let engine = Dockerd::start(&host);
+        engine.docker(&["tag", TEST_IMAGE, "containai:latest"]);
+        engine.run_agent("labelled");
+        engine.run("legacy", &[], "containai:latest", &["sleep", "600"]);
+        engine.run("other", &[], TEST_IMAGE, &["sleep", "600"]);
+        engine.run("stopped-other", &[], TEST_IMAGE, &["true"]);
+        engine.docker(&["wait", "stopped-other"]);
+
+        let (code, stdout, stderr) = host.run(&["run", script.to_str().unwrap()]);
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(
+            stdout,
+            "labelled true label running\nlegacy true legacy running\nother false  running\n"
+        );
+        let (code, stdout, stderr) = host.run(&["run", script.to_str().unwrap(), "--", "all"]);
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(
+            names_of(&stdout),
+            ["labelled", "legacy", "other", "stopped-other"],
+            "{stdout}"
+        );
+    }
+
+    // The engine is down (no socket, no systemd as init to run it).
+    std::fs::remove_dir(host.root().join("run/systemd/system")).unwrap();
+    let _ = std::fs::remove_file(host.socket());
+    let (code, stdout, stderr) = host.run(&["run", script.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    let (code, _, stderr) = host.run(&["run", script.to_str().unwrap(), "--", "all"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("cannot list stopped containers: the engine is not running"),
+        "{stderr}"
+    );
+}
+
 /// P1, P2: `DOCKER_HOST`, `DOCKER_CONTEXT` and a docker client config naming another context are
 /// all ignored; only the `--root` socket is used.
 #[test]

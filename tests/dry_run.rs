@@ -26,7 +26,9 @@ let fetched = artifacts::fetch(#{name: "tool.tgz", url: "file:///srv/mirror/tool
 print(`fetch predicted ${fetched.bytes} bytes`);
 dockerd::install("/var/cache/containai/docker-28.2.2.tgz", "28.2.2");
 print(`config changed ${dockerd::install_config()}`);
-update::record("stopping", [#{id: "0123abcd", name: "agent-1"}]);
+// The record names a container by what the engine says (agent-2 runs again once started).
+let a2 = containers::inspect("agent-2");
+update::record("stopping", [#{id: a2.id, name: a2.name}]);
 update::clear();
 // agent-1 has no SSH port label, so the live run's calls fail; the dry run plans them.
 try { ssh::exec("agent-1", ["touch", "/tmp/ssh-was-here"], #{}); } catch {}

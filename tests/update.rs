@@ -341,7 +341,7 @@ fn an_update_run_stops_only_recorded_containers() {
     // Recording needs the operator's consent: --yes is not it.
     let script = f.host.script(
         "record.rhai",
-        "update::lock();\nupdate::record(\"stopping\", [#{id: \"unknown\", name: \"agent-1\"}]);\ncontainers::stop([\"agent-1\"], 2);\n0\n",
+        "update::lock();\nlet c = containers::inspect(\"agent-1\");\nupdate::record(\"stopping\", [#{id: c.id, name: c.name}]);\ncontainers::stop([c.id], 2);\n0\n",
     );
     let (code, _, stderr) = f.host.run(&["--yes", "run", script.to_str().unwrap()]);
     assert_eq!(code, 1, "{stderr}");
@@ -357,7 +357,7 @@ fn an_update_run_stops_only_recorded_containers() {
     );
     assert_eq!(f.engine.state("agent-1"), "running");
 
-    // With --stop-containers and recorded first (by name here), the same stop goes ahead.
+    // With --stop-containers and recorded first, the same stop (by the full ID) goes ahead.
     let (code, _, stderr) =
         f.host
             .run(&["run", script.to_str().unwrap(), "--", "--stop-containers"]);
@@ -373,7 +373,7 @@ fn an_update_run_fetches_nothing_after_recording_containers() {
     let script = f.host.script(
         "late-fetch.rhai",
         &format!(
-            "update::lock();\nupdate::record(\"stopping\", [#{{id: \"x\", name: \"agent-1\"}}]);\nartifacts::fetch(#{{name: \"{DEB}\", url: \"file:///srv/mirror/{DEB}\", sha256: \"{}\", config_key: \"sysbox_sha256\"}});\n0\n",
+            "update::lock();\nupdate::record(\"stopping\", containers::list_managed(false).map(|c| #{{id: c.id, name: c.name}}));\nartifacts::fetch(#{{name: \"{DEB}\", url: \"file:///srv/mirror/{DEB}\", sha256: \"{}\", config_key: \"sysbox_sha256\"}});\n0\n",
             sha256(&std::fs::read(f.host.root().join("srv/mirror").join(DEB)).unwrap())
         ),
     );
@@ -972,4 +972,361 @@ fn p68_a_body_larger_than_download_max_mb_is_refused_before_any_container_stops(
     let gets = server.requests();
     let gets: Vec<&String> = gets.iter().filter(|l| l.starts_with("GET ")).collect();
     assert_eq!(gets.len(), 1, "{gets:?}");
+}
+
+// --- The record of stopped containers only grows and names containers by full ID [P60, P61];
+// --- every container on the engine is accounted for [P63, P64].
+
+/// Installs `body` as the site's `update.rhai` (what `cai update` and `cai system resume` run).
+fn write_site(host: &TestHost, body: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let site = host.root().join("etc/containai/scripts/update.rhai");
+    std::fs::write(
+        &site,
+        format!("//! version: 9.0.0\n//! api: 1.5\n{body}\n0\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&site, std::fs::Permissions::from_mode(0o644)).unwrap();
+    site
+}
+
+/// The record of stopped containers, as the next run reads it.
+fn recorded(host: &TestHost) -> serde_json::Value {
+    let text =
+        std::fs::read_to_string(host.root().join("var/lib/containai/update-state.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// P60: a site script that records again after stopping (with fewer containers, or none) cannot
+/// shrink the record: what is on disk stays in it, so `cai system resume` still starts them all.
+#[test]
+fn p60_site_script_cannot_empty_the_record() {
+    let f = fixture(None);
+    let id1 = f
+        .engine
+        .docker(&["inspect", "--format", "{{.Id}}", "agent-1"]);
+    let id2 = f.engine.run_agent("agent-2");
+    let site = write_site(
+        &f.host,
+        "let running = containers::list_managed(false);\n\
+         update::record(\"stopping\", running.map(|c| #{id: c.id, name: c.name}));\n\
+         containers::stop(running.map(|c| c.id), 2);\n\
+         let second = running.filter(|c| c.name == \"agent-2\");\n\
+         update::record(\"installing\", second.map(|c| #{id: c.id, name: c.name}));\n\
+         update::record(\"restarting\", []);\n\
+         exit(1);",
+    );
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(f.engine.state("agent-1"), "exited");
+    assert_eq!(f.engine.state("agent-2"), "exited");
+    let state = recorded(&f.host);
+    assert_eq!(state["phase"], "restarting", "{state}");
+    let mut ids: Vec<&str> = state["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    let mut want = vec![id1.as_str(), id2.as_str()];
+    want.sort_unstable();
+    assert_eq!(ids, want, "the record shrank: {state}");
+
+    // The bundled flow resumes from it: both run again.
+    std::fs::remove_file(site).unwrap();
+    let (code, _, stderr) = f.host.run(&["system", "resume"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(f.engine.state("agent-1"), "running");
+    assert_eq!(f.engine.state("agent-2"), "running");
+}
+
+/// P61: a record entry is resolved with the engine before it is written (full ID, current name),
+/// an entry whose ID and name disagree is refused, and under the lock a container is stopped only
+/// by the full ID recorded for it, never by a name an entry carries.
+#[test]
+fn p61_a_record_entry_must_be_the_container_it_names() {
+    let f = fixture(None);
+    let id1 = f
+        .engine
+        .docker(&["inspect", "--format", "{{.Id}}", "agent-1"]);
+    let id2 = f.engine.run_agent("agent-2");
+    let state_file = f.host.root().join("var/lib/containai/update-state.json");
+
+    // A made-up ID beside a real name.
+    write_site(
+        &f.host,
+        "update::record(\"stopping\", [#{id: \"0123456789ab\", name: \"agent-1\"}]);\ncontainers::stop([\"agent-1\"], 2);",
+    );
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("cannot record container agent-1 (0123456789ab)"),
+        "{stderr}"
+    );
+    assert_eq!(f.engine.state("agent-1"), "running");
+    assert!(!state_file.exists());
+
+    // A real ID under another container's name.
+    write_site(
+        &f.host,
+        &format!(
+            "update::record(\"stopping\", [#{{id: \"{id2}\", name: \"agent-1\"}}]);\ncontainers::stop([\"agent-1\"], 2);"
+        ),
+    );
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "refusing to record {id2} as agent-1: that ID belongs to container agent-2"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(f.engine.state("agent-1"), "running");
+    assert_eq!(f.engine.state("agent-2"), "running");
+    assert!(!state_file.exists());
+
+    // A short ID is stored as the full one; stopping by name (or short ID) is still refused.
+    write_site(
+        &f.host,
+        &format!(
+            "update::record(\"stopping\", [#{{id: \"{}\", name: \"agent-1\"}}]);\ncontainers::stop([\"agent-1\"], 2);",
+            &id1[..12]
+        ),
+    );
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("refusing to stop agent-1 during an update by name or short ID"),
+        "{stderr}"
+    );
+    assert_eq!(f.engine.state("agent-1"), "running");
+    assert_eq!(recorded(&f.host)["containers"][0]["id"], id1.as_str());
+}
+
+/// P61: "gone" is decided by the recorded ID and the recorded name together: a stopped recorded
+/// container keeps the record; once it is removed and its name is free or taken by another
+/// container, the record may go.
+#[test]
+fn p61_gone_needs_the_id_and_the_name_to_be_absent() {
+    let f = fixture(None);
+    let id1 = f
+        .engine
+        .docker(&["inspect", "--format", "{{.Id}}", "agent-1"]);
+    let consent = ["--", "--stop-containers"];
+    let state_file = f.host.root().join("var/lib/containai/update-state.json");
+    let clear = f.host.script("clear.rhai", "update::clear();\n0\n");
+
+    // A record as an earlier cai let a site script write it: a made-up ID beside the name of a
+    // stopped container. The ID proves nothing, so the name decides: agent-1 is stopped.
+    f.engine.docker(&["stop", "-t", "0", "agent-1"]);
+    std::fs::create_dir_all(state_file.parent().unwrap()).unwrap();
+    std::fs::write(
+        &state_file,
+        "{\"phase\": \"stopping\", \"containers\": [{\"id\": \"0123456789ab\", \"name\": \"agent-1\"}], \"run\": \"r\"}",
+    )
+    .unwrap();
+    let (code, _, stderr) = f.host.run(&["run", clear.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("refusing to clear the update state: agent-1"),
+        "{stderr}"
+    );
+    assert!(state_file.exists());
+    std::fs::remove_file(&state_file).unwrap();
+    f.engine.docker(&["start", "agent-1"]);
+
+    let record = f.host.script(
+        "record.rhai",
+        &format!(
+            "update::record(\"stopping\", [#{{id: \"{id1}\", name: \"agent-1\"}}]);\ncontainers::stop([\"{id1}\"], 2);\n0\n"
+        ),
+    );
+    let (code, _, stderr) = f
+        .host
+        .run(&[&["run", record.to_str().unwrap()][..], &consent].concat());
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(f.engine.state("agent-1"), "exited");
+
+    let (code, _, stderr) = f.host.run(&["run", clear.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("refusing to clear the update state: agent-1"),
+        "{stderr}"
+    );
+
+    // Renamed, it is still the recorded container (found by its ID), and still stopped.
+    f.engine.docker(&["rename", "agent-1", "agent-1-renamed"]);
+    let (code, _, stderr) = f.host.run(&["run", clear.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+
+    // Removed, and its name now another container's: gone.
+    f.engine.docker(&["rm", "agent-1-renamed"]);
+    f.engine.docker(&[
+        "create",
+        "--network",
+        "none",
+        "--name",
+        "agent-1",
+        support::TEST_IMAGE,
+        "sleep",
+        "600",
+    ]);
+    let (code, _, stderr) = f.host.run(&["run", clear.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!state_file.exists());
+}
+
+/// P63: an engine restart stops every container on it, labelled or not. An unlabelled running
+/// container is named in the refusal (as not managed by ContainAI), and with --stop-containers it
+/// is recorded, stopped and started again like the managed ones.
+#[test]
+fn p63_unlabelled_containers_are_refused_recorded_and_restarted() {
+    let f = fixture(None);
+    let other = f
+        .engine
+        .run("other", &[], support::TEST_IMAGE, &["sleep", "600"]);
+    let (code, stdout, stderr) = f.host.run(&["update"]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("managed containers are running: [\"agent-1\"]"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "containers not managed by ContainAI are running: [\"other\"] (restarting the engine stops them too)"
+        ),
+        "{stderr}"
+    );
+    assert!(cache_is_empty(&f.host));
+
+    // The JSON document carries them apart.
+    let (code, stdout, stderr) = f.host.run(&["update", "--dry-run", "--json"]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let update = &doc["reports"][0]["update"];
+    assert_eq!(update["containers"]["managed"][0], "agent-1", "{stdout}");
+    assert_eq!(update["containers"]["unmanaged"][0], "other", "{stdout}");
+    assert!(update["refused"].is_string(), "{stdout}");
+
+    // Only an unlabelled one running still refuses.
+    f.engine.docker(&["stop", "-t", "0", "agent-1"]);
+    let (code, _, stderr) = f.host.run(&["update"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("[\"other\"]"), "{stderr}");
+    f.engine.docker(&["start", "agent-1"]);
+
+    // A script that records only the managed ones cannot restart the engine under the other.
+    let site = write_site(
+        &f.host,
+        "let running = containers::list_managed(false);\n\
+         update::record(\"stopping\", running.map(|c| #{id: c.id, name: c.name}));\n\
+         containers::stop(running.map(|c| c.id), 2);\n\
+         units::restart(\"containai-docker.service\");",
+    );
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("units::restart containai-docker.service: refusing to stop other"),
+        "{stderr}"
+    );
+    assert!(!f.host.fakes.log().contains("[restart]"));
+    std::fs::remove_file(site).unwrap();
+    let (code, _, stderr) = f.host.run(&["system", "resume"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(f.engine.state("agent-1"), "running");
+
+    let started = |name: &str| {
+        f.engine
+            .docker(&["inspect", "--format", "{{.State.StartedAt}}", name])
+    };
+    let before = started("other");
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(f.engine.state("agent-1"), "running");
+    assert_eq!(f.engine.state("other"), "running");
+    assert_ne!(
+        started("other"),
+        before,
+        "other was never stopped and started"
+    );
+    let journal =
+        std::fs::read_to_string(f.host.root().join("var/lib/containai/actions.jsonl")).unwrap();
+    for kind in ["update.record", "containers.stop", "containers.start"] {
+        assert!(
+            journal
+                .lines()
+                .any(|l| l.contains(&format!("\"{kind}\"")) && l.contains(&other)),
+            "{kind} without {other}: {journal}"
+        );
+    }
+}
+
+/// P64: installing a package under the update lock (a sysbox package's maintainer scripts restart
+/// sysbox, and the engine with it) is refused while any running container is unrecorded,
+/// labelled or not, as restarting the engine is.
+#[test]
+fn p64_install_deb_under_the_lock_needs_every_running_container_recorded() {
+    let f = fixture(None);
+    f.engine
+        .run("other", &[], support::TEST_IMAGE, &["sleep", "600"]);
+    let deb = format!("/srv/mirror/{DEB}");
+    let consent = ["--", "--stop-containers"];
+
+    let bare = f.host.script(
+        "bare.rhai",
+        &format!("update::lock();\npackages::install_deb(\"{deb}\");\n0\n"),
+    );
+    let (code, _, stderr) = f.host.run(&["run", bare.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("packages::install_deb {deb}: refusing to stop")),
+        "{stderr}"
+    );
+    assert!(
+        !f.host.fakes.log().contains("dpkg"),
+        "{}",
+        f.host.fakes.log()
+    );
+
+    // The managed one recorded and stopped: the unlabelled one still runs unrecorded.
+    let managed_only = f.host.script(
+        "managed-only.rhai",
+        &format!(
+            "let running = containers::list_managed(false);\n\
+             update::record(\"stopping\", running.map(|c| #{{id: c.id, name: c.name}}));\n\
+             containers::stop(running.map(|c| c.id), 2);\n\
+             packages::install_deb(\"{deb}\");\n0\n"
+        ),
+    );
+    let (code, _, stderr) = f
+        .host
+        .run(&[&["run", managed_only.to_str().unwrap()][..], &consent].concat());
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("refusing to stop other"), "{stderr}");
+    assert!(
+        !f.host.fakes.log().contains("dpkg"),
+        "{}",
+        f.host.fakes.log()
+    );
+
+    // Every running container recorded and stopped: the install goes ahead.
+    let all = f.host.script(
+        "all.rhai",
+        &format!(
+            "let running = containers::list(false);\n\
+             update::record(\"stopping\", running.map(|c| #{{id: c.id, name: c.name}}));\n\
+             containers::stop(running.map(|c| c.id), 2);\n\
+             packages::install_deb(\"{deb}\");\n0\n"
+        ),
+    );
+    let (code, _, stderr) = f
+        .host
+        .run(&[&["run", all.to_str().unwrap()][..], &consent].concat());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        f.host.fakes.log().contains("dpkg"),
+        "{}",
+        f.host.fakes.log()
+    );
 }

@@ -7,7 +7,7 @@ mod support;
 use std::io::BufRead;
 use std::time::{Duration, Instant};
 
-use support::{TestHost, interrupt};
+use support::{Dockerd, TestHost, interrupt};
 
 const HEADER: &str = "//! version: 1.0.0\n//! api: 1\n";
 
@@ -106,11 +106,14 @@ fn a_symlinked_lock_file_is_refused_never_followed() {
 #[test]
 fn the_record_of_stopped_containers_survives_the_run_and_is_planned_in_a_dry_run() {
     let host = TestHost::new();
+    let engine = Dockerd::start(&host);
+    let id1 = engine.run_agent("agent-1");
+    engine.run_agent("agent-2");
     let state = host.root().join("var/lib/containai/update-state.json");
     let record = host.script(
         "record.rhai",
         &format!(
-            "{HEADER}update::record(\"stopping\", [#{{id: \"0123abcd\", name: \"agent-1\"}}, #{{id: \"4567ef01\", name: \"agent-2\"}}]);\n0\n"
+            "{HEADER}update::record(\"stopping\", containers::list_managed(false).map(|c| #{{id: c.id, name: c.name}}));\n0\n"
         ),
     );
     let consent = ["--", "--stop-containers"];
@@ -130,6 +133,7 @@ fn the_record_of_stopped_containers_survives_the_run_and_is_planned_in_a_dry_run
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
     assert_eq!(saved["phase"], "stopping");
+    assert_eq!(saved["containers"][0]["id"], id1.as_str());
     assert_eq!(saved["containers"][1]["name"], "agent-2");
 
     // A later run (another process) reads what this one left.
@@ -139,7 +143,8 @@ fn the_record_of_stopped_containers_survives_the_run_and_is_planned_in_a_dry_run
             "{HEADER}let s = update::state();\nprint(`${{s.phase}} ${{s.containers.len()}} ${{s.containers[0].id}}`);\nupdate::clear();\nprint(`${{update::state() == ()}}`);\n0\n"
         ),
     );
-    // No engine answers, so nobody can tell the recorded containers run again: the record stays.
+    // Stopped, as the update left them: the record stays.
+    engine.docker(&["stop", "-t", "0", "agent-1", "agent-2"]);
     let (code, _, stderr) = host.run(&["run", read.to_str().unwrap()]);
     assert_eq!(code, 1, "{stderr}");
     assert!(
@@ -150,7 +155,7 @@ fn the_record_of_stopped_containers_survives_the_run_and_is_planned_in_a_dry_run
     // --no-restart: the operator leaves them stopped, and the record may go.
     let (code, stdout, stderr) = host.run(&["run", read.to_str().unwrap(), "--", "--no-restart"]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(stdout, "stopping 2 0123abcd\ntrue\n");
+    assert_eq!(stdout, format!("stopping 2 {id1}\ntrue\n"));
     assert!(!state.exists());
 
     // A malformed record is one clear error, never "nothing to resume".

@@ -13,6 +13,7 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::ContainerSummary;
 use bollard::query_parameters::{
     ListContainersOptions, StartContainerOptions, StopContainerOptions,
 };
@@ -94,6 +95,20 @@ pub struct ContainerInfo {
     pub managed_by: ManagedBy,
     pub ssh_port: Option<String>,
     pub labels: BTreeMap<String, String>,
+}
+
+/// Any container on the engine, managed by ContainAI or not, with its mounts.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EngineContainer {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub state: String,
+    pub running: bool,
+    /// `None`: neither labelled nor a legacy ContainAI image.
+    pub managed_by: Option<ManagedBy>,
+    pub labels: BTreeMap<String, String>,
+    pub mounts: Vec<MountInfo>,
 }
 
 /// A container's details for decisions (user, mounts, state).
@@ -278,6 +293,31 @@ impl Client {
             Err(e) => status.error = first_line(&e.to_string()),
         }
         status
+    }
+
+    /// Every container on the engine, labelled or not, sorted by name. `all` includes stopped
+    /// ones. `Ok(None)` means the socket does not exist, as for [`Client::list_managed`]; any
+    /// failure once the socket exists is an error.
+    pub fn list(&self, all: bool) -> Result<Option<Vec<EngineContainer>>, DockerError> {
+        let rt = &self.rt;
+        if !self.socket_present()? {
+            return Ok(None);
+        }
+        let docker = self.client()?;
+        let options = ListContainersOptions {
+            all,
+            ..Default::default()
+        };
+        let list = timed(
+            rt,
+            "list containers",
+            API_TIMEOUT,
+            docker.list_containers(Some(options)),
+        )
+        .map_err(|e| self.unreachable(e))?;
+        let mut out: Vec<EngineContainer> = list.into_iter().map(engine_container).collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Some(out))
     }
 
     /// Managed containers (labelled and legacy). `all` includes stopped ones.
@@ -515,6 +555,36 @@ impl Client {
         });
         let results = rt.block_on(futures_util::future::join_all(jobs));
         Ok(collect_set(results, API_TIMEOUT))
+    }
+}
+
+fn engine_container(c: ContainerSummary) -> EngineContainer {
+    let labels = c.labels.unwrap_or_default();
+    let image = c.image.unwrap_or_default();
+    let state = enum_text(&c.state);
+    EngineContainer {
+        id: c.id.unwrap_or_default(),
+        name: c
+            .names
+            .and_then(|n| n.into_iter().next())
+            .map(|n| n.trim_start_matches('/').to_string())
+            .unwrap_or_default(),
+        managed_by: classify(&labels, &image),
+        image,
+        running: state == "running",
+        state,
+        labels: labels.into_iter().collect(),
+        mounts: c
+            .mounts
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| MountInfo {
+                kind: enum_text(&m.typ),
+                name: m.name.unwrap_or_default(),
+                source: m.source.unwrap_or_default(),
+                destination: m.destination.unwrap_or_default(),
+            })
+            .collect(),
     }
 }
 

@@ -5,14 +5,17 @@
 //!   one is refused at once with the holder's PID. A dry run only looks: it never creates the
 //!   file and never holds the lock.
 //! - the **update state**, `/var/lib/containai/update-state.json`, naming the containers an
-//!   update is about to stop (by ID and name) and the phase. It is written atomically (temporary
-//!   file, fsync, rename) before the first container stops, so a run killed between stopping and
-//!   restarting leaves a record that the next run finds and restarts from. While a run holds the
-//!   lock it may stop only containers the state names ([`check_stoppable`]), and once it has
-//!   recorded containers it downloads nothing more ([`check_fetchable`]). Recording containers
-//!   takes the operator's consent ([`check_consent`]): `--stop-containers` or a person's yes. The
-//!   record is cleared only once its containers run again, or with `--no-restart`
-//!   ([`check_clearable`]).
+//!   update is about to stop (by full ID and name) and the phase. It is written atomically
+//!   (temporary file, fsync, rename) before the first container stops, so a run killed between
+//!   stopping and restarting leaves a record that the next run finds and restarts from. Every
+//!   entry is resolved with the engine before it is written ([`resolve`]): the full ID and the
+//!   current name, and an entry whose ID and name disagree is refused. The record only grows: a
+//!   new record is the union with what is on disk, and an entry leaves it only through
+//!   [`check_clearable`]. While a run holds the lock it may stop only containers the state names,
+//!   by the full ID recorded for them ([`check_stoppable`]), and once it has recorded containers
+//!   it downloads nothing more ([`check_fetchable`]). Recording containers takes the operator's
+//!   consent ([`check_consent`]): `--stop-containers` or a person's yes. The record is cleared
+//!   only once its containers run again or are gone, or with `--no-restart`.
 //!
 //! Every file goes through the root-anchored layer; recording and clearing the state take an
 //! [`Approval`] from the effect gate.
@@ -25,6 +28,7 @@ use rustix::fs::FlockOperation;
 use serde::{Deserialize, Serialize};
 
 use super::Host;
+use super::docker::{DockerError, EngineContainer};
 use super::fs::FsError;
 use crate::effects::Approval;
 
@@ -48,6 +52,26 @@ pub enum UpdateError {
         "refusing to stop {ids} during an update: they are not in the update state, and a crash would leave them stopped with nobody to start them\nhelp: record them first with update::record(phase, containers)"
     )]
     Unrecorded { ids: String },
+    #[error(
+        "refusing to stop {refs} during an update by name or short ID: an update stops a container only by the full ID it recorded for it\nhelp: containers::stop(update::state().containers.map(|c| c.id))"
+    )]
+    NotByRecordedId { refs: String },
+    #[error(
+        "cannot record container {name} ({id}) for stopping: {reason}; nothing was recorded\nhelp: record what containers::list(false) returns: #{{id: c.id, name: c.name}}"
+    )]
+    Unresolved {
+        id: String,
+        name: String,
+        reason: String,
+    },
+    #[error(
+        "refusing to record {id} as {name}: that ID belongs to container {actual} on the engine; nothing was recorded\nhelp: record what containers::list(false) returns: #{{id: c.id, name: c.name}}"
+    )]
+    Mismatch {
+        id: String,
+        name: String,
+        actual: String,
+    },
     #[error(
         "refusing to record containers for stopping: an update stops managed containers only with --stop-containers or a person's yes at the terminal (--yes and --force never agree to it); nothing was changed\nhelp: cai update --stop-containers"
     )]
@@ -147,17 +171,55 @@ pub fn holds_lock(host: &Host) -> bool {
     host.update_lock.held.borrow().is_some()
 }
 
-/// While this run holds the update lock, it stops only containers its update state names (by ID
-/// or name): a container an update stops is always recorded first, whatever the script does.
+/// While this run holds the update lock, it stops only containers its update state names, and
+/// only by the full ID recorded for each: a container an update stops is always recorded first,
+/// whatever the script does, and a name (which another container can take between the check and
+/// the stop) never stands for a recorded container.
 pub fn check_stoppable(host: &Host, ids: &[String]) -> Result<(), UpdateError> {
     if host.update_lock.held.borrow().is_none() {
         return Ok(());
     }
     let recorded = read_state(host)?.map(|s| s.containers).unwrap_or_default();
-    let unrecorded: Vec<&str> = ids
+    // A name or short ID of a recorded container: it is recorded, but not named the safe way.
+    let (by_other_ref, unrecorded): (Vec<&String>, Vec<&String>) = ids
         .iter()
-        .filter(|id| !recorded.iter().any(|c| &c.id == *id || &c.name == *id))
-        .map(String::as_str)
+        .filter(|id| !recorded.iter().any(|c| &c.id == *id))
+        .partition(|r| {
+            recorded
+                .iter()
+                .any(|c| &c.name == *r || (r.len() >= 4 && c.id.starts_with(r.as_str())))
+        });
+    if !unrecorded.is_empty() {
+        return Err(UpdateError::Unrecorded {
+            ids: join(&unrecorded),
+        });
+    }
+    if !by_other_ref.is_empty() {
+        return Err(UpdateError::NotByRecordedId {
+            refs: join(&by_other_ref),
+        });
+    }
+    Ok(())
+}
+
+/// Before an action that restarts the engine (which stops every container on it): every running
+/// container, labelled or not, must be in the record by its full ID.
+pub fn check_all_recorded(host: &Host, running: &[EngineContainer]) -> Result<(), UpdateError> {
+    if host.update_lock.held.borrow().is_none() {
+        return Ok(());
+    }
+    let recorded = read_state(host)?.map(|s| s.containers).unwrap_or_default();
+    let unrecorded: Vec<String> = running
+        .iter()
+        .filter(|c| !recorded.iter().any(|r| r.id == c.id))
+        .map(|c| {
+            let shown = if c.name.is_empty() { &c.id } else { &c.name };
+            if c.managed_by.is_some() {
+                shown.clone()
+            } else {
+                format!("{shown} (not managed by ContainAI)")
+            }
+        })
         .collect();
     if unrecorded.is_empty() {
         Ok(())
@@ -166,6 +228,13 @@ pub fn check_stoppable(host: &Host, ids: &[String]) -> Result<(), UpdateError> {
             ids: unrecorded.join(", "),
         })
     }
+}
+
+fn join(refs: &[&String]) -> String {
+    refs.iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// While this run holds the update lock, it downloads nothing once it has recorded containers to
@@ -183,9 +252,9 @@ pub fn check_fetchable(host: &Host) -> Result<(), UpdateError> {
 }
 
 /// Recording containers is the step before stopping them, so it needs the operator's consent
-/// ([`Host::stop_consent`]); an empty record needs none.
-pub fn check_consent(host: &Host, state: &UpdateState) -> Result<(), UpdateError> {
-    if state.containers.is_empty() || host.stop_consent.get() {
+/// ([`Host::stop_consent`]); recording none needs none.
+pub fn check_consent(host: &Host, new: &[Stopped]) -> Result<(), UpdateError> {
+    if new.is_empty() || host.stop_consent.get() {
         Ok(())
     } else {
         Err(UpdateError::NoConsent)
@@ -206,13 +275,89 @@ pub fn read_state(host: &Host) -> Result<Option<UpdateState>, UpdateError> {
         })
 }
 
-/// Records the containers about to be stopped, durably, before the first one stops. The run
-/// takes the update lock here itself if its script did not: two runs must never record and
-/// stop containers at once, whatever an overriding script calls.
-pub fn record(_: Approval, host: &Host, state: &UpdateState) -> Result<(), UpdateError> {
-    check_consent(host, state)?;
+/// Entries checked against the engine: each is the full ID and current name of a container that
+/// exists. Only [`resolve`] makes one, so nothing else reaches the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved(Vec<Stopped>);
+
+impl Resolved {
+    pub fn containers(&self) -> &[Stopped] {
+        &self.0
+    }
+}
+
+/// Resolves what a script asks to record with the engine (reads only; every mode): `id` must be
+/// the ID, full or a prefix, of an existing container whose current name is `name`. A made-up ID,
+/// a name as the ID, or an ID and a name of two different containers is refused, so the record
+/// never names a container other than the one that is stopped, and "gone" can be decided from
+/// it later.
+pub fn resolve(host: &Host, entries: &[Stopped]) -> Result<Resolved, UpdateError> {
+    let mut out: Vec<Stopped> = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let unresolved = |reason: String| UpdateError::Unresolved {
+            id: entry.id.clone(),
+            name: entry.name.clone(),
+            reason,
+        };
+        let found = match host.docker().inspect(&entry.id) {
+            Ok(found) => found,
+            Err(DockerError::NotFound(_) | DockerError::InvalidRef(_)) => {
+                return Err(unresolved(
+                    "no container has that ID on the containai-docker engine".into(),
+                ));
+            }
+            Err(e) => return Err(unresolved(first_line(&e.to_string()))),
+        };
+        // The engine also resolves names: the ID given must be (a prefix of) the one found.
+        if !found.id.starts_with(entry.id.as_str()) {
+            return Err(unresolved(format!(
+                "that is not a container ID (it names container {})",
+                found.name
+            )));
+        }
+        if found.name != entry.name {
+            return Err(UpdateError::Mismatch {
+                id: entry.id.clone(),
+                name: entry.name.clone(),
+                actual: found.name,
+            });
+        }
+        if !out.iter().any(|c| c.id == found.id) {
+            out.push(Stopped {
+                id: found.id,
+                name: found.name,
+            });
+        }
+    }
+    Ok(Resolved(out))
+}
+
+/// The record as it will be written: what is on disk, then each new container not already in it.
+/// The record only grows while the lock is held; entries leave it only through [`clear`].
+fn union(on_disk: Option<UpdateState>, phase: &str, run: &str, new: &Resolved) -> UpdateState {
+    let mut containers = on_disk.map(|s| s.containers).unwrap_or_default();
+    for c in new.containers() {
+        if !containers.iter().any(|old| old.id == c.id) {
+            containers.push(c.clone());
+        }
+    }
+    UpdateState {
+        phase: phase.to_string(),
+        containers,
+        run: run.to_string(),
+    }
+}
+
+/// Records the containers about to be stopped, durably, before the first one stops: the union of
+/// the record on disk and `new`, so a later call (with fewer containers, or none) never makes the
+/// record forget a stopped one. The run takes the update lock here itself if its script did not:
+/// two runs must never record and stop containers at once, whatever an overriding script calls.
+pub fn record(_: Approval, host: &Host, phase: &str, new: &Resolved) -> Result<(), UpdateError> {
+    check_consent(host, new.containers())?;
     lock(host)?;
-    let mut text = serde_json::to_string_pretty(state).map_err(|e| UpdateError::Malformed {
+    // Read under the lock: nobody else writes it now.
+    let state = union(read_state(host)?, phase, host.gate.run_id(), new);
+    let mut text = serde_json::to_string_pretty(&state).map_err(|e| UpdateError::Malformed {
         path: STATE_FILE.into(),
         reason: e.to_string(),
     })?;
@@ -231,10 +376,10 @@ pub fn clear(_: Approval, host: &Host) -> Result<(), UpdateError> {
     Ok(())
 }
 
-/// The record may go once every container it names runs again (or no longer exists), or when the
-/// operator chose to leave them stopped (`--no-restart`): a record cleared while its containers
-/// are still stopped would leave nobody to start them. A container whose state cannot be read
-/// counts as not running.
+/// The record may go once every container it names runs again or is gone, or when the operator
+/// chose to leave them stopped (`--no-restart`): a record cleared while its containers are still
+/// stopped would leave nobody to start them. A container whose state cannot be read counts as not
+/// running.
 pub fn check_clearable(host: &Host) -> Result<(), UpdateError> {
     if host.no_restart.get() {
         return Ok(());
@@ -245,16 +390,124 @@ pub fn check_clearable(host: &Host) -> Result<(), UpdateError> {
     let stopped: Vec<String> = state
         .containers
         .iter()
-        .filter(|c| match host.docker().inspect(&c.id) {
-            Ok(details) => !details.running,
-            Err(super::docker::DockerError::NotFound(_)) => false,
-            Err(_) => true,
-        })
+        .filter(|c| !matches!(standing(host, c), Standing::Running | Standing::Gone))
         .map(|c| c.name.clone())
         .collect();
     if stopped.is_empty() {
         Ok(())
     } else {
         Err(UpdateError::NotRestarted(stopped.join(", ")))
+    }
+}
+
+/// Where a recorded container stands now.
+#[derive(Debug, PartialEq, Eq)]
+enum Standing {
+    Running,
+    Stopped,
+    /// Removed: it can never need starting again.
+    Gone,
+    /// The engine could not tell.
+    Unknown,
+}
+
+/// "Gone" means the recorded ID is not found **and** no container has the recorded name, or the
+/// name now belongs to another ID (the container was removed and another made under its name).
+/// An entry whose ID is not a full engine ID was never resolved (an earlier cai let scripts
+/// record anything): its ID proves nothing, so the name alone decides.
+fn standing(host: &Host, c: &Stopped) -> Standing {
+    let docker = host.docker();
+    let of = |d: &super::docker::ContainerDetails| {
+        if d.running {
+            Standing::Running
+        } else {
+            Standing::Stopped
+        }
+    };
+    if is_full_id(&c.id) {
+        match docker.inspect(&c.id) {
+            Ok(d) if d.id == c.id => return of(&d),
+            Ok(_) | Err(DockerError::NotFound(_)) => {}
+            Err(_) => return Standing::Unknown,
+        }
+    }
+    match docker.inspect(&c.name) {
+        Err(DockerError::NotFound(_) | DockerError::InvalidRef(_)) => Standing::Gone,
+        Ok(d) if is_full_id(&c.id) && d.id != c.id => Standing::Gone,
+        Ok(d) => of(&d),
+        Err(_) => Standing::Unknown,
+    }
+}
+
+/// A full engine container ID: 64 lowercase hex digits.
+fn is_full_id(id: &str) -> bool {
+    id.len() == 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or("").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, name: &str) -> Stopped {
+        Stopped {
+            id: id.into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn the_record_only_grows() {
+        let on_disk = || {
+            Some(UpdateState {
+                phase: "stopping".into(),
+                containers: vec![entry("a", "agent-1"), entry("b", "agent-2")],
+                run: "r1".into(),
+            })
+        };
+        let cases = [
+            // Nothing new: what is on disk stays.
+            (vec![], vec!["a", "b"]),
+            // Fewer than on disk: still all of them.
+            (vec![entry("b", "agent-2")], vec!["a", "b"]),
+            // More: appended once, in order.
+            (
+                vec![entry("c", "agent-3"), entry("a", "agent-1")],
+                vec!["a", "b", "c"],
+            ),
+        ];
+        for (new, want) in cases {
+            let state = union(on_disk(), "installing", "r2", &Resolved(new.clone()));
+            let ids: Vec<&str> = state.containers.iter().map(|c| c.id.as_str()).collect();
+            assert_eq!(ids, want, "{new:?}");
+            assert_eq!(state.phase, "installing");
+            assert_eq!(state.run, "r2");
+        }
+        let fresh = union(
+            None,
+            "stopping",
+            "r",
+            &Resolved(vec![entry("a", "agent-1")]),
+        );
+        assert_eq!(fresh.containers, vec![entry("a", "agent-1")]);
+    }
+
+    #[test]
+    fn full_ids_are_64_lowercase_hex_digits() {
+        let full = "0123456789abcdef".repeat(4);
+        assert!(is_full_id(&full));
+        for not in [
+            "",
+            "0123456789ab",
+            "agent-1",
+            &full.to_uppercase(),
+            &format!("{full}0"),
+            &format!("{}g", &full[..63]),
+        ] {
+            assert!(!is_full_id(not), "{not}");
+        }
     }
 }

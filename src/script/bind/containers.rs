@@ -86,6 +86,18 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     let h = host.clone();
     reg.read(
         Doc {
+            signature: "containers::list(all: bool) -> array",
+            doc: "every container on the engine, labelled or not (managed_by is () for one ContainAI does not manage: an engine restart stops it too); all=false lists running ones; fail-closed like list_managed, and all=true fails while the engine is down",
+            example: "containers::list(false).filter(|c| c.managed_by == ())",
+        },
+        move |ctx: NativeCallContext, all: bool| {
+            to_dynamic(&everything(&h, all).map_err(|e| fail_at(&ctx, e))?)
+        },
+    );
+
+    let h = host.clone();
+    reg.read(
+        Doc {
             signature: "containers::query(name: string, argv: array) -> map",
             doc: "runs a read-only inspection program (id, getent, stat, cat, ls, test, uname, readlink, whoami) in a running container; exit_code, stdout, stderr",
             example: "try { containers::query(\"cai-example\", [\"id\", \"-u\"]) } catch { () }",
@@ -124,7 +136,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     reg.mutating(
         Doc {
             signature: "containers::stop(ids: array, timeout_secs: int) -> map",
-            doc: "stops a set concurrently; done (incl. already stopped), gone, failed; the timeout defaults to config stop_timeout_secs",
+            doc: "stops a set concurrently; done (incl. already stopped), gone, failed; the timeout defaults to config stop_timeout_secs; while the update lock is held, only containers recorded by update::record, named by their full ID",
             example: "containers::stop([\"cai-example\"], 100)",
         },
         move |ctx: NativeCallContext, ids: Array, secs: i64| stop(&ctx, &h, ids, secs),
@@ -214,6 +226,53 @@ pub(super) fn managed(host: &Host, all: bool) -> Result<Vec<docker::ContainerInf
             systemd::ENGINE_UNIT
         )),
     }
+}
+
+/// Every container on the engine, labelled or not, fail-closed like [`managed`]. With the engine
+/// down no container runs, but stopped ones still exist: listing all of them is then an error.
+pub(super) fn everything(host: &Host, all: bool) -> Result<Vec<docker::EngineContainer>, String> {
+    let listed = host
+        .docker()
+        .list(all)
+        .map_err(|e| format!("cannot verify running container state: {e}"))?;
+    if let Some(list) = listed {
+        return Ok(list);
+    }
+    engine_known_down(host)?;
+    if all {
+        return Err(format!(
+            "cannot list stopped containers: the engine is not running ({} does not exist)\nhelp: systemctl start {}",
+            host.docker().status().socket,
+            systemd::ENGINE_UNIT
+        ));
+    }
+    Ok(Vec::new())
+}
+
+/// The engine socket is absent: fine only while the engine unit is known to be inactive.
+fn engine_known_down(host: &Host) -> Result<(), String> {
+    let socket = host.docker().status().socket;
+    match systemd::engine_down(host) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!(
+            "cannot verify running container state: {} is active but {socket} does not exist",
+            systemd::ENGINE_UNIT
+        )),
+        Err(e) => Err(format!(
+            "cannot verify running container state: {socket} does not exist and the state of {} is unknown: {e}",
+            systemd::ENGINE_UNIT
+        )),
+    }
+}
+
+/// Before an action that restarts the engine (which stops every container on it) while this run
+/// holds the update lock: every running container, labelled or not, must be recorded by full ID.
+pub(super) fn check_all_recorded(host: &Host) -> Result<(), String> {
+    if !crate::host::update::holds_lock(host) {
+        return Ok(());
+    }
+    let running = everything(host, false)?;
+    crate::host::update::check_all_recorded(host, &running).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

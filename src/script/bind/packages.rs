@@ -42,11 +42,16 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     reg.mutating(
         Doc {
             signature: "packages::install_deb(path: string)",
-            doc: "installs a .deb that passes the trust rules (root-owned, not writable by others, no symlinks) from a private copy with dpkg -i; the plan shows its sha256",
+            doc: "installs a .deb that passes the trust rules (root-owned, not writable by others, no symlinks) from a private copy with dpkg -i; the plan shows its sha256; while the update lock is held, refused unless every running container (labelled or not) is recorded",
             example: "try { packages::install_deb(\"/var/cache/containai/x.deb\") } catch { () }",
         },
         move |ctx: NativeCallContext, path: &str| {
             let file = std::path::Path::new(path);
+            // A sysbox package's maintainer scripts restart sysbox, and the engine with it, which
+            // stops every container on it; which package restarts what is not known here, so
+            // during an update every package waits until every running container is recorded.
+            super::containers::check_all_recorded(&h)
+                .map_err(|e| fail_at(&ctx, format!("packages::install_deb {path}: {e}")))?;
             // Verified in every mode (it only reads), so a dry run shows what would be installed.
             // A dry run may name a package that an earlier step of the same run would have
             // fetched (and verified against its pinned sha256): that one is planned as such.

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::{Doc, Registrar, fail_at, gated};
 use crate::effects::Action;
-use crate::host::{Host, systemd, update};
+use crate::host::{Host, systemd};
 use crate::plan::unit;
 use crate::script::catalog::{Catalog, UnitTemplate};
 
@@ -123,20 +123,15 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>, catalog: &Rc<Catalog>) {
     reg.mutating(
         Doc {
             signature: "units::restart(name: string)",
-            doc: "systemctl restart NAME (containai-* units and the sysbox services only)",
+            doc: "systemctl restart NAME (containai-* units and the sysbox services only); while the update lock is held, refused unless every running container (labelled or not) is recorded",
             example: "units::restart(\"containai-example.service\")",
         },
         move |ctx: NativeCallContext, name: &str| {
             systemd::check_restartable(name).map_err(|e| fail_at(&ctx, e))?;
-            // Restarting the engine (or sysbox, which restarts it) stops every running managed
-            // container through the stop hook: during an update only recorded ones may be.
-            if update::holds_lock(&h) {
-                let running = super::containers::managed(&h, false)
-                    .map_err(|e| fail_at(&ctx, format!("units::restart: {e}")))?;
-                let ids: Vec<String> = running.into_iter().map(|c| c.id).collect();
-                update::check_stoppable(&h, &ids)
-                    .map_err(|e| fail_at(&ctx, format!("units::restart {name}: {e}")))?;
-            }
+            // Restarting the engine (or sysbox, which restarts it) stops every running
+            // container on it, labelled or not: during an update only recorded ones may be.
+            super::containers::check_all_recorded(&h)
+                .map_err(|e| fail_at(&ctx, format!("units::restart {name}: {e}")))?;
             let action = Action::new("units.restart", name, json!({}));
             gated(&ctx, &h, action, || (), |ok| systemd::restart(ok, &h, name))
         },

@@ -1,6 +1,8 @@
 //! `update::` bindings over [`crate::host::update`]: the update lock and the crash-safe record of
 //! the containers an update stops. The lock and the reads run in every mode (a dry run only
-//! checks the lock); recording and clearing the state pass through the effect gate.
+//! checks the lock); recording and clearing the state pass through the effect gate. What a script
+//! asks to record is resolved with the engine in every mode, so a dry run refuses what the live
+//! run would; only the resolved entries (full ID, current name) reach the record.
 
 use std::rc::Rc;
 
@@ -10,7 +12,7 @@ use serde_json::json;
 use super::{Doc, Registrar, Res, fail_at, gated, to_dynamic};
 use crate::effects::Action;
 use crate::host::Host;
-use crate::host::update::{self, STATE_FILE, Stopped, UpdateState};
+use crate::host::update::{self, STATE_FILE, Stopped};
 
 pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     let h = host.clone();
@@ -44,25 +46,34 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     reg.mutating(
         Doc {
             signature: "update::record(phase: string, containers: array)",
-            doc: "durably records the containers (maps with id and name) an update is about to stop, before it stops them; needs --stop-containers or a person's yes (never --yes)",
-            example: "update::record(\"stopping\", [#{id: \"0123abcd\", name: \"agent-1\"}])",
+            doc: "durably records the containers (maps with id and name) an update is about to stop, before it stops them; each is checked with the engine (the ID's container must have that name) and stored by full ID; the record only grows (union with what is on disk); needs --stop-containers or a person's yes (never --yes)",
+            example: "update::record(\"stopping\", containers::list(false).map(|c| #{id: c.id, name: c.name}))",
         },
         move |ctx: NativeCallContext, phase: &str, containers: Array| {
             let containers = stopped(&ctx, containers)?;
-            let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
+            // Refused in a dry run too, so the plan shows what the live run would do: another
+            // run's lock first, then consent, then what the engine says about each entry.
+            update::lock(&h).map_err(|e| fail_at(&ctx, e))?;
+            update::check_consent(&h, &containers).map_err(|e| fail_at(&ctx, e))?;
+            let resolved = update::resolve(&h, &containers).map_err(|e| fail_at(&ctx, e))?;
+            let names: Vec<&str> = resolved
+                .containers()
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect();
+            let ids: Vec<&str> = resolved
+                .containers()
+                .iter()
+                .map(|c| c.id.as_str())
+                .collect();
             let action = Action::new(
                 "update.record",
                 STATE_FILE,
-                json!({ "phase": phase, "containers": names }),
+                json!({ "phase": phase, "containers": names, "ids": ids }),
             );
-            let state = UpdateState {
-                phase: phase.to_string(),
-                containers: containers.clone(),
-                run: h.gate.run_id().to_string(),
-            };
-            // Refused in a dry run too, so the plan shows what the live run would do.
-            update::check_consent(&h, &state).map_err(|e| fail_at(&ctx, e))?;
-            gated(&ctx, &h, action, || (), |ok| update::record(ok, &h, &state))
+            gated(&ctx, &h, action, || (), |ok| {
+                update::record(ok, &h, phase, &resolved)
+            })
         },
     );
 
