@@ -35,6 +35,7 @@ use rustix::fs::{AtFlags, Mode, OFlags};
 use super::command::{self, CommandError, CommandOutput, Ended, Target};
 use super::files::{self, FileError};
 use super::fs::FsError;
+use super::installs;
 use super::trust::TrustError;
 use super::{AsRoot, Host};
 use crate::effects::Approval;
@@ -264,6 +265,8 @@ pub fn install(
     version: &str,
 ) -> Result<Vec<String>, DockerdError> {
     validate_version(version)?;
+    // Recorded before anything changes: pending until the core's check of the active binary.
+    installs::begin(host, installs::Component::Dockerd);
     let root = host.root();
     let shown = root.display_path(bundle).display().to_string();
     let file = root

@@ -15,7 +15,8 @@
 //!   by the full ID recorded for them ([`check_stoppable`]), and once it has recorded containers
 //!   it downloads nothing more ([`check_fetchable`]). Recording containers takes the operator's
 //!   consent ([`check_consent`]): `--stop-containers` or a person's yes. The record is cleared
-//!   only once its containers run again or are gone, or with `--no-restart`.
+//!   only once its containers run again or are gone, or with `--no-restart`, and only once every
+//!   install of this run was verified by the core ([`super::installs::check_verified`]).
 //!
 //! Every file goes through the root-anchored layer; recording and clearing the state take an
 //! [`Approval`] from the effect gate.
@@ -43,6 +44,8 @@ pub enum UpdateError {
     Held { pid: String },
     #[error(transparent)]
     Fs(#[from] FsError),
+    #[error(transparent)]
+    Unverified(#[from] super::installs::Unverified),
     #[error("cannot lock {path}: {source}")]
     Lock {
         path: String,
@@ -367,10 +370,13 @@ pub fn record(_: Approval, host: &Host, phase: &str, new: &Resolved) -> Result<(
     Ok(())
 }
 
-/// Removes the state once its containers run again (or the operator chose not to restart them);
-/// under the update lock, like [`record`], so it never removes another run's record.
+/// Removes the state once its containers run again (or the operator chose not to restart them)
+/// and every install of this run was verified; under the update lock, like [`record`], so it
+/// never removes another run's record.
 pub fn clear(_: Approval, host: &Host) -> Result<(), UpdateError> {
     lock(host)?;
+    // Every install of this run verified by the core first, whatever the script checked.
+    super::installs::check_verified(host)?;
     check_clearable(host)?;
     host.root().remove(Path::new(STATE_FILE))?;
     Ok(())
