@@ -1419,3 +1419,51 @@ update::clear();
     assert!(!state.exists(), "{stderr}");
     assert_eq!(f.engine.state("agent-1"), "running");
 }
+
+/// P73 with P62: a live update runs the fetched bundle's `dockerd --version` in the
+/// fetch-and-verify step, so a bundle that is another version than the target is refused before
+/// any container stops; a dry run never runs a downloaded binary.
+#[test]
+fn p73_a_bundle_whose_dockerd_is_another_version_refuses_before_any_container_stops() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = fixture(None);
+    let ran = f.host.root().join("bundle-dockerd-ran");
+    let stage = tempfile::tempdir().unwrap();
+    let bundle = stage.path().join("b.tgz");
+    let marker = ran.clone();
+    support::dockerd_bundle(&bundle, &["dockerd"], "28.1.0", move |dir| {
+        let dockerd = dir.join("docker/dockerd");
+        let text = std::fs::read_to_string(&dockerd).unwrap();
+        let logged = text.replacen(
+            "#!/bin/sh\n",
+            &format!("#!/bin/sh\necho \"$@\" >> '{}'\n", marker.display()),
+            1,
+        );
+        std::fs::write(&dockerd, logged).unwrap();
+        std::fs::set_permissions(&dockerd, std::fs::Permissions::from_mode(0o755)).unwrap();
+    });
+    let bytes = std::fs::read(&bundle).unwrap();
+    std::fs::write(f.host.root().join("srv/mirror").join(BUNDLE), &bytes).unwrap();
+    set_config(
+        &f.host,
+        "dockerd_sha256",
+        Some(&format!("\"{}\"", sha256(&bytes))),
+    );
+
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+    assert_refused_before_any_stop(
+        &f,
+        code,
+        &stderr,
+        &format!("its dockerd --version reports 28.1.0, expected {TARGET_DOCKERD}"),
+    );
+    assert_eq!(std::fs::read_to_string(&ran).unwrap(), "--version\n");
+    assert!(!f.host.root().join("opt/containai/bin").exists());
+
+    // The bundle is cached now; a dry run checks its entries but never runs it.
+    std::fs::remove_file(&ran).unwrap();
+    let (code, stdout, stderr) = f.host.run(&["update", "--dry-run", "--stop-containers"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(!ran.exists(), "a dry run ran the downloaded dockerd");
+    assert_eq!(f.engine.state("agent-1"), "running");
+}

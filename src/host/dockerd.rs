@@ -245,13 +245,84 @@ pub fn check_bundle_path(bundle: &str) -> Result<PathBuf, DockerdError> {
 /// anything: the trust rules for the file and its directories, and every tar entry (plain files
 /// directly under `docker/`, a `docker/dockerd` among them). Returns the binaries' names, or
 /// `None` when the file does not exist. Reads only; runs in every mode.
-pub fn check_bundle(host: &Host, bundle: &Path) -> Result<Option<Vec<String>>, DockerdError> {
+///
+/// With a `version`, a live run on this machine also runs the bundle's `docker/dockerd
+/// --version` and refuses the bundle unless it reports `version`, as the install will, so that
+/// this refusal too comes before any container stops [P62, P73]. The binary runs from memory
+/// (a sealed memfd, never a file on disk). A dry run never runs a downloaded binary, and inside
+/// the Lima VM the check is left to the install (which runs it there before the links switch):
+/// a Linux binary does not run on the Mac, and a check writes nothing into the VM.
+pub fn check_bundle(
+    host: &Host,
+    bundle: &Path,
+    version: Option<&str>,
+) -> Result<Option<Vec<String>>, DockerdError> {
     let root = host.root();
     let shown = root.display_path(bundle).display().to_string();
     let Some(file) = root.open_trusted(&host.trust, bundle)? else {
         return Ok(None);
     };
-    unpack(file, None, &shown).map(Some)
+    let run_it =
+        version.is_some() && !host.gate.is_dry_run() && matches!(host.target(), Target::Local);
+    let Some(version) = version.filter(|_| run_it) else {
+        return unpack(file, None, &shown).map(Some);
+    };
+    validate_version(version)?;
+    let (names, found) = unpack_checking_version(file, &shown)?;
+    if found != version {
+        return Err(DockerdError::WrongVersion {
+            bundle: shown,
+            found,
+            expected: version.to_string(),
+        });
+    }
+    Ok(Some(names))
+}
+
+/// [`unpack`] without writing, keeping `docker/dockerd` in memory to run its `--version`.
+#[cfg(target_os = "linux")]
+fn unpack_checking_version(
+    file: std::fs::File,
+    shown: &str,
+) -> Result<(Vec<String>, String), DockerdError> {
+    use rustix::fs::{MemfdFlags, SealFlags};
+    let memory = |e: rustix::io::Errno| unpack_error(shown, e.into());
+    let fd = rustix::fs::memfd_create(
+        "cai-dockerd",
+        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+    )
+    .map_err(memory)?;
+    let mut writer = std::fs::File::from(fd);
+    let names = unpack_into(file, Sink::Check(Some(&mut writer)), shown)?;
+    // Sealed against writes, and only a read-only descriptor kept: the kernel refuses to run a
+    // file open for writing (ETXTBSY), and nothing can change the bytes between check and run.
+    rustix::fs::fcntl_add_seals(
+        &writer,
+        SealFlags::WRITE | SealFlags::GROW | SealFlags::SHRINK | SealFlags::SEAL,
+    )
+    .map_err(memory)?;
+    let reader = rustix::fs::open(
+        format!("/proc/self/fd/{}", writer.as_raw_fd()),
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(memory)?;
+    drop(writer);
+    let found = local_version(&reader, &format!("docker/dockerd of {shown}"))?;
+    Ok((names, found))
+}
+
+/// A Linux binary runs only on Linux (on macOS the engine and the check are in the Lima VM).
+#[cfg(not(target_os = "linux"))]
+fn unpack_checking_version(
+    file: std::fs::File,
+    shown: &str,
+) -> Result<(Vec<String>, String), DockerdError> {
+    drop(file);
+    Err(DockerdError::RunVersion {
+        binary: format!("docker/dockerd of {shown}"),
+        reason: "a dockerd bundle runs only on Linux".into(),
+    })
 }
 
 /// Unpacks `bundle` as `version` beside the installed versions, checks that its `dockerd
@@ -458,11 +529,32 @@ fn install_in_vm(
     Ok(names)
 }
 
+/// Where [`unpack_into`] puts what it reads.
+enum Sink<'a> {
+    /// Nowhere, or only `docker/dockerd` into the file given.
+    Check(Option<&'a mut std::fs::File>),
+    /// Every file into this directory.
+    Dir(&'a OwnedFd),
+}
+
 /// Writes every regular file directly under `docker/` into `dir` (only checks them without a
 /// `dir`); anything else in the tarball refuses the whole bundle.
 fn unpack(
     file: std::fs::File,
     dir: Option<&OwnedFd>,
+    shown: &str,
+) -> Result<Vec<String>, DockerdError> {
+    let sink = match dir {
+        Some(dir) => Sink::Dir(dir),
+        None => Sink::Check(None),
+    };
+    unpack_into(file, sink, shown)
+}
+
+/// [`unpack`] into a [`Sink`]: the same walk and the same rules, whatever is kept.
+fn unpack_into(
+    file: std::fs::File,
+    mut sink: Sink<'_>,
     shown: &str,
 ) -> Result<Vec<String>, DockerdError> {
     let unsafe_entry = |reason: String| DockerdError::Unsafe {
@@ -506,11 +598,18 @@ fn unpack(
         if names.iter().any(|n| n == name) {
             return Err(unsafe_entry(format!("{text:?} appears twice")));
         }
-        let Some(dir) = dir else {
-            // Read through, so a body cut short fails the check as it would fail the install.
-            std::io::copy(&mut entry, &mut std::io::sink()).map_err(|e| unpack_error(shown, e))?;
-            names.push(name.to_string());
-            continue;
+        let dir = match &mut sink {
+            Sink::Dir(dir) => *dir,
+            Sink::Check(keep) => {
+                // Read through, so a body cut short fails the check as it would fail the install.
+                match keep {
+                    Some(out) if name == "dockerd" => std::io::copy(&mut entry, *out),
+                    _ => std::io::copy(&mut entry, &mut std::io::sink()),
+                }
+                .map_err(|e| unpack_error(shown, e))?;
+                names.push(name.to_string());
+                continue;
+            }
         };
         let fd = rustix::fs::openat(
             dir,
