@@ -269,29 +269,46 @@ pub fn check_bundle(
     };
     validate_version(version)?;
     let (names, found) = unpack_checking_version(file, &shown)?;
-    if found != version {
-        return Err(DockerdError::WrongVersion {
+    match found {
+        Some(found) if found != version => Err(DockerdError::WrongVersion {
             bundle: shown,
             found,
             expected: version.to_string(),
-        });
+        }),
+        _ => Ok(Some(names)),
     }
-    Ok(Some(names))
 }
 
-/// [`unpack`] without writing, keeping `docker/dockerd` in memory to run its `--version`.
+/// [`unpack`] without writing, keeping `docker/dockerd` in memory to run its `--version`; the
+/// version is `None` (with a warning) when this kernel does not let `cai` make an executable
+/// memfd (`vm.memfd_noexec`), and then the install's own check is the one that refuses.
 #[cfg(target_os = "linux")]
 fn unpack_checking_version(
     file: std::fs::File,
     shown: &str,
-) -> Result<(Vec<String>, String), DockerdError> {
+) -> Result<(Vec<String>, Option<String>), DockerdError> {
     use rustix::fs::{MemfdFlags, SealFlags};
     let memory = |e: rustix::io::Errno| unpack_error(shown, e.into());
-    let fd = rustix::fs::memfd_create(
-        "cai-dockerd",
-        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
-    )
-    .map_err(memory)?;
+    let flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
+    // MFD_EXEC says so explicitly where `vm.memfd_noexec` would seal it; kernels before 6.3 do
+    // not know the flag, and their memfds are executable without it.
+    let created = rustix::fs::memfd_create("cai-dockerd", flags | MemfdFlags::EXEC).or_else(|e| {
+        if e == rustix::io::Errno::INVAL {
+            rustix::fs::memfd_create("cai-dockerd", flags)
+        } else {
+            Err(e)
+        }
+    });
+    let fd = match created {
+        Ok(fd) => fd,
+        Err(e) => {
+            crate::term::err(&format!(
+                "warning: cannot run the dockerd of {shown} from memory here ({}); dockerd::install checks its version before the links switch",
+                std::io::Error::from(e)
+            ));
+            return unpack(file, None, shown).map(|names| (names, None));
+        }
+    };
     let mut writer = std::fs::File::from(fd);
     let names = unpack_into(file, Sink::Check(Some(&mut writer)), shown)?;
     // Sealed against writes, and only a read-only descriptor kept: the kernel refuses to run a
@@ -309,7 +326,7 @@ fn unpack_checking_version(
     .map_err(memory)?;
     drop(writer);
     let found = local_version(&reader, &format!("docker/dockerd of {shown}"))?;
-    Ok((names, found))
+    Ok((names, Some(found)))
 }
 
 /// A Linux binary runs only on Linux (on macOS the engine and the check are in the Lima VM).
@@ -317,7 +334,7 @@ fn unpack_checking_version(
 fn unpack_checking_version(
     file: std::fs::File,
     shown: &str,
-) -> Result<(Vec<String>, String), DockerdError> {
+) -> Result<(Vec<String>, Option<String>), DockerdError> {
     drop(file);
     Err(DockerdError::RunVersion {
         binary: format!("docker/dockerd of {shown}"),
