@@ -358,3 +358,37 @@ fn p73_installed_reports_what_the_active_dockerd_says_not_the_version_file() {
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(stderr.contains("dockerd: garbage"), "{stderr}");
 }
+
+/// P73: installing a version whose directory already exists keeps that directory (its binaries
+/// may be running) and links to it, so its dockerd must report the version too; one that does
+/// not is refused with the links untouched.
+#[test]
+fn p73_an_existing_version_directory_whose_dockerd_is_another_version_is_refused() {
+    let host = TestHost::new();
+    let opt = host.root().join("opt/containai");
+    bundle(&host, "docker-28.2.2.tgz", "28.2.2", |_| {});
+    bundle(&host, "docker-28.3.0.tgz", "28.3.0", |_| {});
+    let (code, _, stderr) = install(&host, "docker-28.2.2.tgz", "28.2.2", false);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = install(&host, "docker-28.3.0.tgz", "28.3.0", false);
+    assert_eq!(code, 0, "{stderr}");
+    // Left by something else: 28.2.2's directory holds another dockerd.
+    std::fs::write(
+        opt.join("docker/28.2.2/dockerd"),
+        "#!/bin/sh\necho 'Docker version 27.0.1, build 1234567'\n",
+    )
+    .unwrap();
+    let before = active(&host);
+    let (code, stdout, stderr) = install(&host, "docker-28.2.2.tgz", "28.2.2", false);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("docker/28.2.2: its dockerd --version reports 27.0.1, expected 28.2.2"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("help: move "), "{stderr}");
+    assert_eq!(active(&host), before);
+    assert_eq!(
+        std::fs::read_link(opt.join("bin/dockerd")).unwrap(),
+        Path::new("../docker/28.3.0/dockerd")
+    );
+}
