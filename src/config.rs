@@ -4,14 +4,17 @@
 //! This module parses and merges text and touches nothing: the CLI reads each file through the
 //! trust rules and hands over its text. Unknown keys are errors, because a typo in a config that
 //! runs as root must not be silently ignored; so are values that do not parse, such as an
-//! override of the release target with an `ftp://` URL or a sha256 that is not one.
+//! override of the release target with an `ftp://` URL or a sha256 that is not one. URLs and
+//! sha256s are parsed into the types the fetch takes ([`crate::plan::artifact`]), so a value the
+//! fetch would refuse (`file:///srv/a%ZZ.deb?x`) is refused here, naming the key and the file.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::plan::artifact::{Sha256, Url};
 use crate::plan::platform::Platform;
-use crate::plan::release::{self, Overrides, Sha256, Tag, Url};
+use crate::plan::release::{self, Overrides, Tag};
 
 /// One config file as written by an operator. Every field is optional; later files override
 /// earlier ones field by field.
@@ -182,9 +185,12 @@ impl Config {
                     message,
                 })
         }
+        // The fetch's own types: a value config loading accepts is one the fetch can use.
+        let url = |text: &str| Url::parse(text).map_err(|e| e.to_string());
+        let sha256 = |text: &str| Sha256::parse(text).map_err(|e| e.to_string());
         let sysbox = &mut self.release.sysbox;
         let dockerd = &mut self.release.dockerd;
-        if let Some(v) = value(path, "sysbox_url", file.sysbox_url.as_ref(), Url::parse)? {
+        if let Some(v) = value(path, "sysbox_url", file.sysbox_url.as_ref(), url)? {
             sysbox.url = Some(v);
         }
         if let Some(v) = value(
@@ -198,15 +204,10 @@ impl Config {
         if let Some(v) = value(path, "sysbox_tag", file.sysbox_tag.as_ref(), Tag::parse)? {
             sysbox.tag = Some(v);
         }
-        if let Some(v) = value(
-            path,
-            "sysbox_sha256",
-            file.sysbox_sha256.as_ref(),
-            Sha256::parse,
-        )? {
+        if let Some(v) = value(path, "sysbox_sha256", file.sysbox_sha256.as_ref(), sha256)? {
             sysbox.sha256 = Some(v);
         }
-        if let Some(v) = value(path, "dockerd_url", file.dockerd_url.as_ref(), Url::parse)? {
+        if let Some(v) = value(path, "dockerd_url", file.dockerd_url.as_ref(), url)? {
             dockerd.url = Some(v);
         }
         if let Some(v) = value(
@@ -217,12 +218,7 @@ impl Config {
         )? {
             dockerd.version = Some(v);
         }
-        if let Some(v) = value(
-            path,
-            "dockerd_sha256",
-            file.dockerd_sha256.as_ref(),
-            Sha256::parse,
-        )? {
+        if let Some(v) = value(path, "dockerd_sha256", file.dockerd_sha256.as_ref(), sha256)? {
             dockerd.sha256 = Some(v);
         }
         Ok(())

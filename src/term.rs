@@ -10,6 +10,9 @@
 //! Text that scripts, containers or the engine control is escaped before it reaches a terminal:
 //! control characters and Unicode bidirectional controls could otherwise erase lines, recolour
 //! the screen or reorder what the operator reads. JSON output is not escaped here; it stays exact.
+//!
+//! Progress lines ([`Progress`]: a download's bytes, a volume walk's entries) are drawn here too,
+//! on stderr and only when it is a terminal, so a pipe or a log never receives cursor movement.
 
 use std::borrow::Cow;
 use std::io::Write;
@@ -118,9 +121,77 @@ pub fn is_bidi_control(c: char) -> bool {
     )
 }
 
+/// What a [`Progress`] line counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    /// Bytes of a transfer, with the total when it is known (a bar with a rate and an ETA).
+    Bytes(Option<u64>),
+    /// Entries of a walk, total unknown (a spinner with a rate).
+    Entries,
+}
+
+impl Count {
+    fn template(self) -> &'static str {
+        match self {
+            Count::Bytes(Some(_)) => "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+            Count::Bytes(None) => "{msg} {spinner} {bytes} {bytes_per_sec}",
+            Count::Entries => "{msg} {spinner} {pos} entries {per_sec}",
+        }
+    }
+}
+
+/// One progress line on stderr (a download, a volume walk), cleared from the terminal however
+/// the work ends, since it is dropped then. A line is cursor movement: it is shown only to a
+/// person watching a terminal, never written into a pipe or a log.
+#[derive(Debug)]
+pub struct Progress(indicatif::ProgressBar);
+
+impl Progress {
+    /// A progress line labelled `label` (escaped here), or `None` when stderr is not a terminal.
+    pub fn start(label: &str, count: Count) -> Option<Progress> {
+        use std::io::IsTerminal;
+        std::io::stderr()
+            .is_terminal()
+            .then(|| Progress::drawn_to(label, count, progress_target()))
+    }
+
+    fn drawn_to(label: &str, count: Count, target: indicatif::ProgressDrawTarget) -> Progress {
+        let total = match count {
+            Count::Bytes(total) => total,
+            Count::Entries => None,
+        };
+        let bar = indicatif::ProgressBar::with_draw_target(total, target);
+        // The templates are constants (a test parses each); the default style is a fine
+        // fallback all the same.
+        if let Ok(style) = indicatif::ProgressStyle::with_template(count.template()) {
+            bar.set_style(style);
+        }
+        bar.set_message(line(label).into_owned());
+        Progress(bar)
+    }
+
+    /// Counts `n` more.
+    pub fn add(&self, n: u64) {
+        self.0.inc(n);
+    }
+
+    /// Sets the count (a walk that keeps its own counter).
+    pub fn set(&self, n: u64) {
+        self.0.set_position(n);
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
 /// Where a progress bar draws: stderr, written through this module like every other line, so
 /// `indicatif` never holds a second handle on the terminal. Callers show a bar only when stderr
-/// is a terminal; piped output never carries cursor movements.
+/// is a terminal; piped output never carries cursor movements. Only the volume walk's spinner
+/// (`script/bind/volumes.rs`) still builds its own bar on this; [`Progress`] with
+/// [`Count::Entries`] draws the same line, and this can become private once the walk uses it.
 pub fn progress_target() -> indicatif::ProgressDrawTarget {
     indicatif::ProgressDrawTarget::term_like(Box::new(ProgressTerm))
 }
@@ -211,6 +282,30 @@ mod tests {
             assert_eq!(line(input), one_line, "{input:?}");
             assert_eq!(text(input), multi_line, "{input:?}");
         }
+    }
+
+    #[test]
+    fn progress_lines_count_and_escape_their_label() {
+        for count in [Count::Bytes(Some(10)), Count::Bytes(None), Count::Entries] {
+            assert!(
+                indicatif::ProgressStyle::with_template(count.template()).is_ok(),
+                "{count:?}"
+            );
+        }
+        let hidden = indicatif::ProgressDrawTarget::hidden;
+        let bytes = Progress::drawn_to("x\x1b[2K.deb", Count::Bytes(Some(10)), hidden());
+        bytes.add(3);
+        bytes.add(4);
+        assert_eq!(bytes.0.position(), 7);
+        assert_eq!(bytes.0.length(), Some(10));
+        assert_eq!(bytes.0.message(), "x\\x1b[2K.deb");
+        let entries = Progress::drawn_to("volume v", Count::Entries, hidden());
+        entries.set(42);
+        assert_eq!(entries.0.position(), 42);
+        assert_eq!(entries.0.length(), None);
+        let bar = entries.0.clone();
+        drop(entries);
+        assert!(bar.is_finished(), "dropping a line clears it");
     }
 
     #[test]

@@ -337,3 +337,73 @@ fn on_macos_programs_run_inside_the_lima_vm() {
     );
     assert!(!log.lines().any(|l| l.starts_with("sysbox-runc")), "{log}");
 }
+
+/// A release-target override is checked at load with the rules the fetch applies, so a URL the
+/// fetch would refuse (a bad %-escape, a query on a file URL) or a sha256 that is not one stops
+/// every command there, naming the key and the file, before any script runs or anything changes.
+#[test]
+fn a_malformed_artifact_url_or_sha256_in_config_is_refused_at_load() {
+    let host = TestHost::new();
+    host.fakes
+        .add_standard("sysbox-runc version 0.6.7+containai.20260127");
+    let config = host.root().join("etc/containai/config.toml");
+    let shown = config.display().to_string();
+    let before = host.snapshot_files();
+    for (text, key, why) in [
+        (
+            "sysbox_url = \"file:///srv/a%ZZ.deb?x\"\n",
+            "sysbox_url",
+            "\"file:///srv/a%ZZ.deb?x\" has a query or fragment",
+        ),
+        (
+            "sysbox_url = \"file:///srv/a%ZZ.deb\"\n",
+            "sysbox_url",
+            "\"file:///srv/a%ZZ.deb\" has a bad %-escape",
+        ),
+        (
+            "dockerd_url = \"https://mirror.example:99999/docker.tgz\"\n",
+            "dockerd_url",
+            "\"https://mirror.example:99999/docker.tgz\" has a port outside 1..=65535",
+        ),
+        (
+            "sysbox_sha256 = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a0\"\n",
+            "sysbox_sha256",
+            "\"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a0\" is not a sha256",
+        ),
+        (
+            "dockerd_sha256 = \"sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\n",
+            "dockerd_sha256",
+            "is not a sha256",
+        ),
+    ] {
+        std::fs::write(&config, text).unwrap();
+        let start = format!("error: invalid {key} in config {shown}: ");
+        for args in [
+            &["doctor"][..],
+            &["update", "--dry-run"],
+            &["scripts", "list"],
+        ] {
+            let (code, stdout, stderr) = host.run(args);
+            assert_eq!(code, 1, "{text} {args:?}: {stderr}");
+            let first = first_line(&stderr);
+            assert!(
+                first.starts_with(&start) && first.contains(why),
+                "{text} {args:?}: {stderr}"
+            );
+            assert_eq!(
+                stderr.lines().nth(1),
+                Some(format!("help: fix or remove {key} in {shown}").as_str()),
+                "{stderr}"
+            );
+            assert_eq!(stderr.lines().count(), 2, "{stderr}");
+            assert!(stdout.is_empty(), "{stdout}");
+        }
+    }
+    std::fs::remove_file(&config).unwrap();
+    assert!(host.fakes.log().is_empty(), "{}", host.fakes.log());
+    assert_eq!(
+        host.snapshot_files(),
+        before,
+        "a refused config changed the host"
+    );
+}

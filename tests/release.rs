@@ -265,6 +265,22 @@ fn a_malformed_override_is_one_clear_line_and_exit_1_changing_nothing() {
             "../x",
             "error: invalid CAI_SYSBOX_TAG: \"../x\" is not a release tag",
         ),
+        // The fetch's own URL and sha256 rules, applied when the variable is read.
+        (
+            "CAI_SYSBOX_URL",
+            "file:///srv/a%ZZ.deb?x",
+            "error: invalid CAI_SYSBOX_URL: \"file:///srv/a%ZZ.deb?x\" has a query or fragment",
+        ),
+        (
+            "CAI_SYSBOX_URL",
+            "file:///srv/a%ZZ.deb",
+            "error: invalid CAI_SYSBOX_URL: \"file:///srv/a%ZZ.deb\" has a bad %-escape",
+        ),
+        (
+            "CAI_SYSBOX_SHA256",
+            "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            "error: invalid CAI_SYSBOX_SHA256: \"sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\" is not a sha256 (64 hexadecimal digits): it has 71 characters, not all of them hex digits",
+        ),
     ] {
         let out = host.cai().env(var, value).arg("doctor").output().unwrap();
         let (code, stdout, stderr) = support::decode(out);

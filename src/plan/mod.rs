@@ -1,6 +1,7 @@
 //! Pure decisions and parsing: no machine access happens here. Each module takes plain data and
 //! returns decision types, with table tests at the bottom.
 
+pub mod artifact;
 pub mod containers;
 pub mod daemon;
 pub mod deb822;

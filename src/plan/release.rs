@@ -14,6 +14,8 @@ use std::ffi::OsString;
 
 use serde::{Deserialize, Serialize};
 
+/// The URL and sha256 types of [`super::artifact`]: the ones the fetch takes.
+pub use super::artifact::{Sha256, Url};
 use super::version::{SysboxVersion, parse_version};
 
 /// The manifest bundled into this `cai`.
@@ -74,82 +76,6 @@ impl Arch {
             .into_iter()
             .find(|a| a.as_str() == name)
             .ok_or_else(|| ReleaseError::Arch(name.to_string()))
-    }
-}
-
-/// A download URL: `https://`, `http://` (only with a pinned sha256: a checksum file from the
-/// same plain-http server would protect nothing [P67]) or `file://` (a local mirror).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct Url(String);
-
-impl Url {
-    pub fn parse(text: &str) -> Result<Url, String> {
-        let Some(scheme) = ["https://", "http://", "file://"]
-            .into_iter()
-            .find(|s| text.starts_with(s))
-        else {
-            return Err(format!(
-                "{text:?} is not an https://, http:// or file:// URL"
-            ));
-        };
-        // The URL travels as one program argument; whitespace would be a typo, controls worse.
-        if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!(
-                "{text:?} contains whitespace or control characters"
-            ));
-        }
-        let rest = &text[scheme.len()..];
-        if scheme == "file://" {
-            if !rest.starts_with('/') {
-                return Err(format!(
-                    "{text:?} does not name an absolute path (file:///path)"
-                ));
-            }
-        } else if rest
-            .split(['/', '?', '#'])
-            .next()
-            .unwrap_or_default()
-            .is_empty()
-        {
-            return Err(format!("{text:?} has no host"));
-        }
-        Ok(Url(text.to_string()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Where a release publishes this artifact's checksum, as `sha256sum` prints it.
-    fn checksum_file(&self) -> Url {
-        // Appending to a valid URL keeps it valid.
-        Url(format!("{}.sha256", self.0))
-    }
-}
-
-impl std::fmt::Display for Url {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A sha256 digest: 64 hexadecimal digits, kept in lowercase.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct Sha256(String);
-
-impl Sha256 {
-    pub fn parse(text: &str) -> Result<Sha256, String> {
-        if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
-            Ok(Sha256(text.to_ascii_lowercase()))
-        } else {
-            Err(format!("{text:?} is not a sha256 (64 hexadecimal digits)"))
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
     }
 }
 
@@ -343,7 +269,7 @@ fn checked_assets<'a>(
                 format!("unknown architecture {name:?} (known: amd64, arm64)"),
             )
         })?;
-        let url = Url::parse(&asset.url).map_err(|m| error(format!("{key}.url"), m))?;
+        let url = Url::parse(&asset.url).map_err(|e| error(format!("{key}.url"), e.to_string()))?;
         let expected = expand(template, &fill(arch))
             .map_err(|m| error(format!("{component}.url_template"), m))?;
         if url != expected {
@@ -358,7 +284,9 @@ fn checked_assets<'a>(
         // Empty means "not pinned yet": the release workflow fills it.
         let sha256 = match asset.sha256.as_deref() {
             None | Some("") => None,
-            Some(text) => Some(Sha256::parse(text).map_err(|m| error(format!("{key}.sha256"), m))?),
+            Some(text) => Some(
+                Sha256::parse(text).map_err(|e| error(format!("{key}.sha256"), e.to_string()))?,
+            ),
         };
         out.insert(arch, Asset { url, sha256 });
     }
@@ -400,7 +328,7 @@ fn expand(template: &str, fill: &Fill) -> Result<Url, String> {
         rest = &after[end + 1..];
     }
     out.push_str(rest);
-    Url::parse(&out)
+    Url::parse(&out).map_err(|e| e.to_string())
 }
 
 /// A site's override of the sysbox target (config or environment), every value checked.
@@ -470,18 +398,18 @@ impl EnvVars {
                 .map_err(|message| ReleaseError::Env { var, message })
         }
         Ok(SysboxOverride {
-            url: one(ENV_SYSBOX_URL, self.sysbox_url.as_ref(), Url::parse)?,
+            url: one(ENV_SYSBOX_URL, self.sysbox_url.as_ref(), |t| {
+                Url::parse(t).map_err(|e| e.to_string())
+            })?,
             version: one(
                 ENV_SYSBOX_VERSION,
                 self.sysbox_version.as_ref(),
                 sysbox_version,
             )?,
             tag: one(ENV_SYSBOX_TAG, self.sysbox_tag.as_ref(), Tag::parse)?,
-            sha256: one(
-                ENV_SYSBOX_SHA256,
-                self.sysbox_sha256.as_ref(),
-                Sha256::parse,
-            )?,
+            sha256: one(ENV_SYSBOX_SHA256, self.sysbox_sha256.as_ref(), |t| {
+                Sha256::parse(t).map_err(|e| e.to_string())
+            })?,
         })
     }
 }
@@ -975,7 +903,10 @@ mod tests {
             ("http://10.0.0.1:8080/a.deb", true),
             ("file:///srv/mirror/a.deb", true),
             ("ftp://example.com/a.deb", false),
-            ("HTTPS://example.com/a.deb", false),
+            ("HTTPS://example.com/a.deb", true),
+            ("file://localhost/srv/a.deb", true),
+            ("file:///srv/a%ZZ.deb?x", false),
+            ("file:///srv/a%ZZ.deb", false),
             ("https:///a.deb", false),
             ("file://relative/a.deb", false),
             ("https://example.com/a b.deb", false),

@@ -1,5 +1,6 @@
 //! `artifacts::` bindings over [`crate::host::artifacts`]: release artifacts fetched into the
-//! cache and verified, gated.
+//! cache and verified, gated. The map a script hands over is checked by
+//! [`crate::plan::artifact::Artifact::check`], with the same URL and sha256 rules as config.
 //!
 //! A script hands over the manifest's entry as a map and gets back the verified host path; it
 //! never names a cache path or skips the checksum. The artifact is checked (name, URL schemes,
@@ -16,7 +17,8 @@ use serde_json::json;
 use super::{Doc, Registrar, Res, fail_at, gated};
 use crate::effects::Action;
 use crate::host::Host;
-use crate::host::artifacts::{self, Artifact, Fetched};
+use crate::host::artifacts::{self, Fetched};
+use crate::plan::artifact::Artifact;
 
 /// The keys of the artifact map; any other key is a typo worth an error.
 const KEYS: [&str; 5] = ["name", "url", "sha256", "sha256_url", "config_key"];
@@ -40,7 +42,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
                 "artifacts.fetch",
                 artifact.url.clone(),
                 json!({
-                    "name": checked.name,
+                    "name": checked.name(),
                     "sha256": checked.checksum_detail(),
                     "into": h.root().display_path(&path).display().to_string(),
                 }),
@@ -53,13 +55,16 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
                 None
             };
             let predicted = Fetched {
-                sha256: checked.known_sha256().unwrap_or_default().to_string(),
+                sha256: checked
+                    .known_sha256()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
                 path,
                 bytes: cached.unwrap_or(0),
                 reused: cached.is_some(),
             };
             gated(&ctx, &h, action, || predicted, |ok| {
-                artifacts::fetch(ok, &h, &artifact)
+                artifacts::fetch(ok, &h, &checked)
             })
         },
     );

@@ -1,45 +1,46 @@
-//! The artifacts family: release artifacts (the sysbox `.deb`, the dockerd bundle) fetched over
-//! HTTPS, HTTP or from a `file://` URL into [`CACHE_DIR`] under `--root`, and handed back only
-//! once their sha256 matched.
+//! The artifacts family: the verified cache. Release artifacts (the sysbox `.deb`, the dockerd
+//! bundle) are fetched over HTTPS, HTTP (`http.rs`) or from a `file://` URL into [`CACHE_DIR`]
+//! under `--root`, and handed back only once their sha256 matched. What an artifact is, its
+//! [`Url`] and [`Sha256`], and which checksum may vouch for it are decided before anything is
+//! touched, in [`crate::plan::artifact`].
 //!
-//! A checksum never comes over the channel it protects [P67]: a checksum file (`<url>.sha256`) is
-//! read only over `https://` or from a `file://` path, so an `http://` artifact needs a pinned
-//! sha256, and the refusal names the key that pins it. Downloads are bounded [P68]: a body larger
-//! than `download_max_mb` is refused on its announced length before a byte is read, and on the
-//! count of bytes read when none is announced; a body that does not fit in the cache's free space
-//! is refused before it is read. The cache directory passes the same trust rules as the files
-//! installed from it ([`check_cache`], every directory from `/` down, no symlink), in every mode,
-//! so nothing refuses an install after the containers have stopped [P62].
+//! Downloads are bounded [P68]: a body larger than `download_max_mb` is refused on its announced
+//! length before a byte is read, and on the count of bytes read when none is announced; a body
+//! that does not fit in the cache's free space is refused before it is read. The cache directory
+//! passes the same trust rules as the files installed from it ([`check_cache`], every directory
+//! from `/` down, no symlink), in every mode, so nothing refuses an install after the containers
+//! have stopped [P62].
 //!
 //! A download streams into a temporary file inside the cache directory (through
 //! [`super::fs::RootDir`]), hashed as it arrives so memory does not grow with the file, is synced,
 //! verified, and only then renamed to its name. Any failure (a mismatch, a truncated body, a
 //! timeout, Ctrl-C) removes the temporary file, so the cache only ever holds verified files; a
-//! file already there with the expected sha256 is reused without a request. Connecting and each
-//! read have a timeout, so a dead or stalled server ends in an error, never a hang; transient
-//! failures (refused, reset, timed out, truncated, 5xx) are retried with backoff, a 404 or 403 is
-//! not. A `file://` URL names a host path and is resolved under `--root` like every other one.
+//! file already there with the expected sha256 is reused without a request. A `file://` URL names
+//! a host path and is resolved under `--root` like every other one.
 //!
 //! This module must never keep or return a file whose sha256 was not verified, and never fetch
-//! one without a checksum to verify: an artifact with neither a sha256 nor a checksum file is
-//! refused with the config key that supplies one.
+//! one without a checksum to verify: [`Checked`] always carries one.
+
+mod http;
 
 use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
+use sha2::Digest;
 
+use self::http::{Attempt, Client, read_failed};
+pub use self::http::{Timeouts, TransferError};
 use super::Host;
 use super::fs::{FsError, NewFile, Root, RootDir};
 use super::trust::{Trust, TrustError};
 use crate::effects::{Approval, FailedMembers};
+pub use crate::plan::artifact::CACHE_DIR;
+use crate::plan::artifact::{CheckError, Checked, Checksum, Sha256, Url};
+use crate::term::{Count, Progress};
 
-/// Where fetched artifacts are kept (under `--root`).
-pub const CACHE_DIR: &str = "/var/cache/containai";
 /// Fetched files are readable by the tools that install them; only root writes them.
 const FILE_MODE: u32 = 0o644;
 /// A checksum file is one line; anything longer is not one.
@@ -48,24 +49,6 @@ const SIDE_FILE_LIMIT: u64 = 64 * 1024;
 const CHUNK: usize = 64 * 1024;
 /// A mebibyte, the unit of `download_max_mb`.
 const MIB: u64 = 1024 * 1024;
-/// How often a backoff sleep looks at the Ctrl-C flag.
-const SLEEP_STEP: Duration = Duration::from_millis(50);
-
-/// A release artifact to fetch: where from, what to call it in the cache, and how to verify it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Artifact {
-    /// File name in the cache: `[A-Za-z0-9._+-]+`, not starting with a dot.
-    pub name: String,
-    /// `https://`, `http://` or `file://`.
-    pub url: String,
-    /// The expected sha256 (64 hex digits). Empty counts as absent.
-    pub sha256: Option<String>,
-    /// A checksum file as `sha256sum` prints it, used when `sha256` is absent.
-    pub sha256_url: Option<String>,
-    /// The config key that sets the sha256 (`sysbox_sha256`, `dockerd_sha256`), named when
-    /// there is none.
-    pub config_key: String,
-}
 
 /// A verified artifact in the cache.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -80,71 +63,10 @@ pub struct Fetched {
 
 impl FailedMembers for Fetched {}
 
-/// How long to wait and how often to try. Only tests pass other values than the defaults.
-#[derive(Debug, Clone, Copy)]
-pub struct Timeouts {
-    /// Resolving the host and connecting (TLS included).
-    pub connect: Duration,
-    /// Each read: the headers, and then every chunk of the body. A big file may take long
-    /// overall, but a server that stops sending fails after this.
-    pub read: Duration,
-    /// Attempts for transient failures.
-    pub tries: u32,
-    /// The wait after the first failed attempt; it doubles after each further one.
-    pub backoff: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Self {
-            connect: Duration::from_secs(15),
-            read: Duration::from_secs(60),
-            tries: 3,
-            backoff: Duration::from_secs(1),
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
-    #[error(
-        "refusing artifact name {name:?}: {why}\nhelp: use the release asset's file name, e.g. sysbox-ce_0.6.7.linux_amd64.deb"
-    )]
-    Name { name: String, why: &'static str },
-    #[error(
-        "refusing config key {key:?} for {name}: it is not a config key name\nhelp: name the key that sets this artifact's sha256, e.g. sysbox_sha256"
-    )]
-    ConfigKey { name: String, key: String },
-    #[error("refusing to fetch {name} from {url:?}: {why}\nhelp: {help}")]
-    Url {
-        name: String,
-        url: String,
-        why: String,
-        help: &'static str,
-    },
-    #[error(
-        "refusing the sha256 given for {name}: {why}\nhelp: set {config_key} to the first field `sha256sum {name}` prints"
-    )]
-    BadSha256 {
-        name: String,
-        config_key: String,
-        why: String,
-    },
-    #[error(
-        "refusing to fetch {name} from {url}: there is no sha256 to verify it against\nhelp: {}", pin_help(.config_key, .name)
-    )]
-    NoChecksum {
-        name: String,
-        url: String,
-        config_key: String,
-    },
-    #[error("refusing to fetch {name} from {url}: {why}\nhelp: {}", pin_help(.config_key, .name))]
-    PlainHttpChecksum {
-        name: String,
-        url: String,
-        config_key: String,
-        why: String,
-    },
+    #[error(transparent)]
+    Check(#[from] CheckError),
     #[error(
         "refusing to fetch {url}: {what}, more than download_max_mb = {max_mb} ({} bytes); nothing was kept\nhelp: raise download_max_mb in /etc/containai/config.toml if the file really is that large, or check the URL", .max_mb * MIB
     )]
@@ -162,24 +84,6 @@ pub enum ArtifactError {
         dir: PathBuf,
         free: u64,
     },
-    #[error("cannot fetch {url}: the server answered {status}\nhelp: {help}")]
-    Status {
-        url: String,
-        status: String,
-        help: &'static str,
-    },
-    #[error(
-        "cannot fetch {url} after {attempts} attempts: {cause}\nhelp: check that this machine reaches the server (a proxy is taken from HTTPS_PROXY or HTTP_PROXY), then run the command again"
-    )]
-    Transfer {
-        url: String,
-        attempts: u32,
-        cause: String,
-    },
-    #[error(
-        "cannot fetch {url}: {cause}\nhelp: check the URL (for https, also that the server's certificate is valid), then run the command again"
-    )]
-    Request { url: String, cause: String },
     #[error(
         "sha256 mismatch for {name}: expected {expected}, got {got}\nhelp: {url} is not the file that sha256 describes and nothing was kept; check {config_key} (or the checksum file) against the release, then run the command again"
     )]
@@ -187,8 +91,8 @@ pub enum ArtifactError {
         name: String,
         url: String,
         config_key: String,
-        expected: String,
-        got: String,
+        expected: Sha256,
+        got: Sha256,
     },
     #[error(
         "cannot use the checksum file {url}: {why}\nhelp: it must start with the sha256 as `sha256sum` prints it (`<64 hex digits>  <file>`); or set {config_key} instead"
@@ -204,306 +108,24 @@ pub enum ArtifactError {
     NoFile { url: String, path: PathBuf },
     #[error("cannot read {url}: {source}")]
     ReadFile { url: String, source: std::io::Error },
-    #[error(
-        "fetching {url} was interrupted by Ctrl-C; nothing was kept\nhelp: run the command again to fetch it"
-    )]
-    Interrupted { url: String },
+    #[error(transparent)]
+    Transfer(#[from] TransferError),
     #[error(transparent)]
     Fs(#[from] FsError),
     #[error(transparent)]
     Untrusted(#[from] TrustError),
 }
 
-/// Where bytes come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    /// An `https://` or `http://` URL.
-    Http(String),
-    /// A `file://` URL and the host path it names.
-    File { url: String, path: PathBuf },
-}
-
-impl Source {
-    pub fn url(&self) -> &str {
-        match self {
-            Source::Http(url) | Source::File { url, .. } => url,
-        }
+impl From<FsError> for Attempt<ArtifactError> {
+    fn from(e: FsError) -> Self {
+        Attempt::Fatal(e.into())
     }
 }
 
-/// Where the expected sha256 comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Checksum {
-    /// Given, 64 lowercase hex digits.
-    Known(String),
-    /// Read from a checksum file before the artifact is fetched.
-    From(Source),
-}
-
-/// An [`Artifact`] whose every field passed the checks; made without touching anything, so a
-/// dry run refuses what a live run would refuse.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Checked {
-    pub name: String,
-    pub source: Source,
-    pub checksum: Checksum,
-    pub config_key: String,
-}
-
-impl Artifact {
-    pub fn check(&self) -> Result<Checked, ArtifactError> {
-        check_name(&self.name)?;
-        let key_ok = !self.config_key.is_empty()
-            && self
-                .config_key
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-        if !key_ok {
-            return Err(ArtifactError::ConfigKey {
-                name: self.name.clone(),
-                key: self.config_key.clone(),
-            });
-        }
-        let source = self.source(&self.url)?;
-        let given = self.sha256.as_deref().map(str::trim).unwrap_or_default();
-        let side = self
-            .sha256_url
-            .as_deref()
-            .map(str::trim)
-            .filter(|url| !url.is_empty());
-        let checksum = if !given.is_empty() {
-            let sha256 = parse_sha256(given).map_err(|why| ArtifactError::BadSha256 {
-                name: self.name.clone(),
-                config_key: self.config_key.clone(),
-                why,
-            })?;
-            Checksum::Known(sha256)
-        } else if let Some(url) = side {
-            let side = self.source(url)?;
-            if let Some(why) = plain_http_checksum(&source, &side) {
-                return Err(ArtifactError::PlainHttpChecksum {
-                    name: self.name.clone(),
-                    url: self.url.clone(),
-                    config_key: self.config_key.clone(),
-                    why,
-                });
-            }
-            Checksum::From(side)
-        } else {
-            return Err(ArtifactError::NoChecksum {
-                name: self.name.clone(),
-                url: self.url.clone(),
-                config_key: self.config_key.clone(),
-            });
-        };
-        Ok(Checked {
-            name: self.name.clone(),
-            source,
-            checksum,
-            config_key: self.config_key.clone(),
-        })
+impl From<TransferError> for Attempt<ArtifactError> {
+    fn from(e: TransferError) -> Self {
+        Attempt::Fatal(e.into())
     }
-
-    fn source(&self, url: &str) -> Result<Source, ArtifactError> {
-        parse_url(url).map_err(|(why, help)| ArtifactError::Url {
-            name: self.name.clone(),
-            url: url.to_string(),
-            why,
-            help,
-        })
-    }
-}
-
-impl Checked {
-    /// The host path the artifact is kept at (under `--root`).
-    pub fn path(&self) -> PathBuf {
-        Path::new(CACHE_DIR).join(&self.name)
-    }
-
-    /// The sha256 when it is known without fetching anything.
-    pub fn known_sha256(&self) -> Option<&str> {
-        match &self.checksum {
-            Checksum::Known(sha256) => Some(sha256),
-            Checksum::From(_) => None,
-        }
-    }
-
-    /// The sha256, or where it will be read from, for a plan.
-    pub fn checksum_detail(&self) -> String {
-        match &self.checksum {
-            Checksum::Known(sha256) => sha256.clone(),
-            Checksum::From(source) => format!("from {}", source.url()),
-        }
-    }
-}
-
-/// Why a checksum file cannot vouch for `artifact`, or `None` when it can: one read over plain
-/// http proves nothing, since whoever can alter the artifact on its way can alter the checksum
-/// too [P67]. `https://` and `file://` checksum files are trusted.
-fn plain_http_checksum(artifact: &Source, side: &Source) -> Option<String> {
-    let plain = |url: &str| {
-        url.get(..7)
-            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"))
-    };
-    let Source::Http(side_url) = side else {
-        return None;
-    };
-    if !plain(side_url) {
-        return None;
-    }
-    Some(if plain(artifact.url()) {
-        format!(
-            "a download over plain http needs a pinned sha256 (its checksum file {side_url} would come over the same unprotected channel)"
-        )
-    } else {
-        format!(
-            "its checksum file {side_url} comes over plain http, which protects nothing; a checksum file is trusted only over https or from a file:// path"
-        )
-    })
-}
-
-/// How to pin a sha256 with `key`: a config key, or an environment variable (upper case, as
-/// `CAI_SYSBOX_SHA256`, which goes with `CAI_SYSBOX_URL`).
-fn pin_help(key: &str, name: &str) -> String {
-    let value = format!("the file's sha256 (the first field `sha256sum {name}` prints)");
-    if key.starts_with(|c: char| c.is_ascii_uppercase()) {
-        format!("set {key} in cai's environment to {value}, or fetch it over https")
-    } else {
-        format!("set {key} in /etc/containai/config.toml to {value}, or fetch it over https")
-    }
-}
-
-fn check_name(name: &str) -> Result<(), ArtifactError> {
-    let why = if name.is_empty() {
-        Some("it is empty")
-    } else if name.len() > 200 {
-        Some("it is longer than 200 characters")
-    } else if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'+' | b'-'))
-    {
-        Some("only letters, digits and . _ + - are allowed (no /)")
-    } else if name.starts_with('.') {
-        // Also keeps `.` and `..` out, and the cache's own temporary files.
-        Some("it must not start with a dot")
-    } else {
-        None
-    };
-    match why {
-        Some(why) => Err(ArtifactError::Name {
-            name: name.to_string(),
-            why,
-        }),
-        None => Ok(()),
-    }
-}
-
-/// A sha256 as 64 lowercase hex digits.
-fn parse_sha256(text: &str) -> Result<String, String> {
-    if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Ok(text.to_ascii_lowercase())
-    } else {
-        Err(format!(
-            "expected 64 hex digits, found {} characters{}",
-            text.chars().count(),
-            if text.bytes().all(|b| b.is_ascii_hexdigit()) {
-                ""
-            } else {
-                " that are not all hex digits"
-            }
-        ))
-    }
-}
-
-/// The sha256 at the start of a checksum file (`<hex>  <file>`, as `sha256sum` prints it).
-fn parse_side_file(bytes: &[u8]) -> Result<String, String> {
-    let text = String::from_utf8_lossy(bytes);
-    // sha256sum marks a line whose file name it escaped with a leading backslash.
-    let first = text
-        .split_whitespace()
-        .next()
-        .map(|token| token.strip_prefix('\\').unwrap_or(token));
-    match first {
-        None => Err("it is empty".to_string()),
-        Some(token) => {
-            parse_sha256(token).map_err(|why| format!("its first field is not a sha256 ({why})"))
-        }
-    }
-}
-
-type UrlProblem = (String, &'static str);
-
-fn parse_url(url: &str) -> Result<Source, UrlProblem> {
-    const SCHEMES: &str = "use an https://, http:// or file:// URL";
-    if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err((
-            "the URL contains spaces or control characters".into(),
-            "percent-encode them (%20)",
-        ));
-    }
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return Err(("it is not a URL".into(), SCHEMES));
-    };
-    match scheme.to_ascii_lowercase().as_str() {
-        "https" | "http" => {
-            let uri: ureq::http::Uri = url
-                .parse()
-                .map_err(|e| (format!("it is not a valid URL ({e})"), SCHEMES))?;
-            if uri.host().is_none_or(str::is_empty) {
-                return Err(("the URL has no host".into(), SCHEMES));
-            }
-            Ok(Source::Http(url.to_string()))
-        }
-        "file" => {
-            const FILE_HELP: &str = "write a file URL as file:///absolute/path";
-            let path = if rest.starts_with('/') {
-                rest
-            } else if let Some(path) = rest.strip_prefix("localhost") {
-                if !path.starts_with('/') {
-                    return Err(("a file URL names a path on this machine".into(), FILE_HELP));
-                }
-                path
-            } else {
-                return Err(("a file URL names a path on this machine".into(), FILE_HELP));
-            };
-            if path.contains(['?', '#']) {
-                return Err((
-                    "a file URL has no query or fragment".into(),
-                    "percent-encode ? and # in the path (%3F, %23)",
-                ));
-            }
-            let decoded = percent_decode(path)
-                .ok_or_else(|| ("the URL has a bad %-escape".to_string(), FILE_HELP))?;
-            Ok(Source::File {
-                url: url.to_string(),
-                path: decoded,
-            })
-        }
-        _ => Err((format!("the scheme {scheme:?} is not supported"), SCHEMES)),
-    }
-}
-
-/// `%XX` escapes decoded into the bytes of a path; `None` for a bad escape or a NUL byte.
-fn percent_decode(text: &str) -> Option<PathBuf> {
-    use std::os::unix::ffi::OsStringExt;
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    if out.contains(&0) {
-        return None;
-    }
-    Some(PathBuf::from(std::ffi::OsString::from_vec(out)))
 }
 
 /// Checks the cache directory's path with the rules the install applies to files in it (every
@@ -554,102 +176,70 @@ pub fn cached(host: &Host, checked: &Checked) -> Result<Option<u64>, ArtifactErr
         Ok(Some(file)) => file,
         Ok(None) | Err(_) => return Ok(None),
     };
-    let mut file = file;
-    match stream(&host.interrupted, &mut file, None, None, u64::MAX) {
-        Ok((sha256, bytes)) => Ok((sha256 == expected).then_some(bytes)),
-        Err(CopyError::Interrupted) => Err(ArtifactError::Interrupted {
-            url: host
-                .root()
-                .display_path(&checked.path())
-                .display()
-                .to_string(),
-        }),
-        Err(CopyError::Read(source)) => Err(FsError::Io {
-            op: "read",
-            path: host.root().display_path(&checked.path()),
-            source,
-        }
-        .into()),
-        Err(CopyError::Write(_) | CopyError::TooLong) => Ok(None),
+    let shown = host.root().display_path(&checked.path());
+    match hash_in_place(&host.interrupted, file, &shown)? {
+        Some((sha256, bytes)) => Ok((&sha256 == expected).then_some(bytes)),
+        None => Ok(None),
     }
 }
 
-/// Fetches `artifact` into the cache and verifies it, with the default timeouts.
+/// The sha256 and size of a file already open, or `None` when it could not be read to its end.
+fn hash_in_place(
+    interrupted: &AtomicBool,
+    mut file: std::fs::File,
+    shown: &Path,
+) -> Result<Option<(Sha256, u64)>, ArtifactError> {
+    match stream(interrupted, &mut file, None, None, u64::MAX) {
+        Ok(done) => Ok(Some(done)),
+        Err(CopyError::Interrupted) => Err(TransferError::Interrupted {
+            url: shown.display().to_string(),
+        }
+        .into()),
+        Err(CopyError::Read(source)) => Err(FsError::Io {
+            op: "read",
+            path: shown.to_path_buf(),
+            source,
+        }
+        .into()),
+        // Hashing in place writes nothing, and has no limit.
+        Err(CopyError::Write(e)) => Err(e.into()),
+        Err(CopyError::TooLong) => Ok(None),
+    }
+}
+
+/// Fetches a checked artifact into the cache and verifies it, with the default timeouts.
 ///
 /// Touches: `/var/cache/containai/` under `--root` (created 0755; a temporary file there while
 /// downloading, then `NAME`, 0644), the network for `https://`/`http://` URLs, and the file a
 /// `file://` URL names under `--root`. Bounded by [`Timeouts::default`] per connect and read.
-pub fn fetch(
-    approval: Approval,
-    host: &Host,
-    artifact: &Artifact,
-) -> Result<Fetched, ArtifactError> {
-    fetch_with(approval, host, artifact, Timeouts::default())
+pub fn fetch(approval: Approval, host: &Host, checked: &Checked) -> Result<Fetched, ArtifactError> {
+    fetch_with(approval, host, checked, Timeouts::default())
 }
 
 /// [`fetch`] with other timeouts (tests use short ones).
 pub fn fetch_with(
     _: Approval,
     host: &Host,
-    artifact: &Artifact,
+    checked: &Checked,
     timeouts: Timeouts,
 ) -> Result<Fetched, ArtifactError> {
-    let checked = artifact.check()?;
     let fetcher = Fetcher {
         root: host.root(),
         trust: &host.trust,
         interrupted: &host.interrupted,
-        timeouts,
         max_mb: host.config.download_max_mb,
-        agent: agent(timeouts),
-        // A bar is cursor movement: only for a person watching a terminal, never in a pipe.
-        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        http: Client::new(timeouts, &host.interrupted),
     };
-    fetcher.fetch(&checked)
-}
-
-fn agent(timeouts: Timeouts) -> ureq::Agent {
-    let config = ureq::Agent::config_builder()
-        .timeout_resolve(Some(timeouts.connect))
-        .timeout_connect(Some(timeouts.connect))
-        .timeout_send_request(Some(timeouts.read))
-        .timeout_recv_response(Some(timeouts.read))
-        .timeout_per_read(Some(timeouts.read))
-        .timeout_per_write(Some(timeouts.read))
-        // Statuses are read here, so a 404 is reported as a 404 and a 503 can be retried.
-        .http_status_as_error(false)
-        .user_agent(format!("cai/{}", env!("CARGO_PKG_VERSION")))
-        .build();
-    config.into()
+    fetcher.fetch(checked)
 }
 
 struct Fetcher<'a> {
     root: &'a Root,
     trust: &'a Trust,
     interrupted: &'a AtomicBool,
-    timeouts: Timeouts,
     /// `download_max_mb`: the largest body kept.
     max_mb: u64,
-    agent: ureq::Agent,
-    progress: bool,
-}
-
-/// Why one attempt failed: worth another try, or not.
-enum Attempt {
-    Transient(String),
-    Fatal(ArtifactError),
-}
-
-impl From<ArtifactError> for Attempt {
-    fn from(e: ArtifactError) -> Self {
-        Attempt::Fatal(e)
-    }
-}
-
-impl From<FsError> for Attempt {
-    fn from(e: FsError) -> Self {
-        Attempt::Fatal(e.into())
-    }
+    http: Client<'a>,
 }
 
 /// Why a streamed copy stopped.
@@ -680,28 +270,29 @@ impl Fetcher<'_> {
                 )
                 .into());
         }
-        let expected = match &checked.checksum {
+        let expected = match checked.checksum() {
             Checksum::Known(sha256) => sha256.clone(),
-            Checksum::From(source) => self.side_file(source, &checked.config_key)?,
+            Checksum::File(url) => self.side_file(url, checked.config_key())?,
         };
         let path = checked.path();
-        if let Some(bytes) = self.cached(&dir, &checked.name, &expected)? {
+        if let Some(bytes) = self.cached(&dir, checked.name(), &expected)? {
             return Ok(Fetched {
                 path,
-                sha256: expected,
+                sha256: expected.to_string(),
                 bytes,
                 reused: true,
             });
         }
-        let bytes = match &checked.source {
-            Source::File { url, path } => self.copy_file(&dir, checked, url, path, &expected)?,
-            Source::Http(url) => {
-                self.with_retries(url, || self.download(&dir, checked, url, &expected))?
-            }
+        let url = checked.url();
+        let bytes = match url.file_path() {
+            Some(source) => self.copy_file(&dir, checked, source, &expected)?,
+            None => self
+                .http
+                .with_retries(url.as_str(), || self.download(&dir, checked, &expected))?,
         };
         Ok(Fetched {
             path,
-            sha256: expected,
+            sha256: expected.to_string(),
             bytes,
             reused: false,
         })
@@ -712,7 +303,7 @@ impl Fetcher<'_> {
         &self,
         dir: &RootDir,
         name: &str,
-        expected: &str,
+        expected: &Sha256,
     ) -> Result<Option<u64>, ArtifactError> {
         let file = match dir.open_file(name.as_ref()) {
             Ok(Some(file)) => file,
@@ -725,136 +316,40 @@ impl Fetcher<'_> {
         if self.trust.check_file(&fd, &dir.shown().join(name)).is_err() {
             return Ok(None);
         }
-        let mut file = std::fs::File::from(fd);
-        match self.copy(&mut file, None, None, u64::MAX) {
-            Ok((sha256, bytes)) => Ok((sha256 == expected).then_some(bytes)),
-            Err(CopyError::Interrupted) => Err(ArtifactError::Interrupted {
-                url: dir.shown().join(name).display().to_string(),
-            }),
-            Err(CopyError::Read(source)) => Err(FsError::Io {
-                op: "read",
-                path: dir.shown().join(name),
-                source,
-            }
-            .into()),
-            // Hashing in place writes nothing, and has no limit.
-            Err(CopyError::Write(e)) => Err(e.into()),
-            Err(CopyError::TooLong) => Ok(None),
+        let shown = dir.shown().join(name);
+        match hash_in_place(self.interrupted, std::fs::File::from(fd), &shown)? {
+            Some((sha256, bytes)) => Ok((&sha256 == expected).then_some(bytes)),
+            None => Ok(None),
         }
     }
 
     /// The expected sha256 from a checksum file.
-    fn side_file(&self, source: &Source, config_key: &str) -> Result<String, ArtifactError> {
-        let bytes = match source {
-            Source::File { url, path } => {
+    fn side_file(&self, url: &Url, config_key: &str) -> Result<Sha256, ArtifactError> {
+        let bytes = match url.file_path() {
+            Some(path) => {
                 let file = self
                     .root
                     .open_file(path)?
                     .ok_or_else(|| ArtifactError::NoFile {
-                        url: url.clone(),
+                        url: url.to_string(),
                         path: self.root.display_path(path),
                     })?;
                 let mut bytes = Vec::new();
                 file.take(SIDE_FILE_LIMIT)
                     .read_to_end(&mut bytes)
                     .map_err(|source| ArtifactError::ReadFile {
-                        url: url.clone(),
+                        url: url.to_string(),
                         source,
                     })?;
                 bytes
             }
-            Source::Http(url) => self.with_retries(url, || {
-                let response = self.get(url)?;
-                let mut body = response.into_body();
-                body.with_config()
-                    .limit(SIDE_FILE_LIMIT)
-                    .read_to_vec()
-                    .map_err(|e| classify(url, e))
-            })?,
+            None => self.http.read_small(url.as_str(), SIDE_FILE_LIMIT)?,
         };
-        parse_side_file(&bytes).map_err(|why| ArtifactError::SideFile {
-            url: source.url().to_string(),
+        Sha256::from_checksum_file(&bytes).map_err(|why| ArtifactError::SideFile {
+            url: url.to_string(),
             config_key: config_key.to_string(),
             why,
         })
-    }
-
-    /// Runs `attempt` until it succeeds, fails for good, or has been tried `tries` times, with a
-    /// doubling wait in between that Ctrl-C cuts short.
-    fn with_retries<T>(
-        &self,
-        url: &str,
-        mut attempt: impl FnMut() -> Result<T, Attempt>,
-    ) -> Result<T, ArtifactError> {
-        let tries = self.timeouts.tries.max(1);
-        let mut wait = self.timeouts.backoff;
-        let mut cause = String::new();
-        for n in 1..=tries {
-            if self.interrupted.load(Ordering::SeqCst) {
-                return Err(ArtifactError::Interrupted { url: url.into() });
-            }
-            match attempt() {
-                Ok(value) => return Ok(value),
-                Err(Attempt::Fatal(e)) => return Err(e),
-                Err(Attempt::Transient(why)) => cause = why,
-            }
-            if n < tries {
-                self.sleep(wait, url)?;
-                wait = wait.saturating_mul(2);
-            }
-        }
-        Err(ArtifactError::Transfer {
-            url: url.into(),
-            attempts: tries,
-            cause,
-        })
-    }
-
-    fn sleep(&self, total: Duration, url: &str) -> Result<(), ArtifactError> {
-        let deadline = std::time::Instant::now() + total;
-        loop {
-            if self.interrupted.load(Ordering::SeqCst) {
-                return Err(ArtifactError::Interrupted { url: url.into() });
-            }
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return Ok(());
-            }
-            std::thread::sleep(left.min(SLEEP_STEP));
-        }
-    }
-
-    /// A response with a success status; other statuses are errors, 5xx and 408/429 transient.
-    fn get(&self, url: &str) -> Result<ureq::http::Response<ureq::Body>, Attempt> {
-        let response = self.agent.get(url).call().map_err(|e| classify(url, e))?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(response);
-        }
-        let shown = match status.canonical_reason() {
-            Some(reason) => format!("{} {reason}", status.as_u16()),
-            None => status.as_u16().to_string(),
-        };
-        let transient = status.is_server_error()
-            || status == ureq::http::StatusCode::REQUEST_TIMEOUT
-            || status == ureq::http::StatusCode::TOO_MANY_REQUESTS;
-        if transient {
-            return Err(Attempt::Transient(format!("the server answered {shown}")));
-        }
-        let help = match status.as_u16() {
-            404 | 410 => {
-                "check the version and architecture in the URL: the release does not publish this file"
-            }
-            401 | 403 => {
-                "the server refuses access; check the URL and any proxy in between, then run the command again"
-            }
-            _ => "check the URL, then run the command again",
-        };
-        Err(Attempt::Fatal(ArtifactError::Status {
-            url: url.to_string(),
-            status: shown,
-            help,
-        }))
     }
 
     /// One HTTP download into a temporary file, verified and renamed into place.
@@ -862,24 +357,30 @@ impl Fetcher<'_> {
         &self,
         dir: &RootDir,
         checked: &Checked,
-        url: &str,
-        expected: &str,
-    ) -> Result<u64, Attempt> {
-        let response = self.get(url)?;
+        expected: &Sha256,
+    ) -> Result<u64, Attempt<ArtifactError>> {
+        let url = checked.url().as_str();
+        let response = self.http.get(url)?;
         let announced = response.body().content_length();
         if let Some(announced) = announced {
             self.check_size(dir, url, announced, "the server announces")?;
         }
         let mut reader = response.into_body().into_reader();
-        let mut file = dir.create(checked.name.as_ref(), FILE_MODE)?;
-        let bar = self.bar(&checked.name, announced);
+        let mut file = dir.create(checked.name().as_ref(), FILE_MODE)?;
+        let bar = Progress::start(checked.name(), Count::Bytes(announced));
         let limit = self.max_bytes();
-        let (got, bytes) = match self.copy(&mut reader, Some(&mut file), bar.as_ref(), limit) {
+        let (got, bytes) = match stream(
+            self.interrupted,
+            &mut reader,
+            Some(&mut file),
+            bar.as_ref(),
+            limit,
+        ) {
             Ok(done) => done,
-            Err(CopyError::Read(e)) => return Err(classify_read(url, e)),
+            Err(CopyError::Read(e)) => return Err(read_failed(url, e)),
             Err(CopyError::Write(e)) => return Err(e.into()),
             Err(CopyError::Interrupted) => {
-                return Err(ArtifactError::Interrupted { url: url.into() }.into());
+                return Err(TransferError::Interrupted { url: url.into() }.into());
             }
             Err(CopyError::TooLong) => return Err(self.too_long(url).into()),
         };
@@ -889,7 +390,7 @@ impl Fetcher<'_> {
                 "the connection closed after {bytes} of {announced} bytes"
             )));
         }
-        self.finish(file, checked, url, expected, &got)?;
+        self.finish(file, checked, expected, got)?;
         Ok(bytes)
     }
 
@@ -898,10 +399,10 @@ impl Fetcher<'_> {
         &self,
         dir: &RootDir,
         checked: &Checked,
-        url: &str,
         path: &Path,
-        expected: &str,
+        expected: &Sha256,
     ) -> Result<u64, ArtifactError> {
+        let url = checked.url().as_str();
         let mut source = self
             .root
             .open_file(path)?
@@ -913,10 +414,16 @@ impl Fetcher<'_> {
         if let Some(announced) = announced {
             self.check_size(dir, url, announced, "the file is")?;
         }
-        let mut file = dir.create(checked.name.as_ref(), FILE_MODE)?;
-        let bar = self.bar(&checked.name, announced);
+        let mut file = dir.create(checked.name().as_ref(), FILE_MODE)?;
+        let bar = Progress::start(checked.name(), Count::Bytes(announced));
         let limit = self.max_bytes();
-        let (got, bytes) = match self.copy(&mut source, Some(&mut file), bar.as_ref(), limit) {
+        let (got, bytes) = match stream(
+            self.interrupted,
+            &mut source,
+            Some(&mut file),
+            bar.as_ref(),
+            limit,
+        ) {
             Ok(done) => done,
             Err(CopyError::Read(source)) => {
                 return Err(ArtifactError::ReadFile {
@@ -926,11 +433,11 @@ impl Fetcher<'_> {
             }
             Err(CopyError::Write(e)) => return Err(e.into()),
             Err(CopyError::Interrupted) => {
-                return Err(ArtifactError::Interrupted { url: url.into() });
+                return Err(TransferError::Interrupted { url: url.into() }.into());
             }
             Err(CopyError::TooLong) => return Err(self.too_long(url)),
         };
-        self.finish(file, checked, url, expected, &got)?;
+        self.finish(file, checked, expected, got)?;
         Ok(bytes)
     }
 
@@ -985,56 +492,19 @@ impl Fetcher<'_> {
         &self,
         file: NewFile<'_>,
         checked: &Checked,
-        url: &str,
-        expected: &str,
-        got: &str,
+        expected: &Sha256,
+        got: Sha256,
     ) -> Result<(), ArtifactError> {
-        if got != expected {
+        if &got != expected {
             return Err(ArtifactError::Mismatch {
-                name: checked.name.clone(),
-                url: url.to_string(),
-                config_key: checked.config_key.clone(),
-                expected: expected.to_string(),
-                got: got.to_string(),
+                name: checked.name().to_string(),
+                url: checked.url().to_string(),
+                config_key: checked.config_key().to_string(),
+                expected: expected.clone(),
+                got,
             });
         }
         Ok(file.commit()?)
-    }
-
-    /// [`stream`] under this fetch's Ctrl-C flag.
-    fn copy(
-        &self,
-        reader: &mut dyn Read,
-        sink: Option<&mut NewFile<'_>>,
-        bar: Option<&Bar>,
-        limit: u64,
-    ) -> Result<(String, u64), CopyError> {
-        stream(self.interrupted, reader, sink, bar, limit)
-    }
-
-    fn bar(&self, name: &str, length: Option<u64>) -> Option<Bar> {
-        if !self.progress {
-            return None;
-        }
-        let (bar, template) = match length {
-            Some(length) => (
-                indicatif::ProgressBar::with_draw_target(
-                    Some(length),
-                    crate::term::progress_target(),
-                ),
-                "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-            ),
-            None => (
-                indicatif::ProgressBar::with_draw_target(None, crate::term::progress_target()),
-                "{msg} {spinner} {bytes} {bytes_per_sec}",
-            ),
-        };
-        // The templates are constants; the default style is a fine fallback all the same.
-        if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
-            bar.set_style(style);
-        }
-        bar.set_message(name.to_string());
-        Some(Bar(bar))
     }
 }
 
@@ -1044,11 +514,11 @@ fn stream(
     interrupted: &AtomicBool,
     reader: &mut dyn Read,
     mut sink: Option<&mut NewFile<'_>>,
-    bar: Option<&Bar>,
+    bar: Option<&Progress>,
     limit: u64,
-) -> Result<(String, u64), CopyError> {
+) -> Result<(Sha256, u64), CopyError> {
     use std::io::Write;
-    let mut hasher = Sha256::new();
+    let mut hasher = sha2::Sha256::new();
     let mut bytes = 0u64;
     let mut buf = vec![0u8; CHUNK];
     loop {
@@ -1071,62 +541,10 @@ fn stream(
         }
         bytes += n as u64;
         if let Some(bar) = bar {
-            bar.0.inc(n as u64);
+            bar.add(n as u64);
         }
     }
-    Ok((hex::encode(hasher.finalize()), bytes))
-}
-
-/// A progress bar that is cleared from the terminal however the download ends.
-struct Bar(indicatif::ProgressBar);
-
-impl Drop for Bar {
-    fn drop(&mut self) {
-        self.0.finish_and_clear();
-    }
-}
-
-/// Sorts a failed request: connection and timeout trouble is worth another try; a bad URL, a
-/// TLS failure or a redirect loop is not.
-fn classify(url: &str, e: ureq::Error) -> Attempt {
-    match e {
-        ureq::Error::Io(e) => classify_io(&e),
-        ureq::Error::Timeout(which) => Attempt::Transient(match which {
-            ureq::Timeout::Resolve | ureq::Timeout::Connect => {
-                "could not connect before the connect timeout".to_string()
-            }
-            _ => "the server stopped sending (read timeout)".to_string(),
-        }),
-        ureq::Error::HostNotFound => Attempt::Transient("cannot resolve the host name".into()),
-        ureq::Error::ConnectionFailed => Attempt::Transient("cannot connect".into()),
-        ureq::Error::BodyStalled => Attempt::Transient("the body stopped arriving".into()),
-        ureq::Error::BodyExceedsLimit(limit) => Attempt::Fatal(ArtifactError::Request {
-            url: url.to_string(),
-            cause: format!("the answer is longer than {limit} bytes"),
-        }),
-        other => Attempt::Fatal(ArtifactError::Request {
-            url: url.to_string(),
-            cause: other.to_string(),
-        }),
-    }
-}
-
-/// A failed read of the body: ureq wraps its own errors (timeouts) in `io::Error`.
-fn classify_read(url: &str, e: std::io::Error) -> Attempt {
-    classify(url, ureq::Error::from(e))
-}
-
-fn classify_io(e: &std::io::Error) -> Attempt {
-    use std::io::ErrorKind;
-    Attempt::Transient(match e.kind() {
-        ErrorKind::ConnectionRefused => "connection refused".to_string(),
-        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe => {
-            "the connection was reset".to_string()
-        }
-        ErrorKind::UnexpectedEof => "the connection closed before the whole file arrived".into(),
-        ErrorKind::TimedOut | ErrorKind::WouldBlock => "timed out".to_string(),
-        _ => e.to_string(),
-    })
+    Ok((Sha256::from_digest(&hasher.finalize().into()), bytes))
 }
 
 #[cfg(test)]
@@ -1135,18 +553,19 @@ mod tests {
     use std::net::{TcpListener, TcpStream};
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     use std::sync::{Arc, Mutex};
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
     use serde_json::json;
 
     use super::*;
     use crate::effects::{Action, GateError, Mode};
     use crate::host::HostOptions;
+    use crate::plan::artifact::Artifact;
 
     const BODY: &[u8] = b"release artifact bytes\n";
 
     fn sha(bytes: &[u8]) -> String {
-        hex::encode(Sha256::digest(bytes))
+        hex::encode(sha2::Sha256::digest(bytes))
     }
 
     fn live_host(root: &Path) -> Host {
@@ -1180,9 +599,10 @@ mod tests {
         timeouts: Timeouts,
     ) -> Result<Fetched, ArtifactError> {
         let action = Action::new("artifacts.fetch", artifact.url.clone(), json!({}));
+        let checked = artifact.check()?;
         let predict = || unreachable!("a live gate performs");
         match host.gate.apply(action, predict, |ok| {
-            fetch_with(ok, host, artifact, timeouts)
+            fetch_with(ok, host, &checked, timeouts)
         }) {
             Ok(fetched) => Ok(fetched),
             Err(GateError::Action(e)) => Err(e),
@@ -1303,111 +723,6 @@ mod tests {
                 written
             }
         };
-    }
-
-    #[test]
-    fn artifacts_are_checked_before_anything_is_touched() {
-        let good = artifact("https://example.com/x.deb", Some(&"A".repeat(64)));
-        let checked = good.check().unwrap();
-        assert_eq!(checked.known_sha256(), Some("a".repeat(64).as_str()));
-        assert_eq!(checked.path(), Path::new("/var/cache/containai/tool.deb"));
-        for name in ["../x", "a/b", ".hidden", "..", ".", "", "x y", "x\n"] {
-            let bad = Artifact {
-                name: name.into(),
-                ..good.clone()
-            };
-            let err = bad.check().unwrap_err().to_string();
-            assert!(err.starts_with("refusing artifact name"), "{name:?}: {err}");
-            assert!(err.contains("\nhelp: "), "{err}");
-        }
-        for name in [
-            "sysbox-ce_0.6.7+containai.20260127.linux_amd64.deb",
-            "docker-27.1.tgz",
-        ] {
-            let ok = Artifact {
-                name: name.into(),
-                ..good.clone()
-            };
-            assert!(ok.check().is_ok(), "{name}");
-        }
-        for (url, want) in [
-            ("ftp://example.com/x", "the scheme \"ftp\" is not supported"),
-            ("example.com/x", "it is not a URL"),
-            ("https:///x", "not a valid URL"),
-            ("file://server/x", "names a path on this machine"),
-            ("file:///a b", "spaces or control characters"),
-            ("file:///a%zz", "bad %-escape"),
-            ("file:///a%00b", "bad %-escape"),
-        ] {
-            let err = artifact(url, Some(&"a".repeat(64)))
-                .check()
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains(want), "{url}: {err}");
-            assert!(err.contains("\nhelp: "), "{url}: {err}");
-        }
-        let file = artifact("file://localhost/srv/a%20b+c.deb", Some(&"a".repeat(64)));
-        assert_eq!(
-            file.check().unwrap().source,
-            Source::File {
-                url: "file://localhost/srv/a%20b+c.deb".into(),
-                path: PathBuf::from("/srv/a b+c.deb"),
-            }
-        );
-        for sha256 in ["abc", &"g".repeat(64), &"a".repeat(65)] {
-            let err = artifact("https://e.com/x", Some(sha256))
-                .check()
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains("expected 64 hex digits"), "{err}");
-            assert!(err.contains("help: set sysbox_sha256"), "{err}");
-        }
-        // An empty sha256 (a manifest not filled in yet) counts as absent.
-        let side = Artifact {
-            sha256: Some(String::new()),
-            sha256_url: Some("https://e.com/x.sha256".into()),
-            ..artifact("https://e.com/x", None)
-        };
-        assert_eq!(
-            side.check().unwrap().checksum_detail(),
-            "from https://e.com/x.sha256"
-        );
-        let neither = Artifact {
-            sha256: Some("  ".into()),
-            config_key: "dockerd_sha256".into(),
-            ..artifact("https://e.com/x", None)
-        };
-        let err = neither.check().unwrap_err().to_string();
-        assert!(err.contains("no sha256 to verify it against"), "{err}");
-        assert!(err.contains("help: set dockerd_sha256 in"), "{err}");
-        let bad_key = Artifact {
-            config_key: "a key".into(),
-            ..good
-        };
-        assert!(matches!(
-            bad_key.check(),
-            Err(ArtifactError::ConfigKey { .. })
-        ));
-    }
-
-    #[test]
-    fn checksum_files_are_read_as_sha256sum_prints_them() {
-        let hex = "ab".repeat(32);
-        let cases: [(&str, Result<&str, &str>); 6] = [
-            (&format!("{hex}  sysbox.deb\n"), Ok(&hex)),
-            (&format!("{}  sysbox.deb\n", hex.to_uppercase()), Ok(&hex)),
-            (&format!("\\{hex}  we\\nird\n"), Ok(&hex)),
-            (&format!("{hex}\n{}  other\n", "cd".repeat(32)), Ok(&hex)),
-            ("<html>not found</html>", Err("first field is not a sha256")),
-            ("\n", Err("it is empty")),
-        ];
-        for (text, want) in cases {
-            let got = parse_side_file(text.as_bytes());
-            match want {
-                Ok(hex) => assert_eq!(got.as_deref(), Ok(hex), "{text:?}"),
-                Err(why) => assert!(got.unwrap_err().contains(why), "{text:?}"),
-            }
-        }
     }
 
     #[test]
@@ -1599,54 +914,6 @@ mod tests {
             quick(),
         );
         assert_eq!(fetched.unwrap().bytes, 1 << 20);
-    }
-
-    /// P67: a checksum file is read only over https or from a file; which key pins the sha256
-    /// instead is named in the way it is set.
-    #[test]
-    fn a_checksum_file_over_plain_http_is_refused_and_the_pin_named() {
-        let side = |url: &str, side: &str, key: &str| Artifact {
-            sha256_url: Some(side.into()),
-            config_key: key.into(),
-            ..artifact(url, None)
-        };
-        for (artifact, want) in [
-            (
-                side("http://m/x.deb", "http://m/x.deb.sha256", "sysbox_sha256"),
-                "a download over plain http needs a pinned sha256 (its checksum file http://m/x.deb.sha256 would come over the same unprotected channel)\nhelp: set sysbox_sha256 in /etc/containai/config.toml to",
-            ),
-            (
-                side(
-                    "HTTP://m/x.deb",
-                    "Http://m/x.deb.sha256",
-                    "CAI_SYSBOX_SHA256",
-                ),
-                "needs a pinned sha256 (its checksum file Http://m/x.deb.sha256 would come over the same unprotected channel)\nhelp: set CAI_SYSBOX_SHA256 in cai's environment to",
-            ),
-            (
-                side("https://m/x.deb", "http://m/x.deb.sha256", "dockerd_sha256"),
-                "its checksum file http://m/x.deb.sha256 comes over plain http, which protects nothing",
-            ),
-        ] {
-            let err = artifact.check().unwrap_err().to_string();
-            assert!(err.contains(want), "{err}");
-        }
-        for ok in [
-            side("https://m/x.deb", "https://m/x.deb.sha256", "sysbox_sha256"),
-            side(
-                "http://m/x.deb",
-                "file:///srv/x.deb.sha256",
-                "sysbox_sha256",
-            ),
-            side(
-                "file:///srv/x.deb",
-                "file:///srv/x.deb.sha256",
-                "sysbox_sha256",
-            ),
-            artifact("http://m/x.deb", Some(&"a".repeat(64))),
-        ] {
-            assert!(ok.check().is_ok(), "{ok:?}");
-        }
     }
 
     #[test]
