@@ -267,3 +267,128 @@ fn the_rendered_daemon_config_starts_a_real_dockerd_with_sysbox_as_default_runti
     let _ = child.wait();
     assert_eq!(runtime, "sysbox-runc");
 }
+
+/// The links under `/opt/containai/bin` and `VERSION`, as a reader finds them.
+fn active(host: &TestHost) -> (Vec<(String, PathBuf)>, String) {
+    let opt = host.root().join("opt/containai");
+    let mut links: Vec<(String, PathBuf)> = std::fs::read_dir(opt.join("bin"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read_link(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    links.sort();
+    (
+        links,
+        std::fs::read_to_string(opt.join("VERSION")).unwrap_or_default(),
+    )
+}
+
+/// P73: the install runs the unpacked `dockerd --version` before any link switches: a bundle
+/// whose binary is another version than the one asked for is refused in one line naming both,
+/// and the active version (its links, `VERSION`, what `dockerd::installed()` says) stays.
+#[test]
+fn p73_a_bundle_whose_dockerd_reports_another_version_is_refused_and_the_links_stay() {
+    let host = TestHost::new();
+    let opt = host.root().join("opt/containai");
+    bundle(&host, "docker-28.2.2.tgz", "28.2.2", |_| {});
+    let (code, stdout, stderr) = install(&host, "docker-28.2.2.tgz", "28.2.2", false);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "28.2.2\n");
+    let before = active(&host);
+
+    // Named and announced as 28.3.0, but its dockerd is 28.1.0.
+    bundle(&host, "docker-28.3.0.tgz", "28.1.0", |_| {});
+    let (code, stdout, stderr) = install(&host, "docker-28.3.0.tgz", "28.3.0", false);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("its dockerd --version reports 28.1.0, expected 28.3.0"),
+        "{stderr}"
+    );
+    assert_eq!(active(&host), before);
+    assert!(!opt.join("docker/28.3.0").exists());
+    let left: Vec<String> = std::fs::read_dir(opt.join("docker"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["28.2.2"], "a staging directory was left");
+    let script = host.script(
+        "installed.rhai",
+        &format!("{HEADER}print(`${{dockerd::installed()}}`);\n0\n"),
+    );
+    let (code, stdout, stderr) = host.run(&["run", script.to_str().unwrap()]);
+    assert_eq!((code, stdout.as_str()), (0, "28.2.2\n"), "{stderr}");
+}
+
+/// P73: `dockerd::installed()` is what the active binary (`/opt/containai/bin/dockerd
+/// --version`) says, never what `cai` wrote to `VERSION`; output it cannot parse is an error,
+/// never "not installed".
+#[test]
+fn p73_installed_reports_what_the_active_dockerd_says_not_the_version_file() {
+    let host = TestHost::new();
+    let opt = host.root().join("opt/containai");
+    let script = host.script(
+        "installed.rhai",
+        &format!(
+            "{HEADER}let v = dockerd::installed();\nprint(if v == () {{ \"none\" }} else {{ v }});\n0\n"
+        ),
+    );
+    let installed = || host.run(&["run", script.to_str().unwrap()]);
+    // Nothing installed; a VERSION file alone is no bundle.
+    std::fs::write(opt.join("VERSION"), "28.2.2\n").unwrap();
+    let (code, stdout, stderr) = installed();
+    assert_eq!((code, stdout.as_str()), (0, "none\n"), "{stderr}");
+
+    bundle(&host, "docker-28.2.2.tgz", "28.2.2", |_| {});
+    let (code, _, stderr) = install(&host, "docker-28.2.2.tgz", "28.2.2", false);
+    assert_eq!(code, 0, "{stderr}");
+    // VERSION lies: the binary decides.
+    std::fs::write(opt.join("VERSION"), "99.0.0\n").unwrap();
+    let (code, stdout, stderr) = installed();
+    assert_eq!((code, stdout.as_str()), (0, "28.2.2\n"), "{stderr}");
+
+    // A binary whose output is not a version is an error naming it.
+    let active = opt.join("docker/28.2.2/dockerd");
+    std::fs::write(&active, "#!/bin/sh\necho 'dockerd: garbage'\n").unwrap();
+    let (code, stdout, stderr) = installed();
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stderr.contains("dockerd: garbage"), "{stderr}");
+}
+
+/// P73: installing a version whose directory already exists keeps that directory (its binaries
+/// may be running) and links to it, so its dockerd must report the version too; one that does
+/// not is refused with the links untouched.
+#[test]
+fn p73_an_existing_version_directory_whose_dockerd_is_another_version_is_refused() {
+    let host = TestHost::new();
+    let opt = host.root().join("opt/containai");
+    bundle(&host, "docker-28.2.2.tgz", "28.2.2", |_| {});
+    bundle(&host, "docker-28.3.0.tgz", "28.3.0", |_| {});
+    let (code, _, stderr) = install(&host, "docker-28.2.2.tgz", "28.2.2", false);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = install(&host, "docker-28.3.0.tgz", "28.3.0", false);
+    assert_eq!(code, 0, "{stderr}");
+    // Left by something else: 28.2.2's directory holds another dockerd.
+    std::fs::write(
+        opt.join("docker/28.2.2/dockerd"),
+        "#!/bin/sh\necho 'Docker version 27.0.1, build 1234567'\n",
+    )
+    .unwrap();
+    let before = active(&host);
+    let (code, stdout, stderr) = install(&host, "docker-28.2.2.tgz", "28.2.2", false);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("docker/28.2.2: its dockerd --version reports 27.0.1, expected 28.2.2"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("help: move "), "{stderr}");
+    assert_eq!(active(&host), before);
+    assert_eq!(
+        std::fs::read_link(opt.join("bin/dockerd")).unwrap(),
+        Path::new("../docker/28.3.0/dockerd")
+    );
+}

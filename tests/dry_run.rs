@@ -29,6 +29,9 @@ print(`config changed ${dockerd::install_config()}`);
 // The record names a container by what the engine says (agent-2 runs again once started).
 let a2 = containers::inspect("agent-2");
 update::record("stopping", [#{id: a2.id, name: a2.name}]);
+// The record clears only once the core verified what this run installed.
+let failed = update::verify();
+if failed.len() > 0 { throw `${failed}`; }
 update::clear();
 // agent-1 has no SSH port label, so the live run's calls fail; the dry run plans them.
 try { ssh::exec("agent-1", ["touch", "/tmp/ssh-was-here"], #{}); } catch {}

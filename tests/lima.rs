@@ -1,7 +1,8 @@
 //! macOS: the engine, its unit files and dpkg live in the Lima VM `containai-docker`, so files
 //! follow the execution target the way programs do. A fake `limactl` emulates the VM with a
 //! directory of its own: `limactl shell --workdir / containai-docker -- [sudo -n] PROGRAM ARGS`
-//! runs `test`, `cat`, `install`, `mv`, `dpkg`, `rm` and `systemctl` against that directory, and
+//! runs `test`, `cat`, `install`, `mv`, `dpkg`, `rm`, `systemctl` and the binaries under
+//! `/opt/containai` (the dockerd bundle's `dockerd --version`) against that directory, and
 //! `limactl copy SRC containai-docker:DST` copies into it, and `limactl list --format json` prints
 //! the JSON lines a test chose (a running x86_64 VM unless it says otherwise). Each test checks that the VM's files
 //! change and the Mac's `--root` does not, and that nothing under the Mac's root leaks into a
@@ -103,6 +104,10 @@ rm) [ "$#" = 2 ] || exit 2; case "$1" in -f|-rf) exec rm "$1" "$VM$2" ;; *) exit
 systemctl)
     case "$1" in --root=*) echo "systemctl: $1 names nothing in the VM" >&2; exit 2 ;; esac
     exit 0
+    ;;
+/opt/containai/*)
+    [ -x "$VM$prog" ] || { echo "sh: 1: $prog: not found" >&2; exit 127; }
+    exec "$VM$prog" "$@"
     ;;
 *) echo "sh: 1: $prog: not found" >&2; exit 127 ;;
 esac
@@ -879,5 +884,73 @@ fn the_dockerd_bundle_is_installed_inside_the_vm() {
     }
     assert!(!vm.join("docker/.28.2.2.cai-new").exists());
     assert_eq!(std::fs::read_dir(&mac_opt).unwrap().count(), before);
+    mac.assert_nothing_ran_on_the_mac();
+}
+
+/// P73 on macOS: the bundle's `dockerd --version` runs inside the VM, on the staging directory,
+/// before the links switch; a bundle that is another version is refused and the VM's active
+/// version (links, `VERSION`, what `dockerd::installed()` says, read from the VM's binary) stays.
+#[test]
+fn p73_a_bundle_whose_dockerd_reports_another_version_is_refused_inside_the_vm() {
+    let mac = Mac::new();
+    let cache = mac.host.root().join("var/cache/containai");
+    std::fs::create_dir_all(&cache).unwrap();
+    for dir in ["var", "var/cache", "var/cache/containai"] {
+        std::fs::set_permissions(
+            mac.host.root().join(dir),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    support::dockerd_bundle(
+        &cache.join("docker-28.2.2.tgz"),
+        &["dockerd"],
+        "28.2.2",
+        |_| {},
+    );
+    // Named and announced as 28.3.0, but its dockerd is 28.1.0.
+    support::dockerd_bundle(
+        &cache.join("docker-28.3.0.tgz"),
+        &["dockerd"],
+        "28.1.0",
+        |_| {},
+    );
+    let install = |file: &str, version: &str| {
+        mac.run(
+            &format!(
+                "//! version: 1.0.0\n//! api: 1\ndockerd::install(\"/var/cache/containai/{file}\", \"{version}\");\nprint(`${{dockerd::installed()}}`);\n0\n"
+            ),
+            &[],
+            &[],
+        )
+    };
+    let (code, stdout, stderr) = install("docker-28.2.2.tgz", "28.2.2");
+    assert_eq!((code, stdout.as_str()), (0, "28.2.2\n"), "{stderr}");
+    let vm = mac.vm.path().join("opt/containai");
+    // VERSION is a note for people: the VM's binary decides what is installed.
+    std::fs::write(vm.join("VERSION"), "99.0.0\n").unwrap();
+
+    let (code, stdout, stderr) = install("docker-28.3.0.tgz", "28.3.0");
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("its dockerd --version reports 28.1.0, expected 28.3.0"),
+        "{stderr}"
+    );
+    assert!(
+        mac.vm_commands()
+            .iter()
+            .any(|c| c == "[/opt/containai/docker/.28.3.0.cai-new/dockerd] [--version]"),
+        "{:?}",
+        mac.vm_commands()
+    );
+    assert_eq!(
+        std::fs::read_link(vm.join("bin/dockerd")).unwrap(),
+        Path::new("../docker/28.2.2/dockerd")
+    );
+    assert!(!vm.join("docker/28.3.0").exists());
+    assert!(!vm.join("docker/.28.3.0.cai-new").exists());
+    let script = "//! version: 1.0.0\n//! api: 1\nprint(`${dockerd::installed()}`);\n0\n";
+    let (code, stdout, stderr) = mac.run(script, &[], &[]);
+    assert_eq!((code, stdout.as_str()), (0, "28.2.2\n"), "{stderr}");
     mac.assert_nothing_ran_on_the_mac();
 }

@@ -1330,3 +1330,140 @@ fn p64_install_deb_under_the_lock_needs_every_running_container_recorded() {
         f.host.fakes.log()
     );
 }
+
+/// P24: post-install verification is in the core. A site `update.rhai` that records and stops the
+/// containers, installs the dockerd bundle and the sysbox package, starts the containers again
+/// and clears the record without the core's check of what it installed is refused: the record
+/// is kept and names what was not verified. The same script with `update::verify()` (whose
+/// checks run `dockerd --version` and `sysbox-runc --version` against the release target) clears
+/// it.
+#[test]
+fn p24_a_site_update_script_that_skips_verification_cannot_clear_the_record() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = fixture(None);
+    let site = f.host.root().join("etc/containai/scripts/update.rhai");
+    let state = f.host.root().join("var/lib/containai/update-state.json");
+    let write_site = |verify: &str| {
+        let body = format!(
+            r#"//! version: 9.0.0
+//! api: 1.5
+update::lock();
+let target = release::target();
+fn fetch(t) {{
+    let parts = t.url.split("/");
+    artifacts::fetch(#{{ name: parts[parts.len() - 1], url: t.url, sha256: t.sha256,
+        sha256_url: t.sha256_url, config_key: t.sha256_key }})
+}}
+let bundle = fetch(target.dockerd);
+let deb = fetch(target.sysbox);
+let running = containers::list(false);
+update::record("stopping", running.map(|c| #{{ id: c.id, name: c.name }}));
+containers::stop(running.map(|c| c.id), 2);
+dockerd::install(bundle.path, target.dockerd.version);
+packages::install_deb(deb.path);
+containers::start(running.map(|c| c.id));
+{verify}
+update::clear();
+0
+"#
+        );
+        std::fs::write(&site, body).unwrap();
+        std::fs::set_permissions(&site, std::fs::Permissions::from_mode(0o644)).unwrap();
+    };
+
+    write_site("");
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("refusing to clear the update state: this run installed dockerd and did not verify it (update::verify()); this run installed sysbox and did not verify it"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "the record of stopped containers is kept\nhelp: cai update retries the update"
+        ),
+        "{stderr}"
+    );
+    assert!(state.is_file(), "the record must survive");
+    assert!(
+        std::fs::read_to_string(&state).unwrap().contains("agent-1"),
+        "the record must still name agent-1"
+    );
+    // The install itself happened: only the check was skipped.
+    assert_eq!(
+        std::fs::read_link(f.host.root().join("opt/containai/bin/dockerd")).unwrap(),
+        std::path::Path::new("../docker/28.2.2/dockerd")
+    );
+    assert_eq!(f.engine.state("agent-1"), "running");
+
+    // Ignoring what the check found is no better than skipping it: the package now installs
+    // the old build, so the core's check fails and the record stays.
+    publish(&f.host, OLD_SYSBOX, None);
+    write_site("update::verify();");
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "this run installed sysbox and its verification failed: sysbox is {OLD_SYSBOX}, expected {TARGET_SYSBOX}"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("installed dockerd"), "{stderr}");
+    assert!(state.is_file(), "the record must survive");
+
+    // The core's check passes: the record goes.
+    publish(&f.host, TARGET_SYSBOX, None);
+    write_site("let failed = update::verify();\nif failed.len() > 0 { throw `${failed}`; }");
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!state.exists(), "{stderr}");
+    assert_eq!(f.engine.state("agent-1"), "running");
+}
+
+/// P73 with P62: a live update runs the fetched bundle's `dockerd --version` in the
+/// fetch-and-verify step, so a bundle that is another version than the target is refused before
+/// any container stops; a dry run never runs a downloaded binary.
+#[test]
+fn p73_a_bundle_whose_dockerd_is_another_version_refuses_before_any_container_stops() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = fixture(None);
+    let ran = f.host.root().join("bundle-dockerd-ran");
+    let stage = tempfile::tempdir().unwrap();
+    let bundle = stage.path().join("b.tgz");
+    let marker = ran.clone();
+    support::dockerd_bundle(&bundle, &["dockerd"], "28.1.0", move |dir| {
+        let dockerd = dir.join("docker/dockerd");
+        let text = std::fs::read_to_string(&dockerd).unwrap();
+        let logged = text.replacen(
+            "#!/bin/sh\n",
+            &format!("#!/bin/sh\necho \"$@\" >> '{}'\n", marker.display()),
+            1,
+        );
+        std::fs::write(&dockerd, logged).unwrap();
+        std::fs::set_permissions(&dockerd, std::fs::Permissions::from_mode(0o755)).unwrap();
+    });
+    let bytes = std::fs::read(&bundle).unwrap();
+    std::fs::write(f.host.root().join("srv/mirror").join(BUNDLE), &bytes).unwrap();
+    set_config(
+        &f.host,
+        "dockerd_sha256",
+        Some(&format!("\"{}\"", sha256(&bytes))),
+    );
+
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+    assert_refused_before_any_stop(
+        &f,
+        code,
+        &stderr,
+        &format!("its dockerd --version reports 28.1.0, expected {TARGET_DOCKERD}"),
+    );
+    assert_eq!(std::fs::read_to_string(&ran).unwrap(), "--version\n");
+    assert!(!f.host.root().join("opt/containai/bin").exists());
+
+    // The bundle is cached now; a dry run checks its entries but never runs it.
+    std::fs::remove_file(&ran).unwrap();
+    let (code, stdout, stderr) = f.host.run(&["update", "--dry-run", "--stop-containers"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(!ran.exists(), "a dry run ran the downloaded dockerd");
+    assert_eq!(f.engine.state("agent-1"), "running");
+}

@@ -1,11 +1,15 @@
 //! The dockerd static bundle under `/opt/containai` (under `--root`): each version unpacked in its
 //! own directory `/opt/containai/docker/<version>/`, the active one reached through symlinks in
-//! `/opt/containai/bin/`, its version in `/opt/containai/VERSION`.
+//! `/opt/containai/bin/`. Which version is active is what the active binary itself reports
+//! (`/opt/containai/bin/dockerd --version`), never a file `cai` wrote [P73]; `/opt/containai/VERSION`
+//! only notes, for people, the version the last install verified.
 //!
 //! An install never touches the running version's files: the bundle is unpacked beside it into a
-//! temporary directory that is renamed into place only when complete, then each link in `bin/` is
-//! switched atomically (a new link renamed over the old), so a reader always finds a complete
-//! version. The previous version stays for a rollback. The tarball is read from a descriptor that
+//! temporary directory, its `dockerd --version` must report the version being installed (checked
+//! there, before anything else moves: a bundle that is another version is refused and the active
+//! one stays), the directory is renamed into place, then each link in `bin/` is switched
+//! atomically (a new link renamed over the old), so a reader always finds a complete version. The
+//! previous version stays for a rollback. The tarball is read from a descriptor that
 //! passed the trust rules, and only plain files directly under `docker/` are taken from it: no
 //! links, devices, absolute paths or `..` can place anything elsewhere. [`check_bundle`] applies
 //! exactly these rules (the same walk over every entry, without writing) so that the update
@@ -13,21 +17,29 @@
 //!
 //! On macOS the engine runs in the Lima VM, so the bundle is installed there: it is checked and
 //! unpacked on the Mac by the same rules into a private directory, each binary is written into a
-//! staging directory in the VM that is renamed into place, and the links and `VERSION` switch as
-//! on Linux (`ln -sfn` to a temporary name, then `mv -T` over the old link).
+//! staging directory in the VM, whose `dockerd --version` is run there (a Linux binary does not
+//! run on the Mac), that is renamed into place, and the links and `VERSION` switch as on Linux
+//! (`ln -sfn` to a temporary name, then `mv -T` over the old link).
+//!
+//! A binary is run on this machine through `/proc/<pid>/fd/N` of a descriptor opened inside the
+//! root, never through a path string joined under it; the program it runs is the one that was
+//! checked (a shell script's interpreter can open the same path while `cai` holds it).
 
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use rustix::fs::{AtFlags, Mode, OFlags};
 
-use super::command::{CommandError, Target};
+use super::command::{self, CommandError, CommandOutput, Ended, Target};
 use super::files::{self, FileError};
 use super::fs::FsError;
+use super::installs;
 use super::trust::TrustError;
 use super::{AsRoot, Host};
 use crate::effects::Approval;
+use crate::plan::version::{VersionError, parse_dockerd_output};
 
 pub const BUNDLE_DIR: &str = "/opt/containai/docker";
 pub const BIN_DIR: &str = "/opt/containai/bin";
@@ -65,6 +77,29 @@ pub enum DockerdError {
     },
     #[error("refusing bundle {0}: it has no docker/dockerd")]
     NoDockerd(String),
+    #[error(
+        "refusing bundle {bundle}: its dockerd --version reports {found}, expected {expected}; the active version is unchanged"
+    )]
+    WrongVersion {
+        bundle: String,
+        found: String,
+        expected: String,
+    },
+    #[error(
+        "refusing to link {dir}: its dockerd --version reports {found}, expected {expected}; the active version is unchanged\nhelp: move {dir} aside, then run the command again"
+    )]
+    WrongInstalled {
+        dir: String,
+        found: String,
+        expected: String,
+    },
+    #[error("cannot run {binary} --version: {reason}")]
+    RunVersion { binary: String, reason: String },
+    #[error("cannot read the version of {binary}: {source}")]
+    VersionOutput {
+        binary: String,
+        source: VersionError,
+    },
     #[error(transparent)]
     File(#[from] FileError),
     #[error(transparent)]
@@ -72,7 +107,11 @@ pub enum DockerdError {
 }
 
 /// How long one step of an install inside the VM may take (a binary of ~70 MB through stdin).
-const VM_STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+const VM_STEP_TIMEOUT: Duration = Duration::from_secs(300);
+/// `dockerd --version` answers at once; one that does not is not a working dockerd.
+const VERSION_TIMEOUT: Duration = Duration::from_secs(15);
+/// The active dockerd, the one the engine unit starts.
+const ACTIVE_DOCKERD: &str = "/opt/containai/bin/dockerd";
 
 /// The engine's daemon configuration where the engine runs (inside the Lima VM on macOS), or
 /// `None` when it does not exist.
@@ -91,12 +130,84 @@ pub fn write_config(_: Approval, host: &Host, text: &str) -> Result<(), DockerdE
     )?)
 }
 
-/// The active version, from `/opt/containai/VERSION`, or `None` when no bundle is installed.
-/// Inside the Lima VM on macOS.
+/// The active version, as `/opt/containai/bin/dockerd --version` reports it (inside the Lima VM
+/// on macOS), or `None` when there is no such binary. Output that is not a version is an error,
+/// never "not installed" [P73]. Runs the installed binary, never a fetched one, in every mode.
 pub fn installed(host: &Host) -> Result<Option<String>, DockerdError> {
-    Ok(files::read_to_string(host, Path::new(VERSION_FILE))?
-        .map(|text| text.trim().to_string())
-        .filter(|v| !v.is_empty()))
+    let active = Path::new(ACTIVE_DOCKERD);
+    let shown = files::shown(host, active);
+    match host.target() {
+        Target::Local => {
+            let Some(file) = host.root().open_file(active)? else {
+                return Ok(None);
+            };
+            local_version(&file, &shown).map(Some)
+        }
+        Target::Lima { .. } => {
+            // Only a silent exit 1 of `test` means "absent"; a VM that cannot be asked fails.
+            let probe = host.run(
+                "test",
+                &["-e".into(), ACTIVE_DOCKERD.into()],
+                None,
+                AsRoot::No,
+                VERSION_TIMEOUT,
+            )?;
+            if probe.ended == Ended::Code(1) && probe.stderr.trim().is_empty() {
+                return Ok(None);
+            }
+            probe.checked()?;
+            vm_version(host, ACTIVE_DOCKERD, &shown).map(Some)
+        }
+    }
+}
+
+/// What the binary open as `file` (on this machine) says with `--version`, run through this
+/// process's descriptor so that what runs is what was opened; `shown` names it in messages.
+fn local_version(file: &impl AsRawFd, shown: &str) -> Result<String, DockerdError> {
+    let program = PathBuf::from(format!(
+        "/proc/{}/fd/{}",
+        std::process::id(),
+        file.as_raw_fd()
+    ));
+    let out = command::run(&program, &["--version"], None, VERSION_TIMEOUT).map_err(|e| {
+        let reason = match e {
+            CommandError::Spawn { source, .. } => source.to_string(),
+            CommandError::Timeout { secs, .. } => format!("it did not finish within {secs} s"),
+            CommandError::NotFound { .. } => "it cannot be executed".into(),
+            other => other.to_string(),
+        };
+        DockerdError::RunVersion {
+            binary: shown.to_string(),
+            reason,
+        }
+    })?;
+    parse_version_output(
+        CommandOutput {
+            command: format!("{shown} --version"),
+            ..out
+        },
+        shown,
+    )
+}
+
+/// What the binary at `path` inside the Lima VM says with `--version`.
+fn vm_version(host: &Host, path: &str, shown: &str) -> Result<String, DockerdError> {
+    let out = host.run(
+        path,
+        &["--version".into()],
+        None,
+        AsRoot::No,
+        VERSION_TIMEOUT,
+    )?;
+    parse_version_output(out, shown)
+}
+
+fn parse_version_output(out: CommandOutput, shown: &str) -> Result<String, DockerdError> {
+    let out = out.checked()?;
+    parse_dockerd_output(&out.stdout).map_err(|source| DockerdError::VersionOutput {
+        binary: shown.to_string(),
+        source,
+    })
 }
 
 /// Checks a version used as a directory name.
@@ -134,17 +245,107 @@ pub fn check_bundle_path(bundle: &str) -> Result<PathBuf, DockerdError> {
 /// anything: the trust rules for the file and its directories, and every tar entry (plain files
 /// directly under `docker/`, a `docker/dockerd` among them). Returns the binaries' names, or
 /// `None` when the file does not exist. Reads only; runs in every mode.
-pub fn check_bundle(host: &Host, bundle: &Path) -> Result<Option<Vec<String>>, DockerdError> {
+///
+/// With a `version`, a live run on this machine also runs the bundle's `docker/dockerd
+/// --version` and refuses the bundle unless it reports `version`, as the install will, so that
+/// this refusal too comes before any container stops [P62, P73]. The binary runs from memory
+/// (a sealed memfd, never a file on disk). A dry run never runs a downloaded binary, and inside
+/// the Lima VM the check is left to the install (which runs it there before the links switch):
+/// a Linux binary does not run on the Mac, and a check writes nothing into the VM.
+pub fn check_bundle(
+    host: &Host,
+    bundle: &Path,
+    version: Option<&str>,
+) -> Result<Option<Vec<String>>, DockerdError> {
     let root = host.root();
     let shown = root.display_path(bundle).display().to_string();
     let Some(file) = root.open_trusted(&host.trust, bundle)? else {
         return Ok(None);
     };
-    unpack(file, None, &shown).map(Some)
+    let run_it =
+        version.is_some() && !host.gate.is_dry_run() && matches!(host.target(), Target::Local);
+    let Some(version) = version.filter(|_| run_it) else {
+        return unpack(file, None, &shown).map(Some);
+    };
+    validate_version(version)?;
+    let (names, found) = unpack_checking_version(file, &shown)?;
+    match found {
+        Some(found) if found != version => Err(DockerdError::WrongVersion {
+            bundle: shown,
+            found,
+            expected: version.to_string(),
+        }),
+        _ => Ok(Some(names)),
+    }
 }
 
-/// Unpacks `bundle` as `version` beside the installed versions, switches every link in `bin/` to
-/// it atomically and records it in `VERSION`. Returns the names of the linked binaries.
+/// [`unpack`] without writing, keeping `docker/dockerd` in memory to run its `--version`; the
+/// version is `None` (with a warning) when this kernel does not let `cai` make an executable
+/// memfd (`vm.memfd_noexec`), and then the install's own check is the one that refuses.
+#[cfg(target_os = "linux")]
+fn unpack_checking_version(
+    file: std::fs::File,
+    shown: &str,
+) -> Result<(Vec<String>, Option<String>), DockerdError> {
+    use rustix::fs::{MemfdFlags, SealFlags};
+    let memory = |e: rustix::io::Errno| unpack_error(shown, e.into());
+    let flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
+    // MFD_EXEC says so explicitly where `vm.memfd_noexec` would seal it; kernels before 6.3 do
+    // not know the flag, and their memfds are executable without it.
+    let created = rustix::fs::memfd_create("cai-dockerd", flags | MemfdFlags::EXEC).or_else(|e| {
+        if e == rustix::io::Errno::INVAL {
+            rustix::fs::memfd_create("cai-dockerd", flags)
+        } else {
+            Err(e)
+        }
+    });
+    let fd = match created {
+        Ok(fd) => fd,
+        Err(e) => {
+            crate::term::err(&format!(
+                "warning: cannot run the dockerd of {shown} from memory here ({}); dockerd::install checks its version before the links switch",
+                std::io::Error::from(e)
+            ));
+            return unpack(file, None, shown).map(|names| (names, None));
+        }
+    };
+    let mut writer = std::fs::File::from(fd);
+    let names = unpack_into(file, Sink::Check(Some(&mut writer)), shown)?;
+    // Sealed against writes, and only a read-only descriptor kept: the kernel refuses to run a
+    // file open for writing (ETXTBSY), and nothing can change the bytes between check and run.
+    rustix::fs::fcntl_add_seals(
+        &writer,
+        SealFlags::WRITE | SealFlags::GROW | SealFlags::SHRINK | SealFlags::SEAL,
+    )
+    .map_err(memory)?;
+    let reader = rustix::fs::open(
+        format!("/proc/self/fd/{}", writer.as_raw_fd()),
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(memory)?;
+    drop(writer);
+    let found = local_version(&reader, &format!("docker/dockerd of {shown}"))?;
+    Ok((names, Some(found)))
+}
+
+/// A Linux binary runs only on Linux (on macOS the engine and the check are in the Lima VM).
+#[cfg(not(target_os = "linux"))]
+fn unpack_checking_version(
+    file: std::fs::File,
+    shown: &str,
+) -> Result<(Vec<String>, Option<String>), DockerdError> {
+    drop(file);
+    Err(DockerdError::RunVersion {
+        binary: format!("docker/dockerd of {shown}"),
+        reason: "a dockerd bundle runs only on Linux".into(),
+    })
+}
+
+/// Unpacks `bundle` as `version` beside the installed versions, checks that its `dockerd
+/// --version` reports `version` (refusing it otherwise, with the links untouched), switches every
+/// link in `bin/` to it atomically and notes it in `VERSION`. Returns the names of the linked
+/// binaries.
 pub fn install(
     _: Approval,
     host: &Host,
@@ -152,6 +353,8 @@ pub fn install(
     version: &str,
 ) -> Result<Vec<String>, DockerdError> {
     validate_version(version)?;
+    // Recorded before anything changes: pending until the core's check of the active binary.
+    installs::begin(host, installs::Component::Dockerd);
     let root = host.root();
     let shown = root.display_path(bundle).display().to_string();
     let file = root
@@ -185,11 +388,47 @@ pub fn install(
     };
     rustix::fs::fsync(&dir).map_err(|e| unpack_error(&shown, e.into()))?;
 
+    // The unpacked binary must be the version being installed [P73], before anything moves.
+    let checked = version_in(&dir, &format!("docker/dockerd of {shown}"));
+    match checked {
+        Ok(found) if found == version => {}
+        Ok(found) => {
+            remove_tree(&versions, &staging);
+            return Err(DockerdError::WrongVersion {
+                bundle: shown,
+                found,
+                expected: version.to_string(),
+            });
+        }
+        Err(e) => {
+            remove_tree(&versions, &staging);
+            return Err(e);
+        }
+    }
+
     // A complete directory of this version already installed stays as it is (its binaries may
-    // be running); the new copy is only moved into place when there is none.
+    // be running); the new copy is only moved into place when there is none. What the links
+    // will reach is then that directory's dockerd, which must be the version too.
     let exists = rustix::fs::statat(&versions, version, AtFlags::SYMLINK_NOFOLLOW).is_ok();
     if exists {
         remove_tree(&versions, &staging);
+        let complete = Path::new(BUNDLE_DIR).join(version);
+        let shown_dir = root.display_path(&complete).display().to_string();
+        let existing = rustix::fs::openat(
+            &versions,
+            version,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| unpack_error(&shown, e.into()))?;
+        let found = version_in(&existing, &format!("{shown_dir}/dockerd"))?;
+        if found != version {
+            return Err(DockerdError::WrongInstalled {
+                dir: shown_dir,
+                found,
+                expected: version.to_string(),
+            });
+        }
     } else {
         root.rename_in_dir(Path::new(BUNDLE_DIR), &staging, version)?;
     }
@@ -253,9 +492,40 @@ fn install_in_vm(
             Some(&bytes),
         )?;
     }
-    // A complete directory of this version already installed stays as it is.
+    // The unpacked binary must be the version being installed [P73], before anything moves.
+    let staged = format!("{staging}/dockerd");
+    match vm_version(host, &staged, &format!("docker/dockerd of {shown}")) {
+        Ok(found) if found == version => {}
+        Ok(found) => {
+            vm("rm", &["-rf", &staging], None)?;
+            return Err(DockerdError::WrongVersion {
+                bundle: shown.to_string(),
+                found,
+                expected: version.to_string(),
+            });
+        }
+        Err(e) => {
+            vm("rm", &["-rf", &staging], None)?;
+            return Err(e);
+        }
+    }
+    // A complete directory of this version already installed stays as it is; its dockerd is
+    // what the links will reach, so it must be the version too.
     if files::is_dir(host, Path::new(&complete))? {
         vm("rm", &["-rf", &staging], None)?;
+        let dir = files::shown(host, Path::new(&complete));
+        let found = vm_version(
+            host,
+            &format!("{complete}/dockerd"),
+            &format!("{dir}/dockerd"),
+        )?;
+        if found != version {
+            return Err(DockerdError::WrongInstalled {
+                dir,
+                found,
+                expected: version.to_string(),
+            });
+        }
     } else {
         vm("mv", &["-T", &staging, &complete], None)?;
     }
@@ -276,11 +546,32 @@ fn install_in_vm(
     Ok(names)
 }
 
+/// Where [`unpack_into`] puts what it reads.
+enum Sink<'a> {
+    /// Nowhere, or only `docker/dockerd` into the file given.
+    Check(Option<&'a mut std::fs::File>),
+    /// Every file into this directory.
+    Dir(&'a OwnedFd),
+}
+
 /// Writes every regular file directly under `docker/` into `dir` (only checks them without a
 /// `dir`); anything else in the tarball refuses the whole bundle.
 fn unpack(
     file: std::fs::File,
     dir: Option<&OwnedFd>,
+    shown: &str,
+) -> Result<Vec<String>, DockerdError> {
+    let sink = match dir {
+        Some(dir) => Sink::Dir(dir),
+        None => Sink::Check(None),
+    };
+    unpack_into(file, sink, shown)
+}
+
+/// [`unpack`] into a [`Sink`]: the same walk and the same rules, whatever is kept.
+fn unpack_into(
+    file: std::fs::File,
+    mut sink: Sink<'_>,
     shown: &str,
 ) -> Result<Vec<String>, DockerdError> {
     let unsafe_entry = |reason: String| DockerdError::Unsafe {
@@ -324,11 +615,18 @@ fn unpack(
         if names.iter().any(|n| n == name) {
             return Err(unsafe_entry(format!("{text:?} appears twice")));
         }
-        let Some(dir) = dir else {
-            // Read through, so a body cut short fails the check as it would fail the install.
-            std::io::copy(&mut entry, &mut std::io::sink()).map_err(|e| unpack_error(shown, e))?;
-            names.push(name.to_string());
-            continue;
+        let dir = match &mut sink {
+            Sink::Dir(dir) => *dir,
+            Sink::Check(keep) => {
+                // Read through, so a body cut short fails the check as it would fail the install.
+                match keep {
+                    Some(out) if name == "dockerd" => std::io::copy(&mut entry, *out),
+                    _ => std::io::copy(&mut entry, &mut std::io::sink()),
+                }
+                .map_err(|e| unpack_error(shown, e))?;
+                names.push(name.to_string());
+                continue;
+            }
         };
         let fd = rustix::fs::openat(
             dir,
@@ -357,6 +655,21 @@ fn unpack(
     }
     names.sort();
     Ok(names)
+}
+
+/// What `dockerd --version` says of the `dockerd` directly in `dir` (never through a symlink).
+fn version_in(dir: &OwnedFd, shown: &str) -> Result<String, DockerdError> {
+    let file = rustix::fs::openat(
+        dir,
+        "dockerd",
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| DockerdError::RunVersion {
+        binary: shown.to_string(),
+        reason: std::io::Error::from(e).to_string(),
+    })?;
+    local_version(&file, shown)
 }
 
 fn unpack_error(bundle: &str, source: std::io::Error) -> DockerdError {

@@ -13,6 +13,7 @@ pub mod docker;
 pub mod dockerd;
 pub mod files;
 pub mod fs;
+pub mod installs;
 pub mod lima;
 pub mod packages;
 pub mod ssh;
@@ -112,6 +113,9 @@ pub struct Host {
     pub interrupted: Arc<AtomicBool>,
     /// The update lock, once a live run took it; held until the process ends.
     pub update_lock: update::LockSlot,
+    /// This run's installs, each pending until the core verified it; clearing the update
+    /// record waits for them.
+    pub installs: installs::Installs,
     /// The operator agreed to stop managed containers for an update: the run was given
     /// `--stop-containers`, or a person answered yes at the terminal. `--yes` and `--force`
     /// never set it.
@@ -191,6 +195,7 @@ impl Host {
             interrupted: Arc::new(AtomicBool::new(false)),
             reports: std::cell::RefCell::new(Vec::new()),
             update_lock: update::LockSlot::default(),
+            installs: installs::Installs::default(),
             stop_consent: std::cell::Cell::new(false),
             no_restart: std::cell::Cell::new(false),
             walk_resolver: std::cell::Cell::default(),

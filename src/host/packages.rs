@@ -29,6 +29,7 @@ use sha2::{Digest, Sha256};
 use super::command::{self, CommandError};
 use super::files::{self, FileError};
 use super::fs::trusted;
+use super::installs;
 use super::trust::TrustError;
 use super::{AsRoot, Host};
 use crate::effects::Approval;
@@ -288,6 +289,8 @@ impl VerifiedDeb {
 /// than `/`, dpkg gets `--root=<canonical root>` so it acts on that tree; inside the Lima VM it
 /// installs a copy of the private copy, removed again whatever dpkg's outcome.
 pub fn install_deb(_: Approval, host: &Host, deb: &VerifiedDeb) -> Result<(), PackageError> {
+    // Recorded before dpkg runs: pending until the core's check of `sysbox-runc --version`.
+    installs::begin(host, installs::Component::Sysbox);
     let staged = files::stage(host, &deb.path, &deb.vm_path())?;
     let mut args: Vec<OsString> = host.program_root_arg().into_iter().collect();
     args.push("-i".into());

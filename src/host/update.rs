@@ -15,7 +15,8 @@
 //!   by the full ID recorded for them ([`check_stoppable`]), and once it has recorded containers
 //!   it downloads nothing more ([`check_fetchable`]). Recording containers takes the operator's
 //!   consent ([`check_consent`]): `--stop-containers` or a person's yes. The record is cleared
-//!   only once its containers run again or are gone, or with `--no-restart`.
+//!   only once its containers run again or are gone, or with `--no-restart`, and only once every
+//!   install of this run was verified by the core ([`super::installs::check_verified`]).
 //!
 //! Every file goes through the root-anchored layer; recording and clearing the state take an
 //! [`Approval`] from the effect gate.
@@ -27,10 +28,12 @@ use std::path::Path;
 use rustix::fs::FlockOperation;
 use serde::{Deserialize, Serialize};
 
-use super::Host;
 use super::docker::{DockerError, EngineContainer};
 use super::fs::FsError;
+use super::installs::{self, Component};
+use super::{Host, dockerd, sysbox};
 use crate::effects::Approval;
+use crate::plan::version::parse_version;
 
 pub const LOCK_FILE: &str = "/run/containai/update.lock";
 pub const STATE_FILE: &str = "/var/lib/containai/update-state.json";
@@ -43,6 +46,8 @@ pub enum UpdateError {
     Held { pid: String },
     #[error(transparent)]
     Fs(#[from] FsError),
+    #[error(transparent)]
+    Unverified(#[from] super::installs::Unverified),
     #[error("cannot lock {path}: {source}")]
     Lock {
         path: String,
@@ -367,10 +372,13 @@ pub fn record(_: Approval, host: &Host, phase: &str, new: &Resolved) -> Result<(
     Ok(())
 }
 
-/// Removes the state once its containers run again (or the operator chose not to restart them);
-/// under the update lock, like [`record`], so it never removes another run's record.
+/// Removes the state once its containers run again (or the operator chose not to restart them)
+/// and every install of this run was verified; under the update lock, like [`record`], so it
+/// never removes another run's record.
 pub fn clear(_: Approval, host: &Host) -> Result<(), UpdateError> {
     lock(host)?;
+    // Every install of this run verified by the core first, whatever the script checked.
+    super::installs::check_verified(host)?;
     check_clearable(host)?;
     host.root().remove(Path::new(STATE_FILE))?;
     Ok(())
@@ -446,6 +454,51 @@ fn is_full_id(id: &str) -> bool {
 
 fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or("").to_string()
+}
+
+/// Checks every install of this run against the release target where the engine runs (inside
+/// the Lima VM on macOS): sysbox by `sysbox-runc --version` (the full version, a Debian revision
+/// ignored), dockerd by `/opt/containai/bin/dockerd --version`. Marks each verified or failed and
+/// returns the failures, one line each (`sysbox is X, expected Y`); none when this run installed
+/// nothing. Runs the installed binaries only; changes no file.
+pub fn verify(host: &Host) -> Vec<String> {
+    let mut failures = Vec::new();
+    for component in installs::components(host) {
+        let outcome = check(host, component);
+        if let Err(why) = &outcome {
+            failures.push(why.clone());
+        }
+        installs::settle(host, component, outcome);
+    }
+    failures
+}
+
+/// Whether what is installed of `component` now is the release target, and why not.
+fn check(host: &Host, component: Component) -> Result<(), String> {
+    let target = host
+        .release()
+        .map_err(|e| format!("{} cannot be checked: {e}", component.name()))?;
+    match component {
+        Component::Sysbox => {
+            let want = &target.sysbox.version;
+            let bare = parse_version(want).map_err(|e| format!("sysbox cannot be checked: {e}"))?;
+            match sysbox::installed_version(host) {
+                Ok(Some(found)) if found.without_revision() == bare.without_revision() => Ok(()),
+                Ok(Some(found)) => Err(format!("sysbox is {}, expected {want}", found.full)),
+                Ok(None) => Err(format!("sysbox is not installed, expected {want}")),
+                Err(e) => Err(format!("sysbox cannot be checked: {e}")),
+            }
+        }
+        Component::Dockerd => {
+            let want = &target.dockerd.version;
+            match dockerd::installed(host) {
+                Ok(Some(found)) if &found == want => Ok(()),
+                Ok(Some(found)) => Err(format!("dockerd is {found}, expected {want}")),
+                Ok(None) => Err(format!("dockerd is not installed, expected {want}")),
+                Err(e) => Err(format!("dockerd cannot be checked: {e}")),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! (`sysbox-runc version 0.6.7+containai.20260127`) or a `sysbox-runc` line followed by indented
 //! `key: value` lines including `version:`. Both are parsed; anything else is an error, never an
 //! empty version, because an empty version compares as "not installed" and triggers installs.
+//! `dockerd --version` (`Docker version 28.2.2, build e6534b4`) is parsed the same way: the
+//! version the binary itself reports, or an error [P73].
 //!
 //! [`decide`] is the one update decision (SPEC 4.3), used on every platform [P24]: it takes no
 //! platform input at all, so no platform can skip it because sysbox "exists" [P19], and a failed
@@ -26,6 +28,10 @@ pub enum VersionError {
     NoVersion(String),
     #[error("malformed sysbox version {0:?}")]
     Malformed(String),
+    #[error(
+        "cannot find a version in `dockerd --version` output {0:?}: expected `Docker version X.Y.Z, build H`"
+    )]
+    NoDockerdVersion(String),
 }
 
 /// Parses the output of `sysbox-runc --version` in either format.
@@ -72,6 +78,12 @@ pub fn parse_version(text: &str) -> Result<SysboxVersion, VersionError> {
 }
 
 impl SysboxVersion {
+    /// The full version without a trailing Debian revision (`0.6.7+containai.20260127-2` is
+    /// `0.6.7+containai.20260127`): what "equals the target" compares [P24].
+    pub fn without_revision(&self) -> &str {
+        strip_debian_revision(&self.full)
+    }
+
     /// The semver part as a comparable value.
     fn comparable(&self) -> Result<semver::Version, String> {
         // Built by `parse_version` from a parsed semver::Version, so it parses; a hand-built
@@ -190,6 +202,23 @@ pub fn decide(installed: Result<Option<&SysboxVersion>, &str>, target: &SysboxVe
             "upstream sysbox {i} is newer than the target {t}; cai never downgrades"
         )),
     }
+}
+
+/// Parses what `dockerd --version` prints, `Docker version 28.2.2, build e6534b4`, into the
+/// version as printed (`28.2.2`; a pre-release or build suffix such as `-rc.1` or `+dfsg1` is
+/// kept, so it never equals a plain target). Anything else is an error quoting the output, never
+/// an empty version [P73].
+pub fn parse_dockerd_output(output: &str) -> Result<String, VersionError> {
+    let bad = || VersionError::NoDockerdVersion(output.trim().to_string());
+    let mut lines = output.lines().map(str::trim).filter(|l| !l.is_empty());
+    let line = lines.next().ok_or_else(bad)?;
+    let rest = line.strip_prefix("Docker version ").ok_or_else(bad)?;
+    let (version, build) = rest.split_once(", build ").ok_or_else(bad)?;
+    let build_ok = !build.is_empty() && build.bytes().all(|b| b.is_ascii_alphanumeric());
+    if lines.next().is_some() || !build_ok || semver::Version::parse(version).is_err() {
+        return Err(bad());
+    }
+    Ok(version.to_string())
 }
 
 fn strip_debian_revision(text: &str) -> &str {
@@ -376,6 +405,62 @@ mod tests {
         let installed = parse_version("0.6.7").unwrap();
         let d = decide(Ok(Some(&installed)), &upstream_target);
         assert_eq!(d.action(), "check-failed", "{d:?}");
+    }
+
+    /// P73: the version is what the binary prints, or an error quoting the output.
+    #[test]
+    fn dockerd_version_output_table() {
+        for (output, version) in [
+            ("Docker version 28.2.2, build e6534b4\n", "28.2.2"),
+            ("Docker version 28.2.2, build e6534b4", "28.2.2"),
+            ("\n  Docker version 27.5.1, build 9f9e405  \n\n", "27.5.1"),
+            ("Docker version 28.3.0-rc.1, build 5b2f1a0\n", "28.3.0-rc.1"),
+            (
+                "Docker version 20.10.24+dfsg1, build 297e128\n",
+                "20.10.24+dfsg1",
+            ),
+        ] {
+            assert_eq!(
+                parse_dockerd_output(output).as_deref(),
+                Ok(version),
+                "{output:?}"
+            );
+        }
+        for bad in [
+            "",
+            "\n",
+            "dockerd 28.2.2\n",
+            "Docker version 28.2.2\n",
+            "Docker version , build e6534b4\n",
+            "Docker version 28.2, build e6534b4\n",
+            "Docker version v28.2.2, build e6534b4\n",
+            "Docker version 28.2.2, build \n",
+            "Docker version 28.2.2, build e6534b4 extra\n",
+            "docker version 28.2.2, build e6534b4\n",
+            "Docker version 28.2.2, build e6534b4\nDocker version 28.3.0, build x\n",
+        ] {
+            let err = parse_dockerd_output(bad).unwrap_err();
+            assert!(
+                err.to_string().contains(&format!("{:?}", bad.trim())),
+                "{bad:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn full_versions_compare_without_the_debian_revision() {
+        for (text, bare) in [
+            ("0.6.7+containai.20260127", "0.6.7+containai.20260127"),
+            ("0.6.7+containai.20260127-2", "0.6.7+containai.20260127"),
+            ("0.6.7-1", "0.6.7"),
+            ("0.6.7", "0.6.7"),
+        ] {
+            assert_eq!(
+                parse_version(text).unwrap().without_revision(),
+                bare,
+                "{text}"
+            );
+        }
     }
 
     /// P19: on WSL2 an installed but outdated sysbox is updated. The decision has no platform

@@ -210,15 +210,23 @@ fn checksum(bytes: &[u8]) -> u64 {
 }
 
 /// Writes a dockerd static bundle to `out`: a gzipped tarball of `docker/NAME` executables that
-/// print `NAME VERSION`, packed with the real `tar`. `prepare` may add or remove entries in the
-/// staging directory (which holds `docker/`) before it is packed.
+/// print `NAME VERSION`, packed with the real `tar`; `dockerd --version` (and `docker --version`)
+/// answer as the real ones do: `Docker version VERSION, build e6534b4`. `prepare` may add or
+/// remove entries in the staging directory (which holds `docker/`) before it is packed.
 pub fn dockerd_bundle(out: &Path, names: &[&str], version: &str, prepare: impl FnOnce(&Path)) {
     let stage = tempfile::tempdir().expect("staging dir");
     let docker = stage.path().join("docker");
     std::fs::create_dir(&docker).unwrap();
     for name in names {
         let path = docker.join(name);
-        std::fs::write(&path, format!("#!/bin/sh\necho {name} {version}\n")).unwrap();
+        let answer = if matches!(*name, "dockerd" | "docker") {
+            format!(
+                "[ \"$1\" = --version ] && {{ echo 'Docker version {version}, build e6534b4'; exit 0; }}\n"
+            )
+        } else {
+            String::new()
+        };
+        std::fs::write(&path, format!("#!/bin/sh\n{answer}echo {name} {version}\n")).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     prepare(stage.path());

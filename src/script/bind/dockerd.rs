@@ -7,7 +7,7 @@ use std::rc::Rc;
 use rhai::{Dynamic, NativeCallContext};
 use serde_json::json;
 
-use super::{Doc, Registrar, fail_at, gated};
+use super::{Doc, Registrar, Res, fail_at, gated};
 use crate::effects::Action;
 use crate::host::Host;
 use crate::host::dockerd::{self, BIN_DIR, BUNDLE_DIR, DAEMON_CONFIG};
@@ -19,7 +19,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     reg.read(
         Doc {
             signature: "dockerd::installed() -> string or ()",
-            doc: "the active dockerd bundle version from /opt/containai/VERSION; () when none is installed",
+            doc: "the active dockerd version, as /opt/containai/bin/dockerd --version reports it (inside the Lima VM on macOS); () when there is no such binary; output that is not a version is an error",
             example: "dockerd::installed()",
         },
         move |ctx: NativeCallContext| {
@@ -35,33 +35,25 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     let h = host.clone();
     reg.read(
         Doc {
-            signature: "dockerd::check_bundle(bundle: string) -> array or ()",
-            doc: "checks a fetched bundle (/var/cache/containai/NAME.tgz) with every rule dockerd::install applies (trusted path, each tar entry a plain file under docker/, a docker/dockerd) without writing; returns the binaries' names; () in a dry run when it is not fetched yet",
-            example: "dockerd::check_bundle(\"/var/cache/containai/docker-28.2.2.tgz\")",
+            signature: "dockerd::check_bundle(bundle: string, version: string) -> array or ()",
+            doc: "checks a fetched bundle (/var/cache/containai/NAME.tgz) with every rule dockerd::install applies (trusted path, each tar entry a plain file under docker/, a docker/dockerd) without writing; with a version, a live run on Linux also runs the bundle's docker/dockerd --version from memory and refuses it unless it reports that version (never in a dry run; on macOS dockerd::install checks it inside the VM); returns the binaries' names; () in a dry run when it is not fetched yet",
+            example: "dockerd::check_bundle(\"/var/cache/containai/docker-28.2.2.tgz\", \"28.2.2\")",
         },
-        move |ctx: NativeCallContext, bundle: &str| {
-            let path = dockerd::check_bundle_path(bundle).map_err(|e| fail_at(&ctx, e))?;
-            match dockerd::check_bundle(&h, &path).map_err(|e| fail_at(&ctx, e))? {
-                Some(names) => Ok(Dynamic::from_array(
-                    names.into_iter().map(Dynamic::from).collect(),
-                )),
-                // A dry run plans the fetch that would bring it; a live run has fetched it.
-                None if h.gate.is_dry_run() => Ok(Dynamic::UNIT),
-                None => Err(fail_at(
-                    &ctx,
-                    dockerd::DockerdError::Missing {
-                        path: h.root().display_path(&path),
-                    },
-                )),
-            }
+        move |ctx: NativeCallContext, bundle: &str, version: &str| {
+            check_bundle(&ctx, &h, bundle, Some(version))
         },
+    );
+    let h = host.clone();
+    reg.overload(
+        "dockerd::check_bundle(bundle: string) -> array or ()",
+        move |ctx: NativeCallContext, bundle: &str| check_bundle(&ctx, &h, bundle, None),
     );
 
     let h = host.clone();
     reg.mutating(
         Doc {
             signature: "dockerd::install(bundle: string, version: string)",
-            doc: "unpacks a fetched bundle (/var/cache/containai/NAME.tgz) into /opt/containai/docker/VERSION beside the old one, switches the /opt/containai/bin links atomically and writes VERSION",
+            doc: "unpacks a fetched bundle (/var/cache/containai/NAME.tgz) into /opt/containai/docker/VERSION beside the old one, refuses it unless its dockerd --version reports the version (the links stay), switches the /opt/containai/bin links atomically and notes it in /opt/containai/VERSION",
             example: "dockerd::install(\"/var/cache/containai/docker-28.2.2.tgz\", \"28.2.2\")",
         },
         move |ctx: NativeCallContext, bundle: &str, version: &str| {
@@ -148,6 +140,28 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
             })
         },
     );
+}
+
+fn check_bundle(
+    ctx: &NativeCallContext,
+    host: &Host,
+    bundle: &str,
+    version: Option<&str>,
+) -> Res<Dynamic> {
+    let path = dockerd::check_bundle_path(bundle).map_err(|e| fail_at(ctx, e))?;
+    match dockerd::check_bundle(host, &path, version).map_err(|e| fail_at(ctx, e))? {
+        Some(names) => Ok(Dynamic::from_array(
+            names.into_iter().map(Dynamic::from).collect(),
+        )),
+        // A dry run plans the fetch that would bring it; a live run has fetched it.
+        None if host.gate.is_dry_run() => Ok(Dynamic::UNIT),
+        None => Err(fail_at(
+            ctx,
+            dockerd::DockerdError::Missing {
+                path: host.root().display_path(&path),
+            },
+        )),
+    }
 }
 
 /// The daemon configuration as rendered from config, beside the file on disk.

@@ -3,6 +3,8 @@
 //! checks the lock); recording and clearing the state pass through the effect gate. What a script
 //! asks to record is resolved with the engine in every mode, so a dry run refuses what the live
 //! run would; only the resolved entries (full ID, current name) reach the record.
+//! `update::verify()` is the core's check of this run's installs ([`crate::host::installs`]),
+//! which clearing the record waits for.
 
 use std::rc::Rc;
 
@@ -78,10 +80,27 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     );
 
     let h = host.clone();
+    reg.read(
+        Doc {
+            signature: "update::verify() -> array",
+            doc: "checks every install of this run (packages::install_deb: sysbox-runc --version; dockerd::install: /opt/containai/bin/dockerd --version) against the release target's full version and returns what failed, one line each (\"sysbox is X, expected Y\"); [] when all match or nothing was installed; update::clear() refuses until every install passed it",
+            example: "for f in update::verify() { log::error(`verification failed: ${f}`) }",
+        },
+        move |_: NativeCallContext| {
+            Ok(Dynamic::from_array(
+                update::verify(&h)
+                    .into_iter()
+                    .map(Dynamic::from)
+                    .collect(),
+            ))
+        },
+    );
+
+    let h = host.clone();
     reg.mutating(
         Doc {
             signature: "update::clear()",
-            doc: "removes the record of stopped containers once they run again (refused while one is stopped, unless the run has --no-restart)",
+            doc: "removes the record of stopped containers once they run again (refused while one is stopped, unless the run has --no-restart) and every install of this run passed update::verify() (refused otherwise, keeping the record)",
             example: "update::clear()",
         },
         move |ctx: NativeCallContext| {

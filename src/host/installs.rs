@@ -1,0 +1,186 @@
+//! This run's installs: the commit guard of an update, as rustup's transaction records a change
+//! before making it and commits only at the end. Each install primitive records its component
+//! here before it changes anything ([`begin`], pending); only the core's own check marks it
+//! verified (`update::verify`: what the installed binary itself reports equals the release target's
+//! full version [P24, P73]). Clearing the record of stopped containers refuses while any install
+//! of this run is not verified ([`check_verified`]), so a script that skips the verification, or
+//! carries on past its failure, cannot clear it: the containers stay recorded for `cai system
+//! resume` or the next `cai update`.
+//!
+//! Kept in memory for this process only: a later run (`cai system resume`) installed nothing
+//! itself, and the next `cai update` compares versions again from the binaries. This module never
+//! marks an install verified on a script's word.
+
+use std::cell::RefCell;
+
+use super::Host;
+
+/// What an install primitive installs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Component {
+    /// A `.deb` through `packages::install_deb`: the one package `cai` installs is the release's
+    /// sysbox.
+    Sysbox,
+    /// A bundle through `dockerd::install`.
+    Dockerd,
+}
+
+impl Component {
+    pub fn name(self) -> &'static str {
+        match self {
+            Component::Sysbox => "sysbox",
+            Component::Dockerd => "dockerd",
+        }
+    }
+}
+
+/// Where one install stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Check {
+    /// Recorded before it was made; not checked since.
+    Pending,
+    /// The installed binary reports the target.
+    Verified,
+    /// The last check failed, with why.
+    Failed(String),
+}
+
+/// This run's installs, in the order they were first made.
+#[derive(Debug, Default)]
+pub struct Installs {
+    entries: RefCell<Vec<(Component, Check)>>,
+}
+
+/// An install of this run that was not verified, named by [`check_verified`].
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "refusing to clear the update state: {0}; the record of stopped containers is kept\nhelp: cai update retries the update (cai system resume starts the recorded containers without it)"
+)]
+pub struct Unverified(String);
+
+/// Records that `component` is about to be installed, before anything changes: it is pending
+/// until `update::verify` passes, so a failed or half-done install is never taken for a verified one.
+/// Installing it again makes it pending again.
+pub fn begin(host: &Host, component: Component) {
+    let mut entries = host.installs.entries.borrow_mut();
+    match entries.iter_mut().find(|(c, _)| *c == component) {
+        Some(entry) => entry.1 = Check::Pending,
+        None => entries.push((component, Check::Pending)),
+    }
+}
+
+/// The components this run installed, in the order they were first installed.
+pub fn components(host: &Host) -> Vec<Component> {
+    host.installs
+        .entries
+        .borrow()
+        .iter()
+        .map(|(c, _)| *c)
+        .collect()
+}
+
+/// Records the outcome of the core's own check of `component` (see `update::verify`): verified,
+/// or failed with why. Only that check calls it.
+pub fn settle(host: &Host, component: Component, outcome: Result<(), String>) {
+    let check = match outcome {
+        Ok(()) => Check::Verified,
+        Err(why) => Check::Failed(why),
+    };
+    if let Some(entry) = host
+        .installs
+        .entries
+        .borrow_mut()
+        .iter_mut()
+        .find(|(c, _)| *c == component)
+    {
+        entry.1 = check;
+    }
+}
+
+/// Every install of this run was verified by `update::verify` (trivially so when there was none);
+/// otherwise what was not, each with why.
+pub fn check_verified(host: &Host) -> Result<(), Unverified> {
+    let entries = host.installs.entries.borrow();
+    let open: Vec<String> = entries
+        .iter()
+        .filter_map(|(component, check)| match check {
+            Check::Verified => None,
+            Check::Pending => Some(format!(
+                "this run installed {} and did not verify it (update::verify())",
+                component.name()
+            )),
+            Check::Failed(why) => Some(format!(
+                "this run installed {} and its verification failed: {why}",
+                component.name()
+            )),
+        })
+        .collect();
+    if open.is_empty() {
+        Ok(())
+    } else {
+        Err(Unverified(open.join("; ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::effects::Mode;
+    use crate::host::HostOptions;
+
+    fn set(host: &Host, component: Component, check: Check) {
+        let mut entries = host.installs.entries.borrow_mut();
+        let entry = entries.iter_mut().find(|(c, _)| *c == component).unwrap();
+        entry.1 = check;
+    }
+
+    /// The guard's states: nothing installed clears; an install is pending until verified, a
+    /// failed check is named with its reason, and installing again makes it pending again.
+    #[test]
+    fn only_verified_installs_let_the_record_clear() {
+        let root = tempfile::tempdir().unwrap();
+        let host = Host::new(HostOptions::for_tests(root.path(), Mode::Live)).unwrap();
+        assert!(check_verified(&host).is_ok());
+        assert!(
+            components(&host).is_empty(),
+            "nothing installed, nothing to check"
+        );
+
+        begin(&host, Component::Dockerd);
+        begin(&host, Component::Sysbox);
+        let err = check_verified(&host).unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "refusing to clear the update state: this run installed dockerd and did not verify it (update::verify()); this run installed sysbox and did not verify it"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("the record of stopped containers is kept\nhelp: cai update"));
+
+        set(&host, Component::Dockerd, Check::Verified);
+        set(
+            &host,
+            Component::Sysbox,
+            Check::Failed("sysbox is 0.6.6, expected 0.6.7+containai.1".into()),
+        );
+        let err = check_verified(&host).unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "refusing to clear the update state: this run installed sysbox and its verification failed: sysbox is 0.6.6, expected 0.6.7+containai.1;"
+            ),
+            "{err}"
+        );
+        assert!(!err.contains("dockerd"), "{err}");
+
+        set(&host, Component::Sysbox, Check::Verified);
+        assert!(check_verified(&host).is_ok());
+        begin(&host, Component::Dockerd);
+        assert!(
+            check_verified(&host)
+                .unwrap_err()
+                .to_string()
+                .contains("installed dockerd")
+        );
+        assert_eq!(host.installs.entries.borrow().len(), 2);
+    }
+}
