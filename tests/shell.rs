@@ -680,3 +680,32 @@ impl Fixture {
         cmd
     }
 }
+
+/// P69: the end of piped input reaches `cai shell` as the terminal's end of file, not as a
+/// command typed into whatever reads the terminal last. With `cat > FILE` as the last command,
+/// `cat` gets its end of file, the shell then ends, and the file holds exactly the piped lines.
+#[test]
+fn p69_piped_shell_ends_when_last_command_reads_the_terminal() {
+    let f = Fixture::shared();
+    let file = marker("p69");
+    let input = format!("cat > '{}'\nfirst line\nsecond line\n", file.display());
+    let out = f.run_piped(&["shell", "agent-1"], input.as_bytes());
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    let written = std::fs::read_to_string(&file).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; stdout: {}; stderr: {}",
+            file.display(),
+            stdout(&out),
+            stderr(&out)
+        )
+    });
+    assert_eq!(written, "first line\nsecond line\n");
+    // A prompt as the last command reads the end of file too, and the shell still ends.
+    let out = f.run_piped(
+        &["shell", "agent-1"],
+        b"read -r answer; echo \"status $?\"\n",
+    );
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("status 1"), "{}", stdout(&out));
+    let _ = std::fs::remove_file(file);
+}
