@@ -89,9 +89,13 @@ impl Fixture {
     /// Runs `cai` with `input` on a pipe as its stdin, closed after it; fails the test when `cai`
     /// does not end within 30 s.
     fn run_piped(&self, args: &[&str], input: &[u8]) -> Output {
+        use std::os::unix::process::CommandExt;
         let mut child = self
             .cai()
             .args(args)
+            // Its own process group, so a hang kills the ssh it started too (which holds the
+            // output pipes) and the test fails instead of waiting forever.
+            .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -145,6 +149,12 @@ fn finish(mut child: Child, limit: Duration) -> Output {
     let deadline = Instant::now() + limit;
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
+            // The whole group when the child leads one (its ssh holds the pipes open).
+            if let Some(group) =
+                rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap_or(0))
+            {
+                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+            }
             let _ = child.kill();
             let out = child.wait_with_output().unwrap();
             panic!(

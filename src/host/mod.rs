@@ -15,6 +15,7 @@ pub mod files;
 pub mod fs;
 pub mod lima;
 pub mod packages;
+pub mod pty;
 pub mod ssh;
 pub mod state;
 pub mod sysbox;
