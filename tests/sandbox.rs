@@ -824,3 +824,57 @@ fn script_results_that_are_not_exit_codes_fail() {
     assert_eq!(doc["result"], serde_json::Value::Null);
     assert!(doc["reports"][0]["platform"].is_string(), "{stdout}");
 }
+
+/// P71: a native wait honours the script's wall-clock budget. `containers::wait_engine(20)`
+/// with no engine and a budget of 2 s ends with the budget's error at about 2 s, not after 20 s.
+#[test]
+fn p71_waiting_for_the_engine_cannot_outwait_the_budget() {
+    let host = TestHost::new();
+    let config = budget_config(&host, 2);
+    let script = host.script(
+        "t.rhai",
+        &format!("{HEADER}let up = containers::wait_engine(20);\nprint(`after ${{up}}`);\n"),
+    );
+    let start = Instant::now();
+    let out = host
+        .cai()
+        .arg("--config")
+        .arg(&config)
+        .args(["run", script.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let elapsed = start.elapsed();
+    let (code, stdout, stderr) = support::decode(out);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("t.rhai:3:22: script stopped: it ran past its wall-clock budget of 2 s"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("after"), "{stdout}");
+    // A bound on a hang, not a timing goal: the wait asked for 20 s.
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+}
+
+/// P71: Ctrl-C ends a native wait at once, as it ends `sleep`.
+#[test]
+fn p71_ctrl_c_stops_a_wait_for_the_engine() {
+    use std::io::BufRead;
+    let host = TestHost::new();
+    let script = host.script(
+        "wait.rhai",
+        &format!("{HEADER}print(\"waiting\");\ncontainers::wait_engine(60);\nprint(\"after\");\n"),
+    );
+    let mut child = host.spawn_run(&script);
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "waiting\n");
+    let start = Instant::now();
+    support::interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("script interrupted by Ctrl-C"), "{stderr}");
+    assert!(start.elapsed() < Duration::from_secs(10));
+}

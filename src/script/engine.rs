@@ -201,6 +201,9 @@ pub fn build(
         crate::term::err(&crate::term::text(&format!("debug: {at}{text}")));
     });
 
+    // Native waits read the same clock [P71].
+    host.script_clock
+        .follow(options.budget.started.clone(), options.budget.limit);
     let stop = Stop {
         budget: options.budget.clone(),
         interrupted: host.interrupted.clone(),
