@@ -878,3 +878,48 @@ fn p71_ctrl_c_stops_a_wait_for_the_engine() {
     assert!(stderr.contains("script interrupted by Ctrl-C"), "{stderr}");
     assert!(start.elapsed() < Duration::from_secs(10));
 }
+
+/// P72: a script's memory is bounded as a whole, not only value by value. Each call frame holds
+/// its own 2 MiB string, within every size limit, and together they would take over 120 MiB;
+/// with `script_memory_mb = 32` the script stops with one error and exit 1.
+#[test]
+fn p72_a_script_that_grows_past_its_memory_limit_is_stopped() {
+    let host = TestHost::new();
+    let config = host.home.path().join("memory.toml");
+    std::fs::write(&config, "script_memory_mb = 32\n").unwrap();
+    let grow = |frames: u32| {
+        format!(
+            "{HEADER}fn hold(n) {{\n  let s = \"x\";\n  for k in 0..21 {{ s += s; }}\n  s += n;\n  if n > 0 {{ hold(n - 1) }} else {{ s.len() }}\n}}\nhold({frames});\nprint(\"done\");\n"
+        )
+    };
+    let script = host.script("grow.rhai", &grow(60));
+    let out = host
+        .cai()
+        .arg("--config")
+        .arg(&config)
+        .args(["run", script.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let (code, stdout, stderr) = support::decode(out);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("grow.rhai:9:1: script exceeded its memory limit of 32 MiB"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("help: raise script_memory_mb in the config"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("done"), "{stdout}");
+    // Within the limit the same script runs to its end.
+    let script = host.script("grow.rhai", &grow(3));
+    let out = host
+        .cai()
+        .arg("--config")
+        .arg(&config)
+        .args(["run", script.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let (code, stdout, stderr) = support::decode(out);
+    assert_eq!((code, stdout.as_str()), (0, "done\n"), "{stderr}");
+}
