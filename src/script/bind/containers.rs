@@ -34,7 +34,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     reg.read(
         Doc {
             signature: "containers::wait_engine(timeout_secs: int) -> bool",
-            doc: "waits until the engine answers on its socket (after a restart); false when it did not within the timeout",
+            doc: "waits until the engine answers on its socket (after a restart); false when it did not within the timeout; Ctrl-C and the script's wall-clock budget end the wait and the script",
             example: "containers::wait_engine(1)",
         },
         move |ctx: NativeCallContext, secs: i64| {
