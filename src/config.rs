@@ -29,6 +29,8 @@ pub struct ConfigFile {
     pub data_root: Option<PathBuf>,
     /// Wall-clock budget for one script run, in seconds.
     pub script_timeout_secs: Option<u64>,
+    /// Memory one script run may take, in MiB.
+    pub script_memory_mb: Option<u64>,
     /// Container stop timeout in seconds (systemd inside the containers needs it generous).
     pub stop_timeout_secs: Option<u64>,
     /// The largest artifact download kept, in MiB.
@@ -50,6 +52,7 @@ pub struct Config {
     pub socket: Option<PathBuf>,
     pub data_root: PathBuf,
     pub script_timeout_secs: u64,
+    pub script_memory_mb: u64,
     pub stop_timeout_secs: u64,
     /// The largest body an artifact download may have, in MiB [P68].
     pub download_max_mb: u64,
@@ -80,6 +83,9 @@ impl Default for Config {
             data_root: PathBuf::from(DEFAULT_DATA_ROOT),
             // One hour: an update stops containers (100 s each, concurrently) and installs packages.
             script_timeout_secs: 3600,
+            // 512 MiB: the bundled flows need a few MiB; a runaway script stops long before the
+            // machine swaps [P72].
+            script_memory_mb: 512,
             // 100 s: systemd inside the containers needs it to shut down cleanly.
             stop_timeout_secs: 100,
             // 512 MiB: the sysbox package is ~30 MiB and a dockerd bundle ~80 MiB; a server that
@@ -101,7 +107,7 @@ const MAX_DOWNLOAD_MAX_MB: u64 = 65536;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error(
-        "malformed config {path}: {message}\nhelp: fix the file; valid keys are platform, socket, data_root, script_timeout_secs, stop_timeout_secs, download_max_mb, sysbox_url, sysbox_version, sysbox_tag, sysbox_sha256, dockerd_url, dockerd_version, dockerd_sha256"
+        "malformed config {path}: {message}\nhelp: fix the file; valid keys are platform, socket, data_root, script_timeout_secs, script_memory_mb, stop_timeout_secs, download_max_mb, sysbox_url, sysbox_version, sysbox_tag, sysbox_sha256, dockerd_url, dockerd_version, dockerd_sha256"
     )]
     Parse { path: PathBuf, message: String },
     #[error("invalid {key} in config {path}: {message}\nhelp: fix or remove {key} in {path}")]
@@ -147,6 +153,14 @@ impl Config {
                 return Err(invalid("script_timeout_secs must be at least 1".into()));
             }
             self.script_timeout_secs = secs;
+        }
+        if let Some(mib) = file.script_memory_mb {
+            if !(16..=1024 * 1024).contains(&mib) {
+                return Err(invalid(format!(
+                    "script_memory_mb = {mib} is outside 16..=1048576"
+                )));
+            }
+            self.script_memory_mb = mib;
         }
         if let Some(secs) = file.stop_timeout_secs {
             if !(1..=3600).contains(&secs) {

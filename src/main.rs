@@ -3,6 +3,10 @@
 
 use std::process::ExitCode;
 
+/// Counts live heap bytes so a script's memory can be bounded [P72].
+#[global_allocator]
+static ALLOCATOR: containai::script::memory::Counting = containai::script::memory::Counting;
+
 fn main() -> ExitCode {
     let code = containai::main_with_args(std::env::args_os());
     ExitCode::from(code)

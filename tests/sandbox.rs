@@ -824,3 +824,102 @@ fn script_results_that_are_not_exit_codes_fail() {
     assert_eq!(doc["result"], serde_json::Value::Null);
     assert!(doc["reports"][0]["platform"].is_string(), "{stdout}");
 }
+
+/// P71: a native wait honours the script's wall-clock budget. `containers::wait_engine(20)`
+/// with no engine and a budget of 2 s ends with the budget's error at about 2 s, not after 20 s.
+#[test]
+fn p71_waiting_for_the_engine_cannot_outwait_the_budget() {
+    let host = TestHost::new();
+    let config = budget_config(&host, 2);
+    let script = host.script(
+        "t.rhai",
+        &format!("{HEADER}let up = containers::wait_engine(20);\nprint(`after ${{up}}`);\n"),
+    );
+    let start = Instant::now();
+    let out = host
+        .cai()
+        .arg("--config")
+        .arg(&config)
+        .args(["run", script.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let elapsed = start.elapsed();
+    let (code, stdout, stderr) = support::decode(out);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("t.rhai:3:22: script stopped: it ran past its wall-clock budget of 2 s"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("after"), "{stdout}");
+    // A bound on a hang, not a timing goal: the wait asked for 20 s.
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+}
+
+/// P71: Ctrl-C ends a native wait at once, as it ends `sleep`.
+#[test]
+fn p71_ctrl_c_stops_a_wait_for_the_engine() {
+    use std::io::BufRead;
+    let host = TestHost::new();
+    let script = host.script(
+        "wait.rhai",
+        &format!("{HEADER}print(\"waiting\");\ncontainers::wait_engine(60);\nprint(\"after\");\n"),
+    );
+    let mut child = host.spawn_run(&script);
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "waiting\n");
+    let start = Instant::now();
+    support::interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("script interrupted by Ctrl-C"), "{stderr}");
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+/// P72: a script's memory is bounded as a whole, not only value by value. Each call frame holds
+/// its own 2 MiB string, within every size limit, and together they would take over 120 MiB;
+/// with `script_memory_mb = 32` the script stops with one error and exit 1.
+#[test]
+fn p72_a_script_that_grows_past_its_memory_limit_is_stopped() {
+    let host = TestHost::new();
+    let config = host.home.path().join("memory.toml");
+    std::fs::write(&config, "script_memory_mb = 32\n").unwrap();
+    let grow = |frames: u32| {
+        format!(
+            "{HEADER}fn hold(n) {{\n  let s = \"x\";\n  for k in 0..21 {{ s += s; }}\n  s += n;\n  if n > 0 {{ hold(n - 1) }} else {{ s.len() }}\n}}\nhold({frames});\nprint(\"done\");\n"
+        )
+    };
+    let script = host.script("grow.rhai", &grow(60));
+    let out = host
+        .cai()
+        .arg("--config")
+        .arg(&config)
+        .args(["run", script.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let (code, stdout, stderr) = support::decode(out);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("grow.rhai:9:1: script exceeded its memory limit of 32 MiB"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("help: raise script_memory_mb in the config"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("done"), "{stdout}");
+    // Within the limit the same script runs to its end.
+    let script = host.script("grow.rhai", &grow(3));
+    let out = host
+        .cai()
+        .arg("--config")
+        .arg(&config)
+        .args(["run", script.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let (code, stdout, stderr) = support::decode(out);
+    assert_eq!((code, stdout.as_str()), (0, "done\n"), "{stderr}");
+}

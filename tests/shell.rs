@@ -89,9 +89,13 @@ impl Fixture {
     /// Runs `cai` with `input` on a pipe as its stdin, closed after it; fails the test when `cai`
     /// does not end within 30 s.
     fn run_piped(&self, args: &[&str], input: &[u8]) -> Output {
+        use std::os::unix::process::CommandExt;
         let mut child = self
             .cai()
             .args(args)
+            // Its own process group, so a hang kills the ssh it started too (which holds the
+            // output pipes) and the test fails instead of waiting forever.
+            .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -145,6 +149,12 @@ fn finish(mut child: Child, limit: Duration) -> Output {
     let deadline = Instant::now() + limit;
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
+            // The whole group when the child leads one (its ssh holds the pipes open).
+            if let Some(group) =
+                rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap_or(0))
+            {
+                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+            }
             let _ = child.kill();
             let out = child.wait_with_output().unwrap();
             panic!(
@@ -679,4 +689,33 @@ impl Fixture {
             .env_remove("SSH_AUTH_SOCK");
         cmd
     }
+}
+
+/// P69: the end of piped input reaches `cai shell` as the terminal's end of file, not as a
+/// command typed into whatever reads the terminal last. With `cat > FILE` as the last command,
+/// `cat` gets its end of file, the shell then ends, and the file holds exactly the piped lines.
+#[test]
+fn p69_piped_shell_ends_when_last_command_reads_the_terminal() {
+    let f = Fixture::shared();
+    let file = marker("p69");
+    let input = format!("cat > '{}'\nfirst line\nsecond line\n", file.display());
+    let out = f.run_piped(&["shell", "agent-1"], input.as_bytes());
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    let written = std::fs::read_to_string(&file).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; stdout: {}; stderr: {}",
+            file.display(),
+            stdout(&out),
+            stderr(&out)
+        )
+    });
+    assert_eq!(written, "first line\nsecond line\n");
+    // A prompt as the last command reads the end of file too, and the shell still ends.
+    let out = f.run_piped(
+        &["shell", "agent-1"],
+        b"read -r answer; echo \"status $?\"\n",
+    );
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("status 1"), "{}", stdout(&out));
+    let _ = std::fs::remove_file(file);
 }

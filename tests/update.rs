@@ -1467,3 +1467,72 @@ fn p73_a_bundle_whose_dockerd_is_another_version_refuses_before_any_container_st
     assert!(!ran.exists(), "a dry run ran the downloaded dockerd");
     assert_eq!(f.engine.state("agent-1"), "running");
 }
+
+// --- `cai update --check` only reads [P70].
+
+/// Undoes a read-only bind mount of a directory over itself, even when the test fails.
+struct ReadOnlyMount(std::path::PathBuf);
+
+impl ReadOnlyMount {
+    fn over(dir: &std::path::Path) -> Self {
+        let mount = |args: &[&str]| {
+            let out = std::process::Command::new("mount")
+                .args(args)
+                .arg(dir)
+                .arg(dir)
+                .output()
+                .expect("run mount");
+            assert!(
+                out.status.success(),
+                "mount {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        mount(&["--bind"]);
+        let guard = ReadOnlyMount(dir.to_path_buf());
+        mount(&["-o", "remount,bind,ro"]);
+        guard
+    }
+}
+
+impl Drop for ReadOnlyMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// P70: `cai update --check` only reads. On a host whose `/run` cannot be written (a read-only
+/// `/run`, or a user who may not create the update lock) it still answers 100 (updates
+/// available) or 0, never 1 because it could not take the live lock.
+#[test]
+fn p70_update_check_answers_with_a_read_only_run() {
+    support::require_root();
+    let host = TestHost::new();
+    host.fakes.add("systemctl", "exit 0");
+    set_sysbox(&host, OLD_SYSBOX);
+    publish(&host, TARGET_SYSBOX, None);
+    let before = files(&host);
+    let run = host.root().join("run");
+    let _ro = ReadOnlyMount::over(&run);
+    assert!(
+        std::fs::create_dir(run.join("probe")).is_err(),
+        "{} is still writable",
+        run.display()
+    );
+    let (code, stdout, stderr) = host.run(&["update", "--check"]);
+    assert_eq!(code, 100, "{stdout}{stderr}");
+    assert!(stdout.contains("sysbox:"), "{stdout}");
+    assert!(!stdout.contains("dry run"), "{stdout}");
+    // A lock file left by an earlier update (mode 0644, not writable here) is only read.
+    drop(_ro);
+    std::fs::create_dir_all(run.join("containai")).unwrap();
+    std::fs::write(run.join("containai/update.lock"), "1\n").unwrap();
+    let _ro = ReadOnlyMount::over(&run);
+    let (code, stdout, stderr) = host.run(&["update", "--check"]);
+    assert_eq!(code, 100, "{stdout}{stderr}");
+    // Nothing was written anywhere under the root.
+    assert_eq!(files(&host), before);
+}

@@ -134,7 +134,7 @@ pub struct UpdateArgs {
     /// Skip confirmation prompts (does not stop containers by itself)
     #[arg(long)]
     pub force: bool,
-    /// Only tell whether updates are available (exit 100 when they are)
+    /// Only tell whether updates are available (exit 100 when they are); reads only, takes no lock
     #[arg(long)]
     pub check: bool,
     /// Print the plan or result as JSON
@@ -313,8 +313,13 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             ctx.run_script(&script, args.args.clone(), args.json)
         }
         Command::Update(args) => {
-            let ctx = Ctx::probe(&cli, mode(args.dry_run))?;
-            ctx.take_update_lock()?;
+            // `--check` only reads [P70]: it runs under the dry-run gate, so whatever the
+            // script asks nothing changes, and it never takes the live lock (a read-only
+            // `/run` or a user still gets 0 or 100).
+            let ctx = Ctx::probe(&cli, mode(args.dry_run || args.check))?;
+            if !args.check {
+                ctx.take_update_lock()?;
+            }
             let script = ctx.catalog.resolve("update")?;
             let flags = [
                 (args.stop_containers, "--stop-containers"),
@@ -322,7 +327,12 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
                 (args.check, "--check"),
                 (args.no_restart, "--no-restart"),
             ];
-            ctx.run_script(&script, flag_args(&flags), args.json)
+            let plan = if args.check && !args.dry_run {
+                ShowPlan::WhenNotEmpty
+            } else {
+                ShowPlan::Always
+            };
+            ctx.run_script_showing(&script, flag_args(&flags), args.json, plan)
         }
         Command::Doctor(args) => doctor(&cli, args),
         Command::System(SystemCommand::StopContainers { timeout, dry_run }) => {
@@ -436,6 +446,15 @@ fn system_unit(ctx: &Ctx, name: Option<&str>) -> Result<u8, Error> {
 
 /// How `cai system unit` names the engine's daemon configuration.
 const DAEMON_CONFIG_NAME: &str = "daemon.json";
+
+/// When a run under the dry-run gate prints its plan: always for `--dry-run`; for
+/// `cai update --check`, which runs under that gate only to stay read-only, only when a script
+/// asked for a change (which then shows it was not made).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ShowPlan {
+    Always,
+    WhenNotEmpty,
+}
 
 fn mode(dry_run: bool) -> Mode {
     if dry_run { Mode::DryRun } else { Mode::Live }
@@ -594,6 +613,16 @@ impl Ctx {
     }
 
     fn run_script(&self, script: &Script, args: Vec<String>, json: bool) -> Result<u8, Error> {
+        self.run_script_showing(script, args, json, ShowPlan::Always)
+    }
+
+    fn run_script_showing(
+        &self,
+        script: &Script,
+        args: Vec<String>,
+        json: bool,
+        show: ShowPlan,
+    ) -> Result<u8, Error> {
         self.install_interrupt_handler();
         let outcome =
             script::run(&self.host, &self.catalog, script, args, json).map_err(Error::from);
@@ -614,7 +643,7 @@ impl Ctx {
                 error: error.as_deref(),
             };
             term::out(&render::run_json(&doc));
-        } else if gate.is_dry_run() {
+        } else if gate.is_dry_run() && (show == ShowPlan::Always || !gate.plan().is_empty()) {
             term::out(&render::plan_human(&gate.plan()));
         } else if outcome.is_err() && !gate.journal().is_empty() {
             // A live run that failed part-way: say exactly what it had already done.

@@ -48,10 +48,11 @@ pub struct ExecArgs {
 /// `cai shell`: a login shell with a PTY, always, whatever stdin is [P44].
 pub fn shell(cli: &Cli, args: &ShellArgs) -> Result<u8, Error> {
     let session = connect(cli, args.container.as_deref())?;
-    let remote = shell::remote_command(Remote::Shell, &[], &[]);
     if std::io::stdin().is_terminal() {
+        let remote = shell::remote_command(Remote::Shell, &[], &[]);
         Ok(session.attached(true, &remote)?)
     } else {
+        let remote = shell::remote_command(Remote::PipedShell, &[], &[]);
         Ok(session.shell_from_pipe(&remote)?)
     }
 }

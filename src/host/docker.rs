@@ -259,6 +259,20 @@ impl Client {
         Ok(self.client.get_or_init(|| docker))
     }
 
+    /// Waits until the engine answers on its socket (after a restart), asking every 250 ms for
+    /// at most `timeout`; Ctrl-C or the script's budget in `limits` ends it early [P71].
+    pub fn wait_answering(
+        &self,
+        timeout: Duration,
+        limits: &super::wait::Limits,
+    ) -> Result<bool, super::wait::Cut> {
+        limits
+            .poll(timeout, Duration::from_millis(250), || {
+                self.status().reachable.then_some(())
+            })
+            .map(|up| up.is_some())
+    }
+
     pub fn status(&self) -> EngineStatus {
         let rt = &self.rt;
         let mut status = EngineStatus {

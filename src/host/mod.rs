@@ -16,6 +16,7 @@ pub mod fs;
 pub mod installs;
 pub mod lima;
 pub mod packages;
+pub mod pty;
 pub mod ssh;
 pub mod state;
 pub mod sysbox;
@@ -23,6 +24,7 @@ pub mod systemd;
 pub mod trust;
 pub mod update;
 pub mod volumes;
+pub mod wait;
 
 use std::ffi::OsString;
 use std::io::{BufRead, IsTerminal};
@@ -111,6 +113,8 @@ pub struct Host {
     pub reports: std::cell::RefCell<Vec<serde_json::Value>>,
     /// Set by Ctrl-C; scripts stop at their next operation.
     pub interrupted: Arc<AtomicBool>,
+    /// The running script's wall-clock budget, which native waits honour [P71].
+    pub script_clock: wait::ScriptClock,
     /// The update lock, once a live run took it; held until the process ends.
     pub update_lock: update::LockSlot,
     /// This run's installs, each pending until the core verified it; clearing the update
@@ -193,6 +197,7 @@ impl Host {
             home: options.home,
             runtime_dir: options.runtime_dir,
             interrupted: Arc::new(AtomicBool::new(false)),
+            script_clock: wait::ScriptClock::default(),
             reports: std::cell::RefCell::new(Vec::new()),
             update_lock: update::LockSlot::default(),
             installs: installs::Installs::default(),
@@ -238,6 +243,14 @@ impl Host {
     }
 
     /// The `containai-docker` engine client.
+    /// What ends a native wait early: Ctrl-C and the running script's budget [P71].
+    pub fn wait_limits(&self) -> wait::Limits {
+        wait::Limits {
+            until: self.script_clock.deadline(),
+            interrupted: self.interrupted.clone(),
+        }
+    }
+
     pub fn docker(&self) -> &docker::Client {
         &self.docker
     }

@@ -57,6 +57,10 @@ const BACKOFF: [Duration; 2] = [Duration::from_millis(500), Duration::from_milli
 const STARTED_BUDGET: Duration = Duration::from_secs(30);
 /// A detached start: the connection is up, so this covers the remote program's half second.
 const DETACH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the end of a piped shell's input is told again while the shell still runs (each
+/// end-of-file character is read once); a long last command queues at most a few hundred.
+const EOF_REPEAT_FIRST: Duration = Duration::from_millis(100);
+const EOF_REPEAT_MAX: Duration = Duration::from_secs(1);
 /// Output a script may hold from one remote command.
 const MAX_OUTPUT: usize = 4 * 1024 * 1024;
 
@@ -485,24 +489,38 @@ impl Session {
     }
 
     /// Runs the login shell with a PTY (`-tt`) while stdin is not a terminal (`cai shell` fed
-    /// by a pipe or `/dev/null`). A PTY session ignores the end of ssh's input, and a Ctrl-D
-    /// that arrives before the shell reads its terminal is lost, so the shell would wait
-    /// forever: here stdin is copied to ssh and its end becomes an `exit` line, which leaves the
-    /// shell with the status of its last command, as the end of input does.
+    /// by a pipe or `/dev/null`); `remote` is the [`shell::Remote::PipedShell`] program, which
+    /// keeps the remote terminal in canonical mode. `ssh` gets a local terminal
+    /// ([`super::pty`]) as stdin, so the remote PTY starts with its modes, and stdin is copied
+    /// into it once `ssh` has taken it over. A PTY session ignores the end of ssh's input, so
+    /// the end of stdin becomes the terminal's end-of-file character at the start of a line
+    /// [P69]: the remote line discipline hands it to whoever reads the terminal as an end of
+    /// file, never as data. On a pipe an end of file stays; on a terminal each one is read once,
+    /// by the last command (`cat > file`, a prompt) and then by the shell, so it is sent again,
+    /// less and less often, until the shell is gone. The shell ends with the status of its last
+    /// command, as at the end of piped input.
     pub fn shell_from_pipe(&self, remote: &OsStr) -> Result<u8, SshError> {
         use std::io::Write;
+        let super::pty::LocalPty {
+            controller,
+            terminal,
+        } = super::pty::open().map_err(SshError::Spawn)?;
+        // The terminal goes to ssh alone (this copy closes with the command), so it hangs up
+        // when ssh ends.
         let mut child = self
             .command("ControlMaster=no")?
             .args(["-tt", HOST])
             .arg(remote)
-            .stdin(Stdio::piped())
+            .stdin(Stdio::from(terminal))
             .spawn()
             .map_err(SshError::Spawn)?;
-        let Some(mut sink) = child.stdin.take() else {
-            return Err(SshError::Spawn(std::io::Error::other("no stdin pipe")));
-        };
-        // Not joined: it may block on a stdin that never ends after the shell is gone.
+        // Not joined: it may block on a stdin that never ends after the shell is gone, and it
+        // ends with the process once the shell is.
         std::thread::spawn(move || {
+            if !super::pty::wait_taken_over(&controller, ATTEMPT_TIMEOUT) {
+                return;
+            }
+            let mut sink = File::from(controller);
             let mut input = std::io::stdin().lock();
             let mut buf = [0_u8; 8192];
             let mut last = b'\n';
@@ -519,14 +537,16 @@ impl Session {
                     Err(_) => break,
                 }
             }
-            let end: &[u8] = if last == b'\n' {
-                b"exit\n"
-            } else {
-                b"\nexit\n"
-            };
-            let _ = sink.write_all(end);
-            // Kept open: closing it changes nothing for a PTY session.
-            std::mem::forget(sink);
+            // Mid-line, the character would only end the line; a newline first.
+            if last != b'\n' && sink.write_all(b"\n").is_err() {
+                return;
+            }
+            let mut pause = EOF_REPEAT_FIRST;
+            // Ends when ssh is gone and the terminal hangs up.
+            while sink.write_all(&[shell::VEOF]).is_ok() {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(EOF_REPEAT_MAX);
+            }
         });
         let status = child.wait().map_err(SshError::Spawn)?;
         Ok(exit_code(status))

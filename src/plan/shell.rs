@@ -18,6 +18,9 @@ pub const WORKSPACE: &str = "/home/agent/workspace";
 pub const USER: &str = "agent";
 /// Where containers publish their SSH server.
 pub const HOST: &str = "127.0.0.1";
+/// The terminal's end-of-file character (`VEOF`, Ctrl-D) as a PTY has it by default: at the
+/// start of a line, in canonical mode, the line discipline hands the reader an end of file.
+pub const VEOF: u8 = 0x04;
 /// First word of the line a detached start prints on stdout.
 pub const DETACH_MARKER: &str = "cai-detach";
 
@@ -121,6 +124,10 @@ pub fn check_argv(argv: &[String]) -> Result<(), ArgError> {
 pub enum Remote {
     /// `cai shell`: an interactive login shell in the workspace.
     Shell,
+    /// `cai shell` fed by a pipe: the same shell without line editing, so the terminal stays in
+    /// canonical mode and its line discipline turns each end-of-file character ([`VEOF`]) into
+    /// an end of file for whoever reads it, the last command or the shell [P69].
+    PipedShell,
     /// `cai exec`: the command, attached.
     Exec,
     /// `cai exec --detach`: the command started in the background and confirmed.
@@ -182,6 +189,13 @@ pub fn remote_command(kind: Remote, env: &[EnvVar], argv: &[OsString]) -> OsStri
     let program = match kind {
         // Always opens: a missing workspace leaves the shell in the home directory.
         Remote::Shell => return OsString::from(format!("cd {WORKSPACE} || cd; exec bash -l")),
+        // Readline would switch the terminal out of canonical mode while it reads a line, and
+        // an end-of-file character arriving then is a plain byte (or, queued before, a NUL).
+        Remote::PipedShell => {
+            return OsString::from(format!(
+                "cd {WORKSPACE} || cd; exec bash --login --noediting"
+            ));
+        }
         Remote::Exec => exec_program(env),
         Remote::Detach => detach_program(env),
     };

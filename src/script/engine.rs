@@ -103,6 +103,9 @@ pub fn build(
         crate::term::err(&crate::term::text(&format!("debug: {at}{text}")));
     });
 
+    // Native waits read the same clock [P71].
+    host.script_clock
+        .follow(options.budget.clock(), options.budget.limit());
     let stop = Stop::new(options.budget.clone(), host.interrupted.clone());
     let progress = stop.clone();
     engine.on_progress(move |ops| {

@@ -7,7 +7,7 @@ use rhai::{EvalAltResult, ParseError, ParseErrorType, Position};
 
 use super::engine::{DISABLED, Refusal};
 use super::guard;
-use super::sandbox::{STOP_INTERRUPT, STOP_NESTING, STOP_TIMEOUT, limits};
+use super::sandbox::{STOP_INTERRUPT, STOP_MEMORY, STOP_NESTING, STOP_TIMEOUT, limits};
 use crate::term;
 
 /// Why a script run ended in an error.
@@ -93,6 +93,8 @@ pub fn from_eval_in(
         position_in(err, file, defined_here)
     };
     let mut interrupted = false;
+    // Printed after the source excerpt, as every `help:` line is.
+    let mut help = None;
     let message = match inner {
         EvalAltResult::ErrorTerminated(token, _) => {
             let token = token.clone().into_string().unwrap_or_default();
@@ -102,6 +104,14 @@ pub fn from_eval_in(
             } else if token == STOP_TIMEOUT {
                 format!(
                     "script stopped: it ran past its wall-clock budget of {budget_secs} s (config script_timeout_secs)"
+                )
+            } else if token == STOP_MEMORY {
+                help = Some(
+                    "raise script_memory_mb in the config if the flow legitimately needs more",
+                );
+                format!(
+                    "script exceeded its memory limit of {} MiB",
+                    super::memory::limit_mib()
                 )
             } else if token == STOP_NESTING {
                 format!(
@@ -137,8 +147,12 @@ pub fn from_eval_in(
             text
         }
     };
+    let mut message = located(file, source, pos, &message);
+    if let Some(help) = help {
+        message = format!("{message}\nhelp: {help}");
+    }
     ScriptError {
-        message: located(file, source, pos, &message),
+        message,
         interrupted,
     }
 }

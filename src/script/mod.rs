@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod engine;
 pub mod error;
 pub mod guard;
+pub mod memory;
 pub mod repl;
 pub mod sandbox;
 
@@ -183,7 +184,8 @@ fn options(host: &Host, args: Vec<String>, json: bool) -> EngineOptions {
     EngineOptions {
         args,
         json,
-        budget: Budget::new(Duration::from_secs(host.config.script_timeout_secs)),
+        budget: Budget::new(Duration::from_secs(host.config.script_timeout_secs))
+            .with_memory(host.config.script_memory_mb),
     }
 }
 

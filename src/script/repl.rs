@@ -135,7 +135,8 @@ fn prompt(mode: Mode) -> &'static str {
 pub fn run(host: &Rc<Host>, catalog: &Rc<Catalog>) -> anyhow::Result<()> {
     // A person types every call here, as deliberately as an answer to a prompt.
     host.stop_consent.set(true);
-    let budget = Budget::new(Duration::from_secs(host.config.script_timeout_secs));
+    let budget = Budget::new(Duration::from_secs(host.config.script_timeout_secs))
+        .with_memory(host.config.script_memory_mb);
     let (engine, primitives) = engine::build(
         host,
         catalog,

@@ -3,7 +3,7 @@
 //! callback and the guards that wait or measure read to end a script on Ctrl-C, on the budget, or
 //! on a stop a guard requested, with the `STOP_*` token that says why.
 //!
-//! A leaf: it names no other part of the crate, so the engine, its guards, the bindings and the
+//! A leaf: it names no other part of the crate but the memory count it reads, so the engine, its guards, the bindings and the
 //! error rendering all read the same limits without importing each other.
 
 use std::cell::Cell;
@@ -44,6 +44,8 @@ pub const STOP_TIMEOUT: &str = "cai:timeout";
 pub const STOP_INTERRUPT: &str = "cai:interrupt";
 /// A value too deeply nested was turned into text where an error could not be raised.
 pub const STOP_NESTING: &str = "cai:nesting";
+/// The process holds more memory than the script's allowance [P72].
+pub const STOP_MEMORY: &str = "cai:memory";
 
 /// Per-run state the engine's callbacks read.
 #[derive(Clone)]
@@ -53,6 +55,8 @@ pub struct Budget {
     /// A stop requested by a guard that had to return a value instead of an error; the next
     /// operation raises it.
     pending: Rc<Cell<Option<&'static str>>>,
+    /// The memory the script may take; none until [`Budget::with_memory`].
+    memory: Option<super::memory::Allowance>,
 }
 
 impl Budget {
@@ -61,7 +65,21 @@ impl Budget {
             started: Rc::new(Cell::new(Instant::now())),
             limit,
             pending: Rc::new(Cell::new(None)),
+            memory: None,
         }
+    }
+
+    /// Bounds the memory of the script to `limit_mib` MiB over what the process holds now
+    /// [P72] (config `script_memory_mb`).
+    #[must_use]
+    pub fn with_memory(mut self, limit_mib: u64) -> Self {
+        self.memory = Some(super::memory::Allowance::new(limit_mib));
+        self
+    }
+
+    /// When this run's clock started, shared so native waits read the same clock [P71].
+    pub fn clock(&self) -> Rc<Cell<Instant>> {
+        self.started.clone()
     }
 
     /// Restarts the clock (each REPL entry gets its own budget) and forgets a pending stop.
@@ -100,6 +118,11 @@ impl Stop {
         }
         if let Some(token) = self.budget.pending.get() {
             return Some(token);
+        }
+        // One atomic load: cheap enough for every operation, and an operation adds at most a
+        // few MiB (the string and array limits), so the count is never far past the limit.
+        if self.budget.memory.is_some_and(|m| m.exceeded()) {
+            return Some(STOP_MEMORY);
         }
         if clock && self.budget.started.get().elapsed() > self.budget.limit {
             return Some(STOP_TIMEOUT);

@@ -51,6 +51,9 @@ pub struct TestHost {
     pub root: tempfile::TempDir,
     pub home: tempfile::TempDir,
     pub fakes: Fakes,
+    /// The engines started for this root, stopped before the root is unmounted and removed
+    /// (a test's fields may drop the host before its engine).
+    engines: std::sync::Mutex<Vec<Engine>>,
 }
 
 impl TestHost {
@@ -92,6 +95,7 @@ impl TestHost {
             root,
             home,
             fakes: Fakes::new(),
+            engines: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -167,6 +171,86 @@ impl TestHost {
         walk(self.root(), &skip, &mut out);
         out
     }
+}
+
+impl Drop for TestHost {
+    /// Stops this root's engines, unmounts everything still mounted under the root (the
+    /// engine's own mounts, bind mounts and tmpfs a test planted) and checks that nothing is
+    /// left: a mount left behind outlives the test and pins the deleted directory.
+    fn drop(&mut self) {
+        let engines = std::mem::take(
+            &mut *self
+                .engines
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for engine in engines {
+            engine.stop();
+        }
+        let left = unmount_under(self.root());
+        if !std::thread::panicking() {
+            assert!(
+                left.is_empty(),
+                "still mounted under {} after teardown: {left:?}",
+                self.root().display()
+            );
+        }
+    }
+}
+
+/// Mount points at or under `root`, from `/proc/self/mountinfo` (the test shares its mount
+/// namespace with the engines it starts).
+pub fn mounts_under(root: &Path) -> Vec<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|field| PathBuf::from(unescape_mount_path(field)))
+        .filter(|p| p.starts_with(root))
+        .collect()
+}
+
+/// mountinfo writes space, tab, newline and backslash in a path as `\ooo` octal escapes.
+fn unescape_mount_path(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 3 < bytes.len() {
+            let code = std::str::from_utf8(&bytes[i + 1..i + 4])
+                .ok()
+                .and_then(|o| u8::from_str_radix(o, 8).ok());
+            if let Some(code) = code {
+                out.push(code);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Detaches every mount at or under `root`, deepest first, and returns what is still mounted
+/// there afterwards (nothing, when teardown worked).
+pub fn unmount_under(root: &Path) -> Vec<PathBuf> {
+    for _ in 0..5 {
+        let mut mounts = mounts_under(root);
+        if mounts.is_empty() {
+            break;
+        }
+        mounts.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        mounts.dedup();
+        for mount in mounts {
+            let _ = Command::new("umount")
+                .arg("--lazy")
+                .arg(&mount)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+    mounts_under(root)
 }
 
 fn walk(dir: &Path, skip: &[PathBuf], out: &mut BTreeMap<String, String>) {
@@ -314,9 +398,104 @@ impl Fakes {
 
 /// A private dockerd serving `<root>/var/run/containai-docker.sock` with its data under the root.
 pub struct Dockerd {
-    child: Child,
+    engine: Engine,
     socket: PathBuf,
     log: PathBuf,
+}
+
+/// A private dockerd process, shared by its [`Dockerd`] and the [`TestHost`] whose root it
+/// serves: whichever drops first stops it, then everything it mounted is unmounted.
+#[derive(Clone)]
+struct Engine(std::sync::Arc<EngineState>);
+
+struct EngineState {
+    child: std::sync::Mutex<Option<Child>>,
+    socket: PathBuf,
+    /// The docker CLI's configuration directory.
+    client: PathBuf,
+    root: PathBuf,
+}
+
+impl Engine {
+    fn child(&self) -> std::sync::MutexGuard<'_, Option<Child>> {
+        self.0
+            .child
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Removes the containers, stops dockerd (SIGTERM, then SIGKILL after 20 s), ends what it
+    /// left running for this root (a SIGKILLed dockerd leaves containerd), and unmounts what
+    /// it mounted under the root (its data root, overlays, network namespaces). Idempotent.
+    fn stop(&self) {
+        if let Some(mut child) = self.child().take() {
+            // Kill containers first: some tests run PID-1 programs that ignore SIGTERM.
+            if let Ok(ids) = docker_cli(&self.0.socket, &self.0.client, &["ps", "-aq"]) {
+                let ids: Vec<&str> = ids.split_whitespace().collect();
+                if !ids.is_empty() {
+                    let mut args = vec!["rm", "-f"];
+                    args.extend(ids);
+                    let _ = docker_cli(&self.0.socket, &self.0.client, &args);
+                }
+            }
+            if let Some(pid) =
+                rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap_or(0))
+            {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        kill_processes_of(&self.0.root);
+        unmount_under(&self.0.root);
+    }
+}
+
+/// SIGKILLs every process whose command line names a path under `root`: what an engine of that
+/// root left behind (containerd, shims). Only test roots are ever passed here.
+fn kill_processes_of(root: &Path) {
+    let needle = format!("{}/", root.display());
+    let me = i32::try_from(std::process::id()).unwrap_or(0);
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if pid != me && String::from_utf8_lossy(&cmdline).contains(&needle) {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+    }
+}
+
+/// Runs a docker CLI command against the engine at `socket`; stdout, or stderr on failure.
+fn docker_cli(socket: &Path, client: &Path, args: &[&str]) -> Result<String, String> {
+    let out = Command::new("docker")
+        .arg("-H")
+        .arg(format!("unix://{}", socket.display()))
+        .args(args)
+        .env_remove("DOCKER_CONTEXT")
+        .env("DOCKER_CONFIG", client)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
 }
 
 impl Dockerd {
@@ -348,7 +527,21 @@ impl Dockerd {
             .stderr(std::fs::File::create(root.join("dockerd.err")).unwrap())
             .spawn()
             .expect("spawn dockerd");
-        let engine = Dockerd { child, socket, log };
+        let shared = Engine(std::sync::Arc::new(EngineState {
+            child: std::sync::Mutex::new(Some(child)),
+            socket: socket.clone(),
+            client: log.with_file_name("docker-client"),
+            root: root.to_path_buf(),
+        }));
+        host.engines
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(shared.clone());
+        let engine = Dockerd {
+            engine: shared,
+            socket,
+            log,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if engine
@@ -380,25 +573,18 @@ impl Dockerd {
 
     /// SIGKILLs the engine: its socket file stays behind with nobody answering on it.
     pub fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL dockerd");
-        self.child.wait().expect("reap dockerd");
+        // Out of the slot: once reaped, its PID may belong to another process.
+        let mut child = self.engine.child().take().expect("dockerd runs");
+        child.kill().expect("SIGKILL dockerd");
+        child.wait().expect("reap dockerd");
     }
 
     fn try_docker(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new("docker")
-            .arg("-H")
-            .arg(format!("unix://{}", self.socket.display()))
-            .args(args)
-            .env_remove("DOCKER_CONTEXT")
-            .env("DOCKER_CONFIG", self.log.with_file_name("docker-client"))
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        docker_cli(
+            &self.socket,
+            &self.log.with_file_name("docker-client"),
+            args,
+        )
     }
 
     /// Runs a docker CLI command against this engine; panics with its stderr on failure.
@@ -468,29 +654,7 @@ impl Dockerd {
 
 impl Drop for Dockerd {
     fn drop(&mut self) {
-        // Kill containers first: some tests run PID-1 programs that ignore SIGTERM.
-        if let Ok(ids) = self.try_docker(&["ps", "-aq"]) {
-            let ids: Vec<&str> = ids.split_whitespace().collect();
-            if !ids.is_empty() {
-                let mut args = vec!["rm", "-f"];
-                args.extend(ids);
-                let _ = self.try_docker(&args);
-            }
-        }
-        let _ = rustix::process::kill_process(
-            rustix::process::Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(0))
-                .expect("dockerd pid"),
-            rustix::process::Signal::TERM,
-        );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.engine.stop();
     }
 }
 

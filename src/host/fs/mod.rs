@@ -351,7 +351,7 @@ impl Root {
     }
 
     /// Opens a file for locking with `flock`: read-write, created 0644 with its directories when
-    /// `create` is set (`None` when it does not exist and `create` is not set). A symlink at the
+    /// `create` is set; otherwise read-only, `None` when it does not exist. A symlink at the
     /// file is refused, never followed.
     pub fn open_lock(
         &self,
@@ -368,10 +368,14 @@ impl Root {
             }
         }
         .map_err(|e| self.error("lock", absolute, e))?;
-        let mut flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
-        if create {
-            flags |= OFlags::CREATE;
-        }
+        // Only a run that takes the lock writes its PID into it; a check opens it read-only
+        // (`flock` needs no write access), so it works on a read-only `/run` and as a user.
+        let mut flags = OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+        flags |= if create {
+            OFlags::RDWR | OFlags::CREATE
+        } else {
+            OFlags::RDONLY
+        };
         let fd = match rustix::fs::openat(&dir, &name, flags, Mode::from_raw_mode(0o644)) {
             Ok(fd) => fd,
             Err(Errno::NOENT) if !create => return Ok(None),

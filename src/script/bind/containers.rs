@@ -9,7 +9,7 @@ use std::time::Duration;
 use rhai::{Array, Dynamic, NativeCallContext};
 use serde_json::json;
 
-use super::{Doc, Registrar, Res, fail_at, gated, strings, to_dynamic};
+use super::{Doc, Registrar, Res, cut_short, fail_at, gated, strings, to_dynamic};
 use crate::effects::Action;
 use crate::host::Host;
 use crate::host::docker::{self, ExecOutput, SetReport};
@@ -34,7 +34,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     reg.read(
         Doc {
             signature: "containers::wait_engine(timeout_secs: int) -> bool",
-            doc: "waits until the engine answers on its socket (after a restart); false when it did not within the timeout",
+            doc: "waits until the engine answers on its socket (after a restart); false when it did not within the timeout; Ctrl-C and the script's wall-clock budget end the wait and the script",
             example: "containers::wait_engine(1)",
         },
         move |ctx: NativeCallContext, secs: i64| {
@@ -44,18 +44,9 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
                     format!("containers::wait_engine: timeout {secs} s is outside 1..={MAX_STOP_SECS}"),
                 ));
             }
-            let deadline = std::time::Instant::now() + Duration::from_secs(secs.unsigned_abs());
-            loop {
-                if h.docker().status().reachable {
-                    return Ok(true);
-                }
-                if std::time::Instant::now() >= deadline
-                    || h.interrupted.load(std::sync::atomic::Ordering::SeqCst)
-                {
-                    return Ok(false);
-                }
-                std::thread::sleep(Duration::from_millis(250));
-            }
+            h.docker()
+                .wait_answering(Duration::from_secs(secs.unsigned_abs()), &h.wait_limits())
+                .map_err(|cut| cut_short(&ctx, cut))
         },
     );
 

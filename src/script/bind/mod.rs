@@ -292,6 +292,19 @@ pub(crate) fn fail_at(ctx: &NativeCallContext, e: impl std::fmt::Display) -> Box
     ))
 }
 
+/// The error that ends the script when a native wait was cut short, the same one the operation
+/// callback raises for Ctrl-C and the wall-clock budget [P71].
+pub(crate) fn cut_short(
+    ctx: &NativeCallContext,
+    cut: crate::host::wait::Cut,
+) -> Box<EvalAltResult> {
+    let token = match cut {
+        crate::host::wait::Cut::Budget => crate::script::sandbox::STOP_TIMEOUT,
+        crate::host::wait::Cut::Interrupted => crate::script::sandbox::STOP_INTERRUPT,
+    };
+    crate::script::sandbox::Stop::error(token, ctx.call_position())
+}
+
 pub(crate) fn to_dynamic<T: serde::Serialize>(value: &T) -> Res<Dynamic> {
     rhai::serde::to_dynamic(value)
 }

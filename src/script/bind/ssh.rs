@@ -10,7 +10,7 @@ use std::time::Duration;
 use rhai::{Array, Map, NativeCallContext};
 use serde_json::json;
 
-use super::{Doc, Registrar, Res, fail_at, gated, strings};
+use super::{Doc, Registrar, Res, cut_short, fail_at, gated, strings};
 use crate::effects::Action;
 use crate::host::Host;
 use crate::host::docker::{self, ExecOutput};
@@ -34,8 +34,15 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
             // Values may be secrets: the plan and journal record only the names.
             let names: Vec<&str> = env.iter().map(|v| v.name.as_str()).collect();
             let action = Action::new("ssh.exec", name, json!({ "argv": argv, "env": names }));
+            // The remote command gets what is left of the script's budget at most [P71].
+            let limits = h.wait_limits();
+            limits.check().map_err(|cut| cut_short(&ctx, cut))?;
             gated(&ctx, &h, action, ExecOutput::default, |ok| {
-                ssh::exec(ok, &h, name, &remote, EXEC_TIMEOUT)
+                ssh::exec(ok, &h, name, &remote, limits.cap(EXEC_TIMEOUT))
+            })
+            .map_err(|e| match limits.check() {
+                Err(cut) => cut_short(&ctx, cut),
+                Ok(()) => e,
             })
         },
     );
