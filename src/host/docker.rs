@@ -13,6 +13,7 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::ContainerSummary;
 use bollard::query_parameters::{
     ListContainersOptions, StartContainerOptions, StopContainerOptions,
 };
@@ -41,6 +42,10 @@ pub enum DockerError {
         "cannot reach the engine at {socket}: {reason}\nhelp: check the engine with `systemctl status containai-docker`"
     )]
     Unreachable { socket: PathBuf, reason: String },
+    #[error(
+        "the containai-docker engine is not running: {socket} does not exist, and containers (stopped ones too) cannot be listed without it\nhelp: systemctl start containai-docker"
+    )]
+    EngineDown { socket: PathBuf },
     #[error("container {0} not found on the containai-docker engine")]
     NotFound(String),
     #[error("engine call {what} failed: {message}")]
@@ -94,6 +99,46 @@ pub struct ContainerInfo {
     pub managed_by: ManagedBy,
     pub ssh_port: Option<String>,
     pub labels: BTreeMap<String, String>,
+}
+
+/// Any container on the engine, managed by ContainAI or not, with its mounts.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EngineContainer {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub state: String,
+    pub running: bool,
+    /// `None`: neither labelled nor a legacy ContainAI image.
+    pub managed_by: Option<ManagedBy>,
+    pub labels: BTreeMap<String, String>,
+    pub mounts: Vec<MountInfo>,
+}
+
+impl EngineContainer {
+    /// The container as managed lists show it, when it is managed.
+    pub fn into_managed(self) -> Option<ContainerInfo> {
+        let managed_by = self.managed_by?;
+        Some(ContainerInfo {
+            ssh_port: self.labels.get(SSH_PORT_LABEL).cloned(),
+            id: self.id,
+            name: self.name,
+            image: self.image,
+            state: self.state,
+            running: self.running,
+            managed_by,
+            labels: self.labels,
+        })
+    }
+}
+
+/// A named volume as the engine describes it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct VolumeInfo {
+    pub name: String,
+    pub driver: String,
+    /// The options it was created with (`--opt type=none --opt o=bind --opt device=DIR`, ...).
+    pub options: BTreeMap<String, String>,
 }
 
 /// A container's details for decisions (user, mounts, state).
@@ -328,6 +373,53 @@ impl Client {
         Ok(Some(out))
     }
 
+    /// Every container on the engine, running or stopped, managed or not, sorted by name.
+    ///
+    /// Stopped containers and their volumes exist whether the engine runs or not, so an absent
+    /// socket is [`DockerError::EngineDown`], never an empty list [P75].
+    pub fn list_all(&self) -> Result<Vec<EngineContainer>, DockerError> {
+        let rt = &self.rt;
+        if !self.socket_present()? {
+            return Err(DockerError::EngineDown {
+                socket: self.socket.clone(),
+            });
+        }
+        let docker = self.client()?;
+        let options = ListContainersOptions {
+            all: true,
+            ..Default::default()
+        };
+        let list = timed(
+            rt,
+            "list containers",
+            API_TIMEOUT,
+            docker.list_containers(Some(options)),
+        )
+        .map_err(|e| self.unreachable(e))?;
+        let mut out: Vec<EngineContainer> = list.into_iter().map(engine_container).collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// A named volume's driver and options.
+    pub fn inspect_volume(&self, name: &str) -> Result<VolumeInfo, DockerError> {
+        validate_ref(name)?;
+        let rt = &self.rt;
+        let docker = self.client()?;
+        let v = timed(
+            rt,
+            "inspect volume",
+            API_TIMEOUT,
+            docker.inspect_volume(name),
+        )
+        .map_err(|e| not_found_or(name, "inspect volume", e))?;
+        Ok(VolumeInfo {
+            name: v.name,
+            driver: v.driver,
+            options: v.options.into_iter().collect(),
+        })
+    }
+
     pub fn inspect(&self, name: &str) -> Result<ContainerDetails, DockerError> {
         validate_ref(name)?;
         let rt = &self.rt;
@@ -515,6 +607,36 @@ impl Client {
         });
         let results = rt.block_on(futures_util::future::join_all(jobs));
         Ok(collect_set(results, API_TIMEOUT))
+    }
+}
+
+fn engine_container(c: ContainerSummary) -> EngineContainer {
+    let labels = c.labels.unwrap_or_default();
+    let image = c.image.unwrap_or_default();
+    let state = enum_text(&c.state);
+    EngineContainer {
+        id: c.id.unwrap_or_default(),
+        name: c
+            .names
+            .and_then(|n| n.into_iter().next())
+            .map(|n| n.trim_start_matches('/').to_string())
+            .unwrap_or_default(),
+        managed_by: classify(&labels, &image),
+        image,
+        running: state == "running",
+        state,
+        labels: labels.into_iter().collect(),
+        mounts: c
+            .mounts
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| MountInfo {
+                kind: enum_text(&m.typ),
+                name: m.name.unwrap_or_default(),
+                source: m.source.unwrap_or_default(),
+                destination: m.destination.unwrap_or_default(),
+            })
+            .collect(),
     }
 }
 
