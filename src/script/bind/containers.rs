@@ -64,7 +64,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
         Doc {
             signature: "containers::list_managed(all: bool) -> array",
             doc: "managed containers (label or legacy image); all=false lists running ones, and an absent socket is \"none\" only while the engine unit is not active; all=true includes stopped ones and fails when the engine is not running (they exist all the same); fails when the engine does not answer",
-            example: "containers::list_managed(true)",
+            example: "containers::list_managed(false)",
         },
         move |ctx: NativeCallContext, all: bool| {
             to_dynamic(&managed(&h, all).map_err(|e| fail_at(&ctx, e))?)
