@@ -832,3 +832,151 @@ for v in volumes::managed() { print(`managed ${v.volume} ${v.container} ${v.dest
     assert!(!stdout.contains("managed pv"), "{stdout}");
     assert_eq!(owner(&vol.join("a")), (NOBODY, NOBODY));
 }
+
+/// P65: a `local` volume whose options bind a host directory (`type=none`, `o=bind`,
+/// `device=DIR`) keeps its data outside the volumes directory: the repair skips it, says why,
+/// and neither the dry run nor the repair touches the host directory behind it.
+#[test]
+fn p65_bind_backed_local_volume_is_skipped() {
+    let f = Fixture::new();
+    let outside = f.host.home.path().join("host-dir");
+    dir(&outside, NOBODY, NOBODY);
+    file(&outside.join("f"), NOBODY, NOBODY);
+    let device = format!("device={}", outside.display());
+    f.engine.docker(&[
+        "volume",
+        "create",
+        "--driver",
+        "local",
+        "--opt",
+        "type=none",
+        "--opt",
+        "o=bind",
+        "--opt",
+        &device,
+        "bound",
+    ]);
+    f.labelled("box", &["-v", "bound:/data", "-v", "plain:/plain"]);
+    file(&f.volume("plain").join("f"), NOBODY, NOBODY);
+    let before = tree(&outside);
+
+    let (code, stdout, stderr) = f.repair(&["--all", "--dry-run"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("volume bound (/data): skipped (its options carry type, o, device"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("volume bound (/data): 2 scanned"),
+        "{stdout}"
+    );
+
+    let (code, stdout, stderr) = f.repair(&["--all"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(tree(&outside), before, "{stdout}");
+    assert_eq!(owner(&outside), (NOBODY, NOBODY));
+    assert_eq!(owner(&f.volume("plain").join("f")), (1000, 1000));
+    assert!(stdout.contains("volume bound (/data): skipped"), "{stdout}");
+    assert!(
+        stdout.contains("1 volume(s) checked: 0 ok, 1 repaired, 0 failed, 1 skipped"),
+        "{stdout}"
+    );
+
+    // The core refuses it too, whatever a script asks.
+    let script = f.host.script(
+        "evil.rhai",
+        r#"let r = volumes::chown("bound", #{uid: 65534, gid: 65534}, #{uid: 0, gid: 0});
+print(`skip=${r.skip} changed=${r.changed}`);
+let s = volumes::scan("bound");
+print(`scan skip=${s.skip} scanned=${s.scanned}`);"#,
+    );
+    let (code, stdout, stderr) = f.host.run(&["run", script.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("skip=its options carry"), "{stdout}");
+    assert!(stdout.contains("changed=0"), "{stdout}");
+    assert!(stdout.contains("scan skip=its options carry"), "{stdout}");
+    assert_eq!(tree(&outside), before, "{stdout}");
+}
+
+/// P65: whatever mounted it, a mount on a volume's `_data` is never crossed: the volume is
+/// skipped with the reason, by either resolver.
+#[test]
+fn p65_a_mount_over_a_volume_data_directory_is_not_crossed() {
+    let f = Fixture::with_box();
+    let outside = f.host.root().join("var/lib/containai-docker/outside");
+    dir(&outside, NOBODY, NOBODY);
+    file(&outside.join("f"), NOBODY, NOBODY);
+    let data = f.volume("vol");
+    mount(&["--bind", outside.to_str().unwrap(), data.to_str().unwrap()]);
+    let _guard = Mounted(data.clone());
+    let before = tree(&outside);
+
+    for resolver in ["auto", "fallback"] {
+        let (code, stdout, stderr) = f.repair(&["--container", "box", "--walk-resolver", resolver]);
+        assert_eq!(code, 0, "{resolver}: {stdout}\n{stderr}");
+        assert_eq!(owner(&outside), (NOBODY, NOBODY), "{resolver}: {stdout}");
+        assert_eq!(tree(&outside), before, "{resolver}: {stdout}");
+        assert!(
+            stdout.contains("volume vol (/data): skipped (") && stdout.contains("is a mount point"),
+            "{resolver}: {stdout}"
+        );
+    }
+}
+
+/// P66: a volume also attached to a container without the label holds that container's files
+/// too: the repair leaves it alone and names the container, by --all and by --container.
+#[test]
+fn p66_volume_shared_with_an_unmanaged_container_is_skipped() {
+    let f = Fixture::with_box();
+    f.container(false, "stranger", false, &["-v", "vol:/theirs"]);
+    f.labelled("solo", &["-v", "own:/data"]);
+    let vol = f.volume("vol");
+    file(&vol.join("f"), NOBODY, NOBODY);
+    file(&f.volume("own").join("f"), NOBODY, NOBODY);
+
+    for args in [&["--all"][..], &["--container", "box"][..]] {
+        let (code, stdout, stderr) = f.repair(args);
+        assert_eq!(code, 0, "{args:?}: {stdout}\n{stderr}");
+        assert_eq!(
+            owner(&vol.join("f")),
+            (NOBODY, NOBODY),
+            "{args:?}: {stdout}"
+        );
+        assert!(
+            stdout
+                .contains("volume vol (/data): skipped (shared with unmanaged container stranger)"),
+            "{args:?}: {stdout}"
+        );
+    }
+    assert_eq!(owner(&f.volume("own").join("f")), (1000, 1000));
+}
+
+/// P75: stopped containers and their volumes exist while the engine is down, so "no container
+/// is labelled" would be a lie: the repair says the engine is not running and how to start it.
+#[test]
+fn p75_repair_with_the_engine_down_fails_and_says_how_to_start_it() {
+    let mut f = Fixture::new();
+    f.container(false, "asleep", true, &["-v", "vstop:/data"]);
+    file(&f.volume("vstop").join("f"), NOBODY, NOBODY);
+    f.engine.kill();
+    std::fs::remove_file(f.host.socket()).unwrap();
+    // The engine unit is inactive: for running containers that means "none", not for all.
+    f.host
+        .fakes
+        .add("systemctl", r#"[ "$1" = is-active ] && exit 3; exit 0"#);
+
+    for args in [&["--all"][..], &["--container", "asleep"][..]] {
+        let (code, stdout, stderr) = f.repair(args);
+        assert_eq!(code, 1, "{args:?}: {stdout}\n{stderr}");
+        assert!(!stdout.contains("nothing to repair"), "{args:?}: {stdout}");
+        assert!(
+            stderr.contains("the containai-docker engine is not running"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains("help: systemctl start containai-docker"),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert_eq!(owner(&f.volume("vstop").join("f")), (NOBODY, NOBODY));
+}

@@ -42,6 +42,10 @@ pub enum DockerError {
         "cannot reach the engine at {socket}: {reason}\nhelp: check the engine with `systemctl status containai-docker`"
     )]
     Unreachable { socket: PathBuf, reason: String },
+    #[error(
+        "the containai-docker engine is not running: {socket} does not exist, and containers (stopped ones too) cannot be listed without it\nhelp: systemctl start containai-docker"
+    )]
+    EngineDown { socket: PathBuf },
     #[error("container {0} not found on the containai-docker engine")]
     NotFound(String),
     #[error("engine call {what} failed: {message}")]
@@ -109,6 +113,32 @@ pub struct EngineContainer {
     pub managed_by: Option<ManagedBy>,
     pub labels: BTreeMap<String, String>,
     pub mounts: Vec<MountInfo>,
+}
+
+impl EngineContainer {
+    /// The container as managed lists show it, when it is managed.
+    pub fn into_managed(self) -> Option<ContainerInfo> {
+        let managed_by = self.managed_by?;
+        Some(ContainerInfo {
+            ssh_port: self.labels.get(SSH_PORT_LABEL).cloned(),
+            id: self.id,
+            name: self.name,
+            image: self.image,
+            state: self.state,
+            running: self.running,
+            managed_by,
+            labels: self.labels,
+        })
+    }
+}
+
+/// A named volume as the engine describes it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct VolumeInfo {
+    pub name: String,
+    pub driver: String,
+    /// The options it was created with (`--opt type=none --opt o=bind --opt device=DIR`, ...).
+    pub options: BTreeMap<String, String>,
 }
 
 /// A container's details for decisions (user, mounts, state).
@@ -339,47 +369,40 @@ impl Client {
     /// `Ok(None)` means the socket does not exist, so no container can be running on this engine;
     /// any failure once the socket exists is an error.
     pub fn list_managed(&self, all: bool) -> Result<Option<Vec<ContainerInfo>>, DockerError> {
+        Ok(self.list(all)?.map(|list| {
+            list.into_iter()
+                .filter_map(EngineContainer::into_managed)
+                .collect()
+        }))
+    }
+
+    /// Every container on the engine, running or stopped, managed or not, sorted by name.
+    ///
+    /// Stopped containers and their volumes exist whether the engine runs or not, so an absent
+    /// socket is [`DockerError::EngineDown`], never an empty list [P75].
+    pub fn list_all(&self) -> Result<Vec<EngineContainer>, DockerError> {
+        self.list(true)?.ok_or_else(|| DockerError::EngineDown {
+            socket: self.socket.clone(),
+        })
+    }
+
+    /// A named volume's driver and options.
+    pub fn inspect_volume(&self, name: &str) -> Result<VolumeInfo, DockerError> {
+        validate_ref(name)?;
         let rt = &self.rt;
-        if !self.socket_present()? {
-            return Ok(None);
-        }
         let docker = self.client()?;
-        let options = ListContainersOptions {
-            all,
-            ..Default::default()
-        };
-        let list = timed(
+        let v = timed(
             rt,
-            "list containers",
+            "inspect volume",
             API_TIMEOUT,
-            docker.list_containers(Some(options)),
+            docker.inspect_volume(name),
         )
-        .map_err(|e| self.unreachable(e))?;
-        let mut out = Vec::new();
-        for c in list {
-            let labels = c.labels.unwrap_or_default();
-            let image = c.image.unwrap_or_default();
-            let Some(managed_by) = classify(&labels, &image) else {
-                continue;
-            };
-            let state = enum_text(&c.state);
-            out.push(ContainerInfo {
-                id: c.id.unwrap_or_default(),
-                name: c
-                    .names
-                    .and_then(|n| n.into_iter().next())
-                    .map(|n| n.trim_start_matches('/').to_string())
-                    .unwrap_or_default(),
-                image,
-                running: state == "running",
-                state,
-                managed_by,
-                ssh_port: labels.get(SSH_PORT_LABEL).cloned(),
-                labels: labels.into_iter().collect(),
-            });
-        }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(Some(out))
+        .map_err(|e| not_found_or(name, "inspect volume", e))?;
+        Ok(VolumeInfo {
+            name: v.name,
+            driver: v.driver,
+            options: v.options.into_iter().collect(),
+        })
     }
 
     pub fn inspect(&self, name: &str) -> Result<ContainerDetails, DockerError> {

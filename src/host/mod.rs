@@ -121,8 +121,8 @@ pub struct Host {
     /// record waits for them.
     pub installs: installs::Installs,
     /// The operator agreed to stop managed containers for an update: the run was given
-    /// `--stop-containers`, or a person answered yes at the terminal. `--yes` and `--force`
-    /// never set it.
+    /// `--stop-containers`, or a person answered yes to [`Host::confirm_stop`], the question that
+    /// names the containers. A yes to any other question, `--yes` and `--force` never set it.
     pub stop_consent: std::cell::Cell<bool>,
     /// The operator chose to leave the containers an update stops stopped (`--no-restart`).
     pub no_restart: std::cell::Cell<bool>,
@@ -296,11 +296,44 @@ impl Host {
     }
 
     /// Asks a yes/no question on the terminal. `--yes` answers yes; without a terminal the answer
-    /// is no, so unattended runs never proceed on a question nobody saw.
+    /// is no, so unattended runs never proceed on a question nobody saw. The answer is only the
+    /// answer to this question: it never agrees to stopping containers, whatever the question
+    /// said; only `--stop-containers` or [`Host::confirm_stop`] do [P74].
     pub fn confirm(&self, question: &str) -> bool {
         if self.yes {
             return true;
         }
+        self.ask(question)
+    }
+
+    /// Asks the person at the terminal whether to stop these containers (by name) for the
+    /// update; a yes is the operator's consent to record and stop containers in this run
+    /// ([`Host::stop_consent`]). The question is worded here, not by a script, so what is agreed
+    /// to is what was asked. `--yes` and `--force` never answer it, and without a terminal the
+    /// answer is no.
+    pub fn confirm_stop(&self, names: &[String]) -> bool {
+        if names.is_empty() {
+            return false;
+        }
+        let then = if self.no_restart.get() {
+            "and leave them stopped (--no-restart)"
+        } else {
+            "and restart them afterwards"
+        };
+        let question = format!(
+            "stop {} container(s) ({}) for the update {then}?",
+            names.len(),
+            names.join(", ")
+        );
+        let yes = self.ask(&question);
+        if yes {
+            self.stop_consent.set(true);
+        }
+        yes
+    }
+
+    /// The question on stderr and a person's answer from the terminal; no without one.
+    fn ask(&self, question: &str) -> bool {
         if !self.interactive || !std::io::stdin().is_terminal() {
             return false;
         }
@@ -309,12 +342,7 @@ impl Host {
         if std::io::stdin().lock().read_line(&mut line).is_err() {
             return false;
         }
-        let yes = matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes");
-        if yes {
-            // A person said yes: that may stop containers, where `--yes` may not.
-            self.stop_consent.set(true);
-        }
-        yes
+        matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
     }
 
     /// The `--root` tree; every file under it is reached through this.

@@ -169,7 +169,7 @@ fn check_file(fd: &OwnedFd, owners: Owners) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     use super::*;
 
@@ -229,19 +229,43 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("world-writable"), "{err}");
-        // A directory owned by somebody else (needs root to set up).
-        if rustix::process::geteuid().is_root() {
-            std::fs::set_permissions(
-                home.path().join(".local/state"),
-                std::fs::Permissions::from_mode(0o755),
-            )
-            .unwrap();
-            std::os::unix::fs::chown(home.path().join(".local/state"), Some(4321), None).unwrap();
-            let err = StateFile::open(home.path(), rel, me())
-                .err()
-                .unwrap()
-                .to_string();
-            assert!(err.contains("owned by uid 4321"), "{err}");
-        }
+        // A directory owned by somebody else. Giving one away needs root; instead the
+        // directories stay this user's and the owners allowed are somebody else, which is the
+        // same check from the other side, whoever runs the test.
+        std::fs::set_permissions(
+            home.path().join(".local/state"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        assert!(StateFile::open(home.path(), rel, me()).is_ok());
+        let mine = std::fs::metadata(home.path()).unwrap().uid();
+        let stranger = mine.wrapping_add(4321);
+        let others = Owners {
+            invoking: stranger,
+            effective: stranger,
+            invoking_gid: None,
+        };
+        let err = StateFile::open(home.path(), rel, others)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains(&format!(
+                "the directory is owned by uid {mine}, not by the invoking user"
+            )),
+            "{err}"
+        );
+        // Below a directory that is ours, each directory on the way is checked too.
+        let dir = rustix::fs::open(
+            home.path().join(".local/state"),
+            OFlags::RDONLY | OFlags::DIRECTORY,
+            Mode::empty(),
+        )
+        .unwrap();
+        let err = check_dir(&dir, others).unwrap_err();
+        assert!(err.contains(&format!("owned by uid {mine}")), "{err}");
+        let file = rustix::fs::open(home.path().join(rel), OFlags::RDONLY, Mode::empty()).unwrap();
+        let err = check_file(&file, others).unwrap_err();
+        assert!(err.contains(&format!("owned by uid {mine}")), "{err}");
     }
 }

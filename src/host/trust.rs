@@ -72,26 +72,8 @@ impl Trust {
             Kind::File => "the file",
             Kind::Directory => "the directory",
         };
-        let mode = stat.st_mode & 0o7777;
-        if !self.owners.contains(&stat.st_uid) {
-            let allowed: Vec<String> = self.owners.iter().map(ToString::to_string).collect();
-            return Err(self.unsafe_path(
-                path,
-                format!(
-                    "{what} is owned by uid {} (only uid {} may own it)",
-                    stat.st_uid,
-                    allowed.join(" or ")
-                ),
-            ));
-        }
-        let sticky_root_dir = kind == Kind::Directory && mode & 0o1000 != 0 && stat.st_uid == 0;
-        if mode & 0o022 != 0 && !sticky_root_dir {
-            return Err(self.unsafe_path(
-                path,
-                format!("{what} is group- or world-writable (mode {mode:o})"),
-            ));
-        }
-        Ok(())
+        owner_and_mode(&self.owners, stat.st_uid, stat.st_mode, kind)
+            .map_err(|reason| self.unsafe_path(path, format!("{what} {reason}")))
     }
 
     pub(crate) fn unsafe_path(&self, path: &Path, reason: String) -> TrustError {
@@ -119,4 +101,84 @@ impl Trust {
 enum Kind {
     File,
     Directory,
+}
+
+/// The rule itself, on what `fstat` said: owned by one of `owners`, and not writable by group or
+/// others unless it is a root-owned sticky directory (as `/tmp`).
+fn owner_and_mode(owners: &[u32], uid: u32, st_mode: u32, kind: Kind) -> Result<(), String> {
+    let mode = st_mode & 0o7777;
+    if !owners.contains(&uid) {
+        let allowed: Vec<String> = owners.iter().map(ToString::to_string).collect();
+        return Err(format!(
+            "is owned by uid {uid} (only uid {} may own it)",
+            allowed.join(" or ")
+        ));
+    }
+    let sticky_root_dir = kind == Kind::Directory && mode & 0o1000 != 0 && uid == 0;
+    if mode & 0o022 != 0 && !sticky_root_dir {
+        return Err(format!("is group- or world-writable (mode {mode:o})"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ownership and mode rule for every case, whoever runs the tests (no chown needed).
+    #[test]
+    fn owner_and_mode_rule_table() {
+        let owners = [0, 1000];
+        let cases: [(u32, u32, Kind, Result<(), &str>); 10] = [
+            (0, 0o644, Kind::File, Ok(())),
+            (1000, 0o600, Kind::File, Ok(())),
+            (0, 0o755, Kind::Directory, Ok(())),
+            // Root-owned sticky world-writable directory, as /tmp.
+            (0, 0o1777, Kind::Directory, Ok(())),
+            (
+                1000,
+                0o1777,
+                Kind::Directory,
+                Err("is group- or world-writable (mode 1777)"),
+            ),
+            (
+                0,
+                0o1666,
+                Kind::File,
+                Err("is group- or world-writable (mode 1666)"),
+            ),
+            (
+                0,
+                0o775,
+                Kind::Directory,
+                Err("is group- or world-writable (mode 775)"),
+            ),
+            (
+                1000,
+                0o646,
+                Kind::File,
+                Err("is group- or world-writable (mode 646)"),
+            ),
+            (
+                4321,
+                0o644,
+                Kind::File,
+                Err("is owned by uid 4321 (only uid 0 or 1000 may own it)"),
+            ),
+            (
+                4321,
+                0o1777,
+                Kind::Directory,
+                Err("is owned by uid 4321 (only uid 0 or 1000 may own it)"),
+            ),
+        ];
+        for (uid, mode, kind, want) in cases {
+            let got = owner_and_mode(&owners, uid, mode, kind);
+            assert_eq!(
+                got.as_ref().copied().map_err(String::as_str),
+                want,
+                "{uid} {mode:o} {kind:?}"
+            );
+        }
+    }
 }

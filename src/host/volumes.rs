@@ -1,6 +1,13 @@
-//! Managed volumes: where they live, and the one walk that reads and repairs ownership inside them
-//! (SPEC 5.3). Scripts name a volume; this module validates the name, resolves
-//! `<data-root>/volumes/<name>/_data` itself (never a path from a script) and walks it.
+//! Managed volumes: where they live, which of them may be walked, and the one walk that reads and
+//! repairs ownership inside them (SPEC 5.2, 5.3). Scripts name a volume; this module validates the
+//! name, resolves `<data-root>/volumes/<name>/_data` itself (never a path from a script) and walks
+//! it.
+//!
+//! Before any walk, [`open_checked`] applies the rules no script can bypass: a repair needs the
+//! engine to list every container, stopped ones included [P75], and touches only a volume that
+//! labelled containers alone use [P66]; any walk skips a volume whose data is not under the
+//! volumes directory (a driver other than `local`, options `type`/`o`/`device`, or a mount on
+//! `_data`) [P65]. A skipped volume is reported with why, never walked.
 //!
 //! The walk holds directory descriptors all the way down. Every directory is entered from its
 //! pinned parent descriptor with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV)`,
@@ -37,8 +44,11 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir, ResolveFlags, Stat, St
 use rustix::io::Errno;
 use serde::Serialize;
 
+use super::Host;
+use super::docker::{DockerError, EngineContainer};
 use super::fs::{FsError, Root};
 use crate::effects::Approval;
+use crate::plan::containers::ManagedBy;
 
 /// The ownership broken id-mapped mounts leave behind (`nobody:nogroup`).
 pub const NOBODY: u32 = 65534;
@@ -65,6 +75,16 @@ pub enum VolumeError {
         "refusing volume {name}: {path} is a symlink or crosses one; cai never follows a symlink inside the data root\nhelp: inspect it with `ls -la {path}` and restore the volume directory"
     )]
     Symlink { name: String, path: String },
+    #[error(
+        "refusing volume {name}: {path} is a mount point, so its data is not under the volumes directory\nhelp: see what is mounted there with `findmnt {path}`"
+    )]
+    MountPoint { name: String, path: String },
+    #[error(
+        "volume {0} is not attached to a container labelled containai.managed=true; cai changes ownership only inside managed volumes\nhelp: `docker ps -a --filter volume={0}` shows which containers use it"
+    )]
+    NotManaged(String),
+    #[error(transparent)]
+    Engine(#[from] DockerError),
     #[error("cannot open volume {name} at {path}: {source}")]
     Open {
         name: String,
@@ -138,6 +158,20 @@ pub struct VolumeReport {
     pub dry_run: bool,
     /// Which resolver entered the directories: `openat2` or `fallback`.
     pub resolver: String,
+    /// Why the volume was left alone without a walk (its data is not under the volumes
+    /// directory, or another container shares it); `None` when it was walked.
+    pub skip: Option<String>,
+}
+
+impl VolumeReport {
+    /// The report of a volume that was not walked, and why.
+    pub fn skipped(volume: &str, why: &Skip) -> Self {
+        Self {
+            volume: volume.to_string(),
+            skip: Some(why.to_string()),
+            ..Self::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -176,6 +210,157 @@ pub fn validate_name(name: &str) -> Result<(), VolumeError> {
     }
 }
 
+/// Volume options that put its data somewhere else (a host directory, a device, a tmpfs, an NFS
+/// share): the `local` driver mounts that on `_data` while a container uses it [P65].
+const ELSEWHERE_OPTIONS: [&str; 3] = ["type", "o", "device"];
+
+/// Why a volume is left alone, whatever a script asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skip {
+    /// A driver other than `local` keeps the data wherever it likes [P65].
+    Driver(String),
+    /// `local` with `type`/`o`/`device` options mounts other data on `_data` [P65].
+    Options(Vec<String>),
+    /// Something is mounted on `_data` (found when opening it) [P65].
+    MountPoint(String),
+    /// Containers that are not labelled use the volume too; their files are not ours [P66].
+    Shared(Vec<String>),
+}
+
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Skip::Driver(driver) => write!(
+                f,
+                "driver {driver} is not local: its data is not under the volumes directory"
+            ),
+            Skip::Options(keys) => write!(
+                f,
+                "its options carry {}: its data is not under the volumes directory",
+                keys.join(", ")
+            ),
+            Skip::MountPoint(path) => write!(
+                f,
+                "{path} is a mount point: its data is not under the volumes directory"
+            ),
+            Skip::Shared(names) => {
+                let s = if names.len() == 1 { "" } else { "s" };
+                write!(f, "shared with unmanaged container{s} {}", names.join(", "))
+            }
+        }
+    }
+}
+
+/// Whether a volume's data lives under the volumes directory, from its driver and options alone.
+pub fn skip_for_driver(driver: &str, options: &BTreeMap<String, String>) -> Option<Skip> {
+    if driver != "local" {
+        return Some(Skip::Driver(driver.to_string()));
+    }
+    let keys: Vec<String> = ELSEWHERE_OPTIONS
+        .iter()
+        .filter(|k| options.contains_key(**k))
+        .map(|k| (*k).to_string())
+        .collect();
+    (!keys.is_empty()).then_some(Skip::Options(keys))
+}
+
+/// Whether a volume may be repaired, from who uses it: `Err` when no labelled container does,
+/// `Some` naming every other container that does (legacy ones included: only labelled
+/// containers are repaired, so any other user's files are not ours to change) [P66].
+pub fn skip_for_users(name: &str, all: &[EngineContainer]) -> Result<Option<Skip>, VolumeError> {
+    let uses = |c: &&EngineContainer| {
+        c.mounts
+            .iter()
+            .any(|m| m.kind == "volume" && m.name == name)
+    };
+    if !all
+        .iter()
+        .filter(uses)
+        .any(|c| c.managed_by == Some(ManagedBy::Label))
+    {
+        return Err(VolumeError::NotManaged(name.to_string()));
+    }
+    let others: Vec<String> = all
+        .iter()
+        .filter(uses)
+        .filter(|c| c.managed_by != Some(ManagedBy::Label))
+        .map(|c| c.name.clone())
+        .collect();
+    Ok((!others.is_empty()).then_some(Skip::Shared(others)))
+}
+
+/// One named volume attached to a labelled container.
+#[derive(Debug, Clone, Serialize)]
+pub struct ManagedVolume {
+    pub volume: String,
+    pub container: String,
+    pub destination: String,
+    pub running: bool,
+}
+
+/// The named volumes of labelled containers, running or stopped (bind mounts never [P43]). Needs
+/// the engine: stopped containers and their volumes exist while it is down, so that is an error,
+/// never an empty list [P75].
+pub fn managed(host: &Host) -> Result<Vec<ManagedVolume>, DockerError> {
+    let mut out = Vec::new();
+    for c in host.docker().list_all()? {
+        // Legacy containers count as managed for safety, but ownership repair is only for
+        // containers that carry the label.
+        if c.managed_by != Some(ManagedBy::Label) {
+            continue;
+        }
+        for m in c.mounts {
+            if m.kind == "volume" && !m.name.is_empty() {
+                out.push(ManagedVolume {
+                    volume: m.name,
+                    container: c.name.clone(),
+                    destination: m.destination,
+                    running: c.running,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A volume ready for a walk, or why it is left alone.
+pub enum Checked {
+    Open(Volume),
+    Skip(Skip),
+}
+
+/// What a walk of a volume must respect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Reading only: the data must be under the volumes directory.
+    Scan,
+    /// Changing owners: also a volume of a labelled container that no other container uses.
+    Repair,
+}
+
+/// Opens a volume for a walk after every rule the core enforces, whatever the script asks: the
+/// engine lists every container (an error with it down [P75]), the volume is a labelled
+/// container's and nobody else's (for a repair [P66]), its driver and options keep the data under
+/// the volumes directory, and `_data` is no mount point [P65].
+pub fn open_checked(host: &Host, name: &str, purpose: Purpose) -> Result<Checked, VolumeError> {
+    validate_name(name)?;
+    if purpose == Purpose::Repair {
+        let all = host.docker().list_all()?;
+        if let Some(skip) = skip_for_users(name, &all)? {
+            return Ok(Checked::Skip(skip));
+        }
+    }
+    let info = host.docker().inspect_volume(name)?;
+    if let Some(skip) = skip_for_driver(&info.driver, &info.options) {
+        return Ok(Checked::Skip(skip));
+    }
+    match Volume::open(host.root(), host.data_root(), name) {
+        Ok(volume) => Ok(Checked::Open(volume)),
+        Err(VolumeError::MountPoint { path, .. }) => Ok(Checked::Skip(Skip::MountPoint(path))),
+        Err(e) => Err(e),
+    }
+}
+
 /// A volume's `_data` directory, opened: the walk starts from this descriptor.
 pub struct Volume {
     name: String,
@@ -185,8 +370,11 @@ pub struct Volume {
 
 impl Volume {
     /// Opens `<data_root>/volumes/<name>/_data` under `root`. The data root may be reached
-    /// through symlinks inside the root (an operator may keep it on another disk); below it
-    /// nothing is followed: `volumes/<name>/_data` must be real directories.
+    /// through symlinks inside the root (an operator may keep it on another disk), and
+    /// `volumes` may be a mount of its own; below it nothing is followed and no mount is
+    /// crossed: `<name>/_data` must be real directories on the mount of `volumes`
+    /// (`RESOLVE_NO_XDEV`, and device and mount ids compared), so a volume whose `_data` has
+    /// something mounted on it is refused [P65].
     pub fn open(root: &Root, data_root: &Path, name: &str) -> Result<Volume, VolumeError> {
         validate_name(name)?;
         let shown_root = root.display_path(data_root);
@@ -200,22 +388,16 @@ impl Volume {
         let rel = format!("volumes/{name}/_data");
         let shown = shown_root.join(&rel).display().to_string();
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let opened = match rustix::fs::openat2(
-            &base,
-            rel.as_str(),
-            flags,
-            Mode::empty(),
-            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-        ) {
-            Err(Errno::NOSYS | Errno::PERM | Errno::INVAL) => open_components(&base, &rel, flags),
-            other => other,
-        };
-        let dir = opened.map_err(|e| match e {
+        let fail = |e: Errno| match e {
             Errno::NOENT => VolumeError::Missing {
                 name: name.to_string(),
                 path: shown.clone(),
             },
-            Errno::LOOP | Errno::NOTDIR | Errno::XDEV => VolumeError::Symlink {
+            Errno::LOOP | Errno::NOTDIR => VolumeError::Symlink {
+                name: name.to_string(),
+                path: shown.clone(),
+            },
+            Errno::XDEV => VolumeError::MountPoint {
                 name: name.to_string(),
                 path: shown.clone(),
             },
@@ -224,7 +406,20 @@ impl Volume {
                 path: shown.clone(),
                 source: e.into(),
             },
-        })?;
+        };
+        let volumes = open_below(&base, "volumes", flags, false).map_err(fail)?;
+        let dir = open_below(&volumes, &format!("{name}/_data"), flags, true).map_err(fail)?;
+        // Whichever way it was opened, `_data` is on the mount of `volumes` and of
+        // `volumes/<name>`: the fallback cannot tell a mount point by its name, and a
+        // same-file-system bind mount keeps the device.
+        let top = open_below(&volumes, name, flags, true).map_err(fail)?;
+        let same = |a: &OwnedFd, b: &OwnedFd| -> Result<bool, Errno> {
+            let (sa, sb) = (rustix::fs::fstat(a)?, rustix::fs::fstat(b)?);
+            Ok(sa.st_dev == sb.st_dev && mount_id(a.as_fd()) == mount_id(b.as_fd()))
+        };
+        if !same(&dir, &top).map_err(fail)? || !same(&top, &volumes).map_err(fail)? {
+            return Err(fail(Errno::XDEV));
+        }
         Ok(Volume {
             name: name.to_string(),
             shown,
@@ -264,8 +459,19 @@ impl Volume {
     }
 }
 
-/// `volumes/<name>/_data` one component at a time without following anything (no `openat2`).
-fn open_components(base: &OwnedFd, rel: &str, flags: OFlags) -> Result<OwnedFd, Errno> {
+/// Opens `rel` beneath `base` without following any symlink or `..`, and, with `no_xdev`,
+/// without crossing a mount; one component at a time where `openat2` is unavailable (the caller
+/// compares mount ids then).
+fn open_below(base: &OwnedFd, rel: &str, flags: OFlags, no_xdev: bool) -> Result<OwnedFd, Errno> {
+    let mut resolve =
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    if no_xdev {
+        resolve |= ResolveFlags::NO_XDEV;
+    }
+    match rustix::fs::openat2(base, rel, flags, Mode::empty(), resolve) {
+        Err(Errno::NOSYS | Errno::PERM | Errno::INVAL) => {}
+        other => return other,
+    }
     let mut dir: Option<OwnedFd> = None;
     for part in rel.split('/') {
         let at = dir.as_ref().map_or(base.as_fd(), AsFd::as_fd);
@@ -1057,6 +1263,102 @@ mod tests {
                 matches!(validate_name(bad), Err(VolumeError::InvalidName(_))),
                 "{bad:?}"
             );
+        }
+    }
+
+    /// P65: only a `local` volume without options that mount other data walks.
+    #[test]
+    fn p65_driver_and_options_that_put_data_elsewhere_are_skipped() {
+        let opts = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect()
+        };
+        let cases: [(&str, BTreeMap<String, String>, Option<&str>); 7] = [
+            ("local", opts(&[]), None),
+            ("local", opts(&[("size", "10m")]), None),
+            (
+                "local",
+                opts(&[("type", "none"), ("o", "bind"), ("device", "/srv/x")]),
+                Some(
+                    "its options carry type, o, device: its data is not under the volumes directory",
+                ),
+            ),
+            (
+                "local",
+                opts(&[("device", "/dev/sdb1")]),
+                Some("its options carry device: its data is not under the volumes directory"),
+            ),
+            (
+                "local",
+                opts(&[("type", "tmpfs")]),
+                Some("its options carry type: its data is not under the volumes directory"),
+            ),
+            (
+                "local",
+                opts(&[("o", "addr=10.0.0.1")]),
+                Some("its options carry o: its data is not under the volumes directory"),
+            ),
+            (
+                "nfs-plugin",
+                opts(&[]),
+                Some("driver nfs-plugin is not local: its data is not under the volumes directory"),
+            ),
+        ];
+        for (driver, options, want) in cases {
+            let got = skip_for_driver(driver, &options).map(|s| s.to_string());
+            assert_eq!(got.as_deref(), want, "{driver} {options:?}");
+        }
+    }
+
+    /// P66: a volume is repaired only when labelled containers alone use it.
+    #[test]
+    fn p66_a_volume_used_by_any_unlabelled_container_is_skipped() {
+        let c = |name: &str, managed_by: Option<ManagedBy>, vols: &[&str]| EngineContainer {
+            id: format!("{name}-id"),
+            name: name.to_string(),
+            image: String::new(),
+            state: "exited".into(),
+            running: false,
+            managed_by,
+            labels: BTreeMap::new(),
+            mounts: vols
+                .iter()
+                .map(|v| super::super::docker::MountInfo {
+                    kind: "volume".into(),
+                    name: (*v).to_string(),
+                    source: String::new(),
+                    destination: "/data".into(),
+                })
+                .collect(),
+        };
+        let all = [
+            c(
+                "a",
+                Some(ManagedBy::Label),
+                &["own", "shared", "legacy-too"],
+            ),
+            c("b", Some(ManagedBy::Label), &["own"]),
+            c("stranger", None, &["shared", "theirs"]),
+            c("old", Some(ManagedBy::Legacy), &["legacy-too"]),
+        ];
+        assert_eq!(skip_for_users("own", &all).unwrap(), None);
+        assert_eq!(
+            skip_for_users("shared", &all)
+                .unwrap()
+                .map(|s| s.to_string()),
+            Some("shared with unmanaged container stranger".to_string())
+        );
+        assert_eq!(
+            skip_for_users("legacy-too", &all).unwrap(),
+            Some(Skip::Shared(vec!["old".into()]))
+        );
+        for name in ["theirs", "nobody-uses-it"] {
+            assert!(matches!(
+                skip_for_users(name, &all),
+                Err(VolumeError::NotManaged(_))
+            ));
         }
     }
 

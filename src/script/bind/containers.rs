@@ -54,8 +54,8 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     reg.read(
         Doc {
             signature: "containers::list_managed(all: bool) -> array",
-            doc: "managed containers (label or legacy image); all=false lists running ones; an absent socket is \"none\" only while the engine unit is not active; fails when the engine does not answer",
-            example: "containers::list_managed(true)",
+            doc: "managed containers (label or legacy image); all=false lists running ones, and an absent socket is \"none\" only while the engine unit is not active; all=true includes stopped ones and fails when the engine is not running (they exist all the same); fails when the engine does not answer",
+            example: "containers::list_managed(false)",
         },
         move |ctx: NativeCallContext, all: bool| {
             to_dynamic(&managed(&h, all).map_err(|e| fail_at(&ctx, e))?)
@@ -196,9 +196,17 @@ fn stop(ctx: &NativeCallContext, host: &Host, ids: Array, secs: i64) -> Res<Dyna
 
 /// The managed containers, fail-closed: the engine answers, or its socket is absent and the engine
 /// is known to be down. A socket deleted under a live engine, or an engine unit whose state nobody
-/// can read, is "cannot verify", never "no containers" [P3, P5].
+/// can read, is "cannot verify", never "no containers" [P3, P5]. With `all`, a down engine is an
+/// error too: stopped containers outlive it [P75].
 pub(super) fn managed(host: &Host, all: bool) -> Result<Vec<docker::ContainerInfo>, String> {
     let docker = host.docker();
+    if all {
+        let list = docker.list_all().map_err(|e| e.to_string())?;
+        return Ok(list
+            .into_iter()
+            .filter_map(docker::EngineContainer::into_managed)
+            .collect());
+    }
     let listed = docker
         .list_managed(all)
         .map_err(|e| format!("cannot verify running container state: {e}"))?;

@@ -1,6 +1,7 @@
 //! `volumes::` bindings over [`crate::host::volumes`]: the managed volumes, an ownership scan of
-//! one, and the gated chown inside one. Scripts pass volume names, never paths; `chown` acts only
-//! on a volume attached to a labelled container, whatever the script asks.
+//! one, and the gated chown inside one. Scripts pass volume names, never paths; which volumes may
+//! be walked or changed is decided by [`volumes::open_checked`] in the core, whatever the script
+//! asks: a volume it leaves alone comes back as a report with `skip` set and nothing walked.
 
 use std::io::IsTerminal;
 use std::rc::Rc;
@@ -8,39 +9,33 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rhai::{Dynamic, Map, NativeCallContext};
-use serde::Serialize;
 use serde_json::json;
 
 use super::{Doc, Registrar, Res, fail_at, gated, to_dynamic};
 use crate::effects::Action;
 use crate::host::Host;
-use crate::host::volumes::{self, Change, NOBODY, Owner, Volume, VolumeReport, WalkOptions};
-use crate::plan::containers::ManagedBy;
+use crate::host::volumes::{
+    self, Change, Checked, NOBODY, Owner, Purpose, Volume, VolumeReport, WalkOptions,
+};
 
 /// The sysctl that keeps container users from hard-linking files they do not own (under `--root`).
 const PROTECTED_HARDLINKS: &str = "/proc/sys/fs/protected_hardlinks";
 /// A volume taking longer than this gets a progress line on a terminal.
 const PROGRESS_AFTER: Duration = Duration::from_millis(800);
 
-/// One named volume attached to a labelled container.
-#[derive(Debug, Serialize)]
-struct ManagedVolume {
-    volume: String,
-    container: String,
-    destination: String,
-    running: bool,
-}
-
 pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     let h = host.clone();
     reg.read(
         Doc {
             signature: "volumes::managed() -> array",
-            doc: "named volumes attached to containers labelled containai.managed=true, running or stopped (bind mounts never): volume, container, destination, running",
+            doc: "named volumes attached to containers labelled containai.managed=true, running or stopped (bind mounts never): volume, container, destination, running; fails when the engine is not running",
             example: "try { volumes::managed() } catch { [] }",
         },
         move |ctx: NativeCallContext| {
-            to_dynamic(&managed(&h).map_err(|e| fail_at(&ctx, format!("volumes::managed: {e}")))?)
+            to_dynamic(
+                &volumes::managed(&h)
+                    .map_err(|e| fail_at(&ctx, format!("volumes::managed: {e}")))?,
+            )
         },
     );
 
@@ -48,7 +43,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     reg.read(
         Doc {
             signature: "volumes::scan(name: string, limit: int) -> map",
-            doc: "ownership of a volume's files: scanned, matched (owned by 65534, uid or gid), skipped with reasons, uids and gids histograms; stops after LIMIT entries (0: all)",
+            doc: "ownership of a volume's files: scanned, matched (owned by 65534, uid or gid), skipped with reasons, uids and gids histograms; stops after LIMIT entries (0: all); a volume whose data is not under the volumes directory is not walked and has skip set to why",
             example: "try { volumes::scan(\"cai-example\", 100) } catch { () }",
         },
         move |ctx: NativeCallContext, name: &str, limit: i64| scan(&ctx, &h, name, limit),
@@ -79,7 +74,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     reg.mutating(
         Doc {
             signature: "volumes::chown(name: string, from: map, to: map) -> map",
-            doc: "inside a managed volume, changes the uid and gid that equal FROM #{uid, gid} to TO, never following a symlink or crossing a mount; hard-linked files skipped; scanned, matched, changed, skipped, failed",
+            doc: "inside a managed volume, changes the uid and gid that equal FROM #{uid, gid} to TO, never following a symlink or crossing a mount; hard-linked files skipped; scanned, matched, changed, skipped, failed; a volume whose data is not under the volumes directory, or that an unlabelled container shares, is not walked and has skip set to why",
             example: "try { volumes::chown(\"cai-example\", #{uid: 65534, gid: 65534}, #{uid: 1000, gid: 1000}) } catch { () }",
         },
         move |ctx: NativeCallContext, name: &str, from: Map, to: Map| {
@@ -88,32 +83,19 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     );
 }
 
-fn managed(host: &Host) -> Result<Vec<ManagedVolume>, crate::host::docker::DockerError> {
-    let mut out = Vec::new();
-    for c in host.docker().list_managed(true)?.unwrap_or_default() {
-        // Legacy containers count as managed for safety, but ownership repair is only for
-        // containers that carry the label.
-        if c.managed_by != ManagedBy::Label {
-            continue;
-        }
-        let details = host.docker().inspect(&c.id)?;
-        for m in details.mounts {
-            if m.kind == "volume" && !m.name.is_empty() {
-                out.push(ManagedVolume {
-                    volume: m.name,
-                    container: c.name.clone(),
-                    destination: m.destination,
-                    running: c.running,
-                });
-            }
-        }
+/// The volume opened for a walk after the core's rules, or the report of one left alone.
+fn open(
+    ctx: &NativeCallContext,
+    host: &Host,
+    what: &str,
+    name: &str,
+    purpose: Purpose,
+) -> Res<Result<Volume, VolumeReport>> {
+    match volumes::open_checked(host, name, purpose) {
+        Ok(Checked::Open(volume)) => Ok(Ok(volume)),
+        Ok(Checked::Skip(why)) => Ok(Err(VolumeReport::skipped(name, &why))),
+        Err(e) => Err(fail_at(ctx, format!("{what}: {e}"))),
     }
-    Ok(out)
-}
-
-fn open(ctx: &NativeCallContext, host: &Host, what: &str, name: &str) -> Res<Volume> {
-    Volume::open(host.root(), host.data_root(), name)
-        .map_err(|e| fail_at(ctx, format!("{what}: {e}")))
 }
 
 fn options(host: &Host, change: Change) -> WalkOptions {
@@ -128,7 +110,10 @@ fn options(host: &Host, change: Change) -> WalkOptions {
 fn scan(ctx: &NativeCallContext, host: &Host, name: &str, limit: i64) -> Res<Dynamic> {
     let limit = u64::try_from(limit)
         .map_err(|_| fail_at(ctx, format!("volumes::scan: limit {limit} is negative")))?;
-    let volume = open(ctx, host, "volumes::scan", name)?;
+    let volume = match open(ctx, host, "volumes::scan", name, Purpose::Scan)? {
+        Ok(volume) => volume,
+        Err(skipped) => return to_dynamic(&skipped),
+    };
     let nobody = Owner {
         uid: NOBODY,
         gid: NOBODY,
@@ -168,19 +153,12 @@ fn owner(ctx: &NativeCallContext, what: &str, map: &Map) -> Res<Owner> {
 fn chown(ctx: &NativeCallContext, host: &Host, name: &str, from: &Map, to: &Map) -> Res<Dynamic> {
     let from = owner(ctx, "from", from)?;
     let to = owner(ctx, "to", to)?;
-    volumes::validate_name(name).map_err(|e| fail_at(ctx, format!("volumes::chown: {e}")))?;
-    // The safety rule is the core's: only a volume a labelled container uses, whatever the
-    // script passes.
-    let list = managed(host).map_err(|e| fail_at(ctx, format!("volumes::chown: {e}")))?;
-    if !list.iter().any(|v| v.volume == name) {
-        return Err(fail_at(
-            ctx,
-            format!(
-                "volumes::chown: volume {name} is not attached to a container labelled containai.managed=true; cai changes ownership only inside managed volumes"
-            ),
-        ));
-    }
-    let volume = open(ctx, host, "volumes::chown", name)?;
+    // The safety rules are the core's: only a volume a labelled container uses alone, whose data
+    // is under the volumes directory, whatever the script passes.
+    let volume = match open(ctx, host, "volumes::chown", name, Purpose::Repair)? {
+        Ok(volume) => volume,
+        Err(skipped) => return to_dynamic(&skipped),
+    };
     let action = Action::new(
         "volumes.chown",
         name,
