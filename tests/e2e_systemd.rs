@@ -26,7 +26,10 @@ fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
 fn fresh_install_runs_the_engine_with_sysbox_as_default_runtime() {
     let m = Machine::boot();
     timed("fresh install", || m.install(SYSBOX_OLD));
-    assert_eq!(m.ok("systemctl is-active containai-docker").trim(), "active");
+    assert_eq!(
+        m.ok("systemctl is-active containai-docker").trim(),
+        "active"
+    );
     assert_eq!(
         m.docker("info --format '{{.DefaultRuntime}}'"),
         "sysbox-runc"
@@ -41,7 +44,10 @@ fn fresh_install_runs_the_engine_with_sysbox_as_default_runtime() {
         m.ok("readlink /opt/containai/bin/dockerd").trim(),
         format!("../docker/{}/dockerd", version.trim())
     );
-    assert!(m.ok("dpkg-query -W -f '${Status}' sysbox-ce").contains("installed"));
+    assert!(
+        m.ok("dpkg-query -W -f '${Status}' sysbox-ce")
+            .contains("installed")
+    );
     // A second run finds nothing to do.
     let again = m.sh("cai update");
     assert!(again.ok(), "{again}");
@@ -62,5 +68,184 @@ fn installed_unit_passes_systemd_analyze_verify() {
     ));
     assert!(out.ok(), "{out}");
     assert_eq!(out.stdout, "", "systemd-analyze verify printed: {out}");
+    m.finish();
+}
+
+/// How many times the engine unit's stop hook reported stopping `n` containers in this boot.
+fn hook_stops(m: &Machine, n: usize) -> usize {
+    m.sh(&format!("journalctl -b -u {ENGINE} -o cat --no-pager"))
+        .stdout
+        .lines()
+        .filter(|l| l.contains(&format!("stopped {n} managed container(s)")))
+        .count()
+}
+
+/// Test 2: the unit `cai update` installed stops the managed containers through its hook, while
+/// dockerd still answers, on `systemctl restart` and on a restart of sysbox-mgr (`PartOf=`).
+#[test]
+fn installed_unit_stops_containers_through_the_hook_on_restart_and_on_sysbox_restart() {
+    let m = Machine::boot();
+    m.install(SYSBOX_OLD);
+    m.run_agent("a1");
+    m.run_agent("a2");
+
+    let pid = m.prop(ENGINE, "MainPID");
+    timed("systemctl restart containai-docker (2 agents)", || {
+        m.ok(&format!("systemctl restart {ENGINE}"))
+    });
+    assert_eq!(m.prop(ENGINE, "ActiveState"), "active");
+    assert_ne!(m.prop(ENGINE, "MainPID"), pid, "the engine did not restart");
+    // 143: SIGTERM through docker-init, as `docker stop` from the hook sends it.
+    assert_eq!(m.state("a1"), "exited 143");
+    assert_eq!(m.state("a2"), "exited 143");
+    assert_eq!(
+        hook_stops(&m, 2),
+        1,
+        "the hook did not stop both containers: {}",
+        m.journal(Some(ENGINE))
+    );
+
+    m.docker("start a1 a2");
+    let invocation = m.prop(ENGINE, "InvocationID");
+    timed("systemctl restart sysbox-mgr (2 agents)", || {
+        m.ok("systemctl restart sysbox-mgr.service")
+    });
+    assert!(
+        m.wait_for(Duration::from_secs(60), |m| {
+            m.prop(ENGINE, "ActiveState") == "active"
+                && m.prop(ENGINE, "InvocationID") != invocation
+        }),
+        "a restart of sysbox-mgr did not restart the engine: {}",
+        m.journal(Some(ENGINE))
+    );
+    assert_eq!(m.state("a1"), "exited 143");
+    assert_eq!(m.state("a2"), "exited 143");
+    assert_eq!(hook_stops(&m, 2), 2, "{}", m.journal(Some(ENGINE)));
+    m.finish();
+}
+
+/// What `cai update` recorded as stopped, or "" when there is no record.
+fn record(m: &Machine) -> String {
+    m.sh("cat /var/lib/containai/update-state.json 2>/dev/null")
+        .stdout
+}
+
+/// Test 4: an update to a newer sysbox build with agents running is refused without
+/// --stop-containers, and with it stops them, installs the package with real `dpkg -i`, restarts
+/// the engine and starts the agents again; the record is cleared.
+#[test]
+fn update_with_stop_containers_installs_the_package_and_brings_the_agents_back() {
+    let m = Machine::boot();
+    m.install(SYSBOX_OLD);
+    let a1 = m.run_agent("a1");
+    let a2 = m.run_agent("a2");
+    m.target(SYSBOX_NEW);
+
+    let refused = m.sh("cai update");
+    assert_eq!(refused.code, 2, "{refused}");
+    assert!(
+        refused.stderr.contains("a1") && refused.stderr.contains("a2"),
+        "{refused}"
+    );
+    assert_eq!(m.state("a1"), "running 0");
+
+    let started = m.docker("inspect -f '{{.State.StartedAt}}' a1");
+    let out = timed("cai update --stop-containers (2 agents)", || {
+        m.sh("cai update --stop-containers")
+    });
+    assert!(out.ok(), "{out}\n{}", m.journal(None));
+    assert_eq!(
+        m.ok("dpkg-query -W -f '${Version}' sysbox-ce").trim(),
+        format!("{SYSBOX_NEW}-0")
+    );
+    assert!(m.ok("sysbox-runc --version").contains(SYSBOX_NEW));
+    assert_eq!(m.prop(ENGINE, "ActiveState"), "active");
+    for (name, id) in [("a1", &a1), ("a2", &a2)] {
+        assert_eq!(m.state(name), "running 0", "{out}");
+        assert_eq!(&m.docker(&format!("inspect -f '{{{{.Id}}}}' {name}")), id);
+    }
+    assert_ne!(m.docker("inspect -f '{{.State.StartedAt}}' a1"), started);
+    assert_eq!(record(&m), "", "the record was not cleared");
+    m.finish();
+}
+
+/// Starts `cai update --stop-containers` towards SYSBOX_NEW with the package's postinst held,
+/// waits until dpkg is in the postinst (the containers stopped and recorded), SIGKILLs cai and
+/// lets dpkg finish. Returns once dpkg is gone.
+fn kill_cai_in_postinst(m: &Machine) {
+    m.ok("mkdir -p /run/cai-e2e && : > /run/cai-e2e/hold-postinst");
+    let mut update = m.spawn("exec cai update --stop-containers");
+    let in_postinst = m.wait_for(Duration::from_secs(120), |m| {
+        m.sh("test -e /run/cai-e2e/in-postinst").ok()
+    });
+    if !in_postinst {
+        let _ = update.kill();
+        let out = update.wait_with_output().expect("reap cai");
+        panic!(
+            "dpkg never reached the postinst: {out:?}\n{}",
+            m.journal(None)
+        );
+    }
+    let rec = record(m);
+    assert!(rec.contains("a1") && rec.contains("a2"), "record: {rec:?}");
+    assert!(m.state("a1").starts_with("exited"));
+    m.ok("kill -KILL $(pidof cai)");
+    let status = update.wait().expect("reap nsenter");
+    assert!(!status.success(), "cai was not killed: {status:?}");
+    m.ok("rm /run/cai-e2e/hold-postinst");
+    assert!(
+        m.wait_for(Duration::from_secs(120), |m| !m.sh("pidof dpkg").ok()),
+        "dpkg did not finish after cai was killed"
+    );
+}
+
+/// Test 5: `cai` killed (SIGKILL) after the agents stopped and before they were restarted; then
+/// `cai system resume` starts exactly the recorded ones and clears the record.
+#[test]
+fn resume_after_cai_was_killed_mid_update_starts_exactly_the_recorded_containers() {
+    let m = Machine::boot();
+    m.install(SYSBOX_OLD);
+    m.run_agent("a1");
+    m.run_agent("a2");
+    // Stopped before the update: resume must leave it stopped.
+    m.run_agent("idle");
+    m.docker("stop idle");
+    m.target(SYSBOX_NEW);
+
+    kill_cai_in_postinst(&m);
+    let out = timed("cai system resume", || m.sh("cai system resume"));
+    assert!(out.ok(), "{out}\n{}", m.journal(None));
+    assert_eq!(m.state("a1"), "running 0", "{out}");
+    assert_eq!(m.state("a2"), "running 0", "{out}");
+    assert!(m.state("idle").starts_with("exited"), "{out}");
+    assert_eq!(record(&m), "");
+    m.finish();
+}
+
+/// Test 5, reboot variant: the same interrupted update, then the machine powered off and booted
+/// again (the record and the engine's data root survive): `cai system resume` still brings back
+/// the recorded containers.
+#[test]
+fn resume_after_a_reboot_mid_update_starts_the_recorded_containers() {
+    let mut m = Machine::boot_with(Root::Persistent);
+    m.install(SYSBOX_OLD);
+    m.run_agent("a1");
+    m.run_agent("a2");
+    m.target(SYSBOX_NEW);
+
+    kill_cai_in_postinst(&m);
+    timed("reboot", || m.reboot());
+    let rec = record(&m);
+    assert!(
+        rec.contains("a1") && rec.contains("a2"),
+        "record after reboot: {rec:?}"
+    );
+    let out = timed("cai system resume after reboot", || {
+        m.sh("cai system resume")
+    });
+    assert!(out.ok(), "{out}\n{}", m.journal(None));
+    assert_eq!(m.state("a1"), "running 0", "{out}");
+    assert_eq!(m.state("a2"), "running 0", "{out}");
+    assert_eq!(record(&m), "");
     m.finish();
 }

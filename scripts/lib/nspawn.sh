@@ -5,7 +5,7 @@
 # directories a boot creates and the machine's own processes.
 #
 #   bash scripts/lib/nspawn.sh cache            # builds (once) and prints the cache directory
-#   bash scripts/lib/nspawn.sh boot NAME DIR... # joins cgroups DIR..., then execs systemd-nspawn
+#   bash scripts/lib/nspawn.sh boot NAME CGROUP_DIR... -- NSPAWN_ARG...   # execs systemd-nspawn -b
 #
 # The cache directory, /var/tmp/cai-e2e/<key> (key: a hash of the suite, the package list and the
 # recipe version below), holds
@@ -36,7 +36,7 @@ NSPAWN_SUITE=${NSPAWN_SUITE:-bookworm}
 NSPAWN_SOURCES=${NSPAWN_SOURCES:-/etc/apt/sources.list.d/debian.sources}
 NSPAWN_PACKAGES=systemd,systemd-sysv,dbus,docker.io,busybox-static,procps
 # Bump when the tree's post-processing or the fixtures change: a new key builds a new cache.
-NSPAWN_RECIPE=3
+NSPAWN_RECIPE=4
 # The sysbox builds the tests and the benchmark install: an older and a newer ContainAI build.
 NSPAWN_SYSBOX_VERSIONS="0.6.7+containai.20260127 0.6.7+containai.20260301"
 
@@ -88,7 +88,8 @@ tree_path() {
 # nspawn_sysbox_deb OUTDIR VERSION: a fake sysbox-ce package, built with dpkg-deb. Its sysbox-runc
 # answers --version in the multi-line format and otherwise runs runc; sysbox-mgr and sysbox-fs are
 # simple long-running services; the maintainer scripts start them on install and restart them on
-# upgrade, as debhelper's --restart-after-upgrade makes the real package do.
+# upgrade, as debhelper's --restart-after-upgrade makes the real package do. While
+# /run/cai-e2e/hold-postinst exists, postinst waits (after creating /run/cai-e2e/in-postinst).
 nspawn_sysbox_deb() {
 	local out=$1 version=$2 arch stage
 	arch=$(dpkg --print-architecture)
@@ -143,6 +144,11 @@ nspawn_sysbox_deb() {
 	cat >"$stage/DEBIAN/postinst" <<-'EOF'
 		#!/bin/sh
 		set -e
+		# A test holds the package here (the file exists) to interrupt cai mid-install.
+		if [ -e /run/cai-e2e/hold-postinst ]; then
+		  : > /run/cai-e2e/in-postinst
+		  while [ -e /run/cai-e2e/hold-postinst ]; do sleep 0.1; done
+		fi
 		if [ "$1" = configure ] && [ -d /run/systemd/system ]; then
 		  systemctl --system daemon-reload >/dev/null || true
 		  systemctl enable sysbox.service sysbox-mgr.service sysbox-fs.service >/dev/null 2>&1 || true
@@ -255,20 +261,21 @@ nspawn_cache() {
 	echo "$dir"
 }
 
-# nspawn_boot_exec NAME TREE CGROUP_DIR... -- NSPAWN_ARG...: moves this shell into the cgroup
-# directories (created by the caller), then execs systemd-nspawn booting TREE as machine NAME with
-# a throw-away overlay over it. The caller owns the process and tears it down (SIGTERM: clean
-# poweroff).
+# nspawn_boot_exec NAME CGROUP_DIR... -- NSPAWN_ARG...: moves this shell into the cgroup
+# directories (created by the caller), then execs systemd-nspawn booting machine NAME with the
+# flags this host needs. NSPAWN_ARGs name the root: `--directory=TREE --volatile=overlay` (a
+# throw-away overlay over the cached tree), or `--directory=DIR` for a root the caller keeps. The
+# caller owns the process and tears it down (SIGTERM: a clean poweroff).
 nspawn_boot_exec() {
-	local name=$1 tree=$2 d
-	shift 2
+	local name=$1
+	shift
 	while [[ $# -gt 0 && "$1" != -- ]]; do
 		echo $$ >"$1/cgroup.procs" || return 1
 		shift
 	done
 	[[ "${1:-}" == -- ]] && shift
-	SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 exec systemd-nspawn -D "$tree" -b -M "$name" \
-		--register=no --keep-unit --private-network --volatile=overlay \
+	SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 exec systemd-nspawn -b -M "$name" \
+		--register=no --keep-unit --private-network \
 		--system-call-filter="@keyring bpf" --console=passive "$@"
 }
 
@@ -281,7 +288,7 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
 		nspawn_boot_exec "$@"
 		;;
 	*)
-		echo "usage: $0 cache | boot NAME TREE CGROUP_DIR... -- NSPAWN_ARG..." >&2
+		echo "usage: $0 cache | boot NAME CGROUP_DIR... -- NSPAWN_ARG..." >&2
 		exit 2
 		;;
 	esac

@@ -76,7 +76,8 @@ fn script() -> PathBuf {
 /// One machine at a time in this process.
 fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// What a command inside the machine returned.
@@ -398,8 +399,10 @@ impl Machine {
     /// The journal of this boot, for failure messages.
     pub fn journal(&self, unit: Option<&str>) -> String {
         let filter = unit.map(|u| format!(" -u {u}")).unwrap_or_default();
-        self.sh(&format!("journalctl -b --no-pager -o short-precise{filter} | tail -n 80"))
-            .stdout
+        self.sh(&format!(
+            "journalctl -b --no-pager -o short-precise{filter} | tail -n 80"
+        ))
+        .stdout
     }
 
     /// Powers the machine off cleanly and boots it again on the same root (which must be
@@ -480,11 +483,7 @@ impl Machine {
         let _ = std::fs::remove_dir_all(&self.run);
         let runs = Path::new(BASE).join("runs");
         let _ = std::fs::remove_dir(&runs);
-        eprintln!(
-            "e2e: {} torn down in {:.1?}",
-            self.name,
-            started.elapsed()
-        );
+        eprintln!("e2e: {} torn down in {:.1?}", self.name, started.elapsed());
     }
 
     /// What is left of the machine on the host: processes naming it, mounts under its run
@@ -550,7 +549,11 @@ impl Drop for Machine {
             self.teardown();
             let left = self.leftovers();
             if !left.is_empty() {
-                eprintln!("e2e: machine {} left behind:\n{}", self.name, left.join("\n"));
+                eprintln!(
+                    "e2e: machine {} left behind:\n{}",
+                    self.name,
+                    left.join("\n")
+                );
             }
         }
     }
@@ -558,7 +561,8 @@ impl Drop for Machine {
 
 /// The machine's PID 1 as a host PID: nspawn's child (nspawn forks it into new namespaces).
 fn container_init(nspawn: u32) -> Option<u32> {
-    let children = std::fs::read_to_string(format!("/proc/{nspawn}/task/{nspawn}/children")).ok()?;
+    let children =
+        std::fs::read_to_string(format!("/proc/{nspawn}/task/{nspawn}/children")).ok()?;
     children
         .split_whitespace()
         .filter_map(|p| p.parse().ok())
