@@ -249,3 +249,37 @@ fn resume_after_a_reboot_mid_update_starts_the_recorded_containers() {
     assert_eq!(record(&m), "");
     m.finish();
 }
+
+/// Test 3 [P77]: the unit allows 3 starts in 60 s and every start counts (only a daemon-reload,
+/// which the sysbox package's scripts run, forgets them). After the install and two restarts (the
+/// package's scripts, an earlier attempt), an update of the dockerd bundle restarts the engine a
+/// fourth time within the minute: systemd refuses that start, and `cai` still completes.
+#[test]
+fn update_completes_when_the_engine_hit_its_start_limit() {
+    let m = Machine::boot();
+    m.install(SYSBOX_OLD);
+    m.run_agent("a1");
+    m.ok(&format!(
+        "systemctl restart {ENGINE} && systemctl restart {ENGINE}"
+    ));
+    m.docker("start a1");
+    // The same binaries as a newer bundle version: an update that only restarts the engine.
+    m.target_with(SYSBOX_OLD, Some("99.0.0"));
+
+    let out = timed("cai update --stop-containers after 3 starts", || {
+        m.sh("cai update --stop-containers")
+    });
+    let systemd = m
+        .sh("journalctl -b _PID=1 -o short-precise --no-pager | grep -E 'containai-docker|sysbox'")
+        .stdout;
+    assert!(out.ok(), "{out}\n{systemd}");
+    assert!(
+        systemd.contains("Start request repeated too quickly"),
+        "the engine never hit its start limit, so this test proves nothing:\n{systemd}"
+    );
+    assert_eq!(m.ok("cat /opt/containai/VERSION").trim(), "99.0.0");
+    assert_eq!(m.prop(ENGINE, "ActiveState"), "active");
+    assert_eq!(m.state("a1"), "running 0", "{out}");
+    assert_eq!(record(&m), "");
+    m.finish();
+}

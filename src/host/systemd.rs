@@ -123,9 +123,30 @@ pub fn daemon_reload(_: Approval, host: &Host) -> Result<(), UnitError> {
     systemctl(host, &["daemon-reload"])
 }
 
+/// `systemctl restart NAME`. When systemd refuses because the unit hit its start limit [P77]
+/// (`StartLimitBurst=` counts every start, manual or not: an update's restart, the sysbox
+/// package's scripts restarting the engine through `PartOf=`, a retry), the count is reset with
+/// `systemctl reset-failed NAME` and the restart tried once more: a restart cai needs must not
+/// be refused by starts it did not make. Only the unit's `Result` property decides that, never
+/// systemctl's message.
 pub fn restart(_: Approval, host: &Host, name: &str) -> Result<(), UnitError> {
     check_restartable(name)?;
-    systemctl(host, &["restart", name])
+    match systemctl(host, &["restart", name]) {
+        Err(_) if start_limit_hit(host, name) => {
+            systemctl(host, &["reset-failed", name])?;
+            systemctl(host, &["restart", name])
+        }
+        other => other,
+    }
+}
+
+/// Whether systemd last refused to start `name` because of its start limit.
+fn start_limit_hit(host: &Host, name: &str) -> bool {
+    let args: Vec<OsString> = vec!["show".into(), "-P".into(), "Result".into(), name.into()];
+    host.run("systemctl", &args, None, AsRoot::No, SYSTEMCTL_TIMEOUT)
+        .ok()
+        .and_then(|out| out.checked().ok())
+        .is_some_and(|out| out.stdout.trim() == "start-limit-hit")
 }
 
 /// Whether the service manager reports `name` active (`systemctl is-active`): exit 0 is active,

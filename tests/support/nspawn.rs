@@ -349,14 +349,21 @@ impl Machine {
     /// dockerd bundle made from Debian's docker.io, each with its sha256 pinned in
     /// `/etc/containai/config.toml`. Returns the bundle's version.
     pub fn target(&self, sysbox: &str) -> String {
+        self.target_with(sysbox, None)
+    }
+
+    /// Like [`Machine::target`], with the bundle announced as `dockerd_version` instead of the
+    /// version of the binaries in it (an update that only replaces the bundle).
+    pub fn target_with(&self, sysbox: &str, dockerd_version: Option<&str>) -> String {
         let fixtures = cache().join("fixtures");
-        let dockerd_version = std::fs::read_to_string(fixtures.join("docker.version"))
+        let bundle_version = std::fs::read_to_string(fixtures.join("docker.version"))
             .expect("docker.version in the fixtures")
             .trim()
             .to_string();
+        let dockerd_version = dockerd_version.map_or(bundle_version.clone(), str::to_string);
         let arch = self.ok("dpkg --print-architecture").trim().to_string();
         let deb = format!("sysbox-ce_{sysbox}.linux_{arch}.deb");
-        let tgz = format!("docker-{dockerd_version}.tgz");
+        let tgz = format!("docker-{bundle_version}.tgz");
         let config = format!(
             "sysbox_url = \"file://{FIXTURES}/{deb}\"\nsysbox_version = \"{sysbox}\"\nsysbox_sha256 = \"{}\"\n\
              dockerd_url = \"file://{FIXTURES}/{tgz}\"\ndockerd_version = \"{dockerd_version}\"\ndockerd_sha256 = \"{}\"\n",
