@@ -283,3 +283,57 @@ fn update_completes_when_the_engine_hit_its_start_limit() {
     assert_eq!(record(&m), "");
     m.finish();
 }
+
+/// When dockerd dies without its stop hook (SIGKILL), systemd restarts it and the new dockerd
+/// stops the old containers itself while it starts; nothing starts them again. `cai doctor`
+/// names them and prints the command that does.
+#[test]
+fn doctor_reports_the_containers_the_engine_stopped_when_it_last_started() {
+    let m = Machine::boot();
+    m.install(SYSBOX_OLD);
+    m.run_agent("a1");
+    m.run_agent("a2");
+    m.run_agent("idle");
+    m.docker("stop idle");
+    let check = |m: &Machine| {
+        let out = m.sh("cai doctor --json --check containers.stopped_at_start");
+        let doc: serde_json::Value = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("doctor --json: {e}: {out}"));
+        doc["reports"][0]["checks"][0].clone()
+    };
+    assert_eq!(check(&m)["status"], "ok", "{}", check(&m));
+
+    let pid = m.prop(ENGINE, "MainPID");
+    m.ok(&format!("kill -KILL {pid}"));
+    let back = m.wait_for(Duration::from_secs(60), |m| {
+        m.prop(ENGINE, "ActiveState") == "active"
+            && m.prop(ENGINE, "MainPID") != pid
+            && m.sh(&format!(
+                "docker -H unix://{} version",
+                support::nspawn::SOCKET
+            ))
+            .ok()
+    });
+    assert!(
+        back,
+        "the engine did not come back: {}",
+        m.journal(Some(ENGINE))
+    );
+    assert!(m.state("a1").starts_with("exited"), "{}", m.state("a1"));
+
+    let found = check(&m);
+    assert_eq!(found["status"], "warn", "{found}");
+    let summary = found["summary"].as_str().unwrap_or_default();
+    assert!(summary.contains("a1") && summary.contains("a2"), "{found}");
+    assert!(!summary.contains("idle"), "{found}");
+    let remediation = found["remediation"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let start = remediation.split(';').next().unwrap_or_default();
+    assert!(start.starts_with("docker --host unix://"), "{found}");
+    m.ok(start);
+    assert_eq!(m.state("a1"), "running 0");
+    assert_eq!(m.state("a2"), "running 0");
+    m.finish();
+}
