@@ -279,6 +279,82 @@ nspawn_boot_exec() {
 		--system-call-filter="@keyring bpf" --console=passive "$@"
 }
 
+# nspawn_machine_start NAME CAI: boots machine NAME (volatile root over the cached tree, CAI bound
+# at /usr/local/bin/cai, the fixtures at /srv/cai-e2e, the engine's data root and
+# /var/lib/containai on the host) and waits until its systemd runs. Sets NSPAWN_PID (nspawn),
+# NSPAWN_INIT (the machine's PID 1 on the host), NSPAWN_RUN and NSPAWN_CGROUPS for
+# nspawn_machine_stop, which the caller must run (e.g. from an EXIT trap).
+nspawn_machine_start() {
+	local name=$1 cai=$2 cache h i state
+	cache=$(nspawn_cache) || return 1
+	NSPAWN_NAME=$name
+	NSPAWN_RUN=$NSPAWN_BASE/runs/$name
+	mkdir -p "$NSPAWN_RUN/data-root" "$NSPAWN_RUN/state"
+	NSPAWN_CGROUPS=()
+	if [[ "$(stat -fc %T /sys/fs/cgroup)" == cgroup2fs ]]; then
+		NSPAWN_CGROUPS=("/sys/fs/cgroup/$name")
+	else
+		for h in systemd unified; do
+			[[ -d /sys/fs/cgroup/$h ]] && NSPAWN_CGROUPS+=("/sys/fs/cgroup/$h/$name")
+		done
+	fi
+	mkdir -p "${NSPAWN_CGROUPS[@]}"
+	bash "${BASH_SOURCE[0]}" boot "$name" "${NSPAWN_CGROUPS[@]}" -- \
+		--directory="$cache/tree" --volatile=overlay \
+		--bind-ro="$cai:/usr/local/bin/cai" --bind-ro="$cache/fixtures:/srv/cai-e2e" \
+		--bind="$NSPAWN_RUN/data-root:/var/lib/containai-docker" \
+		--bind="$NSPAWN_RUN/state:/var/lib/containai" \
+		>"$NSPAWN_RUN/nspawn.log" 2>&1 </dev/null &
+	NSPAWN_PID=$!
+	NSPAWN_INIT=
+	for ((i = 0; i < 900; i++)); do
+		NSPAWN_INIT=$(ps -o pid= --ppid "$NSPAWN_PID" | tr -d ' ' | head -1 || true)
+		if [[ -n "$NSPAWN_INIT" ]]; then
+			state=$(nsenter -t "$NSPAWN_INIT" -a systemctl is-system-running 2>/dev/null || true)
+			[[ "$state" == running || "$state" == degraded ]] && return 0
+		fi
+		kill -0 "$NSPAWN_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	echo "error: machine $name did not boot; its log:" >&2
+	cat "$NSPAWN_RUN/nspawn.log" >&2
+	return 1
+}
+
+# nspawn_in CMD...: runs CMD inside the machine, in a clean environment.
+nspawn_in() {
+	nsenter -t "$NSPAWN_INIT" -a env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+		HOME=/root LANG=C.UTF-8 "$@"
+}
+
+# nspawn_machine_stop: powers the machine off (SIGTERM to nspawn) and removes its cgroup and run
+# directories. Safe to call twice.
+nspawn_machine_stop() {
+	# Also from an EXIT trap of a `set -e` script: every step runs, whatever the one before did.
+	local - d i
+	set +e
+	if [[ -n "${NSPAWN_PID:-}" ]] && kill -0 "$NSPAWN_PID" 2>/dev/null; then
+		kill -TERM "$NSPAWN_PID"
+		for ((i = 0; i < 900; i++)); do
+			kill -0 "$NSPAWN_PID" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -0 "$NSPAWN_PID" 2>/dev/null && kill -KILL "$NSPAWN_PID"
+		wait "$NSPAWN_PID" 2>/dev/null
+	fi
+	NSPAWN_PID=
+	for d in "${NSPAWN_CGROUPS[@]}"; do
+		for ((i = 0; i < 50; i++)); do
+			[[ -d "$d" ]] || break
+			find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
+			[[ -d "$d" ]] && sleep 0.1
+		done
+	done
+	[[ -n "${NSPAWN_RUN:-}" ]] && rm -rf "$NSPAWN_RUN"
+	rmdir "$NSPAWN_BASE/runs" "/run/systemd/nspawn/propagate/${NSPAWN_NAME:-}" 2>/dev/null
+	return 0
+}
+
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
 	set -uo pipefail
 	case "${1:-}" in

@@ -140,6 +140,13 @@ pub fn restart(_: Approval, host: &Host, name: &str) -> Result<(), UnitError> {
     }
 }
 
+/// `systemctl stop NAME`: the update stops the engine before a package whose scripts would
+/// restart it, so that it starts once, after everything is in place.
+pub fn stop(_: Approval, host: &Host, name: &str) -> Result<(), UnitError> {
+    check_restartable(name)?;
+    systemctl(host, &["stop", name])
+}
+
 /// When `name` last started (its main process, then ready), or `None` when it never did in this
 /// boot. `systemctl show --timestamp=us+utc` prints `KEY=Sat 2026-01-27 10:00:00.123456 UTC`, or
 /// `KEY=` for never.

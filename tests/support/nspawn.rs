@@ -436,7 +436,7 @@ impl Machine {
         if let Ok(None) = child.try_wait() {
             // nspawn turns SIGTERM into SIGRTMIN+3 for the machine's systemd: a clean poweroff.
             signal(child.id(), rustix::process::Signal::TERM);
-            let deadline = Instant::now() + Duration::from_secs(90);
+            let deadline = Instant::now() + Duration::from_secs(45);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
                     break;
@@ -444,6 +444,14 @@ impl Machine {
                 std::thread::sleep(Duration::from_millis(100));
             }
             if let Ok(None) = child.try_wait() {
+                // A machine that does not power off: SIGKILL its PID 1 first, which takes its
+                // whole PID namespace down (nspawn alone would leave the machine running).
+                eprintln!(
+                    "e2e: {} did not power off within 45 s; killing it",
+                    self.name
+                );
+                signal(self.init, rustix::process::Signal::KILL);
+                std::thread::sleep(Duration::from_millis(500));
                 let _ = child.kill();
             }
         }
