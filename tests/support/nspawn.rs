@@ -125,6 +125,7 @@ pub struct Machine {
     made_nspawn_rundir: bool,
     finished: bool,
     pub boot_time: Duration,
+    created: Instant,
     _serial: MutexGuard<'static, ()>,
 }
 
@@ -171,6 +172,7 @@ impl Machine {
             made_nspawn_rundir: !Path::new("/run/systemd/nspawn").exists(),
             finished: false,
             boot_time: Duration::ZERO,
+            created: Instant::now(),
             _serial: serial,
         };
         machine.start(cache);
@@ -498,7 +500,12 @@ impl Machine {
         let _ = std::fs::remove_dir_all(&self.run);
         let runs = Path::new(BASE).join("runs");
         let _ = std::fs::remove_dir(&runs);
-        eprintln!("e2e: {} torn down in {:.1?}", self.name, started.elapsed());
+        eprintln!(
+            "e2e: {} torn down in {:.1?} ({:.1?} from boot to gone)",
+            self.name,
+            started.elapsed(),
+            self.created.elapsed()
+        );
     }
 
     /// What is left of the machine on the host: processes naming it, mounts under its run
