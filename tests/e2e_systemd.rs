@@ -30,6 +30,15 @@ fn fresh_install_runs_the_engine_with_sysbox_as_default_runtime() {
         m.ok("systemctl is-active containai-docker").trim(),
         "active"
     );
+    // The files cai wrote are the ones it renders.
+    assert_eq!(
+        m.ok(&format!("cat /etc/systemd/system/{ENGINE}")),
+        m.ok(&format!("cai system unit {ENGINE}"))
+    );
+    assert_eq!(
+        m.ok("cat /etc/containai/docker/daemon.json"),
+        m.ok("cai system unit daemon.json")
+    );
     assert_eq!(
         m.docker("info --format '{{.DefaultRuntime}}'"),
         "sysbox-runc"
@@ -278,7 +287,7 @@ fn resume_after_a_reboot_mid_update_starts_the_recorded_containers() {
 /// package's scripts, an earlier attempt), an update of the dockerd bundle restarts the engine a
 /// fourth time within the minute: systemd refuses that start, and `cai` still completes.
 #[test]
-fn update_completes_when_the_engine_hit_its_start_limit() {
+fn regression_p77_update_completes_when_the_engine_hit_its_start_limit() {
     let m = Machine::boot();
     m.install(SYSBOX_OLD);
     m.run_agent("a1");
