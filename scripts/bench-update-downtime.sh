@@ -77,7 +77,7 @@ starts() { inm journalctl -b -u containai-docker.service -o cat --no-pager | gre
 
 # downtime_ms: first FinishedAt to last StartedAt among the agents, in ms; every agent must run.
 downtime_ms() {
-	local first="" last="" line running finished started f s
+	local first="" last="" running finished started f s
 	while read -r running finished started; do
 		[[ "$running" == true ]] || {
 			echo "error: an agent is not running after the update" >&2

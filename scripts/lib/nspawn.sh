@@ -185,7 +185,8 @@ nspawn_fixtures() {
 	for name in dockerd:/usr/sbin/dockerd docker:/usr/bin/docker containerd:/usr/bin/containerd \
 		containerd-shim-runc-v2:/usr/bin/containerd-shim-runc-v2 ctr:/usr/bin/ctr \
 		runc:/usr/sbin/runc docker-init:/usr/bin/docker-init docker-proxy:/usr/sbin/docker-proxy; do
-		src=$(tree_path "$r" "${name#*:}") && [[ -f "$src" ]] || {
+		src=$(tree_path "$r" "${name#*:}") || src=
+		[[ -n "$src" && -f "$src" ]] || {
 			echo "error: the tree has no ${name#*:} for the bundle" >&2
 			rm -rf "$stage"
 			return 1
