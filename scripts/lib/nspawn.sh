@@ -32,8 +32,14 @@
 
 NSPAWN_BASE=${NSPAWN_BASE:-/var/tmp/cai-e2e}
 NSPAWN_SUITE=${NSPAWN_SUITE:-bookworm}
-# The tree's package sources are the host's own apt sources (the one Debian mirror it reaches).
-NSPAWN_SOURCES=${NSPAWN_SOURCES:-/etc/apt/sources.list.d/debian.sources}
+# The tree's package sources are the host's own apt sources (the one Debian mirror it reaches):
+# the deb822 file of a Debian 12 install, else the one-line list, else Debian's own mirror.
+if [[ -z "${NSPAWN_SOURCES:-}" ]]; then
+	for NSPAWN_SOURCES in /etc/apt/sources.list.d/debian.sources /etc/apt/sources.list \
+		http://deb.debian.org/debian; do
+		[[ "$NSPAWN_SOURCES" == http* || -s "$NSPAWN_SOURCES" ]] && break
+	done
+fi
 NSPAWN_PACKAGES=systemd,systemd-sysv,dbus,docker.io,busybox-static,procps
 # Bump when the tree's post-processing or the fixtures change: a new key builds a new cache.
 NSPAWN_RECIPE=4
