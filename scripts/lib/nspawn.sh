@@ -358,7 +358,9 @@ nspawn_machine_stop() {
 		done
 	done
 	[[ -n "${NSPAWN_RUN:-}" ]] && rm -rf "$NSPAWN_RUN"
-	rmdir "$NSPAWN_BASE/runs" "/run/systemd/nspawn/propagate/${NSPAWN_NAME:-}" 2>/dev/null
+	# nspawn's own runtime directories, when empty (no host systemd owns them here).
+	rmdir "$NSPAWN_BASE/runs" "/run/systemd/nspawn/propagate/${NSPAWN_NAME:-}" \
+		/run/systemd/nspawn/{locks,propagate,unix-export} /run/systemd/nspawn 2>/dev/null
 	return 0
 }
 

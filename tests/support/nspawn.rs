@@ -122,7 +122,6 @@ pub struct Machine {
     init: u32,
     root: Root,
     merged_mounted: bool,
-    made_nspawn_rundir: bool,
     finished: bool,
     pub boot_time: Duration,
     created: Instant,
@@ -169,7 +168,6 @@ impl Machine {
             init: 0,
             root,
             merged_mounted: false,
-            made_nspawn_rundir: !Path::new("/run/systemd/nspawn").exists(),
             finished: false,
             boot_time: Duration::ZERO,
             created: Instant::now(),
@@ -492,10 +490,10 @@ impl Machine {
             self.merged_mounted = false;
         }
         let _ = std::fs::remove_dir(Path::new("/run/systemd/nspawn/propagate").join(&self.name));
-        if self.made_nspawn_rundir {
-            for dir in ["locks", "propagate", "unix-export", ""] {
-                let _ = std::fs::remove_dir(Path::new("/run/systemd/nspawn").join(dir));
-            }
+        // nspawn's own runtime directories, when empty: no host systemd owns them here, and
+        // another machine that needs them creates them again.
+        for dir in ["locks", "propagate", "unix-export", ""] {
+            let _ = std::fs::remove_dir(Path::new("/run/systemd/nspawn").join(dir));
         }
         let _ = std::fs::remove_dir_all(&self.run);
         let runs = Path::new(BASE).join("runs");
@@ -512,11 +510,14 @@ impl Machine {
     /// directory or tree, its cgroup directories, its run directory.
     pub fn leftovers(&self) -> Vec<String> {
         let mut left = Vec::new();
+        let mut other_nspawn = false;
         if let Ok(entries) = std::fs::read_dir("/proc") {
             for entry in entries.flatten() {
                 let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
                     continue;
                 };
+                let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+                other_nspawn |= comm.trim() == "systemd-nspawn";
                 let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
                 let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
                 if cmdline.contains(&self.name) {
@@ -544,6 +545,10 @@ impl Machine {
             .exists()
         {
             left.push(format!("/run/systemd/nspawn/propagate/{}", self.name));
+        }
+        // With no machine running at all, nspawn's runtime directory is gone too.
+        if !other_nspawn && Path::new("/run/systemd/nspawn").exists() {
+            left.push("/run/systemd/nspawn with no machine running".to_string());
         }
         left
     }
