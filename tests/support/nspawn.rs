@@ -122,6 +122,8 @@ pub struct Machine {
     init: u32,
     root: Root,
     merged_mounted: bool,
+    /// `nsenter` processes started with [`Machine::spawn`], killed and reaped at teardown.
+    spawned: std::cell::RefCell<Vec<u32>>,
     finished: bool,
     pub boot_time: Duration,
     created: Instant,
@@ -168,6 +170,7 @@ impl Machine {
             init: 0,
             root,
             merged_mounted: false,
+            spawned: std::cell::RefCell::new(Vec::new()),
             finished: false,
             boot_time: Duration::ZERO,
             created: Instant::now(),
@@ -303,7 +306,7 @@ impl Machine {
 
     /// Starts `script` inside the machine without waiting (`nsenter` is the child).
     pub fn spawn(&self, script: &str) -> Child {
-        Command::new("nsenter")
+        let child = Command::new("nsenter")
             .arg("-t")
             .arg(self.init.to_string())
             .arg("-a")
@@ -314,7 +317,9 @@ impl Machine {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn nsenter")
+            .expect("spawn nsenter");
+        self.spawned.borrow_mut().push(child.id());
+        child
     }
 
     /// `docker -H <engine socket> ARGS` inside the machine, panicking on failure; stdout trimmed.
@@ -436,7 +441,7 @@ impl Machine {
         if let Ok(None) = child.try_wait() {
             // nspawn turns SIGTERM into SIGRTMIN+3 for the machine's systemd: a clean poweroff.
             signal(child.id(), rustix::process::Signal::TERM);
-            let deadline = Instant::now() + Duration::from_secs(45);
+            let deadline = Instant::now() + Duration::from_secs(20);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
                     break;
@@ -447,7 +452,7 @@ impl Machine {
                 // A machine that does not power off: SIGKILL its PID 1 first, which takes its
                 // whole PID namespace down (nspawn alone would leave the machine running).
                 eprintln!(
-                    "e2e: {} did not power off within 45 s; killing it",
+                    "e2e: {} did not power off within 20 s; killing it",
                     self.name
                 );
                 signal(self.init, rustix::process::Signal::KILL);
@@ -484,12 +489,42 @@ impl Machine {
         self.finished = true;
         let started = Instant::now();
         self.poweroff();
+        // An nsenter whose command died with the machine may be stopped (it mirrors its child's
+        // SIGSTOP from the shutdown) and would wait forever: kill and reap it.
+        for pid in self.spawned.borrow_mut().drain(..) {
+            // Only while it is still this process's unreaped nsenter: a reaped PID may be reused.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ours = stat.contains("(nsenter)")
+                && stat
+                    .rsplit(')')
+                    .next()
+                    .and_then(|rest| rest.split_whitespace().nth(1))
+                    == Some(std::process::id().to_string().as_str());
+            if !ours {
+                continue;
+            }
+            signal(pid, rustix::process::Signal::KILL);
+            if let Some(pid) = i32::try_from(pid)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            {
+                let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+            }
+        }
         self.remove_cgroups();
         if self.merged_mounted {
             umount(&self.run.join("root"));
             self.merged_mounted = false;
         }
         let _ = std::fs::remove_dir(Path::new("/run/systemd/nspawn/propagate").join(&self.name));
+        // A killed nspawn leaves its image lock behind; with no nspawn running it is stale.
+        if !nspawn_running() {
+            if let Ok(locks) = std::fs::read_dir("/run/systemd/nspawn/locks") {
+                for lock in locks.flatten() {
+                    let _ = std::fs::remove_file(lock.path());
+                }
+            }
+        }
         // nspawn's own runtime directories, when empty: no host systemd owns them here, and
         // another machine that needs them creates them again.
         for dir in ["locks", "propagate", "unix-export", ""] {
@@ -510,14 +545,11 @@ impl Machine {
     /// directory or tree, its cgroup directories, its run directory.
     pub fn leftovers(&self) -> Vec<String> {
         let mut left = Vec::new();
-        let mut other_nspawn = false;
         if let Ok(entries) = std::fs::read_dir("/proc") {
             for entry in entries.flatten() {
                 let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
                     continue;
                 };
-                let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-                other_nspawn |= comm.trim() == "systemd-nspawn";
                 let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
                 let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
                 if cmdline.contains(&self.name) {
@@ -547,7 +579,7 @@ impl Machine {
             left.push(format!("/run/systemd/nspawn/propagate/{}", self.name));
         }
         // With no machine running at all, nspawn's runtime directory is gone too.
-        if !other_nspawn && Path::new("/run/systemd/nspawn").exists() {
+        if !nspawn_running() && Path::new("/run/systemd/nspawn").exists() {
             left.push("/run/systemd/nspawn with no machine running".to_string());
         }
         left
@@ -597,6 +629,16 @@ fn container_init(nspawn: u32) -> Option<u32> {
             std::fs::read_link(format!("/proc/{pid}/exe"))
                 .is_ok_and(|exe| exe.to_string_lossy().contains("systemd"))
         })
+}
+
+/// Whether any systemd-nspawn runs on this host (this machine's or another's).
+fn nspawn_running() -> bool {
+    std::fs::read_dir("/proc").is_ok_and(|entries| {
+        entries.flatten().any(|entry| {
+            std::fs::read_to_string(entry.path().join("comm"))
+                .is_ok_and(|comm| comm.trim() == "systemd-nspawn")
+        })
+    })
 }
 
 fn statfs_is_cgroup2(path: &str) -> bool {
