@@ -3,7 +3,8 @@
 # and the whole cai test suite.
 #
 # The tests use real components: a private dockerd, busybox-static for the test image, sshd,
-# systemd-analyze and dpkg-deb. This script installs the Debian packages that are missing, finds
+# systemd-analyze, dpkg-deb, and a machine booted with systemd-nspawn from a tree mmdebstrap
+# builds. This script installs the Debian packages that are missing, finds
 # the Rust toolchain (also under sudo, which resets PATH) with rustfmt and clippy, checks
 # formatting and lints, then runs `cargo test`. Extra arguments go to cargo test. It never skips a
 # test: a component that is still missing makes tests fail with the command that installs it.
@@ -32,6 +33,9 @@ declare -A needs=(
 	[tar]=tar
 	[git]=git
 	[make]=make
+	# The end-to-end tests boot a machine with systemd as PID 1 (tests/e2e_systemd.rs).
+	[systemd-nspawn]=systemd-container
+	[mmdebstrap]=mmdebstrap
 )
 missing=()
 for program in "${!needs[@]}"; do
@@ -44,6 +48,8 @@ if ! dpkg -s busybox-static >/dev/null 2>&1; then
 	missing+=(busybox-static)
 fi
 if [[ ${#missing[@]} -gt 0 ]]; then
+	# --no-install-recommends matters: systemd-container recommends libnss-mymachines, which
+	# rewrites this machine's nsswitch.conf.
 	echo "test.sh: installing ${missing[*]}" >&2
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
@@ -103,6 +109,12 @@ else
 	echo "error: cargo clippy found warnings or errors (listed above)" >&2
 	echo "help: fix them, then cargo clippy --all-targets --locked -- -D warnings" >&2
 	checks_failed+=("cargo clippy|cargo clippy --all-targets --locked -- -D warnings")
+fi
+
+# The machine's tree for tests/e2e_systemd.rs, built once and cached under /var/tmp/cai-e2e
+# (about 30 s the first time); a failure here shows again, with its cause, in those tests.
+if ! bash scripts/lib/nspawn.sh cache >/dev/null; then
+	echo "warning: building the systemd test machine's tree failed; tests/e2e_systemd.rs will fail" >&2
 fi
 
 cargo test --locked --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?

@@ -235,6 +235,7 @@ fn doctor_alias_reports_stable_check_ids_in_text_and_json() {
             "engine.socket",
             "containers.managed",
             "containers.legacy",
+            "containers.stopped_at_start",
             "volumes.managed",
             "volumes.ownership",
             "fs.protected_hardlinks",

@@ -21,6 +21,7 @@ let changed = units::install("containai-docker.service");
 print(`unit changed ${changed}`);
 units::daemon_reload();
 units::restart("containai-docker.service");
+units::stop("containai-docker.service");
 packages::install_deb("/var/cache/containai/sysbox.deb");
 let fetched = artifacts::fetch(#{name: "tool.tgz", url: "file:///srv/mirror/tool.tgz", sha256: "@SHA256@", config_key: "dockerd_sha256"});
 print(`fetch predicted ${fetched.bytes} bytes`);
@@ -185,7 +186,7 @@ fn dry_run_of_every_mutating_primitive_changes_nothing_and_plans_every_call() {
         mutating_primitives(&f.host),
         "the plan must list every mutating primitive"
     );
-    assert_eq!(plan.len(), 15);
+    assert_eq!(plan.len(), 16);
     // Predicted results reach the script; print goes to stderr under --json.
     assert!(stderr.contains("stop predicted [\"agent-1\"]"), "{stderr}");
     assert!(stderr.contains("unit changed true"), "{stderr}");
@@ -219,7 +220,7 @@ fn dry_run_of_every_mutating_primitive_changes_nothing_and_plans_every_call() {
     ]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains("dry run: 15 planned actions; nothing was changed"),
+        stdout.contains("dry run: 16 planned actions; nothing was changed"),
         "{stdout}"
     );
     for kind in mutating_primitives(&f.host) {
@@ -304,7 +305,7 @@ fn the_same_script_live_changes_the_host_and_is_journalled() {
         .iter()
         .map(|l| format!("{}{}", l["phase"].as_str().unwrap(), l["seq"]))
         .collect();
-    let expected: Vec<String> = (1..=15)
+    let expected: Vec<String> = (1..=16)
         .flat_map(|n| [format!("intent{n}"), format!("outcome{n}")])
         .collect();
     assert_eq!(phases, expected, "{journal}");

@@ -151,6 +151,9 @@ pub struct ContainerDetails {
     pub state: String,
     pub running: bool,
     pub pid: i64,
+    /// When it last stopped, as the engine reports it (RFC 3339, UTC); "" when never.
+    pub finished_at: String,
+    pub exit_code: i64,
     pub managed_by: Option<ManagedBy>,
     pub labels: BTreeMap<String, String>,
     pub mounts: Vec<MountInfo>,
@@ -444,6 +447,8 @@ impl Client {
             state: enum_text(&state.status),
             running: state.running.unwrap_or(false),
             pid: state.pid.unwrap_or(0),
+            finished_at: state.finished_at.unwrap_or_default(),
+            exit_code: state.exit_code.unwrap_or(0),
             labels: labels.into_iter().collect(),
             mounts,
         })

@@ -123,9 +123,80 @@ pub fn daemon_reload(_: Approval, host: &Host) -> Result<(), UnitError> {
     systemctl(host, &["daemon-reload"])
 }
 
+/// `systemctl restart NAME`. When systemd refuses because the unit hit its start limit [P77]
+/// (`StartLimitBurst=` counts every start, manual or not: an update's restart, the sysbox
+/// package's scripts restarting the engine through `PartOf=`, a retry), the count is reset with
+/// `systemctl reset-failed NAME` and the restart tried once more: a restart cai needs must not
+/// be refused by starts it did not make. Only the unit's `Result` property decides that, never
+/// systemctl's message.
 pub fn restart(_: Approval, host: &Host, name: &str) -> Result<(), UnitError> {
     check_restartable(name)?;
-    systemctl(host, &["restart", name])
+    match systemctl(host, &["restart", name]) {
+        Err(_) if start_limit_hit(host, name) => {
+            systemctl(host, &["reset-failed", name])?;
+            systemctl(host, &["restart", name])
+        }
+        other => other,
+    }
+}
+
+/// `systemctl stop NAME`: the update stops the engine before a package whose scripts would
+/// restart it, so that it starts once, after everything is in place.
+pub fn stop(_: Approval, host: &Host, name: &str) -> Result<(), UnitError> {
+    check_restartable(name)?;
+    systemctl(host, &["stop", name])
+}
+
+/// When `name` last started (its main process, then ready), or `None` when it never did in this
+/// boot. `systemctl show --timestamp=us+utc` prints `KEY=Sat 2026-01-27 10:00:00.123456 UTC`, or
+/// `KEY=` for never.
+pub fn last_start(
+    host: &Host,
+    name: &str,
+) -> Result<Option<crate::plan::containers::EngineStart>, UnitError> {
+    validate_name(name)?;
+    let args: Vec<OsString> = [
+        "show",
+        "--timestamp=us+utc",
+        "-p",
+        "ExecMainStartTimestamp",
+        "-p",
+        "ActiveEnterTimestamp",
+        name,
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    let out = host
+        .run("systemctl", &args, None, AsRoot::No, SYSTEMCTL_TIMEOUT)?
+        .checked()?;
+    let value = |key: &str| {
+        out.stdout.lines().find_map(|line| {
+            let value = line.strip_prefix(key)?.strip_prefix('=')?;
+            // `Sat 2026-01-27 10:00:00.123456 UTC` -> `2026-01-27T10:00:00.123456Z`
+            let mut words = value.split_whitespace();
+            let (_, date, time, zone) =
+                (words.next()?, words.next()?, words.next()?, words.next()?);
+            (zone == "UTC")
+                .then(|| crate::plan::containers::unix_micros(&format!("{date}T{time}Z")))
+                .flatten()
+        })
+    };
+    Ok(
+        value("ExecMainStartTimestamp").map(|exec_start| crate::plan::containers::EngineStart {
+            exec_start,
+            ready: value("ActiveEnterTimestamp").unwrap_or(exec_start),
+        }),
+    )
+}
+
+/// Whether systemd last refused to start `name` because of its start limit.
+fn start_limit_hit(host: &Host, name: &str) -> bool {
+    let args: Vec<OsString> = vec!["show".into(), "-P".into(), "Result".into(), name.into()];
+    host.run("systemctl", &args, None, AsRoot::No, SYSTEMCTL_TIMEOUT)
+        .ok()
+        .and_then(|out| out.checked().ok())
+        .is_some_and(|out| out.stdout.trim() == "start-limit-hit")
 }
 
 /// Whether the service manager reports `name` active (`systemctl is-active`): exit 0 is active,

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod nspawn;
 pub mod sshd;
 
 use std::collections::BTreeMap;

@@ -89,6 +89,43 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     let h = host.clone();
     reg.read(
         Doc {
+            signature: "containers::stopped_at_engine_start() -> array or ()",
+            doc: "managed containers the engine stopped while it last started (it came up after a dockerd that died without its stop hook, and nothing starts them again): id, name, finished_at, exit_code; () when the engine unit never started in this boot",
+            example: "try { containers::stopped_at_engine_start() } catch { () }",
+        },
+        move |ctx: NativeCallContext| {
+            let start = systemd::last_start(&h, systemd::ENGINE_UNIT)
+                .map_err(|e| fail_at(&ctx, format!("containers::stopped_at_engine_start: {e}")))?;
+            let Some(start) = start else {
+                return Ok(Dynamic::UNIT);
+            };
+            let mut stopped = Vec::new();
+            for c in managed(&h, true).map_err(|e| fail_at(&ctx, e))? {
+                if c.running {
+                    continue;
+                }
+                // Removed since the listing: nothing to start.
+                let Ok(details) = h.docker().inspect(&c.id) else {
+                    continue;
+                };
+                if !details.running
+                    && crate::plan::containers::stopped_at_start(&details.finished_at, start)
+                {
+                    stopped.push(json!({
+                        "id": details.id,
+                        "name": details.name,
+                        "finished_at": details.finished_at,
+                        "exit_code": details.exit_code,
+                    }));
+                }
+            }
+            to_dynamic(&stopped)
+        },
+    );
+
+    let h = host.clone();
+    reg.read(
+        Doc {
             signature: "containers::query(name: string, argv: array) -> map",
             doc: "runs a read-only inspection program (id, getent, stat, cat, ls, test, uname, readlink, whoami) in a running container; exit_code, stdout, stderr",
             example: "try { containers::query(\"cai-example\", [\"id\", \"-u\"]) } catch { () }",

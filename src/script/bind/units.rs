@@ -128,14 +128,34 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>, catalog: &Rc<Catalog>) {
         },
         move |ctx: NativeCallContext, name: &str| {
             systemd::check_restartable(name).map_err(|e| fail_at(&ctx, e))?;
-            // Restarting the engine (or sysbox, which restarts it) stops every running
-            // container on it, labelled or not: during an update only recorded ones may be.
-            super::containers::check_all_recorded(&h)
-                .map_err(|e| fail_at(&ctx, format!("units::restart {name}: {e}")))?;
+            only_recorded_stop(&h, "restart", name).map_err(|e| fail_at(&ctx, e))?;
             let action = Action::new("units.restart", name, json!({}));
             gated(&ctx, &h, action, || (), |ok| systemd::restart(ok, &h, name))
         },
     );
+
+    let h = host.clone();
+    reg.mutating(
+        Doc {
+            signature: "units::stop(name: string)",
+            doc: "systemctl stop NAME (containai-* units and the sysbox services only); the engine's stop hook stops its containers first",
+            example: "units::stop(\"containai-example.service\")",
+        },
+        move |ctx: NativeCallContext, name: &str| {
+            systemd::check_restartable(name).map_err(|e| fail_at(&ctx, e))?;
+            only_recorded_stop(&h, "stop", name).map_err(|e| fail_at(&ctx, e))?;
+            let action = Action::new("units.stop", name, json!({}));
+            gated(&ctx, &h, action, || (), |ok| systemd::stop(ok, &h, name))
+        },
+    );
+}
+
+/// Restarting or stopping the engine (or sysbox, which takes the engine with it) stops every
+/// running managed container through the stop hook: during an update only recorded ones may be.
+fn only_recorded_stop(h: &Host, verb: &str, name: &str) -> Result<(), String> {
+    // Restarting or stopping the engine (or sysbox, which restarts it) stops every running
+    // container on it, labelled or not: during an update only recorded ones may be.
+    super::containers::check_all_recorded(h).map_err(|e| format!("units::{verb} {name}: {e}"))
 }
 
 /// A unit as rendered from its template, beside the file it would replace.
