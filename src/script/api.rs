@@ -10,5 +10,11 @@
 /// `dockerd::config_diff()` and `dockerd::install_config()`; 1.6 added `ssh::exec(container,
 /// argv, env)` and `ssh::spawn_detached(container, argv)`; 1.7 added `volumes::managed()`,
 /// `volumes::scan(name[, limit])`, `volumes::protected_hardlinks()` and
-/// `volumes::chown(name, from, to)`.
-pub const API_VERSION: semver::Version = semver::Version::new(1, 7, 0);
+/// `volumes::chown(name, from, to)`; 1.8 added `containers::list(all)`,
+/// `containers::stopped_at_engine_start()`, `units::stop(name)`, `packages::check_deb(path,
+/// expected)`, `dockerd::check_bundle(bundle[, version])`, `update::verify()` and
+/// `prompt::confirm_stop(containers)`, and made the update's safety rules stricter without
+/// changing a signature (the record only grows, `containers::stop` under the lock takes recorded
+/// full IDs, `update::clear` needs verified installs, `prompt::confirm` no longer consents to
+/// stopping containers).
+pub const API_VERSION: semver::Version = semver::Version::new(1, 8, 0);
