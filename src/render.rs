@@ -11,16 +11,34 @@ use serde_json::json;
 use crate::effects::{Action, JournalEntry, Mode};
 use crate::term;
 
+/// How a dry run ended, for the first line of its plan: a run that failed or exited non-zero
+/// planned only what came before that point, so it never reads as "no changes planned" [P76].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanEnd {
+    /// The script ran to its end with exit code 0: the plan is complete.
+    Complete,
+    /// The script stopped with an error (shown after the plan).
+    Failed,
+    /// The script ended with this non-zero exit code.
+    Exited(u8),
+}
+
 /// The human rendering of a dry-run plan.
-pub fn plan_human(plan: &[Action]) -> String {
-    if plan.is_empty() {
-        return "dry run: no changes planned; nothing was changed".to_string();
-    }
-    let mut out = format!(
-        "dry run: {} planned action{}; nothing was changed",
-        plan.len(),
-        if plan.len() == 1 { "" } else { "s" }
-    );
+pub fn plan_human(plan: &[Action], end: PlanEnd) -> String {
+    let count = match plan.len() {
+        0 => "no changes planned".to_string(),
+        1 => "1 planned action".to_string(),
+        n => format!("{n} planned actions"),
+    };
+    let mut out = match end {
+        PlanEnd::Complete => format!("dry run: {count}; nothing was changed"),
+        PlanEnd::Failed => format!(
+            "dry run failed (see the error): {count} before it stopped, so the plan is incomplete; nothing was changed"
+        ),
+        PlanEnd::Exited(code) => format!(
+            "dry run ended with exit code {code}: {count} before it ended, so the plan is incomplete; nothing was changed"
+        ),
+    };
     for (i, action) in plan.iter().enumerate() {
         out.push_str(&format!(
             "\n  {:>2}. {:<22} {}",
@@ -218,7 +236,7 @@ mod tests {
             ),
             Action::new("units.daemon_reload", "systemd", json!({})),
         ];
-        let text = plan_human(&plan);
+        let text = plan_human(&plan, PlanEnd::Complete);
         assert!(
             text.starts_with("dry run: 2 planned actions; nothing was changed"),
             "{text}"
@@ -228,14 +246,31 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("ids="), "{text}");
-        assert!(plan_human(&[]).contains("no changes"));
+        assert!(plan_human(&[], PlanEnd::Complete).contains("no changes"));
+        // [P76] A run that stopped early never reads as a complete, empty plan.
+        for (end, first) in [
+            (
+                PlanEnd::Complete,
+                "dry run: no changes planned; nothing was changed",
+            ),
+            (
+                PlanEnd::Failed,
+                "dry run failed (see the error): no changes planned before it stopped, so the plan is incomplete; nothing was changed",
+            ),
+            (
+                PlanEnd::Exited(2),
+                "dry run ended with exit code 2: no changes planned before it ended, so the plan is incomplete; nothing was changed",
+            ),
+        ] {
+            assert_eq!(plan_human(&[], end), first);
+        }
 
         let unit = Action::new(
             "units.install",
             "/etc/systemd/system/containai-docker.service",
             json!({"replaces": true, "diff": "--- a\n+++ b\n@@ -1 +1 @@\n-old\n+new\n"}),
         );
-        let text = plan_human(&[unit]);
+        let text = plan_human(&[unit], PlanEnd::Complete);
         assert!(text.contains("(replaces=true)"), "{text}");
         assert!(!text.contains("diff="), "{text}");
         assert!(
@@ -261,7 +296,7 @@ mod tests {
             summary: hostile.into(),
             remediation: hostile.into(),
         }];
-        for text in [plan_human(&plan), checks_human(&records)] {
+        for text in [plan_human(&plan, PlanEnd::Complete), checks_human(&records)] {
             assert!(!text.contains(['\x1b', '\r', '\u{202e}']), "{text:?}");
             assert!(text.contains("x\\x1b[2K\\r\\u{202e}y"), "{text:?}");
         }

@@ -314,3 +314,36 @@ fn the_same_script_live_changes_the_host_and_is_journalled() {
         "{journal}"
     );
 }
+
+/// [P76] A dry run that fails, or ends with a non-zero exit code, planned only what came before
+/// that point: its plan says so, and never ends in "no changes planned" as if it were complete.
+#[test]
+fn p76_a_failed_dry_run_never_reads_as_a_complete_empty_plan() {
+    let host = TestHost::new();
+    let dir = tempfile::tempdir().unwrap();
+    for (body, code, first) in [
+        (
+            "throw \"boom\";\n",
+            1,
+            "dry run failed (see the error): no changes planned before it stopped, so the plan is incomplete; nothing was changed",
+        ),
+        (
+            "units::daemon_reload();\nexit(2);\n",
+            2,
+            "dry run ended with exit code 2: 1 planned action before it ended, so the plan is incomplete; nothing was changed",
+        ),
+        ("0\n", 0, "dry run: no changes planned; nothing was changed"),
+    ] {
+        let script = dir.path().join("p76.rhai");
+        std::fs::write(&script, format!("//! version: 1.0.0\n//! api: 1\n{body}")).unwrap();
+        let before = host.snapshot_files();
+        let (got, stdout, stderr) = host.run(&["run", script.to_str().unwrap(), "--dry-run"]);
+        assert_eq!(got, code, "{stdout}{stderr}");
+        assert_eq!(stdout.lines().next(), Some(first), "{stdout}{stderr}");
+        assert!(
+            !stdout.contains("; no changes planned; nothing"),
+            "{stdout}"
+        );
+        assert_eq!(host.snapshot_files(), before);
+    }
+}

@@ -644,7 +644,12 @@ impl Ctx {
             };
             term::out(&render::run_json(&doc));
         } else if gate.is_dry_run() && (show == ShowPlan::Always || !gate.plan().is_empty()) {
-            term::out(&render::plan_human(&gate.plan()));
+            let end = match &outcome {
+                Ok(finished) if finished.exit_code == 0 => render::PlanEnd::Complete,
+                Ok(finished) => render::PlanEnd::Exited(finished.exit_code),
+                Err(_) => render::PlanEnd::Failed,
+            };
+            term::out(&render::plan_human(&gate.plan(), end));
         } else if outcome.is_err() && !gate.journal().is_empty() {
             // A live run that failed part-way: say exactly what it had already done.
             term::err(&render::journal_human(&gate.journal()));

@@ -191,7 +191,10 @@ pub fn run(host: &Rc<Host>, catalog: &Rc<Catalog>) -> anyhow::Result<()> {
             ":quit" | ":q" | ":exit" => break,
             ":help" => term::out(HELP),
             ":plan" => {
-                term::out(&render::plan_human(&host.gate.plan()));
+                term::out(&render::plan_human(
+                    &host.gate.plan(),
+                    render::PlanEnd::Complete,
+                ));
                 let journal = host.gate.journal();
                 if !journal.is_empty() {
                     term::out(&render::journal_human(&journal));
