@@ -112,3 +112,25 @@ fn confirm_stop_names_the_containers_and_only_a_persons_yes_consents() {
     assert_eq!(f.engine.state("agent-1"), "exited");
     assert!(f.record_exists());
 }
+
+/// A yes to the question that named `agent-1` agrees to stop `agent-1` only: recording another
+/// container as well is refused, and nothing stops [P74].
+#[test]
+fn p74_a_yes_to_confirm_stop_covers_only_the_containers_it_named() {
+    let f = Fixture::new(&format!(
+        "update::lock();\nlet running = containers::list_managed(false);\nif !prompt::confirm_stop(running.filter(|c| c.name == \"agent-1\")) {{ exit(2); }}\n{RECORD_AND_STOP}"
+    ));
+    f.engine.run_agent("agent-2");
+    let (code, out) = f.answer(&["update"], "stop 1 container(s) (agent-1)", "y");
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(
+            "refusing to record agent-2 for stopping: the operator agreed to stop only agent-1"
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("stopped"), "{out}");
+    assert_eq!(f.engine.state("agent-1"), "running");
+    assert_eq!(f.engine.state("agent-2"), "running");
+    assert!(!f.record_exists());
+}

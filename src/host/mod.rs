@@ -120,10 +120,11 @@ pub struct Host {
     /// This run's installs, each pending until the core verified it; clearing the update
     /// record waits for them.
     pub installs: installs::Installs,
-    /// The operator agreed to stop managed containers for an update: the run was given
-    /// `--stop-containers`, or a person answered yes to [`Host::confirm_stop`], the question that
-    /// names the containers. A yes to any other question, `--yes` and `--force` never set it.
-    pub stop_consent: std::cell::Cell<bool>,
+    /// What the operator agreed to stop for an update: any container when the run was given
+    /// `--stop-containers` (or in the REPL, where a person types every call), exactly the
+    /// containers named when a person answered yes to [`Host::confirm_stop`]. A yes to any other
+    /// question, `--yes` and `--force` never grant it.
+    pub stop_consent: std::cell::RefCell<StopConsent>,
     /// The operator chose to leave the containers an update stops stopped (`--no-restart`).
     pub no_restart: std::cell::Cell<bool>,
     /// How the volume walk enters directories; tests select the fallback (`cai doctor
@@ -148,6 +149,18 @@ pub enum TargetError {
     Release(#[from] ReleaseError),
     #[error(transparent)]
     Lima(#[from] lima::LimaError),
+}
+
+/// What the operator agreed to stop in this run (see [`Host::stop_consent`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StopConsent {
+    /// Nothing: recording containers to stop is refused.
+    #[default]
+    None,
+    /// Any container: `--stop-containers` was typed, or a person drives the REPL.
+    Any,
+    /// Exactly these containers, by name: a person's yes to the question that named them.
+    Named(std::collections::BTreeSet<String>),
 }
 
 impl Host {
@@ -201,7 +214,7 @@ impl Host {
             reports: std::cell::RefCell::new(Vec::new()),
             update_lock: update::LockSlot::default(),
             installs: installs::Installs::default(),
-            stop_consent: std::cell::Cell::new(false),
+            stop_consent: std::cell::RefCell::default(),
             no_restart: std::cell::Cell::new(false),
             walk_resolver: std::cell::Cell::default(),
             release_env,
@@ -327,7 +340,14 @@ impl Host {
         );
         let yes = self.ask(&question);
         if yes {
-            self.stop_consent.set(true);
+            let mut consent = self.stop_consent.borrow_mut();
+            match &mut *consent {
+                StopConsent::Any => {}
+                StopConsent::Named(agreed) => agreed.extend(names.iter().cloned()),
+                StopConsent::None => {
+                    *consent = StopConsent::Named(names.iter().cloned().collect());
+                }
+            }
         }
         yes
     }

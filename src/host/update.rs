@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use super::docker::{DockerError, EngineContainer};
 use super::fs::FsError;
 use super::installs::{self, Component};
-use super::{Host, dockerd, sysbox};
+use super::{Host, StopConsent, dockerd, sysbox};
 use crate::effects::Approval;
 use crate::plan::version::parse_version;
 
@@ -78,9 +78,13 @@ pub enum UpdateError {
         actual: String,
     },
     #[error(
-        "refusing to record containers for stopping: an update stops managed containers only with --stop-containers or a person's yes at the terminal (--yes and --force never agree to it); nothing was changed\nhelp: cai update --stop-containers"
+        "refusing to record containers for stopping: an update stops containers only with --stop-containers or a person's yes to the question that names them (--yes and --force never agree to it); nothing was changed\nhelp: cai update --stop-containers"
     )]
     NoConsent,
+    #[error(
+        "refusing to record {0} for stopping: the operator agreed to stop only {1}; nothing was changed\nhelp: ask again with prompt::confirm_stop naming every container, or run cai update --stop-containers"
+    )]
+    NotAgreed(String, String),
     #[error(
         "refusing to clear the update state: {0} recorded as stopped by an update, and not running again; the record is kept\nhelp: start them (cai system resume), or pass --no-restart to leave them stopped"
     )]
@@ -257,12 +261,28 @@ pub fn check_fetchable(host: &Host) -> Result<(), UpdateError> {
 }
 
 /// Recording containers is the step before stopping them, so it needs the operator's consent
-/// ([`Host::stop_consent`]); recording none needs none.
+/// ([`Host::stop_consent`]) to stop each of them; recording none needs none. A yes to
+/// `prompt::confirm_stop` covers exactly the containers it named [P74].
 pub fn check_consent(host: &Host, new: &[Stopped]) -> Result<(), UpdateError> {
-    if new.is_empty() || host.stop_consent.get() {
-        Ok(())
-    } else {
-        Err(UpdateError::NoConsent)
+    if new.is_empty() {
+        return Ok(());
+    }
+    match &*host.stop_consent.borrow() {
+        StopConsent::Any => Ok(()),
+        StopConsent::None => Err(UpdateError::NoConsent),
+        StopConsent::Named(agreed) => {
+            let others: Vec<&str> = new
+                .iter()
+                .filter(|s| !agreed.contains(&s.name))
+                .map(|s| s.name.as_str())
+                .collect();
+            if others.is_empty() {
+                Ok(())
+            } else {
+                let agreed: Vec<&str> = agreed.iter().map(String::as_str).collect();
+                Err(UpdateError::NotAgreed(others.join(", "), agreed.join(", ")))
+            }
+        }
     }
 }
 

@@ -146,7 +146,7 @@ pub fn run(
         crate::term::err(&format!("note: {}", crate::term::line(note)));
     }
     if args.iter().any(|a| a == STOP_CONSENT_ARG) {
-        host.stop_consent.set(true);
+        host.stop_consent.replace(crate::host::StopConsent::Any);
     }
     if args.iter().any(|a| a == NO_RESTART_ARG) {
         host.no_restart.set(true);
@@ -262,7 +262,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let (host, _, engine, primitives) = dry_run_engine(root.path());
         // Examples are what an operator types at the REPL, which may record containers to stop.
-        host.stop_consent.set(true);
+        host.stop_consent.replace(crate::host::StopConsent::Any);
         for p in &primitives {
             let before = host.gate.plan().len();
             engine

@@ -134,7 +134,7 @@ fn prompt(mode: Mode) -> &'static str {
 /// Runs the REPL until `:quit` or end of input.
 pub fn run(host: &Rc<Host>, catalog: &Rc<Catalog>) -> anyhow::Result<()> {
     // A person types every call here, as deliberately as an answer to a prompt.
-    host.stop_consent.set(true);
+    host.stop_consent.replace(crate::host::StopConsent::Any);
     let budget = Budget::new(Duration::from_secs(host.config.script_timeout_secs))
         .with_memory(host.config.script_memory_mb);
     let (engine, primitives) = engine::build(
