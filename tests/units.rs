@@ -515,3 +515,46 @@ fn p18_a_unit_equal_but_for_trailing_newlines_is_current() {
         assert_eq!(journal_lines(&host), 0);
     }
 }
+
+/// Prints `units::state` of the unit named in ARGS and `dockerd::config_state()`, one line each.
+const STATE: &str = r#"//! version: 1.0.0
+//! api: 1.7
+let unit = units::state(run::args()[0]);
+let config = dockerd::config_state();
+print(`unit ${unit.state} ${unit.diff == ""}`);
+print(`config ${config.state} ${config.diff == ""}`);
+"#;
+
+/// The state says "missing", "differs" or "current" itself, for the unit and the daemon
+/// configuration alike; the diff is empty exactly when current, trailing newlines aside [P18].
+#[test]
+fn state_tells_missing_differs_and_current_apart() {
+    let host = TestHost::new();
+    let state = || {
+        let (code, stdout, stderr) = run_script(&host, STATE, &[], &[ENGINE]);
+        assert_eq!(code, 0, "{stderr}");
+        stdout
+    };
+    assert_eq!(state(), "unit missing false\nconfig missing false\n");
+
+    let (text, _) = rendered(&host, ENGINE);
+    write_mode(&unit_file(&host, ENGINE), "[Unit]\n", 0o644);
+    let config = host.root().join("etc/containai/docker/daemon.json");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    write_mode(&config, "{}\n", 0o644);
+    assert_eq!(state(), "unit differs false\nconfig differs false\n");
+
+    write_mode(
+        &unit_file(&host, ENGINE),
+        &format!("{}\n\n", text.trim_end_matches('\n')),
+        0o644,
+    );
+    let (code, _, stderr) = run_script(
+        &host,
+        "//! version: 1.0.0\n//! api: 1.5\ndockerd::install_config();\n0\n",
+        &[],
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(state(), "unit current true\nconfig current true\n");
+}

@@ -1536,3 +1536,24 @@ fn p70_update_check_answers_with_a_read_only_run() {
     // Nothing was written anywhere under the root.
     assert_eq!(files(&host), before);
 }
+
+/// update.rhai reads its options from `cai update` (OPTS): under `cai run`, flags after `--`
+/// would be ignored and a check would become an update, so it refuses them and changes nothing.
+#[test]
+fn flags_after_run_dashes_are_refused_not_ignored() {
+    let host = TestHost::new();
+    let before = host.snapshot_files();
+    for flag in ["--check", "--resume", "--stop-containers"] {
+        let (code, _, stderr) = host.run(&["run", "update", "--", flag]);
+        assert_eq!(code, 1, "{flag}: {stderr}");
+        assert!(
+            stderr.contains("update.rhai takes its options from cai update"),
+            "{flag}: {stderr}"
+        );
+        assert!(
+            stderr.contains("help: cai update --check"),
+            "{flag}: {stderr}"
+        );
+    }
+    assert_eq!(host.snapshot_files(), before);
+}

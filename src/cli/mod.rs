@@ -123,7 +123,8 @@ pub enum ScriptsCommand {
     },
 }
 
-#[derive(Debug, Args)]
+/// Also `OPTS` of update.rhai, with `resume` added (see [`update_opts`]).
+#[derive(Debug, Default, Args, serde::Serialize)]
 pub struct UpdateArgs {
     /// Print the complete plan and change nothing
     #[arg(long)]
@@ -145,7 +146,8 @@ pub struct UpdateArgs {
     pub no_restart: bool,
 }
 
-#[derive(Debug, Args)]
+/// Also `OPTS` of doctor.rhai and repair.rhai.
+#[derive(Debug, Args, serde::Serialize)]
 pub struct DoctorArgs {
     /// Print the report as JSON
     #[arg(long)]
@@ -170,6 +172,7 @@ pub struct DoctorArgs {
     pub all: bool,
     /// How the volume walk enters directories (tests exercise the fallback with it)
     #[arg(long, value_enum, hide = true, value_name = "RESOLVER")]
+    #[serde(skip)]
     pub walk_resolver: Option<WalkResolver>,
 }
 
@@ -310,7 +313,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         Command::Run(args) => {
             let ctx = Ctx::probe(&cli, mode(args.dry_run))?;
             let script = ctx.script_for(&args.script)?;
-            ctx.run_script(&script, args.args.clone(), args.json)
+            ctx.run_script(&script, args.args.clone(), script::Opts::new(), args.json)
         }
         Command::Update(args) => {
             // `--check` only reads [P70]: it runs under the dry-run gate, so whatever the
@@ -332,20 +335,23 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             } else {
                 ShowPlan::Always
             };
-            ctx.run_script_showing(&script, flag_args(&flags), args.json, plan)
+            let opts = update_opts(args, false);
+            ctx.run_script_showing(&script, flag_args(&flags), opts, args.json, plan)
         }
         Command::Doctor(args) => doctor(&cli, args),
         Command::System(SystemCommand::StopContainers { timeout, dry_run }) => {
             let ctx = Ctx::probe(&cli, mode(*dry_run))?;
             let script = ctx.catalog.resolve("stop-containers")?;
             let args = timeout.iter().map(ToString::to_string).collect();
-            ctx.run_script(&script, args, false)
+            let opts = script::opts(&serde_json::json!({ "timeout": timeout, "dry_run": dry_run }));
+            ctx.run_script(&script, args, opts, false)
         }
         Command::System(SystemCommand::Resume) => {
             let ctx = Ctx::probe(&cli, Mode::Live)?;
             ctx.take_update_lock()?;
             let script = ctx.catalog.resolve("update")?;
-            ctx.run_script(&script, vec!["--resume".into()], false)
+            let opts = update_opts(&UpdateArgs::default(), true);
+            ctx.run_script(&script, vec!["--resume".into()], opts, false)
         }
         Command::System(SystemCommand::Unit { name }) => {
             let ctx = Ctx::probe(&cli, Mode::DryRun)?;
@@ -394,7 +400,7 @@ fn doctor(cli: &Cli, args: &DoctorArgs) -> Result<u8, Error> {
         if args.list_checks {
             script_args.push("--list-checks".into());
         }
-        return ctx.run_script(&script, script_args, args.json);
+        return ctx.run_script(&script, script_args, script::opts(args), args.json);
     };
     let script_args = match chosen {
         Selection::All => vec!["--all".to_string()],
@@ -402,7 +408,15 @@ fn doctor(cli: &Cli, args: &DoctorArgs) -> Result<u8, Error> {
         Selection::Unsupported => Vec::new(),
     };
     let script = ctx.catalog.resolve("repair")?;
-    ctx.run_script(&script, script_args, args.json)
+    ctx.run_script(&script, script_args, script::opts(args), args.json)
+}
+
+/// `OPTS` of update.rhai: `cai update`'s flags, and `resume` (true for `cai system resume`:
+/// only restart what an interrupted update stopped).
+fn update_opts(args: &UpdateArgs, resume: bool) -> script::Opts {
+    let mut opts = script::opts(args);
+    opts.insert("resume".into(), resume.into());
+    opts
 }
 
 /// Prints the rendered units and the engine's daemon configuration: one as it would be written,
@@ -612,20 +626,27 @@ impl Ctx {
         }
     }
 
-    fn run_script(&self, script: &Script, args: Vec<String>, json: bool) -> Result<u8, Error> {
-        self.run_script_showing(script, args, json, ShowPlan::Always)
+    fn run_script(
+        &self,
+        script: &Script,
+        args: Vec<String>,
+        opts: script::Opts,
+        json: bool,
+    ) -> Result<u8, Error> {
+        self.run_script_showing(script, args, opts, json, ShowPlan::Always)
     }
 
     fn run_script_showing(
         &self,
         script: &Script,
         args: Vec<String>,
+        opts: script::Opts,
         json: bool,
         show: ShowPlan,
     ) -> Result<u8, Error> {
         self.install_interrupt_handler();
         let outcome =
-            script::run(&self.host, &self.catalog, script, args, json).map_err(Error::from);
+            script::run(&self.host, &self.catalog, script, args, opts, json).map_err(Error::from);
         let gate = &self.host.gate;
         if json {
             // Tools reading stdout get one document whether the script finished or failed.
@@ -655,5 +676,83 @@ impl Ctx {
             term::err(&render::journal_human(&gate.journal()));
         }
         Ok(outcome?.exit_code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rhai::Dynamic;
+
+    use super::*;
+
+    fn parsed(args: &[&str]) -> Command {
+        Cli::try_parse_from(std::iter::once("cai").chain(args.iter().copied()))
+            .unwrap()
+            .command
+    }
+
+    /// `OPTS` as a script reads it: every key to its value, shown as Rhai shows it.
+    fn shown(opts: &script::Opts) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = opts
+            .iter()
+            .map(|(k, v)| (k.to_string(), format!("{v:?}")))
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn want(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Scripts get what clap typed, one key per option, never a string to parse again.
+    #[test]
+    fn opts_are_the_typed_options_of_each_command() {
+        let Command::Update(args) = parsed(&["update", "--check", "--no-restart"]) else {
+            panic!("not update");
+        };
+        assert_eq!(
+            shown(&update_opts(&args, false)),
+            want(&[
+                ("check", "true"),
+                ("dry_run", "false"),
+                ("force", "false"),
+                ("json", "false"),
+                ("no_restart", "true"),
+                ("resume", "false"),
+                ("stop_containers", "false"),
+            ])
+        );
+        let resume = update_opts(&UpdateArgs::default(), true);
+        assert_eq!(resume["resume"].as_bool(), Ok(true));
+        assert_eq!(resume["stop_containers"].as_bool(), Ok(false));
+
+        let Command::Doctor(args) = parsed(&["doctor", "--repair", "--container", "box"]) else {
+            panic!("not doctor");
+        };
+        let opts = script::opts(&args);
+        assert_eq!(opts["container"].clone().into_string().unwrap(), "box");
+        assert_eq!(opts["all"].as_bool(), Ok(false));
+        assert_eq!(opts["repair"].as_bool(), Ok(true));
+        assert!(!opts.contains_key("walk_resolver"));
+
+        let Command::Doctor(args) = parsed(&["doctor", "--check", "a", "b"]) else {
+            panic!("not doctor");
+        };
+        let opts = script::opts(&args);
+        assert!(opts["container"].is_unit());
+        let ids: Vec<String> = opts["check"]
+            .clone()
+            .into_array()
+            .unwrap()
+            .into_iter()
+            .map(Dynamic::cast::<String>)
+            .collect();
+        assert_eq!(ids, ["a", "b"]);
     }
 }

@@ -24,6 +24,7 @@ use tokio::runtime::Runtime;
 use super::fs::{Anchored, FsError};
 use crate::effects::Approval;
 use crate::plan::containers::{ManagedBy, SSH_PORT_LABEL, classify};
+use crate::plan::identity;
 
 /// Programs that only read, so running them inside a container needs no gate.
 pub const QUERY_PROGRAMS: [&str; 9] = [
@@ -472,6 +473,45 @@ impl Client {
         }
     }
 
+    /// The owner container `name`'s files should have when its `Config.User` is `user`, decided
+    /// by [`identity::owner`] from inspect (running or not) and read-only `id` / `getent group`
+    /// runs inside it; a failed lookup is only a lookup that found nothing.
+    pub fn user_ids(
+        &self,
+        name: &str,
+        user: &str,
+        timeout: Duration,
+    ) -> Result<identity::Owner, DockerError> {
+        let details = self.inspect(name)?;
+        let mut inside = Lookups {
+            client: self,
+            name: &details.name,
+            timeout,
+        };
+        Ok(identity::owner(
+            &details.name,
+            user,
+            details.running,
+            &mut inside,
+        ))
+    }
+
+    /// Signs that container `name`'s own root file system is damaged ([`identity::taint`]), from
+    /// one `stat` run inside it; none for a stopped container or a `stat` that cannot run.
+    pub fn root_taint(&self, name: &str, timeout: Duration) -> Result<Vec<String>, DockerError> {
+        if !self.inspect(name)?.running {
+            return Ok(Vec::new());
+        }
+        let argv: Vec<String> = identity::TAINT_STAT
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        Ok(self
+            .query(name, &argv, timeout)
+            .map(|out| identity::taint(&out.stdout))
+            .unwrap_or_default())
+    }
+
     /// Runs any program inside a running container; it may change the container.
     pub fn exec(
         &self,
@@ -597,6 +637,36 @@ impl Client {
         });
         let results = rt.block_on(futures_util::future::join_all(jobs));
         Ok(collect_set(results, API_TIMEOUT))
+    }
+}
+
+/// The lookups [`identity::owner`] asks of one running container: read-only programs, each
+/// `None` unless it ran, exited 0 and printed what was expected.
+struct Lookups<'a> {
+    client: &'a Client,
+    name: &'a str,
+    timeout: Duration,
+}
+
+impl Lookups<'_> {
+    fn run(&self, argv: &[&str]) -> Option<String> {
+        let argv: Vec<String> = argv.iter().map(ToString::to_string).collect();
+        let out = self.client.query(self.name, &argv, self.timeout).ok()?;
+        (out.exit_code == 0).then_some(out.stdout)
+    }
+}
+
+impl identity::Inside for Lookups<'_> {
+    fn id(&mut self, user: Option<&str>) -> Option<identity::Ids> {
+        let out = match user {
+            Some(user) => self.run(&["id", user]),
+            None => self.run(&["id"]),
+        };
+        identity::parse_id(&out?)
+    }
+
+    fn group(&mut self, group: &str) -> Option<u64> {
+        identity::parse_getent_group(&self.run(&["getent", "group", group])?)
     }
 }
 

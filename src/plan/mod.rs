@@ -5,6 +5,7 @@ pub mod artifact;
 pub mod containers;
 pub mod daemon;
 pub mod deb822;
+pub mod identity;
 pub mod layout;
 pub mod platform;
 pub mod release;

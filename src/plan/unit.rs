@@ -10,6 +10,8 @@
 
 use std::path::Path;
 
+use serde::Serialize;
+
 use crate::plan::layout::{DAEMON_CONFIG, SITE_CONFIG};
 
 /// The bundle's active dockerd (a symlink switched atomically by updates).
@@ -509,6 +511,44 @@ impl Rendered {
     pub fn diff(&self) -> String {
         diff(&self.path, self.on_disk.as_deref(), &self.text)
     }
+
+    /// Where the file on disk stands against the rendered text, with the diff that shows it.
+    pub fn compare(&self) -> Comparison {
+        Comparison {
+            state: FileState::of(self.on_disk.as_deref(), &self.text),
+            diff: self.diff(),
+        }
+    }
+}
+
+/// A managed file against what `cai` would write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileState {
+    /// It holds the rendered text, trailing newlines aside [P18].
+    Current,
+    /// It exists and holds something else.
+    Differs,
+    /// It does not exist.
+    Missing,
+}
+
+impl FileState {
+    pub fn of(on_disk: Option<&str>, rendered: &str) -> Self {
+        match on_disk {
+            None => FileState::Missing,
+            Some(_) if is_current(on_disk, rendered) => FileState::Current,
+            Some(_) => FileState::Differs,
+        }
+    }
+}
+
+/// What scripts get from `units::state` and `dockerd::config_state`: the state, and the unified
+/// diff from the file on disk to the rendered text ("" when current).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Comparison {
+    pub state: FileState,
+    pub diff: String,
 }
 
 /// Whether the file on disk already holds `rendered`; trailing newlines do not count [P18].
@@ -828,6 +868,44 @@ mod tests {
                 *current,
                 "{on_disk:?}"
             );
+        }
+    }
+
+    /// The state says "current" itself; a script never reads it from an empty diff.
+    #[test]
+    fn state_is_current_differs_or_missing() {
+        use FileState::{Current, Differs, Missing};
+        let cases: &[(Option<&str>, &str, FileState)] = &[
+            (Some("[Unit]\n"), "[Unit]\n", Current),
+            (Some("[Unit]\n\n"), "[Unit]", Current),
+            (Some("[Unit] \n"), "[Unit]\n", Differs),
+            (Some(""), "[Unit]\n", Differs),
+            (Some("[Service]\n"), "[Unit]\n", Differs),
+            (None, "[Unit]\n", Missing),
+            // Nothing to write and nothing there is still a missing file, not a current one.
+            (None, "", Missing),
+            (Some(""), "", Current),
+        ];
+        for (on_disk, rendered, want) in cases {
+            let file = Rendered {
+                path: "/u".into(),
+                text: (*rendered).into(),
+                on_disk: on_disk.map(str::to_string),
+            };
+            let got = file.compare();
+            assert_eq!(got.state, *want, "{on_disk:?}");
+            // An empty rendered text against no file diffs as nothing: only the state tells a
+            // missing file from a current one.
+            if !rendered.is_empty() {
+                assert_eq!(got.diff.is_empty(), *want == Current, "{on_disk:?}");
+            }
+            let shown = serde_json::to_value(&got).unwrap();
+            let name = match want {
+                Current => "current",
+                Differs => "differs",
+                Missing => "missing",
+            };
+            assert_eq!(shown["state"], name);
         }
     }
 

@@ -154,6 +154,19 @@ impl Decision {
     }
 }
 
+/// Scripts and JSON readers see a decision as `{action, needed, reason}`; `needed` is null when
+/// the check failed and nobody can tell.
+impl Serialize for Decision {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = serializer.serialize_struct("Decision", 3)?;
+        out.serialize_field("action", self.action())?;
+        out.serialize_field("needed", &self.needed())?;
+        out.serialize_field("reason", self.reason())?;
+        out.end()
+    }
+}
+
 /// The sysbox update decision: `installed` is what the version check found (`Ok(None)`: not
 /// installed; `Err`: the check failed, with why) and `target` the release target's full version,
 /// which must be a ContainAI build. A trailing Debian revision is ignored on both sides.

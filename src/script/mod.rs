@@ -76,8 +76,12 @@ impl Checker {
     ) -> Result<Header, RunError> {
         let header = script.check_api()?;
         let file = script.display_name();
-        let ast = engine::compile(&self.engine, &base_scope(Vec::new()), &script.text)
-            .map_err(|e| error::from_compile(&e, &file, &script.text))?;
+        let ast = engine::compile(
+            &self.engine,
+            &base_scope(Vec::new(), Opts::new()),
+            &script.text,
+        )
+        .map_err(|e| error::from_compile(&e, &file, &script.text))?;
         for (name, pos) in literal_imports(&ast) {
             let located = |message: String| {
                 RunError::Script(ScriptError {
@@ -132,12 +136,28 @@ pub const STOP_CONSENT_ARG: &str = "--stop-containers";
 /// The argument by which an operator leaves the containers an update stopped stopped.
 pub const NO_RESTART_ARG: &str = "--no-restart";
 
+/// The options of the command that runs a script, as clap typed them: `OPTS` in the script
+/// (empty for `cai run`, whose script reads `ARGS`).
+pub type Opts = rhai::Map;
+
+/// `OPTS` from a command's typed options: a flat struct of bools, strings, numbers, lists and
+/// optional values, each field a key.
+pub fn opts<T: serde::Serialize>(typed: &T) -> Opts {
+    // Invariant: the option structs are plain structs, which always serialize to a map; a unit
+    // test of each command's options checks it.
+    rhai::serde::to_dynamic(typed)
+        .ok()
+        .and_then(|value| value.try_cast::<rhai::Map>())
+        .unwrap_or_default()
+}
+
 /// Runs a script to completion in the host's mode (dry-run or live).
 pub fn run(
     host: &Rc<Host>,
     catalog: &Rc<Catalog>,
     script: &Script,
     args: Vec<String>,
+    opts: Opts,
     json: bool,
 ) -> Result<Finished, RunError> {
     let header = script.check_api()?;
@@ -151,11 +171,11 @@ pub fn run(
     if args.iter().any(|a| a == NO_RESTART_ARG) {
         host.no_restart.set(true);
     }
-    let opts = options(host, args.clone(), json);
-    let budget_secs = opts.budget.limit().as_secs();
-    let (engine, _) = engine::build(host, catalog, opts);
+    let engine_options = options(host, args.clone(), json);
+    let budget_secs = engine_options.budget.limit().as_secs();
+    let (engine, _) = engine::build(host, catalog, engine_options);
     let file = script.display_name();
-    let mut scope = base_scope(args);
+    let mut scope = base_scope(args, opts);
     let mut ast = engine::compile(&engine, &scope, &script.text)
         .map_err(|e| error::from_compile(&e, &file, &script.text))?;
     ast.set_source(file.clone());
@@ -170,13 +190,15 @@ pub fn run(
     })
 }
 
-/// The variables every script starts with: `ARGS`, the arguments after `--`.
-fn base_scope(args: Vec<String>) -> Scope<'static> {
+/// The constants every script starts with: `ARGS`, the arguments after `--`, and `OPTS`, the
+/// options of the command that runs it.
+fn base_scope(args: Vec<String>, opts: Opts) -> Scope<'static> {
     let mut scope = Scope::new();
     scope.push_constant(
         "ARGS",
         args.into_iter().map(Dynamic::from).collect::<rhai::Array>(),
     );
+    scope.push_constant("OPTS", opts);
     scope
 }
 

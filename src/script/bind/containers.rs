@@ -138,6 +138,30 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     );
 
     let h = host.clone();
+    reg.read(
+        Doc {
+            signature: "containers::user_ids(name: string, user: string) -> map",
+            doc: "the owner a container's files should have when its Config.User is USER (SPEC 5.2): uid, gid, source, warning (\"\" when none); a user name is resolved inside the running container only, never on this host",
+            example: "try { containers::user_ids(\"cai-example\", \"\") } catch { () }",
+        },
+        move |ctx: NativeCallContext, name: &str, user: &str| {
+            to_dynamic(&h.docker().user_ids(name, user, EXEC_TIMEOUT).map_err(|e| fail_at(&ctx, e))?)
+        },
+    );
+
+    let h = host.clone();
+    reg.read(
+        Doc {
+            signature: "containers::root_taint(name: string) -> array",
+            doc: "signs that a running container's own files are damaged (/usr/bin/sudo not owned by root, system directories owned by 65534), one line each; [] when none or stopped",
+            example: "try { containers::root_taint(\"cai-example\") } catch { () }",
+        },
+        move |ctx: NativeCallContext, name: &str| {
+            to_dynamic(&h.docker().root_taint(name, EXEC_TIMEOUT).map_err(|e| fail_at(&ctx, e))?)
+        },
+    );
+
+    let h = host.clone();
     reg.mutating(
         Doc {
             signature: "containers::exec(name: string, argv: array) -> map",

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use rhai::{Dynamic, NativeCallContext};
 use serde_json::json;
 
-use super::{Doc, Registrar, Res, fail_at, gated};
+use super::{Doc, Registrar, Res, fail_at, gated, to_dynamic};
 use crate::effects::Action;
 use crate::host::Host;
 use crate::host::dockerd::{self, BIN_DIR, BUNDLE_DIR, DAEMON_CONFIG};
@@ -111,6 +111,18 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
         move |ctx: NativeCallContext| {
             let proposed = daemon_config(&h).map_err(|e| fail_at(&ctx, e))?;
             Ok(Dynamic::from(proposed.diff()))
+        },
+    );
+
+    let h = host.clone();
+    reg.read(
+        Doc {
+            signature: "dockerd::config_state() -> map",
+            doc: "the daemon configuration on disk against dockerd::config_render(): state (\"current\", \"differs\" or \"missing\"; trailing newlines ignored) and diff (\"\" when current)",
+            example: "dockerd::config_state()",
+        },
+        move |ctx: NativeCallContext| {
+            to_dynamic(&daemon_config(&h).map_err(|e| fail_at(&ctx, e))?.compare())
         },
     );
 

@@ -26,6 +26,16 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
         },
     );
 
+    let h = host.clone();
+    reg.read(
+        Doc {
+            signature: "sysbox::status() -> map",
+            doc: "sysbox against the release target, read once: installed (what installed_version returns), error (why the version check failed, or ()), target (full version, or ()), target_error, decision (what decide returns; () only without a target)",
+            example: "sysbox::status()",
+        },
+        move || to_dynamic(&sysbox::status(&h)),
+    );
+
     reg.read(
         Doc {
             signature: "sysbox::decide(installed: map or (), target: string) -> map",

@@ -11,7 +11,7 @@ use std::rc::Rc;
 use rhai::{Dynamic, NativeCallContext};
 use serde_json::json;
 
-use super::{Doc, Registrar, fail_at, gated};
+use super::{Doc, Registrar, fail_at, gated, to_dynamic};
 use crate::effects::Action;
 use crate::host::{Host, systemd};
 use crate::plan::unit;
@@ -58,6 +58,19 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>, catalog: &Rc<Catalog>) {
         move |ctx: NativeCallContext, name: &str| {
             let proposed = Proposed::new(&h, &c, name).map_err(|e| fail_at(&ctx, e))?;
             Ok(Dynamic::from(proposed.file.diff()))
+        },
+    );
+
+    let (h, c) = (host.clone(), catalog.clone());
+    reg.read(
+        Doc {
+            signature: "units::state(name: string) -> map",
+            doc: "the unit file on disk against units::render(name): state (\"current\", \"differs\" or \"missing\"; trailing newlines ignored) and diff (\"\" when current)",
+            example: "units::state(\"containai-docker.service\")",
+        },
+        move |ctx: NativeCallContext, name: &str| {
+            let proposed = Proposed::new(&h, &c, name).map_err(|e| fail_at(&ctx, e))?;
+            to_dynamic(&proposed.file.compare())
         },
     );
 
