@@ -81,14 +81,6 @@ fn runaway_loop_stops_on_the_wall_clock_budget() {
 }
 
 #[test]
-fn runaway_loop_stops_on_the_operation_limit() {
-    let host = TestHost::new();
-    let (code, _, stderr) = run_text(&host, "let i = 0;\nloop { i += 1; }");
-    assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("limit of 50000000 operations"), "{stderr}");
-}
-
-#[test]
 fn unbounded_string_growth_is_stopped() {
     let host = TestHost::new();
     let (code, _, stderr) = run_text(&host, "let s = \"x\";\nloop { s += s; }");
@@ -695,41 +687,27 @@ throw evil + "\n" + evil;
     assert_eq!(doc["reports"][1]["s"], evil);
 }
 
+/// Every refusal of a too deeply nested value is tested against a small limit in
+/// `script::tests`; here the binary refuses a value just past the default limit of 64 levels.
 #[test]
 fn deeply_nested_values_error_cleanly_instead_of_overflowing_the_stack() {
     let host = TestHost::new();
-    let build = "let a = [];\nfor i in 0..3000 { a = [a]; }\nlet m = #{};\nfor i in 0..2000 { m = #{x: m}; }\n";
+    let build =
+        "let a = [];\nfor i in 0..70 { a = [a]; }\nlet m = #{};\nfor i in 0..70 { m = #{x: m}; }\n";
     for (line, expect) in [
         (
             "print(a);",
             "print: arrays and maps nested more than 64 levels deep cannot be shown",
         ),
         (
-            "debug(m);",
-            "debug: arrays and maps nested more than 64 levels deep cannot be shown",
-        ),
-        (
-            "a == a",
-            "==: arrays and maps nested more than 64 levels deep cannot be compared",
-        ),
-        (
             "m != m",
             "!=: arrays and maps nested more than 64 levels deep cannot be compared",
         ),
-        ("a in [a]", "==: arrays and maps nested"),
-        ("[[1]].contains(a)", "==: arrays and maps nested"),
-        ("[[1]].index_of(a)", "==: arrays and maps nested"),
-        ("m.to_json()", "to_json: arrays and maps nested"),
         (
             "print(`${a}`);",
             "script stopped: arrays and maps nested more than 64 levels deep cannot be turned into text",
         ),
-        (
-            "let s = \"x\" + m;\n1",
-            "script stopped: arrays and maps nested more than 64 levels deep cannot be turned into text",
-        ),
-        ("throw a;", "throw: arrays and maps nested"),
-        ("exit(a);", "script result (array) is not an exit code"),
+        ("throw m;", "throw: arrays and maps nested"),
     ] {
         let (code, _, stderr) = run_text(&host, &format!("{build}{line}"));
         assert_eq!(code, 1, "{line}: {stderr}");
@@ -746,8 +724,13 @@ fn deeply_nested_values_error_cleanly_instead_of_overflowing_the_stack() {
             .is_some_and(|e| e.contains("report::data: arrays and maps nested")),
         "{stdout}"
     );
+}
 
-    // Building, copying and dropping a value as deep as that is no crash either.
+/// Rhai clones, drops and measures values by recursion: a value 10,000 levels deep needs more
+/// stack than a main thread has, and the thread a command runs on has enough.
+#[test]
+fn a_value_nested_ten_thousand_levels_deep_is_built_copied_and_dropped() {
+    let host = TestHost::new();
     let (code, stdout, stderr) = run_text(
         &host,
         "let a = [];\nfor i in 0..10000 { a = [take(a)]; }\nlet b = a;\nprint(\"built\");",
