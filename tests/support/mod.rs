@@ -16,7 +16,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-pub const INSTALL_HINT: &str = "sudo ./scripts/test.sh (or: apt-get install docker.io busybox-static openssh-server systemd dpkg-dev)";
+pub const INSTALL_HINT: &str = "sudo ./scripts/test.sh (or: apt-get install docker.io busybox-static openssh-server systemd dpkg-dev python3)";
 pub const TEST_IMAGE: &str = "cai-test:busybox";
 
 /// The `cai` binary under test.
@@ -756,7 +756,7 @@ impl HttpServer {
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
-            .expect("spawn python3");
+            .unwrap_or_else(|e| panic!("cannot start python3 ({e}); install with: {INSTALL_HINT}"));
         let mut line = String::new();
         let stdout = child.stdout.take().expect("piped stdout");
         std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
@@ -764,7 +764,7 @@ impl HttpServer {
         let port = line.trim().parse().unwrap_or_else(|_| {
             let _ = child.kill();
             panic!(
-                "the python3 HTTP server did not start: {}",
+                "the python3 HTTP server did not start: {}\nhelp: {INSTALL_HINT}",
                 std::fs::read_to_string(&log).unwrap_or_default()
             )
         });
