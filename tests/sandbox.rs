@@ -6,13 +6,12 @@ mod support;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use support::TestHost;
+use support::{Run, TestHost};
 
 const HEADER: &str = "//! version: 1.0.0\n//! api: 1\n";
 
 fn run_text(host: &TestHost, body: &str) -> (i32, String, String) {
-    let script = host.script("t.rhai", &format!("{HEADER}{body}"));
-    host.run(&["run", script.to_str().unwrap()])
+    Run::script(host, "t.rhai", &format!("{HEADER}{body}")).run()
 }
 
 #[test]
@@ -283,13 +282,7 @@ fn world_writable_or_foreign_overrides_are_refused() {
     assert!(stderr.contains("owned by uid 4242"), "{stderr}");
 
     // The user who ran sudo counts as the invoking user.
-    let out = host
-        .cai()
-        .arg("doctor")
-        .env("SUDO_UID", "4242")
-        .output()
-        .unwrap();
-    let (code, stdout, stderr) = support::decode(out);
+    let (code, stdout, stderr) = Run::new(&host).arg("doctor").env("SUDO_UID", "4242").run();
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("site doctor"), "{stdout}");
 
@@ -456,16 +449,14 @@ fn sleep_cannot_outwait_the_wall_clock_budget() {
     let host = TestHost::new();
     let config = budget_config(&host, 2);
     for call in ["sleep(30);", "sleep(1e300);"] {
-        let script = host.script("t.rhai", &format!("{HEADER}{call}\nprint(\"after\");\n"));
         let start = Instant::now();
-        let out = host
-            .cai()
-            .arg("--config")
-            .arg(&config)
-            .args(["run", script.to_str().unwrap()])
-            .output()
-            .unwrap();
-        let (code, stdout, stderr) = support::decode(out);
+        let (code, stdout, stderr) = Run::script(
+            &host,
+            "t.rhai",
+            &format!("{HEADER}{call}\nprint(\"after\");\n"),
+        )
+        .config(&config)
+        .run();
         assert_eq!(code, 1, "{call}: {stderr}");
         assert!(
             stderr.contains("t.rhai:3:1: script stopped: it ran past its wall-clock budget of 2 s"),
@@ -819,15 +810,12 @@ fn p71_waiting_for_the_engine_cannot_outwait_the_budget() {
         &format!("{HEADER}let up = containers::wait_engine(20);\nprint(`after ${{up}}`);\n"),
     );
     let start = Instant::now();
-    let out = host
-        .cai()
-        .arg("--config")
-        .arg(&config)
-        .args(["run", script.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let (code, stdout, stderr) = Run::new(&host)
+        .config(&config)
+        .arg("run")
+        .arg(&script)
+        .run();
     let elapsed = start.elapsed();
-    let (code, stdout, stderr) = support::decode(out);
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(
         stderr.contains("t.rhai:3:22: script stopped: it ran past its wall-clock budget of 2 s"),
@@ -875,15 +863,9 @@ fn p72_a_script_that_grows_past_its_memory_limit_is_stopped() {
             "{HEADER}fn hold(n) {{\n  let s = \"x\";\n  for k in 0..21 {{ s += s; }}\n  s += n;\n  if n > 0 {{ hold(n - 1) }} else {{ s.len() }}\n}}\nhold({frames});\nprint(\"done\");\n"
         )
     };
-    let script = host.script("grow.rhai", &grow(60));
-    let out = host
-        .cai()
-        .arg("--config")
-        .arg(&config)
-        .args(["run", script.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let (code, stdout, stderr) = support::decode(out);
+    let (code, stdout, stderr) = Run::script(&host, "grow.rhai", &grow(60))
+        .config(&config)
+        .run();
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(
         stderr.contains("grow.rhai:9:1: script exceeded its memory limit of 32 MiB"),
@@ -895,14 +877,8 @@ fn p72_a_script_that_grows_past_its_memory_limit_is_stopped() {
     );
     assert!(!stdout.contains("done"), "{stdout}");
     // Within the limit the same script runs to its end.
-    let script = host.script("grow.rhai", &grow(3));
-    let out = host
-        .cai()
-        .arg("--config")
-        .arg(&config)
-        .args(["run", script.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let (code, stdout, stderr) = support::decode(out);
+    let (code, stdout, stderr) = Run::script(&host, "grow.rhai", &grow(3))
+        .config(&config)
+        .run();
     assert_eq!((code, stdout.as_str()), (0, "done\n"), "{stderr}");
 }

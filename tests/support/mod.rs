@@ -6,7 +6,10 @@
 #![allow(dead_code)]
 
 pub mod nspawn;
+mod run;
 pub mod sshd;
+
+pub use run::Run;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -18,6 +21,15 @@ use std::time::{Duration, Instant};
 
 pub const INSTALL_HINT: &str = "sudo ./scripts/test.sh (or: apt-get install docker.io busybox-static openssh-server systemd dpkg-dev python3)";
 pub const TEST_IMAGE: &str = "cai-test:busybox";
+
+/// A script that installs every unit named in its arguments and prints whether each changed.
+pub const INSTALL_UNITS: &str = r#"//! version: 1.0.0
+//! api: 1.1
+for name in run::args() {
+    let changed = units::install(name);
+    print(`${name} changed ${changed}`);
+}
+"#;
 
 /// The `cai` binary under test.
 pub fn cai_bin() -> &'static str {
@@ -154,10 +166,9 @@ impl TestHost {
             .expect("spawn cai")
     }
 
-    /// Runs `cai` with args and returns (exit code, stdout, stderr).
+    /// Runs `cai` with args and returns (exit code, stdout, stderr); [`Run`] for more.
     pub fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let out = self.cai().args(args).output().expect("run cai");
-        decode(out)
+        Run::new(self).args(args).run()
     }
 
     /// Every file under the root except the engine's own state, with what identifies its
