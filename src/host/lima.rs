@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::command::{CommandError, Target};
+use super::command::{CommandError, Machine};
 
 /// `limactl list` answers from files on this machine; 30 s covers a slow disk.
 const LIST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -71,7 +71,7 @@ pub fn state(path: Option<&OsStr>, vm: &str) -> VmState {
         OsString::from("--format"),
         OsString::from("json"),
     ];
-    let out = match Target::Local.run(path, "limactl", &args, None, false, LIST_TIMEOUT) {
+    let out = match Machine::Local.run(path, "limactl", &args, None, false, LIST_TIMEOUT) {
         Ok(out) => out,
         Err(e) => return unreachable(&e),
     };

@@ -417,7 +417,7 @@ impl EnvVars {
 /// Which layer a component's target came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Source {
+pub enum Layer {
     Bundled,
     Config,
     Env,
@@ -435,7 +435,7 @@ pub struct SysboxTarget {
     pub url: Url,
     pub sha256: Option<Sha256>,
     pub sha256_url: Option<Url>,
-    pub source: Source,
+    pub source: Layer,
     /// Where an operator pins `sha256` for this source: `CAI_SYSBOX_SHA256` when the target
     /// came from the environment (which replaces config whole), else the config key.
     pub sha256_key: &'static str,
@@ -448,13 +448,13 @@ pub struct DockerdTarget {
     pub url: Url,
     pub sha256: Option<Sha256>,
     pub sha256_url: Option<Url>,
-    pub source: Source,
+    pub source: Layer,
     pub sha256_key: &'static str,
 }
 
 /// What this run updates to, on one architecture.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Target {
+pub struct UpdateTarget {
     pub sysbox: SysboxTarget,
     pub dockerd: DockerdTarget,
     pub arch: Arch,
@@ -463,7 +463,7 @@ pub struct Target {
 /// A target and the warnings its overrides deserve (one line each, without `warning: `).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolution {
-    pub target: Target,
+    pub target: UpdateTarget,
     pub warnings: Vec<String>,
 }
 
@@ -480,13 +480,13 @@ pub fn resolve(
 ) -> Result<Resolution, ReleaseError> {
     let mut warnings = Vec::new();
     let sysbox = if !env.is_empty() {
-        sysbox_override(&manifest.sysbox, arch, env, Source::Env, &mut warnings)?
+        sysbox_override(&manifest.sysbox, arch, env, Layer::Env, &mut warnings)?
     } else if !config.sysbox.is_empty() {
         sysbox_override(
             &manifest.sysbox,
             arch,
             &config.sysbox,
-            Source::Config,
+            Layer::Config,
             &mut warnings,
         )?
     } else {
@@ -499,13 +499,13 @@ pub fn resolve(
             url: asset.url.clone(),
             sha256,
             sha256_url,
-            source: Source::Bundled,
+            source: Layer::Bundled,
             sha256_key: KEY_SYSBOX_SHA256,
         }
     };
     let dockerd = dockerd_target(&manifest.dockerd, arch, &config.dockerd)?;
     Ok(Resolution {
-        target: Target {
+        target: UpdateTarget {
             sysbox,
             dockerd,
             arch,
@@ -533,12 +533,12 @@ fn sysbox_override(
     bundled: &SysboxRelease,
     arch: Arch,
     layer: &SysboxOverride,
-    source: Source,
+    source: Layer,
     warnings: &mut Vec<String>,
 ) -> Result<SysboxTarget, ReleaseError> {
     let (tag_key, version_key) = match source {
-        Source::Env => (ENV_SYSBOX_TAG, ENV_SYSBOX_VERSION),
-        Source::Config | Source::Bundled => ("config sysbox_tag", "config sysbox_version"),
+        Layer::Env => (ENV_SYSBOX_TAG, ENV_SYSBOX_VERSION),
+        Layer::Config | Layer::Bundled => ("config sysbox_tag", "config sysbox_version"),
     };
     match (&layer.tag, &layer.version) {
         (Some(tag), None) => warnings.push(format!(
@@ -581,8 +581,8 @@ fn sysbox_override(
         sha256_url,
         source,
         sha256_key: match source {
-            Source::Env => ENV_SYSBOX_SHA256,
-            Source::Config | Source::Bundled => KEY_SYSBOX_SHA256,
+            Layer::Env => ENV_SYSBOX_SHA256,
+            Layer::Config | Layer::Bundled => KEY_SYSBOX_SHA256,
         },
     })
 }
@@ -600,7 +600,7 @@ fn dockerd_target(
             url: asset.url.clone(),
             sha256,
             sha256_url,
-            source: Source::Bundled,
+            source: Layer::Bundled,
             sha256_key: KEY_DOCKERD_SHA256,
         });
     }
@@ -628,7 +628,7 @@ fn dockerd_target(
         url,
         sha256,
         sha256_url,
-        source: Source::Config,
+        source: Layer::Config,
         sha256_key: KEY_DOCKERD_SHA256,
     })
 }
@@ -958,7 +958,7 @@ mod tests {
             assert!(r.warnings.is_empty());
             let t = r.target;
             assert_eq!(t.arch, arch);
-            assert_eq!(t.sysbox.source, Source::Bundled);
+            assert_eq!(t.sysbox.source, Layer::Bundled);
             assert_eq!(t.sysbox.version, "0.6.7+containai.20260127");
             assert_eq!(t.sysbox.semver, "0.6.7");
             assert_eq!(t.sysbox.url, m.sysbox.assets[&arch].url);
@@ -968,7 +968,7 @@ mod tests {
                 t.sysbox.sha256_url.unwrap().as_str(),
                 format!("{}.sha256", t.sysbox.url)
             );
-            assert_eq!(t.dockerd.source, Source::Bundled);
+            assert_eq!(t.dockerd.source, Layer::Bundled);
             assert_eq!(t.dockerd.version, "28.2.2");
             assert!(t.dockerd.url.as_str().contains(arch.machine()));
         }
@@ -1010,7 +1010,7 @@ mod tests {
                 mirror.to_string(),
                 "0.6.8+containai.20260301",
                 "sysbox-build-20260301-1",
-                Source::Config,
+                Layer::Config,
                 0,
             ),
             (
@@ -1025,7 +1025,7 @@ mod tests {
                 ),
                 "0.6.8+containai.20260301",
                 "sysbox-build-20260301-1",
-                Source::Config,
+                Layer::Config,
                 0,
             ),
             // The environment wins over config as a whole; config's URL does not leak in.
@@ -1035,7 +1035,7 @@ mod tests {
                 format!("{GH}/b-9/sysbox-ce_0.6.9+containai.20260401.linux_amd64.deb"),
                 "0.6.9+containai.20260401",
                 "b-9",
-                Source::Env,
+                Layer::Env,
                 0,
             ),
             (
@@ -1044,7 +1044,7 @@ mod tests {
                 env_url.to_string(),
                 "0.6.7+containai.20260127",
                 "sysbox-build-20260127-10",
-                Source::Env,
+                Layer::Env,
                 0,
             ),
             // One of tag/version: the other comes from the manifest, with a warning.
@@ -1056,7 +1056,7 @@ mod tests {
                 ),
                 "0.6.9+containai.20260401",
                 "sysbox-build-20260127-10",
-                Source::Env,
+                Layer::Env,
                 1,
             ),
             (
@@ -1065,7 +1065,7 @@ mod tests {
                 format!("{GH}/b-9/sysbox-ce_0.6.7+containai.20260127.linux_amd64.deb"),
                 "0.6.7+containai.20260127",
                 "b-9",
-                Source::Config,
+                Layer::Config,
                 1,
             ),
         ];
@@ -1087,7 +1087,7 @@ mod tests {
                 "case {i}"
             );
             assert!(!t.url.as_str().contains("latest"), "case {i}");
-            assert_eq!(r.target.dockerd.source, Source::Bundled, "case {i}");
+            assert_eq!(r.target.dockerd.source, Layer::Bundled, "case {i}");
         }
     }
 
@@ -1139,7 +1139,7 @@ mod tests {
             .target;
         assert_eq!(t.sysbox.sha256, Some(sha.clone()));
         assert_eq!(t.sysbox.sha256_url, None);
-        assert_eq!(t.dockerd.source, Source::Config);
+        assert_eq!(t.dockerd.source, Layer::Config);
         assert_eq!(t.dockerd.version, "28.3.1");
         assert_eq!(
             t.dockerd.url.as_str(),
@@ -1163,7 +1163,7 @@ mod tests {
         assert_eq!(t.dockerd.url.as_str(), "file:///srv/docker.tgz");
         assert_eq!(t.dockerd.version, "28.2.2");
         assert_eq!(t.dockerd.sha256, Some(sha));
-        assert_eq!(t.sysbox.source, Source::Bundled);
+        assert_eq!(t.sysbox.source, Layer::Bundled);
     }
 
     #[test]

@@ -303,7 +303,7 @@ mod tests {
         let (host, catalog, _, _) = dry_run_engine(root.path());
         let script = Script {
             name: "t".into(),
-            source: catalog::Source::File,
+            source: catalog::Origin::File,
             path: Some(PathBuf::from("t.rhai")),
             text: format!("//! version: 1.0.0\n//! api: 1\n{body}"),
         };
