@@ -16,6 +16,7 @@ use std::time::Duration;
 use super::command::{self, CommandError, Ended, Machine};
 use super::fs::FsError;
 use super::{AsRoot, Host};
+use crate::term::quoted;
 
 /// Each access opens an ssh session to the VM; a VM busy restarting its engine answers slowly.
 const VM_FILE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -39,7 +40,10 @@ pub enum FileError {
         stderr: String,
         vm: String,
     },
-    #[error("refusing {0:?}: a path inside the Lima VM must be absolute, without `.` or `..`")]
+    #[error(
+        "refusing {}: a path inside the Lima VM must be absolute, without `.` or `..`",
+        quoted(.0)
+    )]
     VmPath(PathBuf),
     #[error(
         "cannot copy {} into the Lima VM {vm}: limactl copy reads a `:` in a path as VM:PATH\nhelp: rename the file without `:` and run the command again", .local.display()

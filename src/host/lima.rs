@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::command::{CommandError, Machine};
+use crate::term::quoted;
 
 /// `limactl list` answers from files on this machine; 30 s covers a slow disk.
 const LIST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -132,7 +133,7 @@ fn parse_list(stdout: &str, vm: &str) -> VmState {
         "Running" => VmState::Running { arch },
         "Stopped" => VmState::Stopped { arch },
         other => VmState::Unreachable {
-            reason: format!("limactl reports the status {other:?}"),
+            reason: format!("limactl reports the status {}", quoted(other)),
         },
     }
 }

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 /// The URL and sha256 types of [`super::artifact`]: the ones the fetch takes.
 pub use super::artifact::{Sha256, Url};
 use super::version::{SysboxVersion, parse_version};
+use crate::term::quoted;
 
 /// The manifest bundled into this `cai`.
 pub const BUNDLED: &str = include_str!("../../stdlib/release.toml");
@@ -93,7 +94,8 @@ impl Tag {
             Ok(Tag(text.to_string()))
         } else {
             Err(format!(
-                "{text:?} is not a release tag (letters, digits, `.`, `_`, `-`)"
+                "{} is not a release tag (letters, digits, `.`, `_`, `-`)",
+                quoted(text)
             ))
         }
     }
@@ -109,7 +111,8 @@ pub fn sysbox_version(text: &str) -> Result<SysboxVersion, String> {
     let version = parse_version(text).map_err(|e| e.to_string())?;
     if version.containai_build.is_none() {
         return Err(format!(
-            "{text:?} is not a ContainAI build (X.Y.Z+containai.BUILD)"
+            "{} is not a ContainAI build (X.Y.Z+containai.BUILD)",
+            quoted(text)
         ));
     }
     Ok(version)
@@ -117,7 +120,8 @@ pub fn sysbox_version(text: &str) -> Result<SysboxVersion, String> {
 
 /// A dockerd version as Docker names its static bundles (`28.2.2`).
 pub fn dockerd_version(text: &str) -> Result<semver::Version, String> {
-    semver::Version::parse(text).map_err(|_| format!("{text:?} is not a version like 28.2.2"))
+    semver::Version::parse(text)
+        .map_err(|_| format!("{} is not a version like 28.2.2", quoted(text)))
 }
 
 /// One artifact of a release on one architecture.
@@ -266,7 +270,10 @@ fn checked_assets<'a>(
         let arch = Arch::from_deb(&name).map_err(|_| {
             error(
                 key.clone(),
-                format!("unknown architecture {name:?} (known: amd64, arm64)"),
+                format!(
+                    "unknown architecture {} (known: amd64, arm64)",
+                    quoted(&name)
+                ),
             )
         })?;
         let url = Url::parse(&asset.url).map_err(|e| error(format!("{key}.url"), e.to_string()))?;
@@ -310,17 +317,21 @@ fn expand(template: &str, fill: &Fill) -> Result<Url, String> {
         let after = &rest[start + 1..];
         let end = after
             .find('}')
-            .ok_or_else(|| format!("unclosed {{ in {template:?}"))?;
+            .ok_or_else(|| format!("unclosed {{ in {}", quoted(template)))?;
         let value = match &after[..end] {
-            "tag" => fill
-                .tag
-                .ok_or_else(|| format!("{{tag}} in {template:?}, but this component has no tag"))?,
+            "tag" => fill.tag.ok_or_else(|| {
+                format!(
+                    "{{tag}} in {}, but this component has no tag",
+                    quoted(template)
+                )
+            })?,
             "version" => fill.version,
             "arch" => fill.arch.as_str(),
             "machine" => fill.arch.machine(),
             other => {
                 return Err(format!(
-                    "unknown placeholder {{{other}}} in {template:?} (known: {{tag}}, {{version}}, {{arch}}, {{machine}})"
+                    "unknown placeholder {{{other}}} in {} (known: {{tag}}, {{version}}, {{arch}}, {{machine}})",
+                    quoted(template)
                 ));
             }
         };

@@ -25,6 +25,7 @@ use crate::host::fs::{Root, trusted};
 use crate::host::systemd::{self, UnitError};
 use crate::host::trust::{Trust, TrustError};
 use crate::plan::unit::{self, TemplateError, ValueError};
+use crate::term::quoted;
 
 /// Bundled scripts: (name, text). A test checks this table against the files in `stdlib/`.
 pub const BUNDLED: &[(&str, &str)] = &[
@@ -184,7 +185,8 @@ impl UnitTemplate {
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     #[error(
-        "no script named {0:?}\nhelp: `cai scripts list` shows the available scripts; pass a path ending in .rhai to run a file"
+        "no script named {}\nhelp: `cai scripts list` shows the available scripts; pass a path ending in .rhai to run a file",
+        quoted(.0)
     )]
     NotFound(String),
     #[error(transparent)]
@@ -204,11 +206,13 @@ pub enum CatalogError {
         provides: String,
     },
     #[error(
-        "invalid module name {0:?}: names use only a-z, 0-9, _, - and /, never absolute paths or `..`"
+        "invalid module name {}: names use only a-z, 0-9, _, - and /, never absolute paths or `..`",
+        quoted(.0)
     )]
     InvalidName(String),
     #[error(
-        "no unit template named {0:?}\nhelp: `cai scripts list` shows the unit templates (units/NAME)"
+        "no unit template named {}\nhelp: `cai scripts list` shows the unit templates (units/NAME)",
+        quoted(.0)
     )]
     UnitNotFound(String),
     #[error(transparent)]
@@ -292,14 +296,16 @@ fn parse_fields(
             let value = value.trim();
             match key.trim() {
                 "version" => {
-                    version =
-                        Some(semver::Version::parse(value).map_err(|e| {
-                            format!("declared version {value:?} is not semver: {e}")
-                        })?);
+                    version = Some(semver::Version::parse(value).map_err(|e| {
+                        format!("declared version {} is not semver: {e}", quoted(value))
+                    })?);
                 }
                 "api" => {
                     api = Some(semver::VersionReq::parse(value).map_err(|e| {
-                        format!("declared api {value:?} is not a version requirement: {e}")
+                        format!(
+                            "declared api {} is not a version requirement: {e}",
+                            quoted(value)
+                        )
                     })?);
                 }
                 _ => {}
