@@ -21,6 +21,7 @@ use super::catalog::{Catalog, validate_name};
 use super::sandbox::{Budget, Limits, Stop, limits};
 use super::{bind, guard};
 use crate::host::Host;
+use crate::term::quoted;
 
 /// Keyword functions no script can use. `eval` would run text nobody vetted; `curry` appends to
 /// a function pointer's hidden argument list, which no size limit counts (`f = f.curry(f)`
@@ -152,7 +153,7 @@ impl ModuleResolver for CatalogResolver {
             // A runtime error, not ErrorModuleNotFound: the engine would replace the latter's
             // text with the bare module name and lose the reason.
             Box::new(EvalAltResult::ErrorRuntime(
-                format!("import {path:?} refused: {message}").into(),
+                format!("import {} refused: {message}", quoted(path)).into(),
                 pos,
             ))
         };

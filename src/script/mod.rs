@@ -17,6 +17,7 @@ use std::time::Duration;
 use rhai::{Dynamic, Scope};
 
 use crate::host::Host;
+use crate::term::quoted;
 use catalog::{Catalog, Header, Script};
 use engine::EngineOptions;
 use error::ScriptError;
@@ -91,7 +92,8 @@ impl Checker {
             };
             if !name.starts_with("lib/") {
                 return Err(located(format!(
-                    "import {name:?}: only modules under lib/ can be imported"
+                    "import {}: only modules under lib/ can be imported",
+                    quoted(&name)
                 )));
             }
             if imports.loading.contains(&name) {
@@ -104,7 +106,8 @@ impl Checker {
             let module = self.catalog.resolve(&name).map_err(|e| {
                 let reason = e.to_string();
                 located(format!(
-                    "import {name:?}: {}",
+                    "import {}: {}",
+                    quoted(&name),
                     reason.lines().next().unwrap_or("")
                 ))
             })?;
