@@ -33,6 +33,8 @@ declare -A needs=(
 	[tar]=tar
 	[git]=git
 	[make]=make
+	# The loopback HTTP server that serves artifacts to the fetch tests (tests/support).
+	[python3]=python3
 	# The end-to-end tests boot a machine with systemd as PID 1 (tests/e2e_systemd.rs).
 	[systemd-nspawn]=systemd-container
 	[mmdebstrap]=mmdebstrap

@@ -121,6 +121,15 @@ pub fn is_bidi_control(c: char) -> bool {
     )
 }
 
+/// A value named in operator text (a script, a container, a path, a version someone typed), in
+/// double quotes with Rust's string escapes: an empty value, spaces at its ends, a quote, a line
+/// break, a terminal control or a bidirectional control inside it shows for what it is
+/// (`no script named "a b"`). Messages quote values with this, not with `{:?}` of their own.
+pub fn quoted(value: impl AsRef<std::ffi::OsStr>) -> String {
+    // `OsStr`'s Debug is `str`'s for UTF-8 text, and shows other bytes as `\xNN`.
+    format!("{:?}", value.as_ref())
+}
+
 /// What a [`Progress`] line counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Count {
@@ -257,6 +266,28 @@ fn move_cursor(n: usize, direction: char) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoted_values_show_their_edges_and_controls_escaped() {
+        for (value, shown) in [
+            ("web-1", "\"web-1\""),
+            ("", "\"\""),
+            (" a b ", "\" a b \""),
+            ("say \"hi\"\\", "\"say \\\"hi\\\"\\\\\""),
+            ("a\nb\x1b[2K", "\"a\\nb\\u{1b}[2K\""),
+            ("rtl \u{202e}x \u{9b}", "\"rtl \\u{202e}x \\u{9b}\""),
+        ] {
+            assert_eq!(quoted(value), shown, "{value:?}");
+            assert!(
+                !quoted(value)
+                    .chars()
+                    .any(|c| c.is_control() || is_bidi_control(c))
+            );
+        }
+        assert_eq!(quoted(std::path::Path::new("/etc/x y")), "\"/etc/x y\"");
+        let bytes = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"a\xffb");
+        assert_eq!(quoted(bytes), "\"a\\xFFb\"");
+    }
 
     #[test]
     fn control_and_bidi_characters_are_escaped() {

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use support::TestHost;
+use support::{Run, TestHost};
 
 const HEADER: &str = "//! version: 1.0.0\n//! api: 1\n";
 
@@ -31,17 +31,11 @@ fn bundle(host: &TestHost, file: &str, version: &str, prepare: impl FnOnce(&Path
 }
 
 fn install(host: &TestHost, file: &str, version: &str, dry_run: bool) -> (i32, String, String) {
-    let script = host.script(
-        "install.rhai",
-        &format!(
-            "{HEADER}dockerd::install(\"/var/cache/containai/{file}\", \"{version}\");\nprint(`${{dockerd::installed()}}`);\n0\n"
-        ),
+    let text = format!(
+        "{HEADER}dockerd::install(\"/var/cache/containai/{file}\", \"{version}\");\nprint(`${{dockerd::installed()}}`);\n0\n"
     );
-    let mut args = vec!["run", script.to_str().unwrap()];
-    if dry_run {
-        args.push("--dry-run");
-    }
-    host.run(&args)
+    let dry_run = if dry_run { &["--dry-run"][..] } else { &[] };
+    Run::script(host, "install.rhai", &text).args(dry_run).run()
 }
 
 #[test]

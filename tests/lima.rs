@@ -15,19 +15,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use support::TestHost;
+use support::{INSTALL_UNITS, Run, TestHost};
 
 const ENGINE: &str = "containai-docker.service";
 const UNIT_DIR: &str = "etc/systemd/system";
-
-/// Installs every unit named in ARGS and prints whether each changed.
-const INSTALL: &str = r#"//! version: 1.0.0
-//! api: 1.1
-for name in run::args() {
-    let changed = units::install(name);
-    print(`${name} changed ${changed}`);
-}
-"#;
 
 /// Prints the unit text `units::read` returns, or `absent`.
 const READ: &str = r#"//! version: 1.0.0
@@ -189,13 +180,10 @@ impl Mac {
 
     /// Runs a script with ARGS; `extra` goes before the script (`--dry-run`, `--json`).
     fn run(&self, script: &str, extra: &[&str], args: &[&str]) -> (i32, String, String) {
-        let path = self.host.script("lima.rhai", script);
-        let mut argv = vec!["run"];
-        argv.extend_from_slice(extra);
-        argv.push(path.to_str().unwrap());
-        argv.push("--");
-        argv.extend_from_slice(args);
-        self.host.run(&argv)
+        Run::script(&self.host, "lima.rhai", script)
+            .args(extra)
+            .script_args(args)
+            .run()
     }
 
     /// Log lines of commands run inside the VM through `limactl shell`.
@@ -261,7 +249,7 @@ fn a_dry_run_install_diffs_against_the_vms_unit_and_changes_nothing() {
     let local_before = mac.host.snapshot_files();
     let vm_before = mac.vm_snapshot();
 
-    let (code, stdout, stderr) = mac.run(INSTALL, &["--dry-run", "--json"], &[ENGINE]);
+    let (code, stdout, stderr) = mac.run(INSTALL_UNITS, &["--dry-run", "--json"], &[ENGINE]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("changed true"), "{stderr}");
     let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
@@ -306,7 +294,7 @@ fn a_live_install_writes_the_rendered_unit_into_the_vm_and_a_second_is_a_no_op()
     let (code, rendered, stderr) = mac.run(RENDER, &[], &[ENGINE]);
     assert_eq!(code, 0, "{stderr}");
 
-    let (code, stdout, stderr) = mac.run(INSTALL, &[], &[ENGINE]);
+    let (code, stdout, stderr) = mac.run(INSTALL_UNITS, &[], &[ENGINE]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("changed true"), "{stdout}");
     // `print` adds the newline the rendered text already ends with.
@@ -344,7 +332,7 @@ fn a_live_install_writes_the_rendered_unit_into_the_vm_and_a_second_is_a_no_op()
 
     let vm_before = mac.vm_snapshot();
     let local_before = mac.host.snapshot_files();
-    let (code, stdout, stderr) = mac.run(INSTALL, &[], &[ENGINE]);
+    let (code, stdout, stderr) = mac.run(INSTALL_UNITS, &[], &[ENGINE]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("changed false"), "{stdout}");
     assert_eq!(mac.vm_snapshot(), vm_before);
@@ -368,7 +356,7 @@ fn a_failed_move_in_the_vm_names_the_command_and_keeps_the_old_unit() {
             mac.vm.path().display()
         ),
     );
-    let (code, _, stderr) = mac.run(INSTALL, &[], &[ENGINE]);
+    let (code, _, stderr) = mac.run(INSTALL_UNITS, &[], &[ENGINE]);
     assert_eq!(code, 1, "{stderr}");
     let errors = error_lines(&stderr);
     assert_eq!(errors.len(), 1, "{stderr}");
@@ -548,8 +536,8 @@ fn a_missing_vm_is_one_clear_error_naming_the_command() {
     let local_before = mac.host.snapshot_files();
     for (script, extra, args) in [
         (READ, &[][..], &[ENGINE][..]),
-        (INSTALL, &["--dry-run"][..], &[ENGINE][..]),
-        (INSTALL, &[][..], &[ENGINE][..]),
+        (INSTALL_UNITS, &["--dry-run"][..], &[ENGINE][..]),
+        (INSTALL_UNITS, &[][..], &[ENGINE][..]),
     ] {
         let (code, stdout, stderr) = mac.run(script, extra, args);
         assert_eq!(code, 1, "{extra:?}: {stdout}{stderr}");

@@ -6,13 +6,12 @@ mod support;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use support::TestHost;
+use support::{Run, TestHost};
 
 const HEADER: &str = "//! version: 1.0.0\n//! api: 1\n";
 
 fn run_text(host: &TestHost, body: &str) -> (i32, String, String) {
-    let script = host.script("t.rhai", &format!("{HEADER}{body}"));
-    host.run(&["run", script.to_str().unwrap()])
+    Run::script(host, "t.rhai", &format!("{HEADER}{body}")).run()
 }
 
 #[test]
@@ -78,14 +77,6 @@ fn runaway_loop_stops_on_the_wall_clock_budget() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("wall-clock budget of 1 s"), "{stderr}");
     assert!(start.elapsed() < Duration::from_secs(30));
-}
-
-#[test]
-fn runaway_loop_stops_on_the_operation_limit() {
-    let host = TestHost::new();
-    let (code, _, stderr) = run_text(&host, "let i = 0;\nloop { i += 1; }");
-    assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("limit of 50000000 operations"), "{stderr}");
 }
 
 #[test]
@@ -291,13 +282,7 @@ fn world_writable_or_foreign_overrides_are_refused() {
     assert!(stderr.contains("owned by uid 4242"), "{stderr}");
 
     // The user who ran sudo counts as the invoking user.
-    let out = host
-        .cai()
-        .arg("doctor")
-        .env("SUDO_UID", "4242")
-        .output()
-        .unwrap();
-    let (code, stdout, stderr) = support::decode(out);
+    let (code, stdout, stderr) = Run::new(&host).arg("doctor").env("SUDO_UID", "4242").run();
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("site doctor"), "{stdout}");
 
@@ -464,16 +449,14 @@ fn sleep_cannot_outwait_the_wall_clock_budget() {
     let host = TestHost::new();
     let config = budget_config(&host, 2);
     for call in ["sleep(30);", "sleep(1e300);"] {
-        let script = host.script("t.rhai", &format!("{HEADER}{call}\nprint(\"after\");\n"));
         let start = Instant::now();
-        let out = host
-            .cai()
-            .arg("--config")
-            .arg(&config)
-            .args(["run", script.to_str().unwrap()])
-            .output()
-            .unwrap();
-        let (code, stdout, stderr) = support::decode(out);
+        let (code, stdout, stderr) = Run::script(
+            &host,
+            "t.rhai",
+            &format!("{HEADER}{call}\nprint(\"after\");\n"),
+        )
+        .config(&config)
+        .run();
         assert_eq!(code, 1, "{call}: {stderr}");
         assert!(
             stderr.contains("t.rhai:3:1: script stopped: it ran past its wall-clock budget of 2 s"),
@@ -695,41 +678,27 @@ throw evil + "\n" + evil;
     assert_eq!(doc["reports"][1]["s"], evil);
 }
 
+/// Every refusal of a too deeply nested value is tested against a small limit in
+/// `script::tests`; here the binary refuses a value just past the default limit of 64 levels.
 #[test]
 fn deeply_nested_values_error_cleanly_instead_of_overflowing_the_stack() {
     let host = TestHost::new();
-    let build = "let a = [];\nfor i in 0..3000 { a = [a]; }\nlet m = #{};\nfor i in 0..2000 { m = #{x: m}; }\n";
+    let build =
+        "let a = [];\nfor i in 0..70 { a = [a]; }\nlet m = #{};\nfor i in 0..70 { m = #{x: m}; }\n";
     for (line, expect) in [
         (
             "print(a);",
             "print: arrays and maps nested more than 64 levels deep cannot be shown",
         ),
         (
-            "debug(m);",
-            "debug: arrays and maps nested more than 64 levels deep cannot be shown",
-        ),
-        (
-            "a == a",
-            "==: arrays and maps nested more than 64 levels deep cannot be compared",
-        ),
-        (
             "m != m",
             "!=: arrays and maps nested more than 64 levels deep cannot be compared",
         ),
-        ("a in [a]", "==: arrays and maps nested"),
-        ("[[1]].contains(a)", "==: arrays and maps nested"),
-        ("[[1]].index_of(a)", "==: arrays and maps nested"),
-        ("m.to_json()", "to_json: arrays and maps nested"),
         (
             "print(`${a}`);",
             "script stopped: arrays and maps nested more than 64 levels deep cannot be turned into text",
         ),
-        (
-            "let s = \"x\" + m;\n1",
-            "script stopped: arrays and maps nested more than 64 levels deep cannot be turned into text",
-        ),
-        ("throw a;", "throw: arrays and maps nested"),
-        ("exit(a);", "script result (array) is not an exit code"),
+        ("throw m;", "throw: arrays and maps nested"),
     ] {
         let (code, _, stderr) = run_text(&host, &format!("{build}{line}"));
         assert_eq!(code, 1, "{line}: {stderr}");
@@ -746,8 +715,13 @@ fn deeply_nested_values_error_cleanly_instead_of_overflowing_the_stack() {
             .is_some_and(|e| e.contains("report::data: arrays and maps nested")),
         "{stdout}"
     );
+}
 
-    // Building, copying and dropping a value as deep as that is no crash either.
+/// Rhai clones, drops and measures values by recursion: a value 10,000 levels deep needs more
+/// stack than a main thread has, and the thread a command runs on has enough.
+#[test]
+fn a_value_nested_ten_thousand_levels_deep_is_built_copied_and_dropped() {
+    let host = TestHost::new();
     let (code, stdout, stderr) = run_text(
         &host,
         "let a = [];\nfor i in 0..10000 { a = [take(a)]; }\nlet b = a;\nprint(\"built\");",
@@ -836,15 +810,12 @@ fn p71_waiting_for_the_engine_cannot_outwait_the_budget() {
         &format!("{HEADER}let up = containers::wait_engine(20);\nprint(`after ${{up}}`);\n"),
     );
     let start = Instant::now();
-    let out = host
-        .cai()
-        .arg("--config")
-        .arg(&config)
-        .args(["run", script.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let (code, stdout, stderr) = Run::new(&host)
+        .config(&config)
+        .arg("run")
+        .arg(&script)
+        .run();
     let elapsed = start.elapsed();
-    let (code, stdout, stderr) = support::decode(out);
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(
         stderr.contains("t.rhai:3:22: script stopped: it ran past its wall-clock budget of 2 s"),
@@ -892,15 +863,9 @@ fn p72_a_script_that_grows_past_its_memory_limit_is_stopped() {
             "{HEADER}fn hold(n) {{\n  let s = \"x\";\n  for k in 0..21 {{ s += s; }}\n  s += n;\n  if n > 0 {{ hold(n - 1) }} else {{ s.len() }}\n}}\nhold({frames});\nprint(\"done\");\n"
         )
     };
-    let script = host.script("grow.rhai", &grow(60));
-    let out = host
-        .cai()
-        .arg("--config")
-        .arg(&config)
-        .args(["run", script.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let (code, stdout, stderr) = support::decode(out);
+    let (code, stdout, stderr) = Run::script(&host, "grow.rhai", &grow(60))
+        .config(&config)
+        .run();
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(
         stderr.contains("grow.rhai:9:1: script exceeded its memory limit of 32 MiB"),
@@ -912,14 +877,8 @@ fn p72_a_script_that_grows_past_its_memory_limit_is_stopped() {
     );
     assert!(!stdout.contains("done"), "{stdout}");
     // Within the limit the same script runs to its end.
-    let script = host.script("grow.rhai", &grow(3));
-    let out = host
-        .cai()
-        .arg("--config")
-        .arg(&config)
-        .args(["run", script.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let (code, stdout, stderr) = support::decode(out);
+    let (code, stdout, stderr) = Run::script(&host, "grow.rhai", &grow(3))
+        .config(&config)
+        .run();
     assert_eq!((code, stdout.as_str()), (0, "done\n"), "{stderr}");
 }

@@ -10,18 +10,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::TestHost;
+use support::{INSTALL_UNITS, Run, TestHost};
 
 const ENGINE: &str = "containai-docker.service";
-
-/// Installs every unit named in ARGS and prints whether each changed.
-const INSTALL: &str = r#"//! version: 1.0.0
-//! api: 1.1
-for name in run::args() {
-    let changed = units::install(name);
-    print(`${name} changed ${changed}`);
-}
-"#;
 
 /// Prints the rendered unit named in ARGS, then its diff after a marker line.
 const RENDER: &str = r#"//! version: 1.0.0
@@ -76,13 +67,10 @@ fn run_script(
     extra: &[&str],
     args: &[&str],
 ) -> (i32, String, String) {
-    let path = host.script("units.rhai", script);
-    let mut argv = vec!["run"];
-    argv.extend_from_slice(extra);
-    argv.push(path.to_str().unwrap());
-    argv.push("--");
-    argv.extend_from_slice(args);
-    host.run(&argv)
+    Run::script(host, "units.rhai", script)
+        .args(extra)
+        .script_args(args)
+        .run()
 }
 
 /// The unit as `cai` renders it on this host (read-only, so it may run live).
@@ -165,7 +153,7 @@ fn every_unit_cai_renders_passes_systemd_analyze_verify() {
     );
     let names = bundled_units();
     let args: Vec<&str> = names.iter().map(String::as_str).collect();
-    let (code, stdout, stderr) = run_script(&host, INSTALL, &[], &args);
+    let (code, stdout, stderr) = run_script(&host, INSTALL_UNITS, &[], &args);
     assert_eq!(code, 0, "{stderr}");
     for name in &names {
         assert!(stdout.contains(&format!("{name} changed true")), "{stdout}");
@@ -211,7 +199,7 @@ fn a_trusted_site_template_is_used() {
     assert!(template.contains("Description=site engine"));
     write_mode(&site_template(&host, ENGINE), &template, 0o644);
 
-    let (code, _, stderr) = run_script(&host, INSTALL, &[], &[ENGINE]);
+    let (code, _, stderr) = run_script(&host, INSTALL_UNITS, &[], &[ENGINE]);
     assert_eq!(code, 0, "{stderr}");
     let unit = std::fs::read_to_string(unit_file(&host, ENGINE)).unwrap();
     assert!(unit.contains("Description=site engine"), "{unit}");
@@ -268,7 +256,7 @@ fn a_world_writable_site_template_is_refused_and_nothing_is_written() {
     write_mode(&site, &bundled_engine_template(), 0o666);
     let before = host.snapshot_files();
 
-    let (code, stdout, stderr) = run_script(&host, INSTALL, &[], &[ENGINE]);
+    let (code, stdout, stderr) = run_script(&host, INSTALL_UNITS, &[], &[ENGINE]);
     assert_eq!(code, 1, "{stdout}{stderr}");
     let first = first_line(&stderr);
     assert!(first.starts_with("error: "), "{stderr}");
@@ -337,7 +325,7 @@ fn a_site_template_that_does_not_render_cleanly_is_refused_naming_the_line() {
         let before = host.snapshot_files();
         let want = format!("unit template {} line {line}: {problem}", site.display());
 
-        let (code, _, stderr) = run_script(&host, INSTALL, &[], &[ENGINE]);
+        let (code, _, stderr) = run_script(&host, INSTALL_UNITS, &[], &[ENGINE]);
         assert_eq!(code, 1, "{stderr}");
         assert!(first_line(&stderr).contains(&want), "want {want}\n{stderr}");
         assert!(
@@ -346,7 +334,7 @@ fn a_site_template_that_does_not_render_cleanly_is_refused_naming_the_line() {
         );
         assert_eq!(host.snapshot_files(), before);
 
-        let (code, _, stderr) = run_script(&host, INSTALL, &["--dry-run"], &[ENGINE]);
+        let (code, _, stderr) = run_script(&host, INSTALL_UNITS, &["--dry-run"], &[ENGINE]);
         assert_eq!(code, 1, "{stderr}");
         assert!(first_line(&stderr).contains(&want), "{stderr}");
 
@@ -407,7 +395,7 @@ fn a_script_cannot_get_its_own_text_into_a_unit() {
         ("containai-evil.service", "no unit template named"),
         ("../containai-x.service", "invalid unit name"),
     ] {
-        let (code, _, stderr) = run_script(&host, INSTALL, &[], &[name]);
+        let (code, _, stderr) = run_script(&host, INSTALL_UNITS, &[], &[name]);
         assert_eq!(code, 1, "{name}: {stderr}");
         assert!(first_line(&stderr).contains(want), "{name}: {stderr}");
     }
@@ -424,7 +412,8 @@ fn dry_run_plan_shows_the_diff_and_changes_nothing() {
     );
     let before = host.snapshot_files();
 
-    let (code, stdout, stderr) = run_script(&host, INSTALL, &["--dry-run", "--json"], &[ENGINE]);
+    let (code, stdout, stderr) =
+        run_script(&host, INSTALL_UNITS, &["--dry-run", "--json"], &[ENGINE]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("changed true"), "{stderr}");
     let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
@@ -453,7 +442,7 @@ fn dry_run_plan_shows_the_diff_and_changes_nothing() {
     let (_, script_diff) = rendered(&host, ENGINE);
     assert_eq!(script_diff, diff);
 
-    let (code, stdout, stderr) = run_script(&host, INSTALL, &["--dry-run"], &[ENGINE]);
+    let (code, stdout, stderr) = run_script(&host, INSTALL_UNITS, &["--dry-run"], &[ENGINE]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stdout.contains("dry run: 1 planned action; nothing was changed"),
@@ -470,7 +459,7 @@ fn dry_run_plan_shows_the_diff_and_changes_nothing() {
 #[test]
 fn a_second_install_of_an_identical_unit_is_a_no_op() {
     let host = TestHost::new();
-    let (code, stdout, stderr) = run_script(&host, INSTALL, &[], &[ENGINE]);
+    let (code, stdout, stderr) = run_script(&host, INSTALL_UNITS, &[], &[ENGINE]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("changed true"), "{stdout}");
     let (text, diff) = rendered(&host, ENGINE);
@@ -484,13 +473,13 @@ fn a_second_install_of_an_identical_unit_is_a_no_op() {
     assert_eq!(journal_lines(&host), 2, "one intent and one outcome");
 
     let before = host.snapshot_files();
-    let (code, stdout, stderr) = run_script(&host, INSTALL, &[], &[ENGINE]);
+    let (code, stdout, stderr) = run_script(&host, INSTALL_UNITS, &[], &[ENGINE]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("changed false"), "{stdout}");
     assert_eq!(journal_lines(&host), 2, "an unchanged unit was journalled");
     assert_eq!(host.snapshot_files(), before);
 
-    let (code, stdout, stderr) = run_script(&host, INSTALL, &["--dry-run"], &[ENGINE]);
+    let (code, stdout, stderr) = run_script(&host, INSTALL_UNITS, &["--dry-run"], &[ENGINE]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("dry run: no changes planned"), "{stdout}");
 }
@@ -505,10 +494,10 @@ fn p18_a_unit_equal_but_for_trailing_newlines_is_current() {
         let before = host.snapshot_files();
         let (_, diff) = rendered(&host, ENGINE);
         assert_eq!(diff, "", "trailing newlines counted as a change");
-        let (code, stdout, stderr) = run_script(&host, INSTALL, &["--dry-run"], &[ENGINE]);
+        let (code, stdout, stderr) = run_script(&host, INSTALL_UNITS, &["--dry-run"], &[ENGINE]);
         assert_eq!(code, 0, "{stderr}");
         assert!(stdout.contains("dry run: no changes planned"), "{stdout}");
-        let (code, stdout, stderr) = run_script(&host, INSTALL, &[], &[ENGINE]);
+        let (code, stdout, stderr) = run_script(&host, INSTALL_UNITS, &[], &[ENGINE]);
         assert_eq!(code, 0, "{stderr}");
         assert!(stdout.contains("changed false"), "{stdout}");
         assert_eq!(host.snapshot_files(), before);

@@ -1,7 +1,7 @@
 //! External programs (systemctl, dpkg, sysbox-runc, limactl), found on the host's `PATH`, run
 //! with argument vectors (never a shell string) and a timeout after which they are killed.
 //!
-//! A program runs on an execution [`Target`]: this machine, or the Lima VM that carries the
+//! A program runs on a [`Machine`]: this one, or the Lima VM that carries the
 //! engine on macOS (`limactl shell VM -- argv`; limactl quotes each argument for the VM's shell,
 //! so an argument is never spliced into a command string). Bytes a program reads (a file written
 //! inside the VM) travel on its stdin, never in an argument. A child's stderr is kept as text for
@@ -13,9 +13,10 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Where programs run.
+/// The machine programs run on, which is the one the engine runs on: this one, or the Lima VM on
+/// macOS.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
+pub enum Machine {
     /// This machine.
     Local,
     /// Inside the named Lima VM, through `limactl shell`.
@@ -89,7 +90,7 @@ pub enum CommandError {
 /// Exit status of a shell that could not find the program it was asked to run.
 const SHELL_NOT_FOUND: i32 = 127;
 
-impl Target {
+impl Machine {
     /// Runs `program args...` on this target, capturing stdout and stderr; `stdin` is fed to the
     /// program (through `limactl shell` inside the VM), otherwise its stdin is closed. `as_root`
     /// prefixes `sudo -n` inside the Lima VM, where the shell user is not root; on this machine
@@ -108,7 +109,7 @@ impl Target {
             .collect::<Vec<_>>()
             .join(" ");
         match self {
-            Target::Local => {
+            Machine::Local => {
                 let found = find_program(path, program).ok_or_else(|| CommandError::NotFound {
                     program: program.to_string(),
                 })?;
@@ -116,7 +117,7 @@ impl Target {
                 out.command = shown;
                 Ok(out)
             }
-            Target::Lima { vm } => {
+            Machine::Lima { vm } => {
                 let limactl =
                     find_program(path, "limactl").ok_or_else(|| CommandError::NotFound {
                         program: "limactl".into(),
@@ -293,7 +294,7 @@ mod tests {
 
     /// `sh -c SCRIPT` on this machine.
     fn sh(script: &str) -> CommandOutput {
-        Target::Local
+        Machine::Local
             .run(
                 path().as_deref(),
                 "sh",
@@ -330,7 +331,7 @@ mod tests {
     #[test]
     fn missing_program_and_timeout_are_distinct_errors() {
         assert!(matches!(
-            Target::Local.run(
+            Machine::Local.run(
                 path().as_deref(),
                 "cai-no-such-program",
                 &[],
@@ -343,7 +344,7 @@ mod tests {
         assert!(find_program(path().as_deref(), "/bin/sh").is_none());
         let start = std::time::Instant::now();
         assert!(matches!(
-            Target::Local.run(
+            Machine::Local.run(
                 path().as_deref(),
                 "sleep",
                 &["30".into()],
@@ -371,7 +372,7 @@ mod tests {
         .unwrap();
         std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
-        let lima = Target::Lima {
+        let lima = Machine::Lima {
             vm: "containai-docker".into(),
         };
         let path = Some(dir.path().as_os_str());
@@ -398,7 +399,7 @@ mod tests {
 
     #[test]
     fn stdin_bytes_reach_the_program_here_and_through_limactl() {
-        let out = Target::Local
+        let out = Machine::Local
             .run(
                 path().as_deref(),
                 "cat",
@@ -423,7 +424,7 @@ mod tests {
         .unwrap();
         std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
-        let out = Target::Lima {
+        let out = Machine::Lima {
             vm: "containai-docker".into(),
         }
         .run(

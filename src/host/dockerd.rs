@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use rustix::fs::{AtFlags, Mode, OFlags};
 
-use super::command::{self, CommandError, CommandOutput, Ended, Target};
+use super::command::{self, CommandError, CommandOutput, Ended, Machine};
 use super::files::{self, FileError};
 use super::fs::FsError;
 use super::installs;
@@ -136,14 +136,14 @@ pub fn write_config(_: Approval, host: &Host, text: &str) -> Result<(), DockerdE
 pub fn installed(host: &Host) -> Result<Option<String>, DockerdError> {
     let active = Path::new(ACTIVE_DOCKERD);
     let shown = files::shown(host, active);
-    match host.target() {
-        Target::Local => {
+    match host.machine() {
+        Machine::Local => {
             let Some(file) = host.root().open_file(active)? else {
                 return Ok(None);
             };
             local_version(&file, &shown).map(Some)
         }
-        Target::Lima { .. } => {
+        Machine::Lima { .. } => {
             // Only a silent exit 1 of `test` means "absent"; a VM that cannot be asked fails.
             let probe = host.run(
                 "test",
@@ -263,7 +263,7 @@ pub fn check_bundle(
         return Ok(None);
     };
     let run_it =
-        version.is_some() && !host.gate.is_dry_run() && matches!(host.target(), Target::Local);
+        version.is_some() && !host.gate.is_dry_run() && matches!(host.machine(), Machine::Local);
     let Some(version) = version.filter(|_| run_it) else {
         return unpack(file, None, &shown).map(Some);
     };
@@ -362,7 +362,7 @@ pub fn install(
         .ok_or_else(|| DockerdError::Missing {
             path: root.display_path(bundle),
         })?;
-    if let Target::Lima { .. } = host.target() {
+    if let Machine::Lima { .. } = host.machine() {
         return install_in_vm(host, file, version, &shown);
     }
 

@@ -13,9 +13,10 @@ use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use super::command::{self, CommandError, Ended, Target};
+use super::command::{self, CommandError, Ended, Machine};
 use super::fs::FsError;
 use super::{AsRoot, Host};
+use crate::term::quoted;
 
 /// Each access opens an ssh session to the VM; a VM busy restarting its engine answers slowly.
 const VM_FILE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -39,7 +40,10 @@ pub enum FileError {
         stderr: String,
         vm: String,
     },
-    #[error("refusing {0:?}: a path inside the Lima VM must be absolute, without `.` or `..`")]
+    #[error(
+        "refusing {}: a path inside the Lima VM must be absolute, without `.` or `..`",
+        quoted(.0)
+    )]
     VmPath(PathBuf),
     #[error(
         "cannot copy {} into the Lima VM {vm}: limactl copy reads a `:` in a path as VM:PATH\nhelp: rename the file without `:` and run the command again", .local.display()
@@ -47,22 +51,22 @@ pub enum FileError {
     Colon { local: PathBuf, vm: String },
 }
 
-/// How a host path on the execution target is named in plans and messages: under `--root` on
+/// How a host path on the engine's machine is named in plans and messages: under `--root` on
 /// this machine, `VM:PATH` in the Lima VM (the form `limactl copy` takes).
 pub fn shown(host: &Host, absolute: &Path) -> String {
-    match host.target() {
-        Target::Local => host.root().display_path(absolute).display().to_string(),
-        Target::Lima { vm } => format!("{vm}:{}", absolute.display()),
+    match host.machine() {
+        Machine::Local => host.root().display_path(absolute).display().to_string(),
+        Machine::Lima { vm } => format!("{vm}:{}", absolute.display()),
     }
 }
 
-/// A text file's contents on the execution target, or `None` when it does not exist. Inside the
+/// A text file's contents on the engine's machine, or `None` when it does not exist. Inside the
 /// VM it is read as the shell user, without `sudo`: what is read here (unit files) is
 /// world-readable, and a read needs no more privilege than that.
 pub fn read_to_string(host: &Host, absolute: &Path) -> Result<Option<String>, FileError> {
-    let vm = match host.target() {
-        Target::Local => return Ok(host.root().read_to_string(absolute)?),
-        Target::Lima { vm } => vm,
+    let vm = match host.machine() {
+        Machine::Local => return Ok(host.root().read_to_string(absolute)?),
+        Machine::Lima { vm } => vm,
     };
     let path = vm_path(absolute)?;
     let probe = host.run(
@@ -96,10 +100,10 @@ pub fn read_to_string(host: &Host, absolute: &Path) -> Result<Option<String>, Fi
     Ok(Some(out.stdout))
 }
 
-/// Whether a directory exists on the execution target (`test -d` inside the VM).
+/// Whether a directory exists on the engine's machine (`test -d` inside the VM).
 pub fn is_dir(host: &Host, absolute: &Path) -> Result<bool, FileError> {
-    let vm = match host.target() {
-        Target::Local => {
+    let vm = match host.machine() {
+        Machine::Local => {
             return match host.root().open_dir(absolute) {
                 Ok(_) => Ok(true),
                 Err(e) if e.is_not_found() || e.kind() == std::io::ErrorKind::NotADirectory => {
@@ -108,7 +112,7 @@ pub fn is_dir(host: &Host, absolute: &Path) -> Result<bool, FileError> {
                 Err(e) => Err(e.into()),
             };
         }
-        Target::Lima { vm } => vm,
+        Machine::Lima { vm } => vm,
     };
     let path = vm_path(absolute)?;
     let probe = host.run(
@@ -132,7 +136,7 @@ pub fn is_dir(host: &Host, absolute: &Path) -> Result<bool, FileError> {
     }
 }
 
-/// Replaces a file on the execution target atomically with `bytes` and `mode`. On this machine
+/// Replaces a file on the engine's machine atomically with `bytes` and `mode`. On this machine
 /// through [`super::fs::Root::write_atomic`]; inside the VM as root, `install -m MODE /dev/stdin
 /// PATH.cai-new` with the bytes on stdin, then `mv -f` over the target (a rename in the same
 /// directory, so systemd never reads half a unit).
@@ -142,7 +146,7 @@ pub fn write_atomic(
     bytes: &[u8],
     mode: u32,
 ) -> Result<(), FileError> {
-    if *host.target() == Target::Local {
+    if *host.machine() == Machine::Local {
         return Ok(host.root().write_atomic(absolute, bytes, mode)?);
     }
     let path = vm_path(absolute)?;
@@ -186,7 +190,7 @@ pub fn write_atomic(
     Ok(())
 }
 
-/// A local file made readable to programs on the execution target: the file itself on this
+/// A local file made readable to programs on the engine's machine: the file itself on this
 /// machine; inside the VM a copy at a path chosen by the caller, removed again (best effort,
 /// as root) when this value is dropped, whether or not the program that read it succeeded.
 pub struct Staged<'h> {
@@ -228,18 +232,18 @@ impl Drop for Staged<'_> {
 }
 
 /// Makes the local file `local` (a path on this machine, not under `--root`: a private copy
-/// `cai` made itself) readable on the execution target. Inside the VM it is copied to `dest`
+/// `cai` made itself) readable on the engine's machine. Inside the VM it is copied to `dest`
 /// with `limactl copy`.
 pub fn stage<'h>(host: &'h Host, local: &Path, dest: &Path) -> Result<Staged<'h>, FileError> {
-    let vm = match host.target() {
-        Target::Local => {
+    let vm = match host.machine() {
+        Machine::Local => {
             return Ok(Staged {
                 host,
                 path: local.to_path_buf(),
                 copied: false,
             });
         }
-        Target::Lima { vm } => vm,
+        Machine::Lima { vm } => vm,
     };
     vm_path(dest)?;
     if local.as_os_str().as_encoded_bytes().contains(&b':') {

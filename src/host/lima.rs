@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::command::{CommandError, Target};
+use super::command::{CommandError, Machine};
+use crate::term::quoted;
 
 /// `limactl list` answers from files on this machine; 30 s covers a slow disk.
 const LIST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -71,7 +72,7 @@ pub fn state(path: Option<&OsStr>, vm: &str) -> VmState {
         OsString::from("--format"),
         OsString::from("json"),
     ];
-    let out = match Target::Local.run(path, "limactl", &args, None, false, LIST_TIMEOUT) {
+    let out = match Machine::Local.run(path, "limactl", &args, None, false, LIST_TIMEOUT) {
         Ok(out) => out,
         Err(e) => return unreachable(&e),
     };
@@ -132,7 +133,7 @@ fn parse_list(stdout: &str, vm: &str) -> VmState {
         "Running" => VmState::Running { arch },
         "Stopped" => VmState::Stopped { arch },
         other => VmState::Unreachable {
-            reason: format!("limactl reports the status {other:?}"),
+            reason: format!("limactl reports the status {}", quoted(other)),
         },
     }
 }

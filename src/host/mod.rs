@@ -1,5 +1,5 @@
 //! Side effects, one file per family. [`Host`] is the one handle that carries everything ambient:
-//! the `--root` tree, config, platform, the terminal, `PATH`, the execution target (this machine
+//! the `--root` tree, config, platform, the terminal, `PATH`, the engine's machine (this one
 //! or the Lima VM), the release target resolved once per run, the engine client with its runtime
 //! and the effect gate. Nothing here reads global state behind the handle's back (in particular,
 //! no `DOCKER_HOST` and no `CAI_SYSBOX_*`), and nothing here joins a path under the root: files
@@ -37,7 +37,7 @@ use crate::config::Config;
 use crate::effects::{Gate, JournalSink, Mode};
 use crate::plan::platform::{self, Platform};
 use crate::plan::release::{self, Arch, Manifest, ReleaseError};
-use command::{CommandError, CommandOutput, Target};
+use command::{CommandError, CommandOutput, Machine};
 use fs::Root;
 use trust::Trust;
 
@@ -131,7 +131,7 @@ pub struct Host {
     /// --walk-resolver fallback`), which is as strict, to exercise it on kernels with `openat2`.
     pub walk_resolver: std::cell::Cell<volumes::Resolver>,
     docker: docker::Client,
-    target: Target,
+    machine: Machine,
     path: Option<OsString>,
     /// `CAI_SYSBOX_*`, checked at start-up, for resolving the release target.
     release_env: release::SysboxOverride,
@@ -139,7 +139,7 @@ pub struct Host {
     /// no artifacts for, a Lima VM that cannot be asked) is kept for the primitives that need the
     /// target to report. Resolved on first use: most commands never need it, and on macOS it asks
     /// limactl for the VM's architecture.
-    release: std::cell::OnceCell<Result<release::Target, TargetError>>,
+    release: std::cell::OnceCell<Result<release::UpdateTarget, TargetError>>,
 }
 
 /// Why this run's release target is not known.
@@ -188,16 +188,16 @@ impl Host {
         // Always known: a REPL that switches to live mode journals from then on. The gate writes
         // to it only for actions it performs, appending through the root-anchored layer, which
         // refuses a symlinked journal instead of following it.
-        let target = match platform {
-            Platform::Macos => Target::Lima {
+        let machine = match platform {
+            Platform::Macos => Machine::Lima {
                 vm: LIMA_VM.to_string(),
             },
-            Platform::Linux | Platform::Wsl2 => Target::Local,
+            Platform::Linux | Platform::Wsl2 => Machine::Local,
         };
         Ok(Self {
             docker,
             gate: Gate::new(options.mode, Some(journal_sink(root.clone()))),
-            target,
+            machine,
             path: options.path,
             owners: options.owners,
             root,
@@ -224,7 +224,7 @@ impl Host {
 
     /// The release target of this run (bundled manifest, config and environment overrides) for
     /// the architecture the engine runs on: this machine's, or the Lima VM's on macOS [P27].
-    pub fn release(&self) -> Result<&release::Target, &TargetError> {
+    pub fn release(&self) -> Result<&release::UpdateTarget, &TargetError> {
         self.release
             .get_or_init(|| {
                 let arch = self.engine_arch().map_err(TargetError::from)?;
@@ -240,18 +240,18 @@ impl Host {
     /// What `limactl list` says about the engine's VM, or `None` where the engine runs on this
     /// machine (Linux, WSL2).
     pub fn lima_state(&self) -> Option<lima::VmState> {
-        match &self.target {
-            Target::Local => None,
-            Target::Lima { vm } => Some(lima::state(self.path.as_deref(), vm)),
+        match &self.machine {
+            Machine::Local => None,
+            Machine::Lima { vm } => Some(lima::state(self.path.as_deref(), vm)),
         }
     }
 
     /// The Debian architecture the engine runs on: this machine's, or the Lima VM's as limactl
     /// reports it (never assumed from the Mac's) [P27].
     pub fn engine_arch(&self) -> Result<String, lima::LimaError> {
-        match &self.target {
-            Target::Local => Ok(platform::deb_arch().to_string()),
-            Target::Lima { vm } => lima::arch(self.path.as_deref(), vm),
+        match &self.machine {
+            Machine::Local => Ok(platform::deb_arch().to_string()),
+            Machine::Lima { vm } => lima::arch(self.path.as_deref(), vm),
         }
     }
 
@@ -269,11 +269,11 @@ impl Host {
     }
 
     /// Where programs run: this machine, or the Lima VM on macOS.
-    pub fn target(&self) -> &Target {
-        &self.target
+    pub fn machine(&self) -> &Machine {
+        &self.machine
     }
 
-    /// Runs a program on the execution target with an argument vector and a timeout, feeding it
+    /// Runs a program on the engine's machine with an argument vector and a timeout, feeding it
     /// `stdin` when given (closed otherwise); `as_root` matters inside the Lima VM, where the shell
     /// user is not root (`sudo -n` there).
     pub fn run(
@@ -285,16 +285,16 @@ impl Host {
         timeout: Duration,
     ) -> Result<CommandOutput, CommandError> {
         let as_root = as_root == AsRoot::Yes;
-        self.target
+        self.machine
             .run(self.path.as_deref(), program, args, stdin, as_root, timeout)
     }
 
     /// `--root=<canonical root>` for programs that take it (systemctl, dpkg) when they run on this
     /// machine; nothing inside the Lima VM, whose files are not under the Mac's `--root`.
     pub fn program_root_arg(&self) -> Option<OsString> {
-        match self.target {
-            Target::Local => self.root.program_arg(),
-            Target::Lima { .. } => None,
+        match self.machine {
+            Machine::Local => self.root.program_arg(),
+            Machine::Lima { .. } => None,
         }
     }
 
@@ -376,7 +376,7 @@ impl Host {
     }
 }
 
-/// Whether a program needs root on the execution target.
+/// Whether a program needs root on the engine's machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AsRoot {
     Yes,
@@ -388,7 +388,7 @@ fn resolve_release(
     arch: Result<Arch, ReleaseError>,
     config: &release::Overrides,
     env: &release::SysboxOverride,
-) -> Result<release::Target, TargetError> {
+) -> Result<release::UpdateTarget, TargetError> {
     let manifest = Manifest::bundled()?;
     let arch = arch?;
     let resolution = release::resolve(&manifest, arch, config, env)?;

@@ -306,7 +306,7 @@ pub fn install_deb(_: Approval, host: &Host, deb: &VerifiedDeb) -> Result<(), Pa
     let mut fix: Vec<OsString> = host
         .root()
         .program_arg()
-        .filter(|_| matches!(host.target(), super::command::Target::Local))
+        .filter(|_| matches!(host.machine(), super::command::Machine::Local))
         .map(|_| {
             let mut dir = OsString::from("Dir=");
             dir.push(host.root().as_path());

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 /// The URL and sha256 types of [`super::artifact`]: the ones the fetch takes.
 pub use super::artifact::{Sha256, Url};
 use super::version::{SysboxVersion, parse_version};
+use crate::term::quoted;
 
 /// The manifest bundled into this `cai`.
 pub const BUNDLED: &str = include_str!("../../stdlib/release.toml");
@@ -93,7 +94,8 @@ impl Tag {
             Ok(Tag(text.to_string()))
         } else {
             Err(format!(
-                "{text:?} is not a release tag (letters, digits, `.`, `_`, `-`)"
+                "{} is not a release tag (letters, digits, `.`, `_`, `-`)",
+                quoted(text)
             ))
         }
     }
@@ -109,7 +111,8 @@ pub fn sysbox_version(text: &str) -> Result<SysboxVersion, String> {
     let version = parse_version(text).map_err(|e| e.to_string())?;
     if version.containai_build.is_none() {
         return Err(format!(
-            "{text:?} is not a ContainAI build (X.Y.Z+containai.BUILD)"
+            "{} is not a ContainAI build (X.Y.Z+containai.BUILD)",
+            quoted(text)
         ));
     }
     Ok(version)
@@ -117,7 +120,8 @@ pub fn sysbox_version(text: &str) -> Result<SysboxVersion, String> {
 
 /// A dockerd version as Docker names its static bundles (`28.2.2`).
 pub fn dockerd_version(text: &str) -> Result<semver::Version, String> {
-    semver::Version::parse(text).map_err(|_| format!("{text:?} is not a version like 28.2.2"))
+    semver::Version::parse(text)
+        .map_err(|_| format!("{} is not a version like 28.2.2", quoted(text)))
 }
 
 /// One artifact of a release on one architecture.
@@ -266,7 +270,10 @@ fn checked_assets<'a>(
         let arch = Arch::from_deb(&name).map_err(|_| {
             error(
                 key.clone(),
-                format!("unknown architecture {name:?} (known: amd64, arm64)"),
+                format!(
+                    "unknown architecture {} (known: amd64, arm64)",
+                    quoted(&name)
+                ),
             )
         })?;
         let url = Url::parse(&asset.url).map_err(|e| error(format!("{key}.url"), e.to_string()))?;
@@ -310,17 +317,21 @@ fn expand(template: &str, fill: &Fill) -> Result<Url, String> {
         let after = &rest[start + 1..];
         let end = after
             .find('}')
-            .ok_or_else(|| format!("unclosed {{ in {template:?}"))?;
+            .ok_or_else(|| format!("unclosed {{ in {}", quoted(template)))?;
         let value = match &after[..end] {
-            "tag" => fill
-                .tag
-                .ok_or_else(|| format!("{{tag}} in {template:?}, but this component has no tag"))?,
+            "tag" => fill.tag.ok_or_else(|| {
+                format!(
+                    "{{tag}} in {}, but this component has no tag",
+                    quoted(template)
+                )
+            })?,
             "version" => fill.version,
             "arch" => fill.arch.as_str(),
             "machine" => fill.arch.machine(),
             other => {
                 return Err(format!(
-                    "unknown placeholder {{{other}}} in {template:?} (known: {{tag}}, {{version}}, {{arch}}, {{machine}})"
+                    "unknown placeholder {{{other}}} in {} (known: {{tag}}, {{version}}, {{arch}}, {{machine}})",
+                    quoted(template)
                 ));
             }
         };
@@ -417,7 +428,7 @@ impl EnvVars {
 /// Which layer a component's target came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Source {
+pub enum Layer {
     Bundled,
     Config,
     Env,
@@ -435,7 +446,7 @@ pub struct SysboxTarget {
     pub url: Url,
     pub sha256: Option<Sha256>,
     pub sha256_url: Option<Url>,
-    pub source: Source,
+    pub source: Layer,
     /// Where an operator pins `sha256` for this source: `CAI_SYSBOX_SHA256` when the target
     /// came from the environment (which replaces config whole), else the config key.
     pub sha256_key: &'static str,
@@ -448,13 +459,13 @@ pub struct DockerdTarget {
     pub url: Url,
     pub sha256: Option<Sha256>,
     pub sha256_url: Option<Url>,
-    pub source: Source,
+    pub source: Layer,
     pub sha256_key: &'static str,
 }
 
 /// What this run updates to, on one architecture.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Target {
+pub struct UpdateTarget {
     pub sysbox: SysboxTarget,
     pub dockerd: DockerdTarget,
     pub arch: Arch,
@@ -463,7 +474,7 @@ pub struct Target {
 /// A target and the warnings its overrides deserve (one line each, without `warning: `).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolution {
-    pub target: Target,
+    pub target: UpdateTarget,
     pub warnings: Vec<String>,
 }
 
@@ -480,13 +491,13 @@ pub fn resolve(
 ) -> Result<Resolution, ReleaseError> {
     let mut warnings = Vec::new();
     let sysbox = if !env.is_empty() {
-        sysbox_override(&manifest.sysbox, arch, env, Source::Env, &mut warnings)?
+        sysbox_override(&manifest.sysbox, arch, env, Layer::Env, &mut warnings)?
     } else if !config.sysbox.is_empty() {
         sysbox_override(
             &manifest.sysbox,
             arch,
             &config.sysbox,
-            Source::Config,
+            Layer::Config,
             &mut warnings,
         )?
     } else {
@@ -499,13 +510,13 @@ pub fn resolve(
             url: asset.url.clone(),
             sha256,
             sha256_url,
-            source: Source::Bundled,
+            source: Layer::Bundled,
             sha256_key: KEY_SYSBOX_SHA256,
         }
     };
     let dockerd = dockerd_target(&manifest.dockerd, arch, &config.dockerd)?;
     Ok(Resolution {
-        target: Target {
+        target: UpdateTarget {
             sysbox,
             dockerd,
             arch,
@@ -533,12 +544,12 @@ fn sysbox_override(
     bundled: &SysboxRelease,
     arch: Arch,
     layer: &SysboxOverride,
-    source: Source,
+    source: Layer,
     warnings: &mut Vec<String>,
 ) -> Result<SysboxTarget, ReleaseError> {
     let (tag_key, version_key) = match source {
-        Source::Env => (ENV_SYSBOX_TAG, ENV_SYSBOX_VERSION),
-        Source::Config | Source::Bundled => ("config sysbox_tag", "config sysbox_version"),
+        Layer::Env => (ENV_SYSBOX_TAG, ENV_SYSBOX_VERSION),
+        Layer::Config | Layer::Bundled => ("config sysbox_tag", "config sysbox_version"),
     };
     match (&layer.tag, &layer.version) {
         (Some(tag), None) => warnings.push(format!(
@@ -581,8 +592,8 @@ fn sysbox_override(
         sha256_url,
         source,
         sha256_key: match source {
-            Source::Env => ENV_SYSBOX_SHA256,
-            Source::Config | Source::Bundled => KEY_SYSBOX_SHA256,
+            Layer::Env => ENV_SYSBOX_SHA256,
+            Layer::Config | Layer::Bundled => KEY_SYSBOX_SHA256,
         },
     })
 }
@@ -600,7 +611,7 @@ fn dockerd_target(
             url: asset.url.clone(),
             sha256,
             sha256_url,
-            source: Source::Bundled,
+            source: Layer::Bundled,
             sha256_key: KEY_DOCKERD_SHA256,
         });
     }
@@ -628,7 +639,7 @@ fn dockerd_target(
         url,
         sha256,
         sha256_url,
-        source: Source::Config,
+        source: Layer::Config,
         sha256_key: KEY_DOCKERD_SHA256,
     })
 }
@@ -958,7 +969,7 @@ mod tests {
             assert!(r.warnings.is_empty());
             let t = r.target;
             assert_eq!(t.arch, arch);
-            assert_eq!(t.sysbox.source, Source::Bundled);
+            assert_eq!(t.sysbox.source, Layer::Bundled);
             assert_eq!(t.sysbox.version, "0.6.7+containai.20260127");
             assert_eq!(t.sysbox.semver, "0.6.7");
             assert_eq!(t.sysbox.url, m.sysbox.assets[&arch].url);
@@ -968,7 +979,7 @@ mod tests {
                 t.sysbox.sha256_url.unwrap().as_str(),
                 format!("{}.sha256", t.sysbox.url)
             );
-            assert_eq!(t.dockerd.source, Source::Bundled);
+            assert_eq!(t.dockerd.source, Layer::Bundled);
             assert_eq!(t.dockerd.version, "28.2.2");
             assert!(t.dockerd.url.as_str().contains(arch.machine()));
         }
@@ -1010,7 +1021,7 @@ mod tests {
                 mirror.to_string(),
                 "0.6.8+containai.20260301",
                 "sysbox-build-20260301-1",
-                Source::Config,
+                Layer::Config,
                 0,
             ),
             (
@@ -1025,7 +1036,7 @@ mod tests {
                 ),
                 "0.6.8+containai.20260301",
                 "sysbox-build-20260301-1",
-                Source::Config,
+                Layer::Config,
                 0,
             ),
             // The environment wins over config as a whole; config's URL does not leak in.
@@ -1035,7 +1046,7 @@ mod tests {
                 format!("{GH}/b-9/sysbox-ce_0.6.9+containai.20260401.linux_amd64.deb"),
                 "0.6.9+containai.20260401",
                 "b-9",
-                Source::Env,
+                Layer::Env,
                 0,
             ),
             (
@@ -1044,7 +1055,7 @@ mod tests {
                 env_url.to_string(),
                 "0.6.7+containai.20260127",
                 "sysbox-build-20260127-10",
-                Source::Env,
+                Layer::Env,
                 0,
             ),
             // One of tag/version: the other comes from the manifest, with a warning.
@@ -1056,7 +1067,7 @@ mod tests {
                 ),
                 "0.6.9+containai.20260401",
                 "sysbox-build-20260127-10",
-                Source::Env,
+                Layer::Env,
                 1,
             ),
             (
@@ -1065,7 +1076,7 @@ mod tests {
                 format!("{GH}/b-9/sysbox-ce_0.6.7+containai.20260127.linux_amd64.deb"),
                 "0.6.7+containai.20260127",
                 "b-9",
-                Source::Config,
+                Layer::Config,
                 1,
             ),
         ];
@@ -1087,7 +1098,7 @@ mod tests {
                 "case {i}"
             );
             assert!(!t.url.as_str().contains("latest"), "case {i}");
-            assert_eq!(r.target.dockerd.source, Source::Bundled, "case {i}");
+            assert_eq!(r.target.dockerd.source, Layer::Bundled, "case {i}");
         }
     }
 
@@ -1139,7 +1150,7 @@ mod tests {
             .target;
         assert_eq!(t.sysbox.sha256, Some(sha.clone()));
         assert_eq!(t.sysbox.sha256_url, None);
-        assert_eq!(t.dockerd.source, Source::Config);
+        assert_eq!(t.dockerd.source, Layer::Config);
         assert_eq!(t.dockerd.version, "28.3.1");
         assert_eq!(
             t.dockerd.url.as_str(),
@@ -1163,7 +1174,7 @@ mod tests {
         assert_eq!(t.dockerd.url.as_str(), "file:///srv/docker.tgz");
         assert_eq!(t.dockerd.version, "28.2.2");
         assert_eq!(t.dockerd.sha256, Some(sha));
-        assert_eq!(t.sysbox.source, Source::Bundled);
+        assert_eq!(t.sysbox.source, Layer::Bundled);
     }
 
     #[test]

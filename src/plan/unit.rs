@@ -13,6 +13,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::plan::layout::{DAEMON_CONFIG, SITE_CONFIG};
+use crate::term::quoted;
 
 /// The bundle's active dockerd (a symlink switched atomically by updates).
 pub const DOCKERD: &str = "/opt/containai/bin/dockerd";
@@ -80,7 +81,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
 
 /// A value that cannot be put into a unit file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid unit value {placeholder} = {value:?}: {reason}\nhelp: {help}")]
+#[error("invalid unit value {placeholder} = {}: {reason}\nhelp: {help}", quoted(.value))]
 pub struct ValueError {
     pub placeholder: &'static str,
     pub value: String,
@@ -325,8 +326,9 @@ pub fn check(
             return Err(at(
                 Some(d.line),
                 format!(
-                    "{}= must start with an absolute command path, found {:?}",
-                    d.key, d.value
+                    "{}= must start with an absolute command path, found {}",
+                    d.key,
+                    quoted(&d.value)
                 ),
             ));
         }
@@ -355,8 +357,8 @@ pub fn check(
                 return Err(at(
                     Some(timeout.line),
                     format!(
-                        "TimeoutStopSec={:?} must be whole seconds (e.g. {{{{timeout_stop_secs}}}}) or infinity",
-                        timeout.value
+                        "TimeoutStopSec={} must be whole seconds (e.g. {{{{timeout_stop_secs}}}}) or infinity",
+                        quoted(&timeout.value)
                     ),
                 ));
             }
@@ -393,7 +395,7 @@ fn parse(text: &str) -> Result<Vec<Directive>, (usize, String)> {
         }
         if let Some(name) = line.strip_prefix('[') {
             let Some(name) = name.strip_suffix(']') else {
-                return Err((number, format!("malformed section header {line:?}")));
+                return Err((number, format!("malformed section header {}", quoted(line))));
             };
             let Some(allowed) = ALLOWED.iter().find(|(s, _)| *s == name) else {
                 return Err((
@@ -423,11 +425,14 @@ fn parse(text: &str) -> Result<Vec<Directive>, (usize, String)> {
             logical = format!("{} {}", logical.trim_end(), next.trim());
         }
         let Some((key, value)) = logical.split_once('=') else {
-            return Err((number, format!("expected Key=Value, found {line:?}")));
+            return Err((
+                number,
+                format!("expected Key=Value, found {}", quoted(line)),
+            ));
         };
         let key = key.trim();
         if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return Err((number, format!("malformed directive name {key:?}")));
+            return Err((number, format!("malformed directive name {}", quoted(key))));
         }
         let Some((section_name, keys)) = section else {
             return Err((

@@ -25,6 +25,7 @@ use crate::host::fs::{Root, trusted};
 use crate::host::systemd::{self, UnitError};
 use crate::host::trust::{Trust, TrustError};
 use crate::plan::unit::{self, TemplateError, ValueError};
+use crate::term::quoted;
 
 /// Bundled scripts: (name, text). A test checks this table against the files in `stdlib/`.
 pub const BUNDLED: &[(&str, &str)] = &[
@@ -50,9 +51,10 @@ pub const BUNDLED_UNITS: &[(&str, &str)] = &[(
 /// Site overrides of unit templates, one file per unit name.
 pub const UNIT_SITE_DIR: &str = "/etc/containai/units";
 
+/// Where a script or unit template came from (`source` in listings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Source {
+pub enum Origin {
     Bundled,
     Site,
     User,
@@ -60,13 +62,13 @@ pub enum Source {
     File,
 }
 
-impl Source {
+impl Origin {
     pub fn as_str(self) -> &'static str {
         match self {
-            Source::Bundled => "bundled",
-            Source::Site => "site",
-            Source::User => "user",
-            Source::File => "file",
+            Origin::Bundled => "bundled",
+            Origin::Site => "site",
+            Origin::User => "user",
+            Origin::File => "file",
         }
     }
 }
@@ -86,7 +88,7 @@ pub struct Header {
 #[derive(Debug, Clone)]
 pub struct Script {
     pub name: String,
-    pub source: Source,
+    pub source: Origin,
     pub path: Option<PathBuf>,
     pub text: String,
 }
@@ -115,7 +117,7 @@ impl Script {
             reason,
         };
         let (version, api) = parse_fields(&self.text).map_err(refuse)?;
-        if self.source != Source::File {
+        if self.source != Origin::File {
             return complete(version, api).map_err(refuse);
         }
         Ok(Header {
@@ -145,7 +147,7 @@ impl Script {
 pub struct UnitTemplate {
     /// The unit name, e.g. `containai-docker.service`.
     pub name: String,
-    pub source: Source,
+    pub source: Origin,
     pub path: Option<PathBuf>,
     pub text: String,
 }
@@ -183,7 +185,8 @@ impl UnitTemplate {
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     #[error(
-        "no script named {0:?}\nhelp: `cai scripts list` shows the available scripts; pass a path ending in .rhai to run a file"
+        "no script named {}\nhelp: `cai scripts list` shows the available scripts; pass a path ending in .rhai to run a file",
+        quoted(.0)
     )]
     NotFound(String),
     #[error(transparent)]
@@ -203,11 +206,13 @@ pub enum CatalogError {
         provides: String,
     },
     #[error(
-        "invalid module name {0:?}: names use only a-z, 0-9, _, - and /, never absolute paths or `..`"
+        "invalid module name {}: names use only a-z, 0-9, _, - and /, never absolute paths or `..`",
+        quoted(.0)
     )]
     InvalidName(String),
     #[error(
-        "no unit template named {0:?}\nhelp: `cai scripts list` shows the unit templates (units/NAME)"
+        "no unit template named {}\nhelp: `cai scripts list` shows the unit templates (units/NAME)",
+        quoted(.0)
     )]
     UnitNotFound(String),
     #[error(transparent)]
@@ -291,14 +296,16 @@ fn parse_fields(
             let value = value.trim();
             match key.trim() {
                 "version" => {
-                    version =
-                        Some(semver::Version::parse(value).map_err(|e| {
-                            format!("declared version {value:?} is not semver: {e}")
-                        })?);
+                    version = Some(semver::Version::parse(value).map_err(|e| {
+                        format!("declared version {} is not semver: {e}", quoted(value))
+                    })?);
                 }
                 "api" => {
                     api = Some(semver::VersionReq::parse(value).map_err(|e| {
-                        format!("declared api {value:?} is not a version requirement: {e}")
+                        format!(
+                            "declared api {} is not a version requirement: {e}",
+                            quoted(value)
+                        )
                     })?);
                 }
                 _ => {}
@@ -350,7 +357,7 @@ impl Catalog {
             if let Some(text) = trusted::read(&self.trust, &path)? {
                 return Ok(Script {
                     name: name.to_string(),
-                    source: Source::User,
+                    source: Origin::User,
                     path: Some(path),
                     text,
                 });
@@ -375,11 +382,11 @@ impl Catalog {
         file: &str,
         bundled: &[(&str, &str)],
         name: &str,
-    ) -> Result<Option<(Source, Option<PathBuf>, String)>, CatalogError> {
+    ) -> Result<Option<(Origin, Option<PathBuf>, String)>, CatalogError> {
         let site = Path::new(site_dir).join(file);
         if let Some(text) = self.root.read_trusted(&self.trust, &site)? {
             return Ok(Some((
-                Source::Site,
+                Origin::Site,
                 Some(self.root.display_path(&site)),
                 text,
             )));
@@ -387,7 +394,7 @@ impl Catalog {
         Ok(bundled
             .iter()
             .find(|(n, _)| *n == name)
-            .map(|(_, text)| (Source::Bundled, None, (*text).to_string())))
+            .map(|(_, text)| (Origin::Bundled, None, (*text).to_string())))
     }
 
     /// The text of a file named on the command line, vetted like an override.
@@ -405,7 +412,7 @@ impl Catalog {
         let text = self.read_named_file(path)?;
         Ok(Script {
             name,
-            source: Source::File,
+            source: Origin::File,
             path: Some(path.to_path_buf()),
             text,
         })
@@ -471,7 +478,7 @@ impl Catalog {
         let text = self.read_named_file(path)?;
         Ok(UnitTemplate {
             name,
-            source: Source::File,
+            source: Origin::File,
             path: Some(path.to_path_buf()),
             text,
         })
@@ -576,7 +583,7 @@ mod tests {
             path: Some(PathBuf::from("/tmp/x.rhai")),
             text: text.into(),
         };
-        let bare = script(Source::File, "print(\"hi\");").check_api().unwrap();
+        let bare = script(Origin::File, "print(\"hi\");").check_api().unwrap();
         assert_eq!(bare.version, semver::Version::new(0, 0, 0));
         assert_eq!(bare.api.to_string(), format!("^{API_VERSION}"));
         let note = bare.note.unwrap();
@@ -589,26 +596,26 @@ mod tests {
             "{note}"
         );
 
-        let api_only = script(Source::File, "//! api: 1\n").check_api().unwrap();
+        let api_only = script(Origin::File, "//! api: 1\n").check_api().unwrap();
         assert!(api_only.note.unwrap().contains("declares no version ("));
-        let version_only = script(Source::File, "//! version: 2.1.0\n")
+        let version_only = script(Origin::File, "//! version: 2.1.0\n")
             .check_api()
             .unwrap();
         assert_eq!(version_only.version, semver::Version::new(2, 1, 0));
         assert!(version_only.note.unwrap().contains("declares no api, so"));
-        let full = script(Source::File, "//! version: 1.0.0\n//! api: 1\n");
+        let full = script(Origin::File, "//! version: 1.0.0\n//! api: 1\n");
         assert_eq!(full.check_api().unwrap().note, None);
 
         // A declared line is still checked: a wrong api or a malformed version is refused.
         assert!(matches!(
-            script(Source::File, "//! api: 2\n").check_api(),
+            script(Origin::File, "//! api: 2\n").check_api(),
             Err(CatalogError::Api { .. })
         ));
         assert!(matches!(
-            script(Source::File, "//! version: one\n").check_api(),
+            script(Origin::File, "//! version: one\n").check_api(),
             Err(CatalogError::Header { .. })
         ));
-        for source in [Source::Bundled, Source::Site, Source::User] {
+        for source in [Origin::Bundled, Origin::Site, Origin::User] {
             for text in ["print(\"hi\");", "//! api: 1\n", "//! version: 1.0.0\n"] {
                 assert!(
                     matches!(
@@ -664,7 +671,7 @@ mod tests {
         );
         for (name, unit) in catalog.unit_templates() {
             let unit = unit.unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(unit.source, Source::Bundled);
+            assert_eq!(unit.source, Origin::Bundled);
             assert!(systemd::check_writable(&name).is_ok(), "{name}");
             unit.render(&Config::default())
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -691,7 +698,7 @@ mod tests {
         std::fs::write(&file, "[Service]\nExecStart={{dockerd}} --site\n").unwrap();
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
         let unit = catalog.unit_template(name).unwrap();
-        assert_eq!(unit.source, Source::Site);
+        assert_eq!(unit.source, Origin::Site);
         assert_eq!(unit.display_name(), file.display().to_string());
         assert_eq!(
             unit.render(&Config::default()).unwrap(),

@@ -18,9 +18,10 @@ use rhai::{
 };
 
 use super::catalog::{Catalog, validate_name};
-use super::sandbox::{Budget, Stop, limits};
+use super::sandbox::{Budget, Limits, Stop, limits};
 use super::{bind, guard};
 use crate::host::Host;
+use crate::term::quoted;
 
 /// Keyword functions no script can use. `eval` would run text nobody vetted; `curry` appends to
 /// a function pointer's hidden argument list, which no size limit counts (`f = f.curry(f)`
@@ -32,6 +33,8 @@ pub struct EngineOptions {
     pub args: Vec<String>,
     pub json: bool,
     pub budget: Budget,
+    /// [`Limits::default`] for every command.
+    pub limits: Limits,
 }
 
 /// Builds the sandboxed engine; returns it with the documentation of every primitive it has.
@@ -44,14 +47,15 @@ pub fn build(
     engine.register_global_module(StandardPackage::new().as_shared_module());
     engine.set_optimization_level(OptimizationLevel::Simple);
 
-    engine.set_max_operations(limits::OPERATIONS);
-    engine.set_max_call_levels(limits::CALL_LEVELS);
-    engine.set_max_expr_depths(limits::EXPR_DEPTH, limits::FN_EXPR_DEPTH);
-    engine.set_max_string_size(limits::STRING_SIZE);
-    engine.set_max_array_size(limits::ARRAY_SIZE);
-    engine.set_max_map_size(limits::MAP_SIZE);
-    engine.set_max_modules(limits::MODULES);
-    engine.set_max_functions(limits::FUNCTIONS);
+    let limits = options.limits;
+    engine.set_max_operations(limits.operations);
+    engine.set_max_call_levels(limits.call_levels);
+    engine.set_max_expr_depths(limits.expr_depth, limits.fn_expr_depth);
+    engine.set_max_string_size(limits.string_size);
+    engine.set_max_array_size(limits.array_size);
+    engine.set_max_map_size(limits.map_size);
+    engine.set_max_modules(limits.modules);
+    engine.set_max_functions(limits.functions);
     engine.set_strict_variables(true);
     for symbol in DISABLED {
         engine.disable_symbol(*symbol);
@@ -113,7 +117,7 @@ pub fn build(
         // guard's stop are flags, checked at every operation.
         progress.reason(ops % 1024 == 0).map(Dynamic::from)
     });
-    guard::register(&mut engine, &stop);
+    guard::register(&mut engine, &stop, limits.nesting);
 
     let primitives = bind::install(
         &mut engine,
@@ -149,7 +153,7 @@ impl ModuleResolver for CatalogResolver {
             // A runtime error, not ErrorModuleNotFound: the engine would replace the latter's
             // text with the bare module name and lose the reason.
             Box::new(EvalAltResult::ErrorRuntime(
-                format!("import {path:?} refused: {message}").into(),
+                format!("import {} refused: {message}", quoted(path)).into(),
                 pos,
             ))
         };

@@ -7,7 +7,7 @@ use rhai::{EvalAltResult, ParseError, ParseErrorType, Position};
 
 use super::engine::{DISABLED, Refusal};
 use super::guard;
-use super::sandbox::{STOP_INTERRUPT, STOP_MEMORY, STOP_NESTING, STOP_TIMEOUT, limits};
+use super::sandbox::{Limits, STOP_INTERRUPT, STOP_MEMORY, STOP_NESTING, STOP_TIMEOUT};
 use crate::term;
 
 /// Why a script run ended in an error.
@@ -25,11 +25,12 @@ impl std::fmt::Display for ScriptError {
 
 impl std::error::Error for ScriptError {}
 
-pub fn from_parse(err: &ParseError, file: &str, source: &str) -> ScriptError {
+/// `limits` are the ones of the engine that parsed, so the message quotes the limit it hit.
+pub fn from_parse(err: &ParseError, file: &str, source: &str, limits: &Limits) -> ScriptError {
     let message = match (err.err_type(), disabled_word_at(source, err.position())) {
         (ParseErrorType::TooManyFunctions, _) => format!(
             "the script defines more than {} functions and closures (sandbox limit)",
-            limits::FUNCTIONS
+            limits.functions
         ),
         // The parser's own words depend on where the keyword stands (`f.curry(x)` reads as a
         // missing property name).
@@ -54,9 +55,9 @@ fn disabled_word_at(source: &str, pos: Position) -> Option<&'static str> {
 }
 
 /// Why [`super::engine::compile`] refused a text.
-pub fn from_compile(refusal: &Refusal, file: &str, source: &str) -> ScriptError {
+pub fn from_compile(refusal: &Refusal, file: &str, source: &str, limits: &Limits) -> ScriptError {
     let message = match refusal {
-        Refusal::Parse(err) => return from_parse(err, file, source),
+        Refusal::Parse(err) => return from_parse(err, file, source, limits),
         Refusal::TooLarge(_) => located(file, source, Position::NONE, &refusal.to_string()),
         Refusal::Capture { pos, .. } => format!(
             "{}\nhelp: use a `for` loop where the code needs variables from around it",
@@ -69,8 +70,15 @@ pub fn from_compile(refusal: &Refusal, file: &str, source: &str) -> ScriptError 
     }
 }
 
-pub fn from_eval(err: &EvalAltResult, file: &str, source: &str, budget_secs: u64) -> ScriptError {
-    from_eval_in(err, file, source, budget_secs, &|_| true)
+/// `budget_secs` and `limits` are the run's, so the message quotes the limit it hit.
+pub fn from_eval(
+    err: &EvalAltResult,
+    file: &str,
+    source: &str,
+    budget_secs: u64,
+    limits: &Limits,
+) -> ScriptError {
+    from_eval_in(err, file, source, budget_secs, limits, &|_| true)
 }
 
 /// Like [`from_eval`] for text that defines only some of the functions it calls (a REPL entry):
@@ -80,6 +88,7 @@ pub fn from_eval_in(
     file: &str,
     source: &str,
     budget_secs: u64,
+    limits: &Limits,
     defined_here: &dyn Fn(&str) -> bool,
 ) -> ScriptError {
     // The innermost error carries the real message. Its position is the precise one only while
@@ -116,7 +125,7 @@ pub fn from_eval_in(
             } else if token == STOP_NESTING {
                 format!(
                     "script stopped: {}",
-                    guard::nested_too_deep("turned into text")
+                    guard::nested_too_deep("turned into text", limits.nesting)
                 )
             } else {
                 "script terminated".to_string()
@@ -124,7 +133,7 @@ pub fn from_eval_in(
         }
         EvalAltResult::ErrorTooManyOperations(_) => format!(
             "script stopped: it exceeded the limit of {} operations (a runaway loop?)",
-            limits::OPERATIONS
+            limits.operations
         ),
         EvalAltResult::ErrorDataTooLarge(what, _) => {
             format!("script stopped: {what} exceeds the sandbox limit")
@@ -134,8 +143,10 @@ pub fn from_eval_in(
         }
         EvalAltResult::ErrorRuntime(value, _) if value.is_string() => value.to_string(),
         // Displaying the thrown value would recurse as deep as it is nested.
-        EvalAltResult::ErrorRuntime(value, _) if guard::nesting_depth(value) > limits::NESTING => {
-            guard::too_deep("throw", "shown")
+        EvalAltResult::ErrorRuntime(value, _)
+            if guard::depth_within(value, limits.nesting) > limits.nesting =>
+        {
+            guard::too_deep_for("throw", "shown", limits.nesting)
         }
         other => {
             let mut text = without_position(other);

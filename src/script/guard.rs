@@ -6,7 +6,8 @@
 //!   short slices and ends like any other statement on Ctrl-C or the wall-clock budget.
 //! - Showing and comparing arrays and maps goes through the engine once per level of nesting; a
 //!   value nested thousands of levels deep would overflow the stack. These measure the nesting
-//!   first ([`nesting_depth`], the one check) and refuse more than [`limits::NESTING`] levels.
+//!   first ([`depth_within`], the one check) and refuse more than the engine's nesting limit
+//!   ([`super::sandbox::Limits::nesting`]).
 //!
 //! Nothing here is a primitive or holds policy; the output of every function matches the one it
 //! replaces.
@@ -25,8 +26,8 @@ type Res<T> = Result<T, Box<EvalAltResult>>;
 /// How long `sleep` waits between two looks at Ctrl-C and the clock.
 const SLEEP_SLICE: Duration = Duration::from_millis(50);
 
-/// Registers every replacement on `engine`.
-pub fn register(engine: &mut Engine, stop: &Stop) {
+/// Registers every replacement on `engine`; values nested more than `nesting` levels are refused.
+pub fn register(engine: &mut Engine, stop: &Stop, nesting: usize) {
     let s = stop.clone();
     FuncRegistration::new("sleep")
         .with_volatility(true)
@@ -53,7 +54,7 @@ pub fn register(engine: &mut Engine, stop: &Stop) {
         FuncRegistration::new(name).register_into_engine(
             engine,
             move |ctx: NativeCallContext, array: &mut Array| -> ImmutableString {
-                if array_depth(array, 0) > limits::NESTING {
+                if array_depth(array, 0, nesting) > nesting {
                     s.request(STOP_NESTING);
                     return "[...]".into();
                 }
@@ -64,7 +65,7 @@ pub fn register(engine: &mut Engine, stop: &Stop) {
         FuncRegistration::new(name).register_into_engine(
             engine,
             move |ctx: NativeCallContext, map: &mut Map| -> ImmutableString {
-                if map_depth(map, 0) > limits::NESTING {
+                if map_depth(map, 0, nesting) > nesting {
                     s.request(STOP_NESTING);
                     return "#{...}".into();
                 }
@@ -76,14 +77,14 @@ pub fn register(engine: &mut Engine, stop: &Stop) {
         FuncRegistration::new(name).register_into_engine(
             engine,
             move |ctx: NativeCallContext, array: &mut Array| -> Res<ImmutableString> {
-                refuse_deep(&ctx, name, "shown", array_depth(array, 0))?;
+                refuse_deep(&ctx, name, "shown", array_depth(array, 0, nesting), nesting)?;
                 Ok(show_array(&ctx, array).into())
             },
         );
         FuncRegistration::new(name).register_into_engine(
             engine,
             move |ctx: NativeCallContext, map: &mut Map| -> Res<ImmutableString> {
-                refuse_deep(&ctx, name, "shown", map_depth(map, 0))?;
+                refuse_deep(&ctx, name, "shown", map_depth(map, 0, nesting), nesting)?;
                 Ok(show_map(&ctx, map).into())
             },
         );
@@ -93,24 +94,30 @@ pub fn register(engine: &mut Engine, stop: &Stop) {
         FuncRegistration::new(name).register_into_engine(
             engine,
             move |ctx: NativeCallContext, a: &mut Array, b: Array| -> Res<bool> {
-                let depth = array_depth(a, 0).max(array_depth(&b, 0));
-                refuse_deep(&ctx, name, "compared", depth)?;
+                let depth = array_depth(a, 0, nesting).max(array_depth(&b, 0, nesting));
+                refuse_deep(&ctx, name, "compared", depth, nesting)?;
                 arrays_equal(&ctx, a, b).map(|same| same == equal)
             },
         );
         FuncRegistration::new(name).register_into_engine(
             engine,
             move |ctx: NativeCallContext, a: &mut Map, b: Map| -> Res<bool> {
-                let depth = map_depth(a, 0).max(map_depth(&b, 0));
-                refuse_deep(&ctx, name, "compared", depth)?;
+                let depth = map_depth(a, 0, nesting).max(map_depth(&b, 0, nesting));
+                refuse_deep(&ctx, name, "compared", depth, nesting)?;
                 maps_equal(&ctx, a, b).map(|same| same == equal)
             },
         );
     }
     FuncRegistration::new("to_json").register_into_engine(
         engine,
-        |ctx: NativeCallContext, map: &mut Map| -> Res<String> {
-            refuse_deep(&ctx, "to_json", "converted", map_depth(map, 0))?;
+        move |ctx: NativeCallContext, map: &mut Map| -> Res<String> {
+            refuse_deep(
+                &ctx,
+                "to_json",
+                "converted",
+                map_depth(map, 0, nesting),
+                nesting,
+            )?;
             Ok(rhai::format_map_as_json(map))
         },
     );
@@ -149,61 +156,82 @@ fn fail(ctx: &NativeCallContext, message: String) -> Box<EvalAltResult> {
     ))
 }
 
-/// The message for a value nested deeper than [`limits::NESTING`]; `what` names the function,
-/// `done` what it would have done ("shown", "compared", "converted").
+/// The message for a value nested deeper than the default [`limits::NESTING`], for a
+/// registration that is not given the engine's limits (`report::data`).
 pub fn too_deep(what: &str, done: &str) -> String {
-    format!("{what}: {}", nested_too_deep(done))
+    too_deep_for(what, done, limits::NESTING)
 }
 
-pub fn nested_too_deep(done: &str) -> String {
+/// The message for a value nested deeper than `nesting`; `what` names the function, `done` what
+/// it would have done ("shown", "compared", "converted").
+pub fn too_deep_for(what: &str, done: &str, nesting: usize) -> String {
+    format!("{what}: {}", nested_too_deep(done, nesting))
+}
+
+pub fn nested_too_deep(done: &str, nesting: usize) -> String {
     format!(
-        "arrays and maps nested more than {} levels deep cannot be {done} (sandbox limit)",
-        limits::NESTING
+        "arrays and maps nested more than {nesting} levels deep cannot be {done} (sandbox limit)"
     )
 }
 
-fn refuse_deep(ctx: &NativeCallContext, what: &str, done: &str, depth: usize) -> Res<()> {
-    if depth > limits::NESTING {
-        Err(fail(ctx, too_deep(what, done)))
+fn refuse_deep(
+    ctx: &NativeCallContext,
+    what: &str,
+    done: &str,
+    depth: usize,
+    nesting: usize,
+) -> Res<()> {
+    if depth > nesting {
+        Err(fail(ctx, too_deep_for(what, done, nesting)))
     } else {
         Ok(())
     }
 }
 
-/// Levels of arrays and maps in `value`: 0 for a scalar, 1 for `[1, 2]`, 2 for `[[1]]`. The walk
-/// stops one level past [`limits::NESTING`], so it never recurses deeper than that however
-/// deep the value goes: anything deeper measures `NESTING + 1`.
+/// [`depth_within`] the default [`limits::NESTING`], for a registration that is not given the
+/// engine's limits (`report::data`).
 pub fn nesting_depth(value: &Dynamic) -> usize {
-    depth(value, 0)
+    depth_within(value, limits::NESTING)
 }
 
-fn depth(value: &Dynamic, level: usize) -> usize {
+/// Levels of arrays and maps in `value`: 0 for a scalar, 1 for `[1, 2]`, 2 for `[[1]]`. The walk
+/// stops one level past `nesting`, so it never recurses deeper than that however deep the value
+/// goes: anything deeper measures `nesting + 1`.
+pub fn depth_within(value: &Dynamic, nesting: usize) -> usize {
+    depth(value, 0, nesting)
+}
+
+fn depth(value: &Dynamic, level: usize, nesting: usize) -> usize {
     if let Ok(array) = value.as_array_ref() {
-        array_depth(&array, level)
+        array_depth(&array, level, nesting)
     } else if let Ok(map) = value.as_map_ref() {
-        map_depth(&map, level)
+        map_depth(&map, level, nesting)
     } else {
         level
     }
 }
 
-fn array_depth(array: &Array, level: usize) -> usize {
-    children_depth(array.iter(), level)
+fn array_depth(array: &Array, level: usize, nesting: usize) -> usize {
+    children_depth(array.iter(), level, nesting)
 }
 
-fn map_depth(map: &Map, level: usize) -> usize {
-    children_depth(map.values(), level)
+fn map_depth(map: &Map, level: usize, nesting: usize) -> usize {
+    children_depth(map.values(), level, nesting)
 }
 
-fn children_depth<'a>(children: impl Iterator<Item = &'a Dynamic>, level: usize) -> usize {
+fn children_depth<'a>(
+    children: impl Iterator<Item = &'a Dynamic>,
+    level: usize,
+    nesting: usize,
+) -> usize {
     let level = level + 1;
     let mut deepest = level;
-    if level > limits::NESTING {
+    if level > nesting {
         return deepest;
     }
     for child in children {
-        deepest = deepest.max(depth(child, level));
-        if deepest > limits::NESTING {
+        deepest = deepest.max(depth(child, level, nesting));
+        if deepest > nesting {
             break;
         }
     }
@@ -302,5 +330,9 @@ mod tests {
         assert_eq!(nesting_depth(&nested(300)), limits::NESTING + 1);
         let wide = Dynamic::from_array(vec![Dynamic::UNIT, nested(7), nested(2)]);
         assert_eq!(nesting_depth(&wide), 8);
+        // A smaller limit stops the walk sooner.
+        assert_eq!(depth_within(&nested(3), 4), 3);
+        assert_eq!(depth_within(&nested(300), 4), 5);
+        assert_eq!(depth_within(&wide, 4), 5);
     }
 }

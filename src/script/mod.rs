@@ -17,10 +17,11 @@ use std::time::Duration;
 use rhai::{Dynamic, Scope};
 
 use crate::host::Host;
+use crate::term::quoted;
 use catalog::{Catalog, Header, Script};
 use engine::EngineOptions;
 use error::ScriptError;
-use sandbox::Budget;
+use sandbox::{Budget, Limits};
 
 /// What a finished script returned.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,14 +44,18 @@ pub enum RunError {
 /// every script checked, since compiling never changes it.
 pub struct Checker {
     engine: rhai::Engine,
+    limits: Limits,
     catalog: Rc<Catalog>,
 }
 
 impl Checker {
     pub fn new(host: &Rc<Host>, catalog: &Rc<Catalog>) -> Self {
-        let (engine, _) = engine::build(host, catalog, options(host, Vec::new(), false));
+        let options = options(host, Vec::new(), false);
+        let limits = options.limits;
+        let (engine, _) = engine::build(host, catalog, options);
         Self {
             engine,
+            limits,
             catalog: catalog.clone(),
         }
     }
@@ -81,7 +86,7 @@ impl Checker {
             &base_scope(Vec::new(), Opts::new()),
             &script.text,
         )
-        .map_err(|e| error::from_compile(&e, &file, &script.text))?;
+        .map_err(|e| error::from_compile(&e, &file, &script.text, &self.limits))?;
         for (name, pos) in literal_imports(&ast) {
             let located = |message: String| {
                 RunError::Script(ScriptError {
@@ -91,7 +96,8 @@ impl Checker {
             };
             if !name.starts_with("lib/") {
                 return Err(located(format!(
-                    "import {name:?}: only modules under lib/ can be imported"
+                    "import {}: only modules under lib/ can be imported",
+                    quoted(&name)
                 )));
             }
             if imports.loading.contains(&name) {
@@ -104,7 +110,8 @@ impl Checker {
             let module = self.catalog.resolve(&name).map_err(|e| {
                 let reason = e.to_string();
                 located(format!(
-                    "import {name:?}: {}",
+                    "import {}: {}",
+                    quoted(&name),
                     reason.lines().next().unwrap_or("")
                 ))
             })?;
@@ -171,17 +178,29 @@ pub fn run(
     if args.iter().any(|a| a == NO_RESTART_ARG) {
         host.no_restart.set(true);
     }
-    let engine_options = options(host, args.clone(), json);
+    evaluate(host, catalog, script, options(host, args, json), opts)
+}
+
+/// Builds an engine with `engine_options`, compiles `script` and runs it with the command's
+/// typed options in `OPTS`; errors quote the engine's limits.
+fn evaluate(
+    host: &Rc<Host>,
+    catalog: &Rc<Catalog>,
+    script: &Script,
+    engine_options: EngineOptions,
+    opts: Opts,
+) -> Result<Finished, RunError> {
     let budget_secs = engine_options.budget.limit().as_secs();
+    let limits = engine_options.limits;
+    let mut scope = base_scope(engine_options.args.clone(), opts);
     let (engine, _) = engine::build(host, catalog, engine_options);
     let file = script.display_name();
-    let mut scope = base_scope(args, opts);
     let mut ast = engine::compile(&engine, &scope, &script.text)
-        .map_err(|e| error::from_compile(&e, &file, &script.text))?;
+        .map_err(|e| error::from_compile(&e, &file, &script.text, &limits))?;
     ast.set_source(file.clone());
     let value = engine
         .eval_ast_with_scope::<Dynamic>(&mut scope, &ast)
-        .map_err(|e| error::from_eval(&e, &file, &script.text, budget_secs))?;
+        .map_err(|e| error::from_eval(&e, &file, &script.text, budget_secs, &limits))?;
     finish(value).map_err(|message| {
         RunError::Script(ScriptError {
             message: format!("{file}: {message}"),
@@ -208,6 +227,7 @@ fn options(host: &Host, args: Vec<String>, json: bool) -> EngineOptions {
         json,
         budget: Budget::new(Duration::from_secs(host.config.script_timeout_secs))
             .with_memory(host.config.script_memory_mb),
+        limits: Limits::default(),
     }
 }
 
@@ -301,6 +321,119 @@ mod tests {
         }
         // Nothing was written under the root.
         assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+    }
+
+    /// Runs `body` as a script file `t.rhai` (full header) with `limits`; the error is what the
+    /// operator would read.
+    fn run_with_limits(limits: Limits, body: &str) -> Result<Finished, String> {
+        let root = tempfile::tempdir().unwrap();
+        let (host, catalog, _, _) = dry_run_engine(root.path());
+        let script = Script {
+            name: "t".into(),
+            source: catalog::Origin::File,
+            path: Some(PathBuf::from("t.rhai")),
+            text: format!("//! version: 1.0.0\n//! api: 1\n{body}"),
+        };
+        let opts = EngineOptions {
+            limits,
+            ..options(&host, Vec::new(), false)
+        };
+        evaluate(&host, &catalog, &script, opts, Opts::new()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn every_command_runs_with_the_default_limits() {
+        let root = tempfile::tempdir().unwrap();
+        let host = dry_run_host(root.path().to_path_buf());
+        assert_eq!(options(&host, Vec::new(), false).limits, Limits::default());
+        let (_, _, engine, _) = dry_run_engine(root.path());
+        assert_eq!(engine.max_operations(), sandbox::limits::OPERATIONS);
+        assert_eq!(engine.max_call_levels(), sandbox::limits::CALL_LEVELS);
+        assert_eq!(engine.max_string_size(), sandbox::limits::STRING_SIZE);
+        assert_eq!(engine.max_array_size(), sandbox::limits::ARRAY_SIZE);
+        assert_eq!(engine.max_map_size(), sandbox::limits::MAP_SIZE);
+        assert_eq!(engine.max_functions(), sandbox::limits::FUNCTIONS);
+    }
+
+    #[test]
+    fn a_runaway_loop_stops_on_the_operation_limit() {
+        let limits = Limits {
+            operations: 10_000,
+            ..Limits::default()
+        };
+        let err = run_with_limits(limits, "let i = 0;\nloop { i += 1; }").unwrap_err();
+        assert!(
+            err.starts_with("t.rhai:4:")
+                && err.contains("script stopped: it exceeded the limit of 10000 operations"),
+            "{err}"
+        );
+        // Below the limit the same kind of loop ends normally.
+        let done = run_with_limits(limits, "let i = 0;\nwhile i < 100 { i += 1; }").unwrap();
+        assert_eq!(done.exit_code, 0);
+    }
+
+    #[test]
+    fn too_many_functions_are_refused_at_the_engine_limit() {
+        let limits = Limits {
+            functions: 8,
+            ..Limits::default()
+        };
+        let functions: String = (0..20).map(|i| format!("fn f{i}() {{ {i} }}\n")).collect();
+        let err = run_with_limits(limits, &functions).unwrap_err();
+        assert!(
+            err.contains("t.rhai:11:1: the script defines more than 8 functions"),
+            "{err}"
+        );
+    }
+
+    /// The guards refuse values nested past the limit before any recursion through them; with a
+    /// small limit a value 20 levels deep reaches every refusal.
+    #[test]
+    fn values_nested_past_the_limit_error_cleanly() {
+        let limits = Limits {
+            nesting: 8,
+            ..Limits::default()
+        };
+        let build = "let a = [];\nfor i in 0..20 { a = [a]; }\nlet m = #{};\nfor i in 0..20 { m = #{x: m}; }\n";
+        for (line, expect) in [
+            (
+                "print(a);",
+                "print: arrays and maps nested more than 8 levels deep cannot be shown",
+            ),
+            (
+                "debug(m);",
+                "debug: arrays and maps nested more than 8 levels deep cannot be shown",
+            ),
+            (
+                "a == a",
+                "==: arrays and maps nested more than 8 levels deep cannot be compared",
+            ),
+            (
+                "m != m",
+                "!=: arrays and maps nested more than 8 levels deep cannot be compared",
+            ),
+            ("a in [a]", "==: arrays and maps nested"),
+            ("[[1]].contains(a)", "==: arrays and maps nested"),
+            ("[[1]].index_of(a)", "==: arrays and maps nested"),
+            ("m.to_json()", "to_json: arrays and maps nested"),
+            (
+                "print(`${a}`);",
+                "script stopped: arrays and maps nested more than 8 levels deep cannot be turned into text",
+            ),
+            (
+                "let s = \"x\" + m;\n1",
+                "script stopped: arrays and maps nested more than 8 levels deep cannot be turned into text",
+            ),
+            ("throw a;", "throw: arrays and maps nested more than 8"),
+            ("exit(a);", "script result (array) is not an exit code"),
+        ] {
+            let err = run_with_limits(limits, &format!("{build}{line}")).unwrap_err();
+            assert!(err.contains(expect), "{line}: {err}");
+            assert!(err.contains("t.rhai:"), "{line}: {err}");
+        }
+        // At the limit everything works as usual.
+        let shallow = "let a = [];\nfor i in 0..7 { a = [a]; }\nprint(a);\nlet same = a == a;\nlet t = `${a}`;";
+        run_with_limits(limits, shallow).unwrap();
     }
 
     #[test]

@@ -19,7 +19,7 @@ use rustyline::{Context, Editor, Helper};
 
 use super::catalog::Catalog;
 use super::engine::{self, EngineOptions};
-use super::sandbox::{Budget, limits};
+use super::sandbox::{Budget, Limits};
 use super::{error, guard};
 use crate::effects::Mode;
 use crate::host::Host;
@@ -144,6 +144,7 @@ pub fn run(host: &Rc<Host>, catalog: &Rc<Catalog>) -> anyhow::Result<()> {
             args: Vec::new(),
             json: false,
             budget: budget.clone(),
+            limits: Limits::default(),
         },
     );
     let mut checker = Engine::new_raw();
@@ -313,12 +314,14 @@ fn eval_entry(
     budget_secs: u64,
 ) {
     let label = format!("repl#{entry}");
+    // The engine's: `run` builds it with the defaults.
+    let limits = Limits::default();
     let ast = match engine::compile(engine, scope, input) {
         Ok(ast) => ast,
         Err(e) => {
             term::err(&format!(
                 "error: {}",
-                error::from_compile(&e, &label, input)
+                error::from_compile(&e, &label, input, &limits)
             ));
             return;
         }
@@ -329,13 +332,13 @@ fn eval_entry(
     match engine.eval_ast_with_scope::<Dynamic>(scope, &runnable) {
         Ok(value) if value.is_unit() => {}
         // Debug formatting recurses once per level of nesting.
-        Ok(value) if guard::nesting_depth(&value) > limits::NESTING => {
-            term::err(&format!("error: {}", guard::nested_too_deep("shown")))
-        }
+        Ok(value) if guard::depth_within(&value, limits.nesting) > limits.nesting => term::err(
+            &format!("error: {}", guard::nested_too_deep("shown", limits.nesting)),
+        ),
         Ok(value) => term::out(&format!("=> {}", term::text(&format!("{value:?}")))),
         Err(e) => term::err(&format!(
             "error: {}",
-            error::from_eval_in(&e, &label, input, budget_secs, &|name| {
+            error::from_eval_in(&e, &label, input, budget_secs, &limits, &|name| {
                 defined.iter().any(|d| d == name)
             })
         )),

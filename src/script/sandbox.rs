@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use rhai::{EvalAltResult, Position};
 
-/// Sandbox limits. Generous for real flows, small enough that a runaway script fails fast.
+/// Sandbox limits, the defaults of [`Limits`]. Generous for real flows, small enough that a runaway script fails fast.
 pub mod limits {
     pub const OPERATIONS: u64 = 50_000_000;
     pub const CALL_LEVELS: usize = 64;
@@ -37,6 +37,41 @@ pub mod limits {
     /// recursion; a debug build needs up to 2.5 KiB a level for maps, a release build far less.
     /// Only the pages a run touches are committed.
     pub const STACK_BYTES: usize = 512 * 1024 * 1024;
+}
+
+/// The limits one engine enforces; [`Limits::default`] holds the [`limits`] consts, which every
+/// command runs with. Tests build engines with small ones to reach a limit in a few operations.
+/// [`limits::SCRIPT_BYTES`] and [`limits::STACK_BYTES`] stay consts: they bound the text before an
+/// engine sees it and the thread it runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub operations: u64,
+    pub call_levels: usize,
+    pub expr_depth: usize,
+    pub fn_expr_depth: usize,
+    pub string_size: usize,
+    pub array_size: usize,
+    pub map_size: usize,
+    pub modules: usize,
+    pub functions: usize,
+    pub nesting: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            operations: limits::OPERATIONS,
+            call_levels: limits::CALL_LEVELS,
+            expr_depth: limits::EXPR_DEPTH,
+            fn_expr_depth: limits::FN_EXPR_DEPTH,
+            string_size: limits::STRING_SIZE,
+            array_size: limits::ARRAY_SIZE,
+            map_size: limits::MAP_SIZE,
+            modules: limits::MODULES,
+            functions: limits::FUNCTIONS,
+            nesting: limits::NESTING,
+        }
+    }
 }
 
 /// Token values an `on_progress` stop carries, so error rendering can say why.

@@ -6,7 +6,10 @@
 #![allow(dead_code)]
 
 pub mod nspawn;
+mod run;
 pub mod sshd;
+
+pub use run::Run;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -16,8 +19,17 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-pub const INSTALL_HINT: &str = "sudo ./scripts/test.sh (or: apt-get install docker.io busybox-static openssh-server systemd dpkg-dev)";
+pub const INSTALL_HINT: &str = "sudo ./scripts/test.sh (or: apt-get install docker.io busybox-static openssh-server systemd dpkg-dev python3)";
 pub const TEST_IMAGE: &str = "cai-test:busybox";
+
+/// A script that installs every unit named in its arguments and prints whether each changed.
+pub const INSTALL_UNITS: &str = r#"//! version: 1.0.0
+//! api: 1.1
+for name in run::args() {
+    let changed = units::install(name);
+    print(`${name} changed ${changed}`);
+}
+"#;
 
 /// The `cai` binary under test.
 pub fn cai_bin() -> &'static str {
@@ -154,10 +166,9 @@ impl TestHost {
             .expect("spawn cai")
     }
 
-    /// Runs `cai` with args and returns (exit code, stdout, stderr).
+    /// Runs `cai` with args and returns (exit code, stdout, stderr); [`Run`] for more.
     pub fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let out = self.cai().args(args).output().expect("run cai");
-        decode(out)
+        Run::new(self).args(args).run()
     }
 
     /// Every file under the root except the engine's own state, with what identifies its
@@ -756,7 +767,7 @@ impl HttpServer {
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
-            .expect("spawn python3");
+            .unwrap_or_else(|e| panic!("cannot start python3 ({e}); install with: {INSTALL_HINT}"));
         let mut line = String::new();
         let stdout = child.stdout.take().expect("piped stdout");
         std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
@@ -764,7 +775,7 @@ impl HttpServer {
         let port = line.trim().parse().unwrap_or_else(|_| {
             let _ = child.kill();
             panic!(
-                "the python3 HTTP server did not start: {}",
+                "the python3 HTTP server did not start: {}\nhelp: {INSTALL_HINT}",
                 std::fs::read_to_string(&log).unwrap_or_default()
             )
         });

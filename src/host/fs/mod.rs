@@ -543,7 +543,7 @@ impl Anchored {
 mod tests {
     use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 
-    use super::resolve::Resolver;
+    use super::resolve::ResolveMode;
     use super::*;
 
     fn both(root: &Path) -> Vec<Root> {
@@ -596,8 +596,8 @@ mod tests {
         write(&root_path.join("etc/hostname"), "root-host");
         let root = Root::open(root_path).unwrap();
         assert_eq!(
-            root.beneath.resolver(),
-            Resolver::Kernel,
+            root.beneath.mode(),
+            ResolveMode::Kernel,
             "this kernel has openat2"
         );
         let text = |p: &str| root.read_to_string(Path::new(p)).unwrap();
@@ -621,7 +621,7 @@ mod tests {
         symlink(outside.path().join("secret"), tree.path().join("file-link")).unwrap();
         write(&tree.path().join("etc/hostname"), "root-host");
         let root = Root::open_with(tree.path(), true).unwrap();
-        assert_eq!(root.beneath.resolver(), Resolver::Walk);
+        assert_eq!(root.beneath.mode(), ResolveMode::Walk);
         for path in ["/link/secret", "/file-link"] {
             let err = root.read(Path::new(path)).unwrap_err();
             assert!(matches!(err, FsError::Symlink { .. }), "{path}: {err}");

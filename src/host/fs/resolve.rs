@@ -31,8 +31,9 @@ pub(super) const DANGLING: &str = " whose target does not exist inside the root"
 const NO_OPENAT2: &str =
     " (this kernel cannot resolve symlinks inside the root, so cai refuses them there)";
 
+/// How a path beneath the root is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Resolver {
+pub(super) enum ResolveMode {
     /// `openat2` with `RESOLVE_IN_ROOT`.
     Kernel,
     /// Component walk with `O_NOFOLLOW`, refusing symlinks.
@@ -43,7 +44,7 @@ pub(super) enum Resolver {
 #[derive(Debug)]
 pub(super) struct Beneath {
     dir: OwnedFd,
-    resolver: Resolver,
+    mode: ResolveMode,
     /// The root is `/`, beneath which nothing can escape.
     slash: bool,
 }
@@ -51,16 +52,12 @@ pub(super) struct Beneath {
 impl Beneath {
     /// `force_walk` lets the unit tests exercise the fallback on kernels that have `openat2`.
     pub(super) fn new(dir: OwnedFd, slash: bool, force_walk: bool) -> Beneath {
-        let resolver = if force_walk || !kernel_resolves(&dir) {
-            Resolver::Walk
+        let mode = if force_walk || !kernel_resolves(&dir) {
+            ResolveMode::Walk
         } else {
-            Resolver::Kernel
+            ResolveMode::Kernel
         };
-        Beneath {
-            dir,
-            resolver,
-            slash,
-        }
+        Beneath { dir, mode, slash }
     }
 
     /// The root directory itself.
@@ -69,16 +66,16 @@ impl Beneath {
     }
 
     #[cfg(test)]
-    pub(super) fn resolver(&self) -> Resolver {
-        self.resolver
+    pub(super) fn mode(&self) -> ResolveMode {
+        self.mode
     }
 
     /// Opens `rel` beneath the root with `flags` (creating files is left to callers that hold the
     /// parent directory).
     pub(super) fn resolve(&self, rel: &Path, flags: OFlags) -> Result<OwnedFd, Resolve> {
-        match self.resolver {
-            Resolver::Kernel => kernel_open(&self.dir, rel, flags).map_err(Resolve::Errno),
-            Resolver::Walk => self.walk_open(rel, flags),
+        match self.mode {
+            ResolveMode::Kernel => kernel_open(&self.dir, rel, flags).map_err(Resolve::Errno),
+            ResolveMode::Walk => self.walk_open(rel, flags),
         }
     }
 
