@@ -13,11 +13,8 @@ use super::{Doc, Registrar, Res, cut_short, fail_at, gated, strings, to_dynamic}
 use crate::effects::Action;
 use crate::host::Host;
 use crate::host::docker::{self, ExecOutput, SetReport};
-use crate::host::systemd;
 
 const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
-/// A stop timeout above an hour is a typo, not a plan.
-const MAX_STOP_SECS: i64 = 3600;
 
 pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     let h = host.clone();
@@ -38,14 +35,8 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
             example: "containers::wait_engine(1)",
         },
         move |ctx: NativeCallContext, secs: i64| {
-            if !(1..=MAX_STOP_SECS).contains(&secs) {
-                return Err(fail_at(
-                    &ctx,
-                    format!("containers::wait_engine: timeout {secs} s is outside 1..={MAX_STOP_SECS}"),
-                ));
-            }
-            h.docker()
-                .wait_answering(Duration::from_secs(secs.unsigned_abs()), &h.wait_limits())
+            docker::wait_engine(&h, secs)
+                .map_err(|e| fail_at(&ctx, e))?
                 .map_err(|cut| cut_short(&ctx, cut))
         },
     );
@@ -58,7 +49,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
             example: "containers::list_managed(false)",
         },
         move |ctx: NativeCallContext, all: bool| {
-            to_dynamic(&managed(&h, all).map_err(|e| fail_at(&ctx, e))?)
+            to_dynamic(&docker::list_managed_checked(&h, all).map_err(|e| fail_at(&ctx, e))?)
         },
     );
 
@@ -82,7 +73,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
             example: "containers::list(false).filter(|c| c.managed_by == ())",
         },
         move |ctx: NativeCallContext, all: bool| {
-            to_dynamic(&everything(&h, all).map_err(|e| fail_at(&ctx, e))?)
+            to_dynamic(&docker::list_checked(&h, all).map_err(|e| fail_at(&ctx, e))?)
         },
     );
 
@@ -94,32 +85,12 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
             example: "try { containers::stopped_at_engine_start() } catch { () }",
         },
         move |ctx: NativeCallContext| {
-            let start = systemd::last_start(&h, systemd::ENGINE_UNIT)
-                .map_err(|e| fail_at(&ctx, format!("containers::stopped_at_engine_start: {e}")))?;
-            let Some(start) = start else {
-                return Ok(Dynamic::UNIT);
-            };
-            let mut stopped = Vec::new();
-            for c in managed(&h, true).map_err(|e| fail_at(&ctx, e))? {
-                if c.running {
-                    continue;
-                }
-                // Removed since the listing: nothing to start.
-                let Ok(details) = h.docker().inspect(&c.id) else {
-                    continue;
-                };
-                if !details.running
-                    && crate::plan::containers::stopped_at_start(&details.finished_at, start)
-                {
-                    stopped.push(json!({
-                        "id": details.id,
-                        "name": details.name,
-                        "finished_at": details.finished_at,
-                        "exit_code": details.exit_code,
-                    }));
-                }
+            match docker::stopped_at_engine_start(&h).map_err(|e| {
+                fail_at(&ctx, format!("containers::stopped_at_engine_start: {e}"))
+            })? {
+                Some(stopped) => to_dynamic(&stopped),
+                None => Ok(Dynamic::UNIT),
             }
-            to_dynamic(&stopped)
         },
     );
 
@@ -173,7 +144,8 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
     reg.overload(
         "containers::stop(ids: array) -> map",
         move |ctx: NativeCallContext, ids: Array| {
-            let secs = i64::try_from(h.config.stop_timeout_secs).unwrap_or(MAX_STOP_SECS);
+            let secs =
+                i64::try_from(h.config.stop_timeout_secs).unwrap_or(docker::MAX_TIMEOUT_SECS);
             stop(&ctx, &h, ids, secs)
         },
     );
@@ -208,15 +180,9 @@ fn set(ctx: &NativeCallContext, what: &str, ids: Array) -> Res<Vec<String>> {
 
 fn stop(ctx: &NativeCallContext, host: &Host, ids: Array, secs: i64) -> Res<Dynamic> {
     let ids = set(ctx, "containers::stop", ids)?;
-    if !(1..=MAX_STOP_SECS).contains(&secs) {
-        return Err(fail_at(
-            ctx,
-            format!("containers::stop: timeout {secs} s is outside 1..={MAX_STOP_SECS}"),
-        ));
-    }
+    let timeout = docker::timeout_secs("containers::stop", secs).map_err(|e| fail_at(ctx, e))?;
     crate::host::update::check_stoppable(host, &ids)
         .map_err(|e| fail_at(ctx, format!("containers::stop: {e}")))?;
-    let timeout = Duration::from_secs(secs.unsigned_abs());
     let action = Action::new(
         "containers.stop",
         ids.join(" "),
@@ -229,86 +195,6 @@ fn stop(ctx: &NativeCallContext, host: &Host, ids: Array, secs: i64) -> Res<Dyna
     gated(ctx, host, action, predicted, |ok| {
         host.docker().stop(ok, &ids, timeout)
     })
-}
-
-/// The managed containers, fail-closed: the engine answers, or its socket is absent and the engine
-/// is known to be down. A socket deleted under a live engine, or an engine unit whose state nobody
-/// can read, is "cannot verify", never "no containers" [P3, P5]. With `all`, a down engine is an
-/// error too: stopped containers outlive it [P75].
-pub(super) fn managed(host: &Host, all: bool) -> Result<Vec<docker::ContainerInfo>, String> {
-    let docker = host.docker();
-    if all {
-        let list = docker.list_all().map_err(|e| e.to_string())?;
-        return Ok(list
-            .into_iter()
-            .filter_map(docker::EngineContainer::into_managed)
-            .collect());
-    }
-    let listed = docker
-        .list_managed(all)
-        .map_err(|e| format!("cannot verify running container state: {e}"))?;
-    if let Some(list) = listed {
-        return Ok(list);
-    }
-    let socket = docker.status().socket;
-    match systemd::engine_down(host) {
-        Ok(true) => Ok(Vec::new()),
-        Ok(false) => Err(format!(
-            "cannot verify running container state: {} is active but {socket} does not exist",
-            systemd::ENGINE_UNIT
-        )),
-        Err(e) => Err(format!(
-            "cannot verify running container state: {socket} does not exist and the state of {} is unknown: {e}",
-            systemd::ENGINE_UNIT
-        )),
-    }
-}
-
-/// Every container on the engine, labelled or not, fail-closed like [`managed`]. With the engine
-/// down no container runs, but stopped ones still exist: listing all of them is then an error.
-pub(super) fn everything(host: &Host, all: bool) -> Result<Vec<docker::EngineContainer>, String> {
-    let listed = host
-        .docker()
-        .list(all)
-        .map_err(|e| format!("cannot verify running container state: {e}"))?;
-    if let Some(list) = listed {
-        return Ok(list);
-    }
-    engine_known_down(host)?;
-    if all {
-        return Err(format!(
-            "cannot list stopped containers: the engine is not running ({} does not exist)\nhelp: systemctl start {}",
-            host.docker().status().socket,
-            systemd::ENGINE_UNIT
-        ));
-    }
-    Ok(Vec::new())
-}
-
-/// The engine socket is absent: fine only while the engine unit is known to be inactive.
-fn engine_known_down(host: &Host) -> Result<(), String> {
-    let socket = host.docker().status().socket;
-    match systemd::engine_down(host) {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(format!(
-            "cannot verify running container state: {} is active but {socket} does not exist",
-            systemd::ENGINE_UNIT
-        )),
-        Err(e) => Err(format!(
-            "cannot verify running container state: {socket} does not exist and the state of {} is unknown: {e}",
-            systemd::ENGINE_UNIT
-        )),
-    }
-}
-
-/// Before an action that restarts the engine (which stops every container on it) while this run
-/// holds the update lock: every running container, labelled or not, must be recorded by full ID.
-pub(super) fn check_all_recorded(host: &Host) -> Result<(), String> {
-    if !crate::host::update::holds_lock(host) {
-        return Ok(());
-    }
-    let running = everything(host, false)?;
-    crate::host::update::check_all_recorded(host, &running).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
             // A sysbox package's maintainer scripts restart sysbox, and the engine with it, which
             // stops every container on it; which package restarts what is not known here, so
             // during an update every package waits until every running container is recorded.
-            super::containers::check_all_recorded(&h)
+            crate::host::update::check_engine_stop(&h)
                 .map_err(|e| fail_at(&ctx, format!("packages::install_deb {path}: {e}")))?;
             // Verified in every mode (it only reads), so a dry run shows what would be installed.
             // A dry run may name a package that an earlier step of the same run would have

@@ -151,11 +151,9 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>, catalog: &Rc<Catalog>) {
 }
 
 /// Restarting or stopping the engine (or sysbox, which takes the engine with it) stops every
-/// running managed container through the stop hook: during an update only recorded ones may be.
+/// running container on it: during an update only recorded ones may be.
 fn only_recorded_stop(h: &Host, verb: &str, name: &str) -> Result<(), String> {
-    // Restarting or stopping the engine (or sysbox, which restarts it) stops every running
-    // container on it, labelled or not: during an update only recorded ones may be.
-    super::containers::check_all_recorded(h).map_err(|e| format!("units::{verb} {name}: {e}"))
+    crate::host::update::check_engine_stop(h).map_err(|e| format!("units::{verb} {name}: {e}"))
 }
 
 /// A unit as rendered from its template, beside the file it would replace.
