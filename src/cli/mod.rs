@@ -630,7 +630,15 @@ impl Ctx {
         if json {
             // Tools reading stdout get one document whether the script finished or failed.
             let (result, exit_code, error) = match &outcome {
-                Ok(finished) => (finished.value.clone(), finished.exit_code, None),
+                Ok(finished) => {
+                    let code = exit::exit_code(finished.outcome);
+                    // `result` is the script's value: null for `()`, else the code it ended with.
+                    let value = match finished.outcome {
+                        script::Outcome::Done => serde_json::Value::Null,
+                        _ => serde_json::Value::from(code),
+                    };
+                    (value, code, None)
+                }
                 Err(e) => (serde_json::Value::Null, e.code(), Some(e.to_string())),
             };
             let doc = render::RunDocument {
@@ -649,6 +657,6 @@ impl Ctx {
             // A live run that failed part-way: say exactly what it had already done.
             term::err(&render::journal_human(&gate.journal()));
         }
-        Ok(outcome?.exit_code)
+        Ok(exit::exit_code(outcome?.outcome))
     }
 }

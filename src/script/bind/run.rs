@@ -1,4 +1,6 @@
-//! `run::` bindings: facts about this run (arguments, mode, output format, the plan so far).
+//! `run::` bindings: facts about this run (arguments, mode, output format, the plan so far), and
+//! the typed outcomes a script ends with when the exit code is a documented one
+//! ([`crate::error::exit_code`] decides it).
 
 use std::rc::Rc;
 
@@ -6,6 +8,7 @@ use rhai::{Array, Dynamic};
 
 use super::{Doc, Registrar, to_dynamic};
 use crate::host::Host;
+use crate::script::outcome::Outcome;
 
 pub fn register(reg: &mut Registrar, host: &Rc<Host>, args: &Rc<Vec<String>>, json: bool) {
     let a = args.clone();
@@ -51,5 +54,21 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>, args: &Rc<Vec<String>>, js
             example: "run::plan()",
         },
         move || to_dynamic(&h.gate.plan()),
+    );
+    reg.read(
+        Doc {
+            signature: "run::refused() -> outcome",
+            doc: "the outcome of a flow that refused to act and changed nothing; exit(run::refused()) ends the script with the documented exit code (2)",
+            example: "run::refused()",
+        },
+        || Ok(Outcome::Refused),
+    );
+    reg.read(
+        Doc {
+            signature: "run::updates_available() -> outcome",
+            doc: "the outcome of a check that found updates; exit(run::updates_available()) ends the script with the documented exit code (100)",
+            example: "run::updates_available()",
+        },
+        || Ok(Outcome::UpdatesAvailable),
     );
 }
