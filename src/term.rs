@@ -197,11 +197,9 @@ impl Drop for Progress {
 }
 
 /// Where a progress bar draws: stderr, written through this module like every other line, so
-/// `indicatif` never holds a second handle on the terminal. Callers show a bar only when stderr
-/// is a terminal; piped output never carries cursor movements. Only the volume walk's spinner
-/// (`script/bind/volumes.rs`) still builds its own bar on this; [`Progress`] with
-/// [`Count::Entries`] draws the same line, and this can become private once the walk uses it.
-pub fn progress_target() -> indicatif::ProgressDrawTarget {
+/// `indicatif` never holds a second handle on the terminal. [`Progress`] draws only when stderr
+/// is a terminal; piped output never carries cursor movements.
+fn progress_target() -> indicatif::ProgressDrawTarget {
     indicatif::ProgressDrawTarget::term_like(Box::new(ProgressTerm))
 }
 

@@ -651,7 +651,15 @@ impl Ctx {
         if json {
             // Tools reading stdout get one document whether the script finished or failed.
             let (result, exit_code, error) = match &outcome {
-                Ok(finished) => (finished.value.clone(), finished.exit_code, None),
+                Ok(finished) => {
+                    let code = exit::exit_code(finished.outcome);
+                    // `result` is the script's value: null for `()`, else the code it ended with.
+                    let value = match finished.outcome {
+                        script::Outcome::Done => serde_json::Value::Null,
+                        _ => serde_json::Value::from(code),
+                    };
+                    (value, code, None)
+                }
                 Err(e) => (serde_json::Value::Null, e.code(), Some(e.to_string())),
             };
             let doc = render::RunDocument {
@@ -666,8 +674,10 @@ impl Ctx {
             term::out(&render::run_json(&doc));
         } else if gate.is_dry_run() && (show == ShowPlan::Always || !gate.plan().is_empty()) {
             let end = match &outcome {
-                Ok(finished) if finished.exit_code == 0 => render::PlanEnd::Complete,
-                Ok(finished) => render::PlanEnd::Exited(finished.exit_code),
+                Ok(finished) => match exit::exit_code(finished.outcome) {
+                    0 => render::PlanEnd::Complete,
+                    code => render::PlanEnd::Exited(code),
+                },
                 Err(_) => render::PlanEnd::Failed,
             };
             term::out(&render::plan_human(&gate.plan(), end));
@@ -675,7 +685,7 @@ impl Ctx {
             // A live run that failed part-way: say exactly what it had already done.
             term::err(&render::journal_human(&gate.journal()));
         }
-        Ok(outcome?.exit_code)
+        Ok(exit::exit_code(outcome?.outcome))
     }
 }
 

@@ -21,6 +21,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use tokio::runtime::Runtime;
 
+use super::Host;
 use super::fs::{Anchored, FsError};
 use crate::effects::Approval;
 use crate::plan::containers::{ManagedBy, SSH_PORT_LABEL, classify};
@@ -68,6 +69,8 @@ pub enum DockerError {
     InvalidRef(String),
     #[error("cannot start the async runtime: {0}")]
     Runtime(String),
+    #[error("{what}: timeout {secs} s is outside 1..={MAX_TIMEOUT_SECS}")]
+    TimeoutRange { what: String, secs: i64 },
 }
 
 /// Checks a container name or id against the engine's grammar before it reaches a request: the
@@ -773,6 +776,153 @@ fn enum_text<T: Serialize>(value: &Option<T>) -> String {
 
 fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or("").to_string()
+}
+
+/// Why the engine's containers could not be listed. "No containers" is the answer that lets an
+/// update proceed, so every doubt is one of these, never an empty list [P3, P5].
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    #[error(transparent)]
+    Engine(#[from] DockerError),
+    #[error("cannot verify running container state: {0}")]
+    Unverified(DockerError),
+    #[error("cannot verify running container state: {unit} is active but {socket} does not exist")]
+    ActiveWithoutSocket { unit: &'static str, socket: String },
+    #[error(
+        "cannot verify running container state: {socket} does not exist and the state of {unit} is unknown: {source}"
+    )]
+    UnitUnknown {
+        unit: &'static str,
+        socket: String,
+        source: Box<super::systemd::UnitError>,
+    },
+    #[error(
+        "cannot list stopped containers: the engine is not running ({socket} does not exist)\nhelp: systemctl start {unit}"
+    )]
+    StoppedWhileDown { unit: &'static str, socket: String },
+    #[error("cannot read when {unit} last started: {source}")]
+    LastStart {
+        unit: &'static str,
+        source: Box<super::systemd::UnitError>,
+    },
+}
+
+/// The managed containers, fail-closed: the engine answers, or its socket is absent and the engine
+/// is known to be down. A socket deleted under a live engine, or an engine unit whose state nobody
+/// can read, is "cannot verify", never "no containers" [P3, P5]. With `all`, a down engine is an
+/// error too: stopped containers outlive it [P75]. Touches the engine socket and `systemctl`.
+pub fn list_managed_checked(host: &Host, all: bool) -> Result<Vec<ContainerInfo>, ListError> {
+    let docker = host.docker();
+    if all {
+        return Ok(docker
+            .list_all()?
+            .into_iter()
+            .filter_map(EngineContainer::into_managed)
+            .collect());
+    }
+    match docker.list_managed(all).map_err(ListError::Unverified)? {
+        Some(list) => Ok(list),
+        None => engine_known_down(host).map(|()| Vec::new()),
+    }
+}
+
+/// Every container on the engine, labelled or not, fail-closed like [`list_managed_checked`].
+/// With the engine down no container runs, but stopped ones still exist: listing all of them is
+/// then an error.
+pub fn list_checked(host: &Host, all: bool) -> Result<Vec<EngineContainer>, ListError> {
+    if let Some(list) = host.docker().list(all).map_err(ListError::Unverified)? {
+        return Ok(list);
+    }
+    engine_known_down(host)?;
+    if all {
+        return Err(ListError::StoppedWhileDown {
+            unit: super::systemd::ENGINE_UNIT,
+            socket: host.docker().status().socket,
+        });
+    }
+    Ok(Vec::new())
+}
+
+/// The engine socket is absent: fine only while the engine unit is known to be inactive.
+fn engine_known_down(host: &Host) -> Result<(), ListError> {
+    let unit = super::systemd::ENGINE_UNIT;
+    let socket = host.docker().status().socket;
+    match super::systemd::engine_down(host) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ListError::ActiveWithoutSocket { unit, socket }),
+        Err(source) => Err(ListError::UnitUnknown {
+            unit,
+            socket,
+            source: Box::new(source),
+        }),
+    }
+}
+
+/// A managed container the engine stopped while it last started.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StoppedAtStart {
+    pub id: String,
+    pub name: String,
+    pub finished_at: String,
+    pub exit_code: i64,
+}
+
+/// The managed containers the engine stopped while it last started (it came up after a dockerd
+/// that died without its stop hook, and nothing starts them again); `None` when the engine unit
+/// never started in this boot. Touches `systemctl` and the engine socket.
+pub fn stopped_at_engine_start(host: &Host) -> Result<Option<Vec<StoppedAtStart>>, ListError> {
+    let unit = super::systemd::ENGINE_UNIT;
+    let start = super::systemd::last_start(host, unit).map_err(|source| ListError::LastStart {
+        unit,
+        source: Box::new(source),
+    })?;
+    let Some(start) = start else {
+        return Ok(None);
+    };
+    let mut stopped = Vec::new();
+    for c in list_managed_checked(host, true)? {
+        if c.running {
+            continue;
+        }
+        // Removed since the listing: nothing to start.
+        let Ok(details) = host.docker().inspect(&c.id) else {
+            continue;
+        };
+        if !details.running
+            && crate::plan::containers::stopped_at_start(&details.finished_at, start)
+        {
+            stopped.push(StoppedAtStart {
+                id: details.id,
+                name: details.name,
+                finished_at: details.finished_at,
+                exit_code: details.exit_code,
+            });
+        }
+    }
+    Ok(Some(stopped))
+}
+
+/// A timeout a script gave in seconds, within 1 s..=1 h: a wait above an hour is a typo, not a
+/// plan.
+pub fn timeout_secs(what: &str, secs: i64) -> Result<Duration, DockerError> {
+    if (1..=MAX_TIMEOUT_SECS).contains(&secs) {
+        Ok(Duration::from_secs(secs.unsigned_abs()))
+    } else {
+        Err(DockerError::TimeoutRange {
+            what: what.to_string(),
+            secs,
+        })
+    }
+}
+
+/// The longest stop or wait timeout a script may ask for.
+pub const MAX_TIMEOUT_SECS: i64 = 3600;
+
+/// Waits until the engine answers on its socket, at most `secs` (1..=3600) seconds; Ctrl-C or
+/// the script's budget ends the wait early [P71]. Touches the engine socket.
+pub fn wait_engine(host: &Host, secs: i64) -> Result<Result<bool, super::wait::Cut>, DockerError> {
+    let timeout = timeout_secs("containers::wait_engine", secs)?;
+    Ok(host.docker().wait_answering(timeout, &host.wait_limits()))
 }
 
 #[cfg(test)]

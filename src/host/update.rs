@@ -48,6 +48,8 @@ pub enum UpdateError {
     Fs(#[from] FsError),
     #[error(transparent)]
     Unverified(#[from] super::installs::Unverified),
+    #[error(transparent)]
+    List(#[from] super::docker::ListError),
     #[error("cannot lock {path}: {source}")]
     Lock {
         path: String,
@@ -237,6 +239,17 @@ pub fn check_all_recorded(host: &Host, running: &[EngineContainer]) -> Result<()
             ids: unrecorded.join(", "),
         })
     }
+}
+
+/// Before restarting or stopping the engine (or sysbox, which takes the engine with it) while
+/// this run holds the update lock: that stops every running container on the engine, labelled or
+/// not, so each must be recorded by its full ID. Touches the engine socket and `systemctl`.
+pub fn check_engine_stop(host: &Host) -> Result<(), UpdateError> {
+    if !holds_lock(host) {
+        return Ok(());
+    }
+    let running = super::docker::list_checked(host, false)?;
+    check_all_recorded(host, &running)
 }
 
 fn join(refs: &[&String]) -> String {

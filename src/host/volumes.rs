@@ -49,6 +49,7 @@ use super::docker::{DockerError, EngineContainer};
 use super::fs::{FsError, Root};
 use crate::effects::Approval;
 use crate::plan::containers::ManagedBy;
+use crate::term::{Count, Progress};
 
 /// The ownership broken id-mapped mounts leave behind (`nobody:nogroup`).
 pub const NOBODY: u32 = 65534;
@@ -359,6 +360,140 @@ pub fn open_checked(host: &Host, name: &str, purpose: Purpose) -> Result<Checked
         Err(VolumeError::MountPoint { path, .. }) => Ok(Checked::Skip(Skip::MountPoint(path))),
         Err(e) => Err(e),
     }
+}
+
+/// The sysctl that keeps container users from hard-linking files they do not own.
+const PROTECTED_HARDLINKS: &str = "/proc/sys/fs/protected_hardlinks";
+/// A walk taking longer than this gets a progress line on a terminal.
+const PROGRESS_AFTER: std::time::Duration = std::time::Duration::from_millis(800);
+
+/// The kernel's `fs.protected_hardlinks` (1: nobody can hard-link a file they do not own into a
+/// volume), read under the root; `None` when it cannot be read or is not a number.
+pub fn protected_hardlinks(host: &Host) -> Result<Option<i64>, super::files::FileError> {
+    let text = super::files::read_to_string(host, Path::new(PROTECTED_HARDLINKS))?;
+    Ok(text.and_then(|t| t.trim().parse::<i64>().ok()))
+}
+
+/// Counts the ownership of a volume's files (what 65534 owns is `matched`), stopping after
+/// `limit` entries (0: all). A volume the core's rules leave alone ([`open_checked`]) comes back
+/// as a report with `skip` set and nothing walked. Reads only.
+pub fn scan(host: &Host, name: &str, limit: u64) -> Result<VolumeReport, VolumeError> {
+    let volume = match open_checked(host, name, Purpose::Scan)? {
+        Checked::Open(volume) => volume,
+        Checked::Skip(why) => return Ok(VolumeReport::skipped(name, &why)),
+    };
+    let nobody = Owner {
+        uid: NOBODY,
+        gid: NOBODY,
+    };
+    let opts = WalkOptions {
+        limit,
+        ..walk_options(host, Change::Scan { from: nobody })
+    };
+    Ok(with_progress(name, |seen| volume.walk(&opts, seen)))
+}
+
+/// A chown inside a volume that passed the core's rules, ready for the effect gate.
+pub struct Chown {
+    volume: Volume,
+    from: Owner,
+    to: Owner,
+    opts: WalkOptions,
+}
+
+/// A chown ready to plan, or the report of a volume the core leaves alone.
+pub enum Prepared {
+    Ready(Chown),
+    Skipped(VolumeReport),
+}
+
+/// Opens a volume for a chown of what `from` owns to `to` after the repair rules: only a volume
+/// a labelled container uses alone, whose data is under the volumes directory, whatever the
+/// script passes [P65, P66, P75]. Changes nothing.
+pub fn prepare_chown(
+    host: &Host,
+    name: &str,
+    from: Owner,
+    to: Owner,
+) -> Result<Prepared, VolumeError> {
+    Ok(match open_checked(host, name, Purpose::Repair)? {
+        Checked::Open(volume) => Prepared::Ready(Chown {
+            volume,
+            from,
+            to,
+            opts: walk_options(host, Change::Scan { from }),
+        }),
+        Checked::Skip(why) => Prepared::Skipped(VolumeReport::skipped(name, &why)),
+    })
+}
+
+impl Chown {
+    /// The volume's directory as a host path, for the plan.
+    pub fn shown(&self) -> &str {
+        self.volume.shown()
+    }
+
+    /// What the chown would change, found by walking without changing anything.
+    pub fn predict(&self) -> VolumeReport {
+        let opts = WalkOptions {
+            change: Change::Chown {
+                from: self.from,
+                to: self.to,
+                perform: false,
+            },
+            ..self.opts
+        };
+        with_progress(&self.volume.name, |seen| self.volume.walk(&opts, seen))
+    }
+
+    /// Changes what `from` owns to `to`; the gate's approval proves it may.
+    pub fn perform(&self, ok: Approval) -> VolumeReport {
+        with_progress(&self.volume.name, |seen| {
+            self.volume.chown(ok, self.from, self.to, self.opts, seen)
+        })
+    }
+}
+
+fn walk_options(host: &Host, change: Change) -> WalkOptions {
+    WalkOptions {
+        change,
+        resolver: host.walk_resolver.get(),
+        limit: 0,
+        threads: 0,
+    }
+}
+
+/// Runs a walk; when it takes more than a moment and stderr is a terminal, shows how many
+/// entries it has seen.
+fn with_progress(name: &str, walk: impl FnOnce(&AtomicU64) -> VolumeReport + Send) -> VolumeReport {
+    let seen = AtomicU64::new(0);
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return walk(&seen);
+    }
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let worker = scope.spawn(|| {
+            let report = walk(&seen);
+            done.store(true, Ordering::SeqCst);
+            report
+        });
+        let start = std::time::Instant::now();
+        let mut line: Option<Progress> = None;
+        while !done.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            if line.is_none() && start.elapsed() >= PROGRESS_AFTER {
+                line = Progress::start(&format!("volume {name}"), Count::Entries);
+            }
+            if let Some(line) = &line {
+                line.set(seen.load(Ordering::Relaxed));
+            }
+        }
+        // Cleared from the terminal before the report is shown.
+        drop(line);
+        worker
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 /// A volume's `_data` directory, opened: the walk starts from this descriptor.

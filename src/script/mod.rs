@@ -8,6 +8,7 @@ pub mod engine;
 pub mod error;
 pub mod guard;
 pub mod memory;
+pub mod outcome;
 pub mod repl;
 pub mod sandbox;
 
@@ -23,12 +24,13 @@ use engine::EngineOptions;
 use error::ScriptError;
 use sandbox::{Budget, Limits};
 
-/// What a finished script returned.
+pub use outcome::Outcome;
+
+/// What a finished script returned: its outcome, whose exit code [`crate::error::exit_code`]
+/// decides.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finished {
-    /// The script's value (the argument of `exit(...)` or its last expression) as JSON.
-    pub value: serde_json::Value,
-    pub exit_code: u8,
+    pub outcome: Outcome,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -231,27 +233,9 @@ fn options(host: &Host, args: Vec<String>, json: bool) -> EngineOptions {
     }
 }
 
-/// Maps a script's value to an exit code: `()` is 0, an integer 0..=255 is the code itself.
-/// Anything else is refused rather than read as success: `exit("failed")` must not exit 0.
+/// Reads a script's value (the argument of `exit(...)` or its last expression) as its outcome.
 pub fn finish(value: Dynamic) -> Result<Finished, String> {
-    if value.is_unit() {
-        return Ok(Finished {
-            value: serde_json::Value::Null,
-            exit_code: 0,
-        });
-    }
-    let Ok(code) = value.as_int() else {
-        return Err(format!(
-            "script result ({}) is not an exit code (expected an integer 0..=255 or nothing)\nhelp: the last statement's value is the result; end the script with `0`, `()` or `exit(N)`",
-            value.type_name()
-        ));
-    };
-    let exit_code =
-        u8::try_from(code).map_err(|_| format!("exit code {code} is outside 0..=255"))?;
-    Ok(Finished {
-        value: serde_json::Value::from(exit_code),
-        exit_code,
-    })
+    Outcome::from_value(value).map(|outcome| Finished { outcome })
 }
 
 #[cfg(test)]
@@ -369,7 +353,7 @@ mod tests {
         );
         // Below the limit the same kind of loop ends normally.
         let done = run_with_limits(limits, "let i = 0;\nwhile i < 100 { i += 1; }").unwrap();
-        assert_eq!(done.exit_code, 0);
+        assert_eq!(done.outcome, Outcome::Done);
     }
 
     #[test]
@@ -438,9 +422,15 @@ mod tests {
 
     #[test]
     fn exit_codes_follow_the_script_value() {
-        assert_eq!(finish(Dynamic::UNIT).unwrap().exit_code, 0);
-        assert_eq!(finish(Dynamic::from(2_i64)).unwrap().exit_code, 2);
-        assert_eq!(finish(Dynamic::from(100_i64)).unwrap().exit_code, 100);
+        let outcome = |v: Dynamic| finish(v).unwrap().outcome;
+        assert_eq!(outcome(Dynamic::UNIT), Outcome::Done);
+        assert_eq!(outcome(Dynamic::from(2_i64)), Outcome::Code(2));
+        assert_eq!(outcome(Dynamic::from(100_i64)), Outcome::Code(100));
+        assert_eq!(outcome(Dynamic::from(Outcome::Refused)), Outcome::Refused);
+        assert_eq!(
+            outcome(Dynamic::from(Outcome::UpdatesAvailable)),
+            Outcome::UpdatesAvailable
+        );
         assert!(finish(Dynamic::from(256_i64)).is_err());
         assert!(finish(Dynamic::from(-1_i64)).is_err());
         for not_a_code in [

@@ -9,12 +9,10 @@
 //! the network or writes. A dry run reports `reused: true` when the cache already holds the
 //! verified file, so the checks that follow a fetch can run on it.
 
-use std::rc::Rc;
-
-use rhai::{Map, NativeCallContext};
+use rhai::Map;
 use serde_json::json;
 
-use super::{Doc, Registrar, Res, fail_at, gated};
+use super::{Answer, Doc, Effect, Registrar};
 use crate::effects::Action;
 use crate::host::Host;
 use crate::host::artifacts::{self, Fetched};
@@ -23,20 +21,19 @@ use crate::plan::artifact::Artifact;
 /// The keys of the artifact map; any other key is a typo worth an error.
 const KEYS: [&str; 5] = ["name", "url", "sha256", "sha256_url", "config_key"];
 
-pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
-    let h = host.clone();
-    reg.mutating(
+pub fn register(reg: &mut Registrar) {
+    reg.gated(
         Doc {
             signature: "artifacts::fetch(artifact: map) -> map",
             doc: "downloads #{name, url, sha256 or sha256_url, config_key} into /var/cache/containai and verifies its sha256 (reusing a verified copy); a checksum file is read only over https or file://, so an http:// url needs a pinned sha256; bodies over download_max_mb or the cache's free space are refused; returns #{path, sha256, bytes, reused}",
             example: "artifacts::fetch(#{name: \"x.deb\", url: \"https://example.com/x.deb\", sha256_url: \"https://example.com/x.deb.sha256\", config_key: \"sysbox_sha256\"})",
         },
-        move |ctx: NativeCallContext, map: Map| {
-            let artifact = from_map(&ctx, map)?;
-            crate::host::update::check_fetchable(&h)
-                .map_err(|e| fail_at(&ctx, format!("artifacts::fetch: {e}")))?;
-            let checked = artifact.check().map_err(|e| fail_at(&ctx, e))?;
-            artifacts::check_cache(&h).map_err(|e| fail_at(&ctx, e))?;
+        |h: &Host, map: Map| -> Answer<Effect<Fetched>> {
+            let artifact = from_map(map)?;
+            crate::host::update::check_fetchable(h)
+                .map_err(|e| format!("artifacts::fetch: {e}"))?;
+            let checked = artifact.check()?;
+            artifacts::check_cache(h)?;
             let path = checked.path();
             let action = Action::new(
                 "artifacts.fetch",
@@ -50,7 +47,7 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
             // In a dry run the size is unknown, and so is a sha256 that a checksum file holds,
             // unless the cache already holds the verified file (which only reading tells).
             let cached = if h.gate.is_dry_run() {
-                artifacts::cached(&h, &checked).map_err(|e| fail_at(&ctx, e))?
+                artifacts::cached(h, &checked)?
             } else {
                 None
             };
@@ -63,46 +60,36 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
                 bytes: cached.unwrap_or(0),
                 reused: cached.is_some(),
             };
-            gated(&ctx, &h, action, || predicted, |ok| {
-                artifacts::fetch(ok, &h, &checked)
-            })
+            Ok(Effect::act(action, || predicted, move |h, ok| {
+                artifacts::fetch(ok, h, &checked)
+            }))
         },
     );
 }
 
 /// The artifact a script described; `sha256` and `sha256_url` may be absent or `()`.
-fn from_map(ctx: &NativeCallContext, map: Map) -> Res<Artifact> {
+fn from_map(map: Map) -> Result<Artifact, String> {
     if let Some(key) = map.keys().find(|k| !KEYS.contains(&k.as_str())) {
-        return Err(fail_at(
-            ctx,
-            format!(
-                "artifacts::fetch: unknown key `{key}` (the keys are {})",
-                KEYS.join(", ")
-            ),
+        return Err(format!(
+            "artifacts::fetch: unknown key `{key}` (the keys are {})",
+            KEYS.join(", ")
         ));
     }
-    let text = |key: &str, required: bool| -> Res<Option<String>> {
+    let text = |key: &str, required: bool| -> Result<Option<String>, String> {
         match map.get(key) {
             None => Ok(None),
             Some(v) if v.is_unit() => Ok(None),
             Some(v) if v.is_string() => Ok(Some(v.clone().into_string().unwrap_or_default())),
-            Some(v) => Err(fail_at(
-                ctx,
-                format!(
-                    "artifacts::fetch: `{key}` must be a string{}, found {}",
-                    if required { "" } else { " or ()" },
-                    v.type_name()
-                ),
+            Some(v) => Err(format!(
+                "artifacts::fetch: `{key}` must be a string{}, found {}",
+                if required { "" } else { " or ()" },
+                v.type_name()
             )),
         }
     };
-    let required = |key: &str| -> Res<String> {
-        text(key, true)?.ok_or_else(|| {
-            fail_at(
-                ctx,
-                format!("artifacts::fetch: the map needs `{key}` (a string)"),
-            )
-        })
+    let required = |key: &str| -> Result<String, String> {
+        text(key, true)?
+            .ok_or_else(|| format!("artifacts::fetch: the map needs `{key}` (a string)"))
     };
     Ok(Artifact {
         name: required("name")?,
@@ -121,14 +108,16 @@ mod tests {
 
     fn engine() -> rhai::Engine {
         let mut engine = rhai::Engine::new();
-        engine.register_fn("parse", |ctx: NativeCallContext, map: Map| {
-            from_map(&ctx, map).map(|a| {
-                Dynamic::from(format!(
+        engine.register_fn(
+            "parse",
+            |map: Map| -> Result<Dynamic, Box<rhai::EvalAltResult>> {
+                let a = from_map(map)?;
+                Ok(Dynamic::from(format!(
                     "{}|{}|{:?}|{:?}|{}",
                     a.name, a.url, a.sha256, a.sha256_url, a.config_key
-                ))
-            })
-        });
+                )))
+            },
+        );
         engine
     }
 

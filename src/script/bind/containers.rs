@@ -3,336 +3,193 @@
 //! container and only runs programs that cannot change anything. Every name and id is checked
 //! against the engine's grammar by the host family before any request is made.
 
-use std::rc::Rc;
 use std::time::Duration;
 
-use rhai::{Array, Dynamic, NativeCallContext};
+use rhai::Array;
 use serde_json::json;
 
-use super::{Doc, Registrar, Res, cut_short, fail_at, gated, strings, to_dynamic};
+use super::{Answer, Doc, Effect, Registrar, strings};
 use crate::effects::Action;
 use crate::host::Host;
 use crate::host::docker::{self, ExecOutput, SetReport};
-use crate::host::systemd;
 
 const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
-/// A stop timeout above an hour is a typo, not a plan.
-const MAX_STOP_SECS: i64 = 3600;
 
-pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
-    let h = host.clone();
-    reg.read(
+pub fn register(reg: &mut Registrar) {
+    reg.reads(
         Doc {
             signature: "containers::engine_status() -> map",
             doc: "engine socket path, whether it exists and answers, engine version",
             example: "containers::engine_status()",
         },
-        move || to_dynamic(&h.docker().status()),
+        |h: &Host| Ok::<_, String>(h.docker().status()),
     );
 
-    let h = host.clone();
-    reg.read(
+    reg.reads(
         Doc {
             signature: "containers::wait_engine(timeout_secs: int) -> bool",
             doc: "waits until the engine answers on its socket (after a restart); false when it did not within the timeout; Ctrl-C and the script's wall-clock budget end the wait and the script",
             example: "containers::wait_engine(1)",
         },
-        move |ctx: NativeCallContext, secs: i64| {
-            if !(1..=MAX_STOP_SECS).contains(&secs) {
-                return Err(fail_at(
-                    &ctx,
-                    format!("containers::wait_engine: timeout {secs} s is outside 1..={MAX_STOP_SECS}"),
-                ));
-            }
-            h.docker()
-                .wait_answering(Duration::from_secs(secs.unsigned_abs()), &h.wait_limits())
-                .map_err(|cut| cut_short(&ctx, cut))
-        },
+        |h: &Host, secs: i64| -> Answer<bool> { Ok(docker::wait_engine(h, secs)??) },
     );
 
-    let h = host.clone();
-    reg.read(
+    reg.reads(
         Doc {
             signature: "containers::list_managed(all: bool) -> array",
             doc: "managed containers (label or legacy image); all=false lists running ones, and an absent socket is \"none\" only while the engine unit is not active; all=true includes stopped ones and fails when the engine is not running (they exist all the same); fails when the engine does not answer",
             example: "containers::list_managed(false)",
         },
-        move |ctx: NativeCallContext, all: bool| {
-            to_dynamic(&managed(&h, all).map_err(|e| fail_at(&ctx, e))?)
-        },
+        |h: &Host, all: bool| docker::list_managed_checked(h, all),
     );
 
-    let h = host.clone();
-    reg.read(
+    reg.reads(
         Doc {
             signature: "containers::inspect(name: string) -> map",
             doc: "user, state, labels and mounts of one container",
             example: "try { containers::inspect(\"cai-example\") } catch { () }",
         },
-        move |ctx: NativeCallContext, name: &str| {
-            to_dynamic(&h.docker().inspect(name).map_err(|e| fail_at(&ctx, e))?)
-        },
+        |h: &Host, name: &str| h.docker().inspect(name),
     );
 
-    let h = host.clone();
-    reg.read(
+    reg.reads(
         Doc {
             signature: "containers::list(all: bool) -> array",
             doc: "every container on the engine, labelled or not (managed_by is () for one ContainAI does not manage: an engine restart stops it too); all=false lists running ones; fail-closed like list_managed, and all=true fails while the engine is down",
             example: "containers::list(false).filter(|c| c.managed_by == ())",
         },
-        move |ctx: NativeCallContext, all: bool| {
-            to_dynamic(&everything(&h, all).map_err(|e| fail_at(&ctx, e))?)
-        },
+        |h: &Host, all: bool| docker::list_checked(h, all),
     );
 
-    let h = host.clone();
-    reg.read(
+    reg.reads(
         Doc {
             signature: "containers::stopped_at_engine_start() -> array or ()",
             doc: "managed containers the engine stopped while it last started (it came up after a dockerd that died without its stop hook, and nothing starts them again): id, name, finished_at, exit_code; () when the engine unit never started in this boot",
             example: "try { containers::stopped_at_engine_start() } catch { () }",
         },
-        move |ctx: NativeCallContext| {
-            let start = systemd::last_start(&h, systemd::ENGINE_UNIT)
-                .map_err(|e| fail_at(&ctx, format!("containers::stopped_at_engine_start: {e}")))?;
-            let Some(start) = start else {
-                return Ok(Dynamic::UNIT);
-            };
-            let mut stopped = Vec::new();
-            for c in managed(&h, true).map_err(|e| fail_at(&ctx, e))? {
-                if c.running {
-                    continue;
-                }
-                // Removed since the listing: nothing to start.
-                let Ok(details) = h.docker().inspect(&c.id) else {
-                    continue;
-                };
-                if !details.running
-                    && crate::plan::containers::stopped_at_start(&details.finished_at, start)
-                {
-                    stopped.push(json!({
-                        "id": details.id,
-                        "name": details.name,
-                        "finished_at": details.finished_at,
-                        "exit_code": details.exit_code,
-                    }));
-                }
-            }
-            to_dynamic(&stopped)
+        |h: &Host| {
+            docker::stopped_at_engine_start(h)
+                .map_err(|e| format!("containers::stopped_at_engine_start: {e}"))
         },
     );
 
-    let h = host.clone();
-    reg.read(
+    reg.reads(
         Doc {
             signature: "containers::query(name: string, argv: array) -> map",
             doc: "runs a read-only inspection program (id, getent, stat, cat, ls, test, uname, readlink, whoami) in a running container; exit_code, stdout, stderr",
             example: "try { containers::query(\"cai-example\", [\"id\", \"-u\"]) } catch { () }",
         },
-        move |ctx: NativeCallContext, name: &str, argv: Array| {
-            let argv = strings(&ctx, "containers::query", argv)?;
-            let out = h.docker().query(name, &argv, EXEC_TIMEOUT);
-            to_dynamic(&out.map_err(|e| fail_at(&ctx, format!("containers::query: {e}")))?)
+        |h: &Host, name: &str, argv: Array| {
+            let argv = strings("containers::query", argv)?;
+            h.docker()
+                .query(name, &argv, EXEC_TIMEOUT)
+                .map_err(|e| format!("containers::query: {e}"))
         },
     );
 
-    let h = host.clone();
-    reg.read(
+    reg.reads(
         Doc {
             signature: "containers::user_ids(name: string, user: string) -> map",
             doc: "the owner a container's files should have when its Config.User is USER (SPEC 5.2): uid, gid, source, warning (\"\" when none); a user name is resolved inside the running container only, never on this host",
             example: "try { containers::user_ids(\"cai-example\", \"\") } catch { () }",
         },
-        move |ctx: NativeCallContext, name: &str, user: &str| {
-            to_dynamic(&h.docker().user_ids(name, user, EXEC_TIMEOUT).map_err(|e| fail_at(&ctx, e))?)
-        },
+        |h: &Host, name: &str, user: &str| h.docker().user_ids(name, user, EXEC_TIMEOUT),
     );
 
-    let h = host.clone();
-    reg.read(
+    reg.reads(
         Doc {
             signature: "containers::root_taint(name: string) -> array",
             doc: "signs that a running container's own files are damaged (/usr/bin/sudo not owned by root, system directories owned by 65534), one line each; [] when none or stopped",
             example: "try { containers::root_taint(\"cai-example\") } catch { () }",
         },
-        move |ctx: NativeCallContext, name: &str| {
-            to_dynamic(&h.docker().root_taint(name, EXEC_TIMEOUT).map_err(|e| fail_at(&ctx, e))?)
-        },
+        |h: &Host, name: &str| h.docker().root_taint(name, EXEC_TIMEOUT),
     );
 
-    let h = host.clone();
-    reg.mutating(
+    reg.gated(
         Doc {
             signature: "containers::exec(name: string, argv: array) -> map",
             doc: "runs a program in a running container (no shell); exit_code, stdout, stderr",
             example: "containers::exec(\"cai-example\", [\"touch\", \"/tmp/x\"])",
         },
-        move |ctx: NativeCallContext, name: &str, argv: Array| {
-            let argv = strings(&ctx, "containers::exec", argv)?;
-            docker::validate_ref(name).map_err(|e| fail_at(&ctx, e))?;
+        |_: &Host, name: &str, argv: Array| -> Answer<Effect<ExecOutput>> {
+            let argv = strings("containers::exec", argv)?;
+            docker::validate_ref(name)?;
             if argv.is_empty() {
-                return Err(fail_at(
-                    &ctx,
-                    "containers::exec: the argument list is empty",
-                ));
+                return Err("containers::exec: the argument list is empty".into());
             }
             let action = Action::new("containers.exec", name, json!({ "argv": argv }));
-            gated(&ctx, &h, action, ExecOutput::default, |ok| {
-                h.docker().exec(ok, name, &argv, EXEC_TIMEOUT)
-            })
+            let name = name.to_string();
+            Ok(Effect::act(action, ExecOutput::default, move |h, ok| {
+                h.docker().exec(ok, &name, &argv, EXEC_TIMEOUT)
+            }))
         },
     );
 
-    let h = host.clone();
-    reg.mutating(
+    reg.gated(
         Doc {
             signature: "containers::stop(ids: array, timeout_secs: int) -> map",
             doc: "stops a set concurrently; done (incl. already stopped), gone, failed; the timeout defaults to config stop_timeout_secs; while the update lock is held, only containers recorded by update::record, named by their full ID",
             example: "containers::stop([\"cai-example\"], 100)",
         },
-        move |ctx: NativeCallContext, ids: Array, secs: i64| stop(&ctx, &h, ids, secs),
+        stop,
     );
-    let h = host.clone();
-    reg.overload(
+    reg.overload_gated(
         "containers::stop(ids: array) -> map",
-        move |ctx: NativeCallContext, ids: Array| {
-            let secs = i64::try_from(h.config.stop_timeout_secs).unwrap_or(MAX_STOP_SECS);
-            stop(&ctx, &h, ids, secs)
+        |h: &Host, ids: Array| {
+            let secs =
+                i64::try_from(h.config.stop_timeout_secs).unwrap_or(docker::MAX_TIMEOUT_SECS);
+            stop(h, ids, secs)
         },
     );
 
-    let h = host.clone();
-    reg.mutating(
+    reg.gated(
         Doc {
             signature: "containers::start(ids: array) -> map",
             doc: "starts a set concurrently; done, gone, failed",
             example: "containers::start([\"cai-example\"])",
         },
-        move |ctx: NativeCallContext, ids: Array| {
-            let ids = set(&ctx, "containers::start", ids)?;
+        |_: &Host, ids: Array| -> Answer<Effect<SetReport>> {
+            let ids = set("containers::start", ids)?;
             let action = Action::new("containers.start", ids.join(" "), json!({ "ids": ids }));
-            let predicted = || SetReport {
-                done: ids.clone(),
-                ..Default::default()
-            };
-            gated(&ctx, &h, action, predicted, |ok| h.docker().start(ok, &ids))
+            let predicted = predicted_set(&ids);
+            Ok(Effect::act(action, predicted, move |h, ok| {
+                h.docker().start(ok, &ids)
+            }))
         },
     );
 }
 
 /// The members of a set, each checked against the engine's grammar before anything is planned.
-fn set(ctx: &NativeCallContext, what: &str, ids: Array) -> Res<Vec<String>> {
-    let ids = strings(ctx, what, ids)?;
+fn set(what: &str, ids: Array) -> Result<Vec<String>, String> {
+    let ids = strings(what, ids)?;
     for id in &ids {
-        docker::validate_ref(id).map_err(|e| fail_at(ctx, format!("{what}: {e}")))?;
+        docker::validate_ref(id).map_err(|e| format!("{what}: {e}"))?;
     }
     Ok(ids)
 }
 
-fn stop(ctx: &NativeCallContext, host: &Host, ids: Array, secs: i64) -> Res<Dynamic> {
-    let ids = set(ctx, "containers::stop", ids)?;
-    if !(1..=MAX_STOP_SECS).contains(&secs) {
-        return Err(fail_at(
-            ctx,
-            format!("containers::stop: timeout {secs} s is outside 1..={MAX_STOP_SECS}"),
-        ));
+/// A dry run predicts every member done.
+fn predicted_set(ids: &[String]) -> impl FnOnce() -> SetReport + 'static {
+    let done = ids.to_vec();
+    move || SetReport {
+        done,
+        ..Default::default()
     }
-    crate::host::update::check_stoppable(host, &ids)
-        .map_err(|e| fail_at(ctx, format!("containers::stop: {e}")))?;
-    let timeout = Duration::from_secs(secs.unsigned_abs());
+}
+
+fn stop(h: &Host, ids: Array, secs: i64) -> Answer<Effect<SetReport>> {
+    let ids = set("containers::stop", ids)?;
+    let timeout = docker::timeout_secs("containers::stop", secs)?;
+    crate::host::update::check_stoppable(h, &ids).map_err(|e| format!("containers::stop: {e}"))?;
     let action = Action::new(
         "containers.stop",
         ids.join(" "),
         json!({ "ids": ids, "timeout_secs": secs }),
     );
-    let predicted = || SetReport {
-        done: ids.clone(),
-        ..Default::default()
-    };
-    gated(ctx, host, action, predicted, |ok| {
-        host.docker().stop(ok, &ids, timeout)
-    })
-}
-
-/// The managed containers, fail-closed: the engine answers, or its socket is absent and the engine
-/// is known to be down. A socket deleted under a live engine, or an engine unit whose state nobody
-/// can read, is "cannot verify", never "no containers" [P3, P5]. With `all`, a down engine is an
-/// error too: stopped containers outlive it [P75].
-pub(super) fn managed(host: &Host, all: bool) -> Result<Vec<docker::ContainerInfo>, String> {
-    let docker = host.docker();
-    if all {
-        let list = docker.list_all().map_err(|e| e.to_string())?;
-        return Ok(list
-            .into_iter()
-            .filter_map(docker::EngineContainer::into_managed)
-            .collect());
-    }
-    let listed = docker
-        .list_managed(all)
-        .map_err(|e| format!("cannot verify running container state: {e}"))?;
-    if let Some(list) = listed {
-        return Ok(list);
-    }
-    let socket = docker.status().socket;
-    match systemd::engine_down(host) {
-        Ok(true) => Ok(Vec::new()),
-        Ok(false) => Err(format!(
-            "cannot verify running container state: {} is active but {socket} does not exist",
-            systemd::ENGINE_UNIT
-        )),
-        Err(e) => Err(format!(
-            "cannot verify running container state: {socket} does not exist and the state of {} is unknown: {e}",
-            systemd::ENGINE_UNIT
-        )),
-    }
-}
-
-/// Every container on the engine, labelled or not, fail-closed like [`managed`]. With the engine
-/// down no container runs, but stopped ones still exist: listing all of them is then an error.
-pub(super) fn everything(host: &Host, all: bool) -> Result<Vec<docker::EngineContainer>, String> {
-    let listed = host
-        .docker()
-        .list(all)
-        .map_err(|e| format!("cannot verify running container state: {e}"))?;
-    if let Some(list) = listed {
-        return Ok(list);
-    }
-    engine_known_down(host)?;
-    if all {
-        return Err(format!(
-            "cannot list stopped containers: the engine is not running ({} does not exist)\nhelp: systemctl start {}",
-            host.docker().status().socket,
-            systemd::ENGINE_UNIT
-        ));
-    }
-    Ok(Vec::new())
-}
-
-/// The engine socket is absent: fine only while the engine unit is known to be inactive.
-fn engine_known_down(host: &Host) -> Result<(), String> {
-    let socket = host.docker().status().socket;
-    match systemd::engine_down(host) {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(format!(
-            "cannot verify running container state: {} is active but {socket} does not exist",
-            systemd::ENGINE_UNIT
-        )),
-        Err(e) => Err(format!(
-            "cannot verify running container state: {socket} does not exist and the state of {} is unknown: {e}",
-            systemd::ENGINE_UNIT
-        )),
-    }
-}
-
-/// Before an action that restarts the engine (which stops every container on it) while this run
-/// holds the update lock: every running container, labelled or not, must be recorded by full ID.
-pub(super) fn check_all_recorded(host: &Host) -> Result<(), String> {
-    if !crate::host::update::holds_lock(host) {
-        return Ok(());
-    }
-    let running = everything(host, false)?;
-    crate::host::update::check_all_recorded(host, &running).map_err(|e| e.to_string())
+    let predicted = predicted_set(&ids);
+    Ok(Effect::act(action, predicted, move |h, ok| {
+        h.docker().stop(ok, &ids, timeout)
+    }))
 }
 
 #[cfg(test)]
@@ -342,10 +199,10 @@ mod tests {
     /// The allow-list lives in `host::docker`; the doc operators read must name exactly it.
     #[test]
     fn the_query_doc_names_the_allow_list() {
-        let mut reg = super::Registrar::default();
         let root = tempfile::tempdir().unwrap();
         let host = crate::script::tests::dry_run_host(root.path().to_path_buf());
-        super::register(&mut reg, &host);
+        let mut reg = super::Registrar::new(&host);
+        super::register(&mut reg);
         let (primitives, _) = reg.finish().unwrap();
         let query = primitives.iter().find(|p| p.name == "query").unwrap();
         let listed = query

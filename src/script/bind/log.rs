@@ -1,57 +1,54 @@
 //! `log::` bindings: lines for the operator on stderr, never on stdout (which may carry JSON).
 
-use std::rc::Rc;
-
 use super::{Doc, Registrar};
 use crate::host::Host;
 use crate::term;
 
-pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
-    reg.read(
+pub fn register(reg: &mut Registrar) {
+    reg.run_state(
         Doc {
             signature: "log::info(message: string)",
             doc: "prints an informational line on stderr",
             example: "log::info(\"hello\")",
         },
-        |m: &str| {
+        |_: &Host, m: &str| {
             term::err(&format!("info: {}", term::text(m)));
-            Ok(())
+            Ok::<_, String>(())
         },
     );
-    reg.read(
+    reg.run_state(
         Doc {
             signature: "log::warn(message: string)",
             doc: "prints a warning line on stderr",
             example: "log::warn(\"careful\")",
         },
-        |m: &str| {
+        |_: &Host, m: &str| {
             term::err(&format!("warning: {}", term::text(m)));
-            Ok(())
+            Ok::<_, String>(())
         },
     );
-    reg.read(
+    reg.run_state(
         Doc {
             signature: "log::error(message: string)",
             doc: "prints an error line on stderr (does not stop the script)",
             example: "log::error(\"oops\")",
         },
-        |m: &str| {
+        |_: &Host, m: &str| {
             term::err(&format!("error: {}", term::text(m)));
-            Ok(())
+            Ok::<_, String>(())
         },
     );
-    let h = host.clone();
-    reg.read(
+    reg.run_state(
         Doc {
             signature: "log::verbose(message: string)",
             doc: "prints a line on stderr with --verbose only",
             example: "log::verbose(\"detail\")",
         },
-        move |m: &str| {
+        |h: &Host, m: &str| {
             if h.verbose {
                 term::err(&format!("debug: {}", term::text(m)));
             }
-            Ok(())
+            Ok::<_, String>(())
         },
     );
 }

@@ -3,7 +3,16 @@
 //! (signature, read-only or mutating, one-line doc, an example that works in a dry run), so
 //! `cai scripts api`, REPL completion and the tests all read the registrations themselves; there
 //! is no second table to drift. Bindings convert between Rhai values and typed Rust values and
-//! route every mutating call through the effect gate with [`gated`]; they hold no policy.
+//! call [`crate::host`]; they hold no policy.
+//!
+//! The registration verb says what a primitive is: [`Registrar::reads`] (only reads the machine or
+//! this run's facts), [`Registrar::run_state`] (changes only this run's own state: its lock, its
+//! output, the operator's answers) and [`Registrar::gated`] (changes the machine). A gated
+//! primitive's function returns the [`Effect`] it would have, and the registrar passes it through
+//! the effect gate, so "mutating" means "gated" by construction. Every function takes the host
+//! and the script's values and returns `Result<T: Serialize, E>`; the registrar converts the
+//! value and turns the error into a script error at the call. The signature string is checked
+//! against the function's parameter types when it is registered.
 
 mod artifacts;
 mod containers;
@@ -22,18 +31,20 @@ mod units;
 mod update;
 mod volumes;
 
+use std::any::TypeId;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use rhai::{
-    Dynamic, Engine, EvalAltResult, FuncRegistration, Module, NativeCallContext, RhaiNativeFunc,
-    Variant,
+    Array, Dynamic, Engine, EvalAltResult, FuncRegistration, ImmutableString, Map, Module,
+    NativeCallContext, Variant,
 };
 use serde::Serialize;
 
 use super::catalog::Catalog;
 use crate::effects::{Action, Approval, FailedMembers};
 use crate::host::Host;
+use crate::host::wait::{Cut, Limits};
 
 /// One primitive as `cai scripts api` lists it.
 #[derive(Debug, Clone, Serialize)]
@@ -41,6 +52,7 @@ pub struct Primitive {
     pub module: String,
     pub name: String,
     pub signature: &'static str,
+    /// Registered with [`Registrar::gated`]: every call passes the effect gate.
     pub mutating: bool,
     pub doc: &'static str,
     /// A call that works in a dry run; the test suite runs every one of them.
@@ -57,7 +69,8 @@ impl Primitive {
 /// What a registration says about its primitive besides the function itself.
 #[derive(Debug, Clone, Copy)]
 pub struct Doc {
-    /// `module::name(arg: type, ...) -> type`; module and name are read from it.
+    /// `module::name(arg: type, ...) -> type`; module and name are read from it, and the argument
+    /// types are checked against the function's.
     pub signature: &'static str,
     /// One line, no trailing period: what it does and what it returns.
     pub doc: &'static str,
@@ -70,86 +83,315 @@ pub struct Doc {
 pub enum RegistrationError {
     #[error("primitive {signature:?}: the signature must start with module::name(")]
     Signature { signature: String },
+    #[error(
+        "primitive {signature:?}: the signature's arguments ({declared}) are not the function's ({actual})"
+    )]
+    Arguments {
+        signature: String,
+        declared: String,
+        actual: String,
+    },
     #[error("primitive {path}: {problem}")]
     Doc { path: String, problem: &'static str },
     #[error("primitive {path} is registered twice; use an overload for a second signature")]
     Duplicate { path: String },
     #[error("overload of {path} has no documented registration")]
     Orphan { path: String },
+    #[error("overload of {path} is registered as another kind than its documented registration")]
+    OverloadKind { path: String },
 }
 
 /// The documentation of every primitive, and the Rhai module of each family.
 pub type Registered = (Vec<Primitive>, BTreeMap<String, Module>);
 
+/// What a primitive does, as its registration verb says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Reads,
+    RunState,
+    Gated,
+}
+
+/// Why a primitive failed, as the script sees it: a message at the call, or a wait cut short by
+/// Ctrl-C or the script's budget, which ends the script like the operation callback does [P71].
+/// Any displayable error converts into one, so a primitive's function uses `?` freely.
+#[derive(Debug)]
+pub enum Failure {
+    Message(String),
+    Cut(Cut),
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure::Message(e.to_string())
+    }
+}
+
+impl From<Cut> for Failure {
+    fn from(cut: Cut) -> Self {
+        Failure::Cut(cut)
+    }
+}
+
+impl Failure {
+    fn at(self, ctx: &NativeCallContext) -> Box<EvalAltResult> {
+        match self {
+            Failure::Message(message) => fail_at(ctx, message),
+            Failure::Cut(cut) => cut_short(ctx, cut),
+        }
+    }
+}
+
+/// What a primitive's function returns: a value for the script, or why it failed.
+pub type Answer<T> = Result<T, Failure>;
+
+type Predict<T> = Box<dyn FnOnce() -> T>;
+type Perform<T> = Box<dyn FnOnce(&Host, Approval) -> Result<T, String>>;
+
+/// What a gated primitive would change: one action for the effect gate, or nothing to change.
+pub enum Effect<T> {
+    /// Nothing to change (a unit already current, a volume the core leaves alone): the value is
+    /// the answer in every mode, and nothing is planned or journalled.
+    Unchanged(T),
+    /// One action: recorded in the plan with `predict`'s value in a dry run; journalled and
+    /// performed otherwise.
+    Act {
+        action: Action,
+        predict: Predict<T>,
+        perform: Perform<T>,
+        /// A wait that ends when the script's budget does: a failure after it was cut short is
+        /// the cut, not the action's error.
+        limits: Option<Limits>,
+    },
+}
+
+impl<T> Effect<T> {
+    /// One action, its prediction for a dry run, and how to perform it with the gate's approval.
+    pub fn act<E: std::fmt::Display>(
+        action: Action,
+        predict: impl FnOnce() -> T + 'static,
+        perform: impl FnOnce(&Host, Approval) -> Result<T, E> + 'static,
+    ) -> Self {
+        Effect::Act {
+            action,
+            predict: Box::new(predict),
+            perform: Box::new(move |host, ok| perform(host, ok).map_err(|e| e.to_string())),
+            limits: None,
+        }
+    }
+
+    /// A failure of the action after `limits` ran out is the cut that caused it.
+    #[must_use]
+    pub fn cut_by(mut self, new: Limits) -> Self {
+        if let Effect::Act { limits, .. } = &mut self {
+            *limits = Some(new);
+        }
+        self
+    }
+}
+
+/// A primitive's Rust function: `Fn(&Host, A, B, ...) -> R`, where each argument is a Rhai value
+/// type (`&str`, `i64`, `bool`, `Array`, `Map`, `Dynamic`). Implemented for up to four arguments.
+pub trait Native<Args, R>: 'static {
+    /// The argument types, for the signature check.
+    fn param_types() -> Vec<TypeId>;
+    /// Sets the function into `module`, each call answered by `answer`.
+    fn set(
+        self,
+        host: Rc<Host>,
+        answer: fn(&NativeCallContext, &Host, R) -> Res<Dynamic>,
+        registration: FuncRegistration,
+        module: &mut Module,
+    );
+}
+
+macro_rules! native {
+    ($($arg:ident),*) => {
+        impl<Func, R: 'static, $($arg: Variant + Clone),*> Native<($($arg,)*), R> for Func
+        where
+            Func: Fn(&Host, $($arg),*) -> R + 'static,
+        {
+            fn param_types() -> Vec<TypeId> {
+                vec![$(TypeId::of::<$arg>()),*]
+            }
+
+            #[allow(non_snake_case)]
+            fn set(
+                self,
+                host: Rc<Host>,
+                answer: fn(&NativeCallContext, &Host, R) -> Res<Dynamic>,
+                registration: FuncRegistration,
+                module: &mut Module,
+            ) {
+                registration.set_into_module(
+                    module,
+                    move |ctx: NativeCallContext, $($arg: $arg),*| -> Res<Dynamic> {
+                        answer(&ctx, &host, self(&host, $($arg),*))
+                    },
+                );
+            }
+        }
+    };
+}
+
+native!();
+native!(A);
+native!(A, B);
+native!(A, B, C);
+native!(A, B, C, D);
+
+/// A read or run-state primitive's value, converted for the script.
+fn answer<T: Serialize + 'static, E: Into<Failure>>(
+    ctx: &NativeCallContext,
+    _: &Host,
+    result: Result<T, E>,
+) -> Res<Dynamic> {
+    to_script(result.map_err(|e| e.into().at(ctx))?)
+}
+
+/// A value for the script: a `Dynamic` as it is (it may hold a custom type such as an
+/// [`Outcome`](crate::script::Outcome), which has no serde form), anything else through serde.
+fn to_script<T: Serialize + 'static>(value: T) -> Res<Dynamic> {
+    let value: Box<dyn std::any::Any> = Box::new(value);
+    match value.downcast::<Dynamic>() {
+        Ok(dynamic) => Ok(*dynamic),
+        Err(other) => match other.downcast::<T>() {
+            Ok(value) => to_dynamic(&*value),
+            // Invariant: the box holds a T, and a T that is not a Dynamic stays one.
+            Err(_) => unreachable!("a boxed value keeps its type"),
+        },
+    }
+}
+
+/// A gated primitive's effect, passed through the gate; the script gets the result (the
+/// prediction in a dry run), and a failure points at the call.
+fn answer_gated<T: Serialize + FailedMembers + 'static, E: Into<Failure>>(
+    ctx: &NativeCallContext,
+    host: &Host,
+    result: Result<Effect<T>, E>,
+) -> Res<Dynamic> {
+    match result.map_err(|e| e.into().at(ctx))? {
+        Effect::Unchanged(value) => to_dynamic(&value),
+        Effect::Act {
+            action,
+            predict,
+            perform,
+            limits,
+        } => {
+            let value = host
+                .gate
+                .apply(action, predict, |ok| perform(host, ok))
+                .map_err(|e| match limits.map(|l| l.check()) {
+                    Some(Err(cut)) => cut_short(ctx, cut),
+                    _ => fail_at(ctx, e),
+                })?;
+            to_dynamic(&value)
+        }
+    }
+}
+
 /// Collects functions per module together with their documentation.
-#[derive(Default)]
 pub struct Registrar {
+    host: Rc<Host>,
     modules: BTreeMap<String, Module>,
-    primitives: Vec<Primitive>,
+    primitives: Vec<(Primitive, Kind)>,
     errors: Vec<RegistrationError>,
 }
 
 impl Registrar {
-    /// Registers a primitive that only reads.
-    pub fn read<A: 'static, const N: usize, const X: bool, R, F>(&mut self, doc: Doc, func: F)
-    where
-        R: Variant + Clone,
-        F: RhaiNativeFunc<A, N, X, R, true> + 'static,
-    {
-        self.register(doc, false, func);
+    /// A registrar whose primitives act on `host`.
+    pub fn new(host: &Rc<Host>) -> Self {
+        Self {
+            host: host.clone(),
+            modules: BTreeMap::new(),
+            primitives: Vec::new(),
+            errors: Vec::new(),
+        }
     }
 
-    /// Registers a primitive that changes the machine; its function must go through [`gated`].
-    pub fn mutating<A: 'static, const N: usize, const X: bool, R, F>(&mut self, doc: Doc, func: F)
+    /// Registers a primitive that only reads the machine or this run's facts.
+    pub fn reads<Args, T, E, F>(&mut self, doc: Doc, func: F)
     where
-        R: Variant + Clone,
-        F: RhaiNativeFunc<A, N, X, R, true> + 'static,
+        F: Native<Args, Result<T, E>>,
+        T: Serialize + 'static,
+        E: Into<Failure> + 'static,
     {
-        self.register(doc, true, func);
+        self.register(doc, Kind::Reads, func, answer::<T, E>);
     }
 
-    /// A second signature of a primitive already registered (e.g. an optional argument left out);
-    /// it shares the documented registration's doc and kind.
-    pub fn overload<A: 'static, const N: usize, const X: bool, R, F>(
+    /// Registers a primitive that changes only this run's own state (the update lock it holds,
+    /// its output, the operator's answers), never what a dry run plans.
+    pub fn run_state<Args, T, E, F>(&mut self, doc: Doc, func: F)
+    where
+        F: Native<Args, Result<T, E>>,
+        T: Serialize + 'static,
+        E: Into<Failure> + 'static,
+    {
+        self.register(doc, Kind::RunState, func, answer::<T, E>);
+    }
+
+    /// Registers a primitive that changes the machine: its function returns the [`Effect`] it
+    /// would have, and every call passes it through the effect gate.
+    pub fn gated<Args, T, E, F>(&mut self, doc: Doc, func: F)
+    where
+        F: Native<Args, Result<Effect<T>, E>>,
+        T: Serialize + FailedMembers + 'static,
+        E: Into<Failure> + 'static,
+    {
+        self.register(doc, Kind::Gated, func, answer_gated::<T, E>);
+    }
+
+    /// A second signature of a read or run-state primitive already registered (an optional
+    /// argument left out); it shares the documented registration's doc and kind.
+    pub fn overload<Args, T, E, F>(&mut self, signature: &'static str, func: F)
+    where
+        F: Native<Args, Result<T, E>>,
+        T: Serialize + 'static,
+        E: Into<Failure> + 'static,
+    {
+        self.add_overload(signature, false, func, answer::<T, E>);
+    }
+
+    /// A second signature of a gated primitive already registered.
+    pub fn overload_gated<Args, T, E, F>(&mut self, signature: &'static str, func: F)
+    where
+        F: Native<Args, Result<Effect<T>, E>>,
+        T: Serialize + FailedMembers + 'static,
+        E: Into<Failure> + 'static,
+    {
+        self.add_overload(signature, true, func, answer_gated::<T, E>);
+    }
+
+    fn add_overload<Args, R, F: Native<Args, R>>(
         &mut self,
         signature: &'static str,
+        gated: bool,
         func: F,
-    ) where
-        R: Variant + Clone,
-        F: RhaiNativeFunc<A, N, X, R, true> + 'static,
-    {
-        let Some((module, name)) = split_signature(signature) else {
-            self.errors.push(RegistrationError::Signature {
-                signature: signature.to_string(),
-            });
+        answer: fn(&NativeCallContext, &Host, R) -> Res<Dynamic>,
+    ) {
+        let Some((module, name)) = self.checked_signature::<Args, R, F>(signature) else {
             return;
         };
-        if !self
-            .primitives
-            .iter()
-            .any(|p| p.module == module && p.name == name)
-        {
-            self.errors.push(RegistrationError::Orphan {
-                path: format!("{module}::{name}"),
-            });
+        let path = format!("{module}::{name}");
+        let Some((_, kind)) = self.primitives.iter().find(|(p, _)| p.path() == path) else {
+            self.errors.push(RegistrationError::Orphan { path });
+            return;
+        };
+        if (*kind == Kind::Gated) != gated {
+            self.errors.push(RegistrationError::OverloadKind { path });
             return;
         }
-        self.set(&module, &name, func);
+        self.set(&module, &name, func, answer);
     }
 
-    fn register<A: 'static, const N: usize, const X: bool, R, F>(
+    fn register<Args, R, F: Native<Args, R>>(
         &mut self,
         doc: Doc,
-        mutating: bool,
+        kind: Kind,
         func: F,
-    ) where
-        R: Variant + Clone,
-        F: RhaiNativeFunc<A, N, X, R, true> + 'static,
-    {
-        let Some((module, name)) = split_signature(doc.signature) else {
-            self.errors.push(RegistrationError::Signature {
-                signature: doc.signature.to_string(),
-            });
+        answer: fn(&NativeCallContext, &Host, R) -> Res<Dynamic>,
+    ) {
+        let Some((module, name)) = self.checked_signature::<Args, R, F>(doc.signature) else {
             return;
         };
         let path = format!("{module}::{name}");
@@ -157,46 +399,139 @@ impl Registrar {
             self.errors.push(RegistrationError::Doc { path, problem });
             return;
         }
-        if self.primitives.iter().any(|p| p.path() == path) {
+        if self.primitives.iter().any(|(p, _)| p.path() == path) {
             self.errors.push(RegistrationError::Duplicate { path });
             return;
         }
-        self.set(&module, &name, func);
-        self.primitives.push(Primitive {
-            module,
-            name,
-            signature: doc.signature,
-            mutating,
-            doc: doc.doc,
-            example: doc.example,
-        });
+        self.set(&module, &name, func, answer);
+        self.primitives.push((
+            Primitive {
+                module,
+                name,
+                signature: doc.signature,
+                mutating: kind == Kind::Gated,
+                doc: doc.doc,
+                example: doc.example,
+            },
+            kind,
+        ));
     }
 
-    fn set<A: 'static, const N: usize, const X: bool, R, F>(
+    /// Module and name of a signature whose arguments are the function's, or `None` with the
+    /// error recorded.
+    fn checked_signature<Args, R, F: Native<Args, R>>(
+        &mut self,
+        signature: &'static str,
+    ) -> Option<(String, String)> {
+        let Some((module, name)) = split_signature(signature) else {
+            self.errors.push(RegistrationError::Signature {
+                signature: signature.to_string(),
+            });
+            return None;
+        };
+        let declared = declared_arguments(signature);
+        let actual: Vec<&str> = F::param_types().into_iter().map(rhai_type).collect();
+        let fits = declared.len() == actual.len()
+            && declared
+                .iter()
+                .zip(&actual)
+                .all(|(d, a)| *a == "any" || d == a);
+        if !fits {
+            self.errors.push(RegistrationError::Arguments {
+                signature: signature.to_string(),
+                declared: declared.join(", "),
+                actual: actual.join(", "),
+            });
+            return None;
+        }
+        Some((module, name))
+    }
+
+    fn set<Args, R, F: Native<Args, R>>(
         &mut self,
         module: &str,
         name: &str,
         func: F,
-    ) where
-        R: Variant + Clone,
-        F: RhaiNativeFunc<A, N, X, R, true> + 'static,
-    {
+        answer: fn(&NativeCallContext, &Host, R) -> Res<Dynamic>,
+    ) {
         // Volatile: a primitive's answer depends on the machine, so the optimizer must never
         // evaluate it at compile time.
-        FuncRegistration::new(name.to_string())
+        let registration = FuncRegistration::new(name.to_string())
             .in_internal_namespace()
-            .with_volatility(true)
-            .set_into_module(self.modules.entry(module.to_string()).or_default(), func);
+            .with_volatility(true);
+        let module = self.modules.entry(module.to_string()).or_default();
+        func.set(self.host.clone(), answer, registration, module);
     }
 
     /// The documented primitives, or every registration that could not be documented.
     pub fn finish(self) -> Result<Registered, Vec<RegistrationError>> {
         if self.errors.is_empty() {
-            Ok((self.primitives, self.modules))
+            let primitives = self.primitives.into_iter().map(|(p, _)| p).collect();
+            Ok((primitives, self.modules))
         } else {
             Err(self.errors)
         }
     }
+}
+
+/// The Rhai type name of an argument type, as signatures spell it; "any" for a `Dynamic`, which
+/// takes every declared type (`map or ()`, say).
+fn rhai_type(id: TypeId) -> &'static str {
+    if id == TypeId::of::<&str>()
+        || id == TypeId::of::<ImmutableString>()
+        || id == TypeId::of::<String>()
+    {
+        "string"
+    } else if id == TypeId::of::<i64>() {
+        "int"
+    } else if id == TypeId::of::<bool>() {
+        "bool"
+    } else if id == TypeId::of::<f64>() {
+        "float"
+    } else if id == TypeId::of::<Array>() {
+        "array"
+    } else if id == TypeId::of::<Map>() {
+        "map"
+    } else if id == TypeId::of::<Dynamic>() {
+        "any"
+    } else {
+        "an unlisted type"
+    }
+}
+
+/// The types of a signature's arguments: `a: string, b: map or ()` is `["string", "map or ()"]`.
+fn declared_arguments(signature: &str) -> Vec<String> {
+    let after = signature.split_once('(').map_or("", |(_, rest)| rest);
+    // `()` inside a type (`map or ()`) is part of it, not the end of the list.
+    let mut depth = 0_usize;
+    let end = after
+        .char_indices()
+        .find(|&(_, c)| match c {
+            '(' => {
+                depth += 1;
+                false
+            }
+            ')' if depth == 0 => true,
+            ')' => {
+                depth -= 1;
+                false
+            }
+            _ => false,
+        })
+        .map_or(after.len(), |(i, _)| i);
+    let inner = after[..end].trim();
+    if inner.is_empty() {
+        return Vec::new();
+    }
+    inner
+        .split(',')
+        .map(|arg| {
+            arg.split_once(':')
+                .map_or(arg, |(_, ty)| ty)
+                .trim()
+                .to_string()
+        })
+        .collect()
 }
 
 /// `module::name(` at the start of a signature.
@@ -234,23 +569,23 @@ fn register_families(
     args: &Rc<Vec<String>>,
     json: bool,
 ) -> Registrar {
-    let mut reg = Registrar::default();
-    run::register(&mut reg, host, args, json);
-    platform::register(&mut reg, host);
-    lima::register(&mut reg, host);
-    report::register(&mut reg, host, json);
-    prompt::register(&mut reg, host);
-    log::register(&mut reg, host);
-    containers::register(&mut reg, host);
-    sysbox::register(&mut reg, host);
-    release::register(&mut reg, host);
-    units::register(&mut reg, host, catalog);
-    packages::register(&mut reg, host);
-    artifacts::register(&mut reg, host);
-    dockerd::register(&mut reg, host);
-    update::register(&mut reg, host);
-    ssh::register(&mut reg, host);
-    volumes::register(&mut reg, host);
+    let mut reg = Registrar::new(host);
+    run::register(&mut reg, args, json);
+    platform::register(&mut reg);
+    lima::register(&mut reg);
+    report::register(&mut reg, json);
+    prompt::register(&mut reg);
+    log::register(&mut reg);
+    containers::register(&mut reg);
+    sysbox::register(&mut reg);
+    release::register(&mut reg);
+    units::register(&mut reg, catalog);
+    packages::register(&mut reg);
+    artifacts::register(&mut reg);
+    dockerd::register(&mut reg);
+    update::register(&mut reg);
+    ssh::register(&mut reg);
+    volumes::register(&mut reg);
     reg
 }
 
@@ -294,13 +629,10 @@ pub(crate) fn fail_at(ctx: &NativeCallContext, e: impl std::fmt::Display) -> Box
 
 /// The error that ends the script when a native wait was cut short, the same one the operation
 /// callback raises for Ctrl-C and the wall-clock budget [P71].
-pub(crate) fn cut_short(
-    ctx: &NativeCallContext,
-    cut: crate::host::wait::Cut,
-) -> Box<EvalAltResult> {
+pub(crate) fn cut_short(ctx: &NativeCallContext, cut: Cut) -> Box<EvalAltResult> {
     let token = match cut {
-        crate::host::wait::Cut::Budget => crate::script::sandbox::STOP_TIMEOUT,
-        crate::host::wait::Cut::Interrupted => crate::script::sandbox::STOP_INTERRUPT,
+        Cut::Budget => crate::script::sandbox::STOP_TIMEOUT,
+        Cut::Interrupted => crate::script::sandbox::STOP_INTERRUPT,
     };
     crate::script::sandbox::Stop::error(token, ctx.call_position())
 }
@@ -309,38 +641,14 @@ pub(crate) fn to_dynamic<T: serde::Serialize>(value: &T) -> Res<Dynamic> {
     rhai::serde::to_dynamic(value)
 }
 
-/// Passes one action through the effect gate and hands the script the result (the prediction in
-/// a dry run); a failure points at the call in the script.
-pub(crate) fn gated<T, E>(
-    ctx: &NativeCallContext,
-    host: &Host,
-    action: Action,
-    predict: impl FnOnce() -> T,
-    perform: impl FnOnce(Approval) -> Result<T, E>,
-) -> Res<Dynamic>
-where
-    T: FailedMembers + Serialize,
-    E: std::fmt::Display,
-{
-    let value = host
-        .gate
-        .apply(action, predict, perform)
-        .map_err(|e| fail_at(ctx, e))?;
-    to_dynamic(&value)
-}
-
 /// Reads an array of strings, naming the primitive when an element is not a string.
-pub(crate) fn strings(ctx: &NativeCallContext, what: &str, array: rhai::Array) -> Res<Vec<String>> {
+pub(crate) fn strings(what: &str, array: rhai::Array) -> Result<Vec<String>, String> {
     array
         .into_iter()
         .map(|v| {
             let type_name = v.type_name();
-            v.into_string().map_err(|_| {
-                fail_at(
-                    ctx,
-                    format!("{what}: expected an array of strings, found {type_name}"),
-                )
-            })
+            v.into_string()
+                .map_err(|_| format!("{what}: expected an array of strings, found {type_name}"))
         })
         .collect()
 }
@@ -355,17 +663,28 @@ mod tests {
         example: "demo::ping()",
     };
 
+    fn registrar() -> (tempfile::TempDir, Registrar) {
+        let root = tempfile::tempdir().unwrap();
+        let host = crate::script::tests::dry_run_host(root.path().to_path_buf());
+        let reg = Registrar::new(&host);
+        (root, reg)
+    }
+
+    fn ping(_: &Host) -> Result<bool, String> {
+        Ok(true)
+    }
+
     #[test]
     fn a_primitive_without_a_doc_is_refused() {
-        let mut reg = Registrar::default();
-        reg.read(GOOD, || Ok(true));
-        reg.read(
+        let (_root, mut reg) = registrar();
+        reg.reads(GOOD, ping);
+        reg.reads(
             Doc {
                 signature: "demo::silent() -> bool",
                 doc: "",
                 example: "demo::silent()",
             },
-            || Ok(true),
+            ping,
         );
         let errors = reg
             .finish()
@@ -412,24 +731,135 @@ mod tests {
             ),
         ];
         for (doc, want) in cases {
-            let mut reg = Registrar::default();
-            reg.read(doc, || Ok(true));
+            let (_root, mut reg) = registrar();
+            reg.reads(doc, ping);
             let errors = reg.finish().expect_err("must fail");
             assert!(errors[0].to_string().contains(want), "{errors:?}");
         }
-        let mut reg = Registrar::default();
-        reg.read(GOOD, || Ok(true));
-        reg.read(GOOD, || Ok(false));
-        reg.overload("demo::other(x: int) -> bool", |_: i64| Ok(true));
+        let (_root, mut reg) = registrar();
+        reg.reads(GOOD, ping);
+        reg.reads(GOOD, ping);
+        reg.overload("demo::other(x: int) -> bool", |_: &Host, _: i64| {
+            Ok::<_, String>(true)
+        });
         let errors = reg.finish().expect_err("must fail");
         assert!(matches!(errors[0], RegistrationError::Duplicate { .. }));
         assert!(matches!(errors[1], RegistrationError::Orphan { .. }));
-        let mut reg = Registrar::default();
-        reg.read(GOOD, || Ok(true));
-        reg.overload("demo::ping(x: int) -> bool", |_: i64| Ok(true));
+        let (_root, mut reg) = registrar();
+        reg.reads(GOOD, ping);
+        reg.overload("demo::ping(x: int) -> bool", |_: &Host, _: i64| {
+            Ok::<_, String>(true)
+        });
         let (primitives, modules) = reg.finish().expect("valid");
         assert_eq!(primitives.len(), 1);
         assert_eq!(primitives[0].path(), "demo::ping");
         assert!(modules.contains_key("demo"));
+    }
+
+    #[test]
+    fn a_signature_that_is_not_the_functions_is_refused() {
+        let good = |signature| Doc { signature, ..GOOD };
+        let (_root, mut reg) = registrar();
+        // Fits: types in order, `any` for a Dynamic, `()` inside a type and in the return type.
+        reg.reads(
+            good("demo::a(name: string, n: int, on: bool, xs: array, m: map) -> string or ()"),
+            |_: &Host, _: &str, _: i64, _: bool, _: Array| Ok::<_, String>(()),
+        );
+        reg.reads(
+            good("demo::b(installed: map or (), target: string) -> map or ()"),
+            |_: &Host, _: Dynamic, _: &str| Ok::<_, String>(()),
+        );
+        let errors = reg.finish().expect_err("five declared, four taken");
+        assert_eq!(
+            errors,
+            vec![RegistrationError::Arguments {
+                signature:
+                    "demo::a(name: string, n: int, on: bool, xs: array, m: map) -> string or ()"
+                        .into(),
+                declared: "string, int, bool, array, map".into(),
+                actual: "string, int, bool, array".into(),
+            }]
+        );
+        let (_root, mut reg) = registrar();
+        reg.reads(good("demo::a(name: string) -> bool"), |_: &Host, _: i64| {
+            Ok::<_, String>(true)
+        });
+        reg.reads(good("demo::b() -> bool"), |_: &Host, _: bool| {
+            Ok::<_, String>(true)
+        });
+        reg.reads(
+            good("demo::c(x: int, y: string)"),
+            |_: &Host, _: &str, _: i64| Ok::<_, String>(()),
+        );
+        reg.reads(GOOD, ping);
+        reg.overload("demo::ping(x: map) -> bool", |_: &Host, _: Array| {
+            Ok::<_, String>(true)
+        });
+        let errors = reg.finish().expect_err("every mismatch is refused");
+        let refused: Vec<&str> = errors
+            .iter()
+            .map(|e| match e {
+                RegistrationError::Arguments { signature, .. } => signature.as_str(),
+                other => panic!("{other}"),
+            })
+            .collect();
+        assert_eq!(
+            refused,
+            [
+                "demo::a(name: string) -> bool",
+                "demo::b() -> bool",
+                "demo::c(x: int, y: string)",
+                "demo::ping(x: map) -> bool",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_overload_keeps_the_kind_of_its_primitive() {
+        let (_root, mut reg) = registrar();
+        reg.reads(GOOD, ping);
+        reg.overload_gated("demo::ping(x: int) -> bool", |_: &Host, _: i64| {
+            let action = Action::new("demo.ping", "x", serde_json::json!({}));
+            Ok::<_, String>(Effect::act(action, || true, |_, _| Ok::<_, String>(true)))
+        });
+        let errors = reg.finish().expect_err("a gated overload of a read");
+        assert!(matches!(errors[0], RegistrationError::OverloadKind { .. }));
+    }
+
+    /// "Mutating" means "gated" by construction: a gated primitive's call plans one action in a
+    /// dry run (even one registered here, outside every family), and a read plans none.
+    #[test]
+    fn a_gated_primitive_passes_the_gate() {
+        let root = tempfile::tempdir().unwrap();
+        let host = crate::script::tests::dry_run_host(root.path().to_path_buf());
+        let mut reg = Registrar::new(&host);
+        reg.gated(
+            Doc {
+                signature: "demo::touch(name: string) -> bool",
+                doc: "pretends to touch NAME",
+                example: "demo::touch(\"x\")",
+            },
+            |_: &Host, name: &str| {
+                let action = Action::new("demo.touch", name, serde_json::json!({}));
+                Ok::<_, String>(Effect::act(
+                    action,
+                    || false,
+                    |_, _| -> Result<bool, String> { panic!("a dry run never performs") },
+                ))
+            },
+        );
+        reg.reads(GOOD, ping);
+        let (primitives, modules) = reg.finish().unwrap();
+        assert!(primitives[0].mutating && !primitives[1].mutating);
+        let mut engine = rhai::Engine::new_raw();
+        for (name, module) in modules {
+            engine.register_static_module(name, module.into());
+        }
+        let touched: bool = engine.eval("demo::touch(\"x\")").unwrap();
+        assert!(!touched, "the prediction is the answer in a dry run");
+        assert!(engine.eval::<bool>("demo::ping()").unwrap());
+        let plan = host.gate.plan();
+        assert_eq!(plan.len(), 1);
+        assert_eq!(plan[0].kind, "demo.touch");
     }
 }

@@ -1,50 +1,40 @@
 //! `platform::` bindings: which kind of host this is and what is installed on it. Read-only.
 
-use std::rc::Rc;
-
-use rhai::NativeCallContext;
-
-use super::{Doc, Registrar, fail_at};
-
+use super::{Doc, Registrar};
 use crate::host::Host;
 use crate::plan::platform;
 
-pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
-    let h = host.clone();
-    reg.read(
+pub fn register(reg: &mut Registrar) {
+    reg.reads(
         Doc {
             signature: "platform::detect() -> string",
             doc: "\"linux\", \"wsl2\" or \"macos\" (config `platform` overrides)",
             example: "platform::detect()",
         },
-        move || Ok(h.platform.as_str().to_string()),
+        |h: &Host| Ok::<_, String>(h.platform.as_str()),
     );
-    reg.read(
+    reg.reads(
         Doc {
             signature: "platform::arch() -> string",
             doc: "Debian architecture of this machine (amd64, arm64)",
             example: "platform::arch()",
         },
-        || Ok(platform::deb_arch().to_string()),
+        |_: &Host| Ok::<_, String>(platform::deb_arch()),
     );
-    let h = host.clone();
-    reg.read(
+    reg.reads(
         Doc {
             signature: "platform::systemd_running() -> bool",
             doc: "true when systemd is the init of this host (/run/systemd/system exists; inside the Lima VM on macOS)",
             example: "platform::systemd_running()",
         },
-        move |ctx: NativeCallContext| {
-            crate::host::systemd::running(&h).map_err(|e| fail_at(&ctx, e))
-        },
+        |h: &Host| crate::host::systemd::running(h),
     );
-    let h = host.clone();
-    reg.read(
+    reg.reads(
         Doc {
             signature: "platform::has_program(name: string) -> bool",
             doc: "true when an executable NAME is on PATH",
             example: "platform::has_program(\"sh\")",
         },
-        move |name: &str| Ok(h.has_program(name)),
+        |h: &Host, name: &str| Ok::<_, String>(h.has_program(name)),
     );
 }

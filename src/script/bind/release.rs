@@ -2,24 +2,18 @@
 //! from the bundled manifest and the site's overrides for the engine's architecture (on macOS
 //! the Lima VM's, asked of limactl once per run). Read-only; it never looks anything up online.
 
-use std::rc::Rc;
+use rhai::Dynamic;
 
-use rhai::NativeCallContext;
-
-use super::{Doc, Registrar, fail_at, to_dynamic};
+use super::{Answer, Doc, Registrar, to_dynamic};
 use crate::host::Host;
 
-pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
-    let h = host.clone();
-    reg.read(
+pub fn register(reg: &mut Registrar) {
+    reg.reads(
         Doc {
             signature: "release::target() -> map",
             doc: "this run's release target on the engine's arch (the Lima VM's on macOS): sysbox (tag, version, semver, url, sha256, sha256_url, source, sha256_key) and dockerd (version, url, sha256, sha256_url, source, sha256_key); source is bundled, config or env; sha256_key is where an operator pins the sha256 (sysbox_sha256, CAI_SYSBOX_SHA256, dockerd_sha256)",
             example: "release::target()",
         },
-        move |ctx: NativeCallContext| {
-            let target = h.release().map_err(|e| fail_at(&ctx, e))?;
-            to_dynamic(target)
-        },
+        |h: &Host| -> Answer<Dynamic> { Ok(to_dynamic(h.release()?)?) },
     );
 }

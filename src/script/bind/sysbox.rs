@@ -1,59 +1,51 @@
 //! `sysbox::` bindings over [`crate::host::sysbox`] and the update decision in
 //! [`crate::plan::version`]. Read-only.
 
-use std::rc::Rc;
-
-use rhai::{Dynamic, Map, NativeCallContext};
+use rhai::{Dynamic, Map};
 use serde::Serialize;
 
-use super::{Doc, Registrar, Res, fail_at, to_dynamic};
+use super::{Doc, Registrar};
 use crate::host::{Host, sysbox};
 use crate::plan::release;
 use crate::plan::version::{self, SysboxVersion};
 
-pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
-    let h = host.clone();
-    reg.read(
+pub fn register(reg: &mut Registrar) {
+    reg.reads(
         Doc {
             signature: "sysbox::installed_version() -> map or ()",
             doc: "version read from `sysbox-runc --version` (full, semver, containai_build); () when not installed",
             example: "try { sysbox::installed_version() } catch { () }",
         },
-        move |ctx: NativeCallContext| match sysbox::installed_version(&h) {
-            Ok(Some(v)) => to_dynamic(&v),
-            Ok(None) => Ok(Dynamic::UNIT),
-            Err(e) => Err(fail_at(&ctx, e)),
-        },
+        |h: &Host| sysbox::installed_version(h),
     );
 
-    let h = host.clone();
-    reg.read(
+    reg.reads(
         Doc {
             signature: "sysbox::status() -> map",
             doc: "sysbox against the release target, read once: installed (what installed_version returns), error (why the version check failed, or ()), target (full version, or ()), target_error, decision (what decide returns; () only without a target)",
             example: "sysbox::status()",
         },
-        move || to_dynamic(&sysbox::status(&h)),
+        |h: &Host| Ok::<_, std::convert::Infallible>(sysbox::status(h)),
     );
 
-    reg.read(
+    reg.reads(
         Doc {
             signature: "sysbox::decide(installed: map or (), target: string) -> map",
             doc: "update decision for INSTALLED (what installed_version returned, or #{error: reason} when it threw) against the TARGET version: action, needed (() when the check failed), reason",
             example: "sysbox::decide((), \"0.6.7+containai.20260127\")",
         },
-        |ctx: NativeCallContext, installed: Dynamic, target: &str| {
+        |_: &Host, installed: Dynamic, target: &str| {
             let target = release::sysbox_version(target)
-                .map_err(|e| fail_at(&ctx, format!("sysbox::decide: target {e}")))?;
-            let installed = installed_arg(&ctx, installed)?;
+                .map_err(|e| format!("sysbox::decide: target {e}"))?;
+            let installed = installed_arg(installed)?;
             let decision = version::decide(
                 installed.as_ref().map(Option::as_ref).map_err(String::as_str),
                 &target,
             );
-            to_dynamic(&DecisionValue {
+            Ok::<_, String>(DecisionValue {
                 action: decision.action(),
                 needed: decision.needed(),
-                reason: decision.reason(),
+                reason: decision.reason().to_string(),
             })
         },
     );
@@ -61,28 +53,22 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
 
 /// What a script sees of a decision; `needed` is `()` when nobody can tell.
 #[derive(Serialize)]
-struct DecisionValue<'a> {
+struct DecisionValue {
     action: &'static str,
     needed: Option<bool>,
-    reason: &'a str,
+    reason: String,
 }
 
 /// Reads the `installed` argument: `()` (not installed), the map `installed_version` returns (its
 /// `full` version is parsed again rather than trusting the other keys), or `#{error: reason}`
 /// for a check that failed.
-fn installed_arg(
-    ctx: &NativeCallContext,
-    installed: Dynamic,
-) -> Res<Result<Option<SysboxVersion>, String>> {
+fn installed_arg(installed: Dynamic) -> Result<Result<Option<SysboxVersion>, String>, String> {
     if installed.is_unit() {
         return Ok(Ok(None));
     }
     let wrong = |what: String| {
-        fail_at(
-            ctx,
-            format!(
-                "sysbox::decide: installed must be (), the map sysbox::installed_version() returns, or #{{error: reason}}; {what}"
-            ),
+        format!(
+            "sysbox::decide: installed must be (), the map sysbox::installed_version() returns, or #{{error: reason}}; {what}"
         )
     };
     let type_name = installed.type_name();

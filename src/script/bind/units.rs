@@ -8,84 +8,66 @@
 
 use std::rc::Rc;
 
-use rhai::{Dynamic, NativeCallContext};
 use serde_json::json;
 
-use super::{Doc, Registrar, fail_at, gated, to_dynamic};
+use super::{Answer, Doc, Effect, Registrar};
 use crate::effects::Action;
 use crate::host::{Host, systemd};
 use crate::plan::unit;
 use crate::script::catalog::{Catalog, UnitTemplate};
 
-pub fn register(reg: &mut Registrar, host: &Rc<Host>, catalog: &Rc<Catalog>) {
-    let h = host.clone();
-    reg.read(
+pub fn register(reg: &mut Registrar, catalog: &Rc<Catalog>) {
+    reg.reads(
         Doc {
             signature: "units::read(name: string) -> string or ()",
             doc: "text of a unit file in /etc/systemd/system (inside the Lima VM on macOS), () when absent",
             example: "units::read(\"containai-docker.service\")",
         },
-        move |ctx: NativeCallContext, name: &str| {
-            Ok(
-                match systemd::read(&h, name).map_err(|e| fail_at(&ctx, e))? {
-                    Some(text) => Dynamic::from(text),
-                    None => Dynamic::UNIT,
-                },
-            )
-        },
+        |h: &Host, name: &str| systemd::read(h, name),
     );
 
-    let (h, c) = (host.clone(), catalog.clone());
-    reg.read(
+    let c = catalog.clone();
+    reg.reads(
         Doc {
             signature: "units::render(name: string) -> string",
             doc: "the unit as cai would install it: its catalog template filled from config and checked",
             example: "units::render(\"containai-docker.service\")",
         },
-        move |ctx: NativeCallContext, name: &str| {
-            let proposed = Proposed::new(&h, &c, name).map_err(|e| fail_at(&ctx, e))?;
-            Ok(Dynamic::from(proposed.file.text))
-        },
+        move |h: &Host, name: &str| Proposed::new(h, &c, name).map(|p| p.file.text),
     );
 
-    let (h, c) = (host.clone(), catalog.clone());
-    reg.read(
+    let c = catalog.clone();
+    reg.reads(
         Doc {
             signature: "units::diff(name: string) -> string",
             doc: "unified diff from the unit file on disk to units::render(name), \"\" when current (trailing newlines ignored)",
             example: "units::diff(\"containai-docker.service\")",
         },
-        move |ctx: NativeCallContext, name: &str| {
-            let proposed = Proposed::new(&h, &c, name).map_err(|e| fail_at(&ctx, e))?;
-            Ok(Dynamic::from(proposed.file.diff()))
-        },
+        move |h: &Host, name: &str| Proposed::new(h, &c, name).map(|p| p.file.diff()),
     );
 
-    let (h, c) = (host.clone(), catalog.clone());
-    reg.read(
+    let c = catalog.clone();
+    reg.reads(
         Doc {
             signature: "units::state(name: string) -> map",
             doc: "the unit file on disk against units::render(name): state (\"current\", \"differs\" or \"missing\"; trailing newlines ignored) and diff (\"\" when current)",
             example: "units::state(\"containai-docker.service\")",
         },
-        move |ctx: NativeCallContext, name: &str| {
-            let proposed = Proposed::new(&h, &c, name).map_err(|e| fail_at(&ctx, e))?;
-            to_dynamic(&proposed.file.compare())
-        },
+        move |h: &Host, name: &str| Proposed::new(h, &c, name).map(|p| p.file.compare()),
     );
 
-    let (h, c) = (host.clone(), catalog.clone());
-    reg.mutating(
+    let c = catalog.clone();
+    reg.gated(
         Doc {
             signature: "units::install(name: string) -> bool",
             doc: "writes units::render(name) to /etc/systemd/system atomically when it differs (containai-* only); true when it changed",
             example: "units::install(\"containai-docker.service\")",
         },
-        move |ctx: NativeCallContext, name: &str| {
-            systemd::check_writable(name).map_err(|e| fail_at(&ctx, e))?;
-            let proposed = Proposed::new(&h, &c, name).map_err(|e| fail_at(&ctx, e))?;
+        move |h: &Host, name: &str| -> Answer<Effect<bool>> {
+            systemd::check_writable(name)?;
+            let proposed = Proposed::new(h, &c, name)?;
             if proposed.file.is_current() {
-                return Ok(Dynamic::FALSE);
+                return Ok(Effect::Unchanged(false));
             }
             let action = Action::new(
                 "units.install",
@@ -97,78 +79,77 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>, catalog: &Rc<Catalog>) {
                     "diff": proposed.file.diff(),
                 }),
             );
-            gated(
-                &ctx,
-                &h,
-                action,
-                || true,
-                |ok| systemd::write(ok, &h, name, &proposed.file.text).map(|()| true),
-            )
+            let (name, text) = (name.to_string(), proposed.file.text);
+            Ok(Effect::act(action, || true, move |h, ok| {
+                systemd::write(ok, h, &name, &text).map(|()| true)
+            }))
         },
     );
 
-    let h = host.clone();
-    reg.read(
+    reg.reads(
         Doc {
             signature: "units::is_active(name: string) -> bool",
             doc: "whether the service manager reports the unit active (systemctl is-active); fails when it cannot tell",
             example: "try { units::is_active(\"containai-docker.service\") } catch { () }",
         },
-        move |ctx: NativeCallContext, name: &str| {
-            systemd::is_active(&h, name).map_err(|e| fail_at(&ctx, e))
-        },
+        |h: &Host, name: &str| systemd::is_active(h, name),
     );
 
-    let h = host.clone();
-    reg.mutating(
+    reg.gated(
         Doc {
             signature: "units::daemon_reload()",
             doc: "systemctl daemon-reload",
             example: "units::daemon_reload()",
         },
-        move |ctx: NativeCallContext| {
+        |_: &Host| {
             let action = Action::new("units.daemon_reload", "systemd", json!({}));
-            gated(&ctx, &h, action, || (), |ok| systemd::daemon_reload(ok, &h))
+            Ok::<_, String>(Effect::act(
+                action,
+                || (),
+                |h, ok| systemd::daemon_reload(ok, h),
+            ))
         },
     );
 
-    let h = host.clone();
-    reg.mutating(
+    reg.gated(
         Doc {
             signature: "units::restart(name: string)",
             doc: "systemctl restart NAME (containai-* units and the sysbox services only); while the update lock is held, refused unless every running container (labelled or not) is recorded",
             example: "units::restart(\"containai-example.service\")",
         },
-        move |ctx: NativeCallContext, name: &str| {
-            systemd::check_restartable(name).map_err(|e| fail_at(&ctx, e))?;
-            only_recorded_stop(&h, "restart", name).map_err(|e| fail_at(&ctx, e))?;
+        |h: &Host, name: &str| -> Answer<Effect<()>> {
+            systemd::check_restartable(name)?;
+            only_recorded_stop(h, "restart", name)?;
             let action = Action::new("units.restart", name, json!({}));
-            gated(&ctx, &h, action, || (), |ok| systemd::restart(ok, &h, name))
+            let name = name.to_string();
+            Ok(Effect::act(action, || (), move |h, ok| {
+                systemd::restart(ok, h, &name)
+            }))
         },
     );
 
-    let h = host.clone();
-    reg.mutating(
+    reg.gated(
         Doc {
             signature: "units::stop(name: string)",
             doc: "systemctl stop NAME (containai-* units and the sysbox services only); the engine's stop hook stops its containers first",
             example: "units::stop(\"containai-example.service\")",
         },
-        move |ctx: NativeCallContext, name: &str| {
-            systemd::check_restartable(name).map_err(|e| fail_at(&ctx, e))?;
-            only_recorded_stop(&h, "stop", name).map_err(|e| fail_at(&ctx, e))?;
+        |h: &Host, name: &str| -> Answer<Effect<()>> {
+            systemd::check_restartable(name)?;
+            only_recorded_stop(h, "stop", name)?;
             let action = Action::new("units.stop", name, json!({}));
-            gated(&ctx, &h, action, || (), |ok| systemd::stop(ok, &h, name))
+            let name = name.to_string();
+            Ok(Effect::act(action, || (), move |h, ok| {
+                systemd::stop(ok, h, &name)
+            }))
         },
     );
 }
 
 /// Restarting or stopping the engine (or sysbox, which takes the engine with it) stops every
-/// running managed container through the stop hook: during an update only recorded ones may be.
+/// running container on it: during an update only recorded ones may be.
 fn only_recorded_stop(h: &Host, verb: &str, name: &str) -> Result<(), String> {
-    // Restarting or stopping the engine (or sysbox, which restarts it) stops every running
-    // container on it, labelled or not: during an update only recorded ones may be.
-    super::containers::check_all_recorded(h).map_err(|e| format!("units::{verb} {name}: {e}"))
+    crate::host::update::check_engine_stop(h).map_err(|e| format!("units::{verb} {name}: {e}"))
 }
 
 /// A unit as rendered from its template, beside the file it would replace.

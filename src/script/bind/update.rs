@@ -6,58 +6,46 @@
 //! `update::verify()` is the core's check of this run's installs ([`crate::host::installs`]),
 //! which clearing the record waits for.
 
-use std::rc::Rc;
-
-use rhai::{Array, Dynamic, NativeCallContext};
+use rhai::Array;
 use serde_json::json;
 
-use super::{Doc, Registrar, Res, fail_at, gated, to_dynamic};
+use super::{Answer, Doc, Effect, Registrar};
 use crate::effects::Action;
 use crate::host::Host;
 use crate::host::update::{self, STATE_FILE, Stopped};
 
-pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
-    let h = host.clone();
-    reg.read(
+pub fn register(reg: &mut Registrar) {
+    reg.run_state(
         Doc {
             signature: "update::lock() -> int",
             doc: "takes the update lock until the run ends (a dry run only checks it); fails at once, naming the holder's PID, when another update holds it",
             example: "update::lock()",
         },
-        move |ctx: NativeCallContext| {
-            update::lock(&h)
-                .map(i64::from)
-                .map_err(|e| fail_at(&ctx, e))
-        },
+        |h: &Host| update::lock(h).map(i64::from),
     );
 
-    let h = host.clone();
-    reg.read(
+    reg.reads(
         Doc {
             signature: "update::state() -> map or ()",
             doc: "what an interrupted update left: phase, containers (id, name) it stopped, run; () when none",
             example: "update::state()",
         },
-        move |ctx: NativeCallContext| match update::read_state(&h).map_err(|e| fail_at(&ctx, e))? {
-            Some(state) => to_dynamic(&state),
-            None => Ok(Dynamic::UNIT),
-        },
+        |h: &Host| update::read_state(h),
     );
 
-    let h = host.clone();
-    reg.mutating(
+    reg.gated(
         Doc {
             signature: "update::record(phase: string, containers: array)",
             doc: "durably records the containers (maps with id and name) an update is about to stop, before it stops them; each is checked with the engine (the ID's container must have that name) and stored by full ID; the record only grows (union with what is on disk); needs --stop-containers or a person's yes (never --yes)",
             example: "update::record(\"stopping\", containers::list(false).map(|c| #{id: c.id, name: c.name}))",
         },
-        move |ctx: NativeCallContext, phase: &str, containers: Array| {
-            let containers = stopped(&ctx, containers)?;
+        |h: &Host, phase: &str, containers: Array| -> Answer<Effect<()>> {
+            let containers = stopped(containers)?;
             // Refused in a dry run too, so the plan shows what the live run would do: another
             // run's lock first, then consent, then what the engine says about each entry.
-            update::lock(&h).map_err(|e| fail_at(&ctx, e))?;
-            update::check_consent(&h, &containers).map_err(|e| fail_at(&ctx, e))?;
-            let resolved = update::resolve(&h, &containers).map_err(|e| fail_at(&ctx, e))?;
+            update::lock(h)?;
+            update::check_consent(h, &containers)?;
+            let resolved = update::resolve(h, &containers)?;
             let names: Vec<&str> = resolved
                 .containers()
                 .iter()
@@ -73,54 +61,42 @@ pub fn register(reg: &mut Registrar, host: &Rc<Host>) {
                 STATE_FILE,
                 json!({ "phase": phase, "containers": names, "ids": ids }),
             );
-            gated(&ctx, &h, action, || (), |ok| {
-                update::record(ok, &h, phase, &resolved)
-            })
+            let phase = phase.to_string();
+            Ok(Effect::act(action, || (), move |h, ok| {
+                update::record(ok, h, &phase, &resolved)
+            }))
         },
     );
 
-    let h = host.clone();
-    reg.read(
+    reg.reads(
         Doc {
             signature: "update::verify() -> array",
             doc: "checks every install of this run (packages::install_deb: sysbox-runc --version; dockerd::install: /opt/containai/bin/dockerd --version) against the release target's full version and returns what failed, one line each (\"sysbox is X, expected Y\"); [] when all match or nothing was installed; update::clear() refuses until every install passed it",
             example: "for f in update::verify() { log::error(`verification failed: ${f}`) }",
         },
-        move |_: NativeCallContext| {
-            Ok(Dynamic::from_array(
-                update::verify(&h)
-                    .into_iter()
-                    .map(Dynamic::from)
-                    .collect(),
-            ))
-        },
+        |h: &Host| Ok::<_, String>(update::verify(h)),
     );
 
-    let h = host.clone();
-    reg.mutating(
+    reg.gated(
         Doc {
             signature: "update::clear()",
             doc: "removes the record of stopped containers once they run again (refused while one is stopped, unless the run has --no-restart) and every install of this run passed update::verify() (refused otherwise, keeping the record)",
             example: "update::clear()",
         },
-        move |ctx: NativeCallContext| {
+        |_: &Host| {
             let action = Action::new("update.clear", STATE_FILE, json!({}));
-            gated(&ctx, &h, action, || (), |ok| update::clear(ok, &h))
+            Ok::<_, String>(Effect::act(action, || (), |h, ok| update::clear(ok, h)))
         },
     );
 }
 
 /// Containers as scripts pass them: maps with string `id` and `name`.
-fn stopped(ctx: &NativeCallContext, containers: Array) -> Res<Vec<Stopped>> {
+fn stopped(containers: Array) -> Result<Vec<Stopped>, String> {
     containers
         .into_iter()
         .map(|c| {
-            rhai::serde::from_dynamic::<Stopped>(&c).map_err(|e| {
-                fail_at(
-                    ctx,
-                    format!("update::record: each container is #{{id, name}}: {e}"),
-                )
-            })
+            rhai::serde::from_dynamic::<Stopped>(&c)
+                .map_err(|e| format!("update::record: each container is #{{id, name}}: {e}"))
         })
         .collect()
 }
