@@ -12,8 +12,10 @@
 /// `volumes::scan(name[, limit])`, `volumes::protected_hardlinks()` and
 /// `volumes::chown(name, from, to)`; 1.8 added `containers::list(all)`,
 /// `containers::stopped_at_engine_start()`, `units::stop(name)`, `packages::check_deb(path,
-/// expected)`, `dockerd::check_bundle(bundle[, version])`, `update::verify()` and
-/// `prompt::confirm_stop(containers)`, and made the update's safety rules stricter without
+/// expected)`, `dockerd::check_bundle(bundle[, version])`, `update::verify()`,
+/// `prompt::confirm_stop(containers)`, `containers::user_ids(name, user)`,
+/// `containers::root_taint(name)`, `units::state(name)`, `dockerd::config_state()`,
+/// `sysbox::status()`, `run::refused()` and `run::updates_available()`, and made the update's safety rules stricter without
 /// changing a signature (the record only grows, `containers::stop` under the lock takes recorded
 /// full IDs, `update::clear` needs verified installs, `prompt::confirm` no longer consents to
 /// stopping containers).

@@ -20,7 +20,7 @@ pub fn register(reg: &mut Registrar) {
     reg.run_state(
         Doc {
             signature: "prompt::confirm_stop(containers: array) -> bool",
-            doc: "asks the person at the terminal to stop these containers (maps with a name, as containers::list_managed returns, or names) for the update, naming each; a yes is consent to record and stop containers in this run, as --stop-containers is; false without a TTY, never answered by --yes or --force",
+            doc: "asks the person at the terminal to stop these containers (maps with a name, as containers::list_managed returns, or names) for the update, naming each; a yes is consent to record and stop exactly these containers in this run; false without a TTY, never answered by --yes or --force",
             example: "prompt::confirm_stop([\"cai-example\"])",
         },
         |h: &Host, containers: Array| names(containers).map(|names| h.confirm_stop(&names)),
