@@ -1289,19 +1289,23 @@ fn p64_install_deb_under_the_lock_needs_every_running_container_recorded() {
         f.host.fakes.log()
     );
 
+    // Records and stops what `list` returns, then installs the package.
+    let stop_then_install = |list: &str| {
+        let script = f.host.script(
+            "stop-then-install.rhai",
+            &format!(
+                "let running = {list};\n\
+                 update::record(\"stopping\", running.map(|c| #{{id: c.id, name: c.name}}));\n\
+                 containers::stop(running.map(|c| c.id), 2);\n\
+                 packages::install_deb(\"{deb}\");\n0\n"
+            ),
+        );
+        f.host
+            .run(&[&["run", script.to_str().unwrap()][..], &consent].concat())
+    };
+
     // The managed one recorded and stopped: the unlabelled one still runs unrecorded.
-    let managed_only = f.host.script(
-        "managed-only.rhai",
-        &format!(
-            "let running = containers::list_managed(false);\n\
-             update::record(\"stopping\", running.map(|c| #{{id: c.id, name: c.name}}));\n\
-             containers::stop(running.map(|c| c.id), 2);\n\
-             packages::install_deb(\"{deb}\");\n0\n"
-        ),
-    );
-    let (code, _, stderr) = f
-        .host
-        .run(&[&["run", managed_only.to_str().unwrap()][..], &consent].concat());
+    let (code, _, stderr) = stop_then_install("containers::list_managed(false)");
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("refusing to stop other"), "{stderr}");
     assert!(
@@ -1311,18 +1315,7 @@ fn p64_install_deb_under_the_lock_needs_every_running_container_recorded() {
     );
 
     // Every running container recorded and stopped: the install goes ahead.
-    let all = f.host.script(
-        "all.rhai",
-        &format!(
-            "let running = containers::list(false);\n\
-             update::record(\"stopping\", running.map(|c| #{{id: c.id, name: c.name}}));\n\
-             containers::stop(running.map(|c| c.id), 2);\n\
-             packages::install_deb(\"{deb}\");\n0\n"
-        ),
-    );
-    let (code, _, stderr) = f
-        .host
-        .run(&[&["run", all.to_str().unwrap()][..], &consent].concat());
+    let (code, _, stderr) = stop_then_install("containers::list(false)");
     assert_eq!(code, 0, "{stderr}");
     assert!(
         f.host.fakes.log().contains("dpkg"),

@@ -496,12 +496,9 @@ fn check_name(name: &str) -> Result<(), CheckError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SHA: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
-
-    fn artifact(url: &str, sha256: Option<&str>) -> Artifact {
+impl Artifact {
+    /// `tool.deb` from `url`, with `sha256` pinned (or not), as the config key `sysbox_sha256`.
+    pub(crate) fn for_tests(url: &str, sha256: Option<&str>) -> Self {
         Artifact {
             name: "tool.deb".into(),
             url: url.into(),
@@ -509,6 +506,17 @@ mod tests {
             sha256_url: None,
             config_key: "sysbox_sha256".into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHA: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+    fn artifact(url: &str, sha256: Option<&str>) -> Artifact {
+        Artifact::for_tests(url, sha256)
     }
 
     #[test]

@@ -583,13 +583,7 @@ mod tests {
     }
 
     fn artifact(url: &str, sha256: Option<&str>) -> Artifact {
-        Artifact {
-            name: "tool.deb".into(),
-            url: url.into(),
-            sha256: sha256.map(str::to_string),
-            sha256_url: None,
-            config_key: "sysbox_sha256".into(),
-        }
+        Artifact::for_tests(url, sha256)
     }
 
     /// Fetches through a live gate, as the binding does.
