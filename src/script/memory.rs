@@ -6,16 +6,53 @@
 //! operation and stops the script with one error when it is over.
 //!
 //! The count is process-wide: it includes what `cai` itself holds, which is small and measured
-//! as a baseline when the script's budget starts. Only the `cai` binary installs the allocator;
+//! as a baseline when the script's budget starts. Each thread gathers its own changes and adds
+//! them to the shared count in steps of [`STEP`] bytes, so threads that allocate at once (the
+//! volume walk uses every core) do not contend for one counter on every allocation; the count is
+//! off by less than one step per thread, far below any limit. Only the `cai` binary installs the allocator;
 //! without it (unit tests of the library) the count stays zero and no limit applies.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering};
 
 /// The system allocator, counting the bytes it has handed out and not taken back.
 pub struct Counting;
 
-static LIVE: AtomicUsize = AtomicUsize::new(0);
+/// Bytes allocated and not freed, as far as the threads have reported them. Signed: a thread
+/// may report a free before another reports the allocation.
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+/// How far a thread's own count may drift before it is added to [`LIVE`].
+const STEP: isize = 64 * 1024;
+
+thread_local! {
+    /// This thread's changes not yet added to [`LIVE`]. Const-initialized and without a
+    /// destructor, so reading it never allocates.
+    static PENDING: Cell<isize> = const { Cell::new(0) };
+}
+
+/// Counts `delta` bytes: on this thread until they add up to a step, then in [`LIVE`].
+fn count(delta: isize) {
+    let due = PENDING.try_with(|pending| {
+        let now = pending.get() + delta;
+        if now.abs() >= STEP {
+            pending.set(0);
+            now
+        } else {
+            pending.set(now);
+            0
+        }
+    });
+    // A thread being torn down has no local count left: report directly.
+    let due = due.unwrap_or(delta);
+    if due != 0 {
+        LIVE.fetch_add(due, Ordering::Relaxed);
+    }
+}
+
+fn size(bytes: usize) -> isize {
+    isize::try_from(bytes).unwrap_or(isize::MAX)
+}
 /// The limit of the script running now, in MiB, for the error message.
 static LIMIT_MIB: AtomicU64 = AtomicU64::new(0);
 
@@ -26,7 +63,7 @@ unsafe impl GlobalAlloc for Counting {
         // SAFETY: the caller's contract for `alloc` is passed on as it is.
         let ptr = unsafe { System.alloc(layout) };
         if !ptr.is_null() {
-            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+            count(size(layout.size()));
         }
         ptr
     }
@@ -35,7 +72,7 @@ unsafe impl GlobalAlloc for Counting {
         // SAFETY: as for `alloc`.
         let ptr = unsafe { System.alloc_zeroed(layout) };
         if !ptr.is_null() {
-            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+            count(size(layout.size()));
         }
         ptr
     }
@@ -43,18 +80,14 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: `ptr` was allocated by this allocator (so by `System`) with `layout`.
         unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        count(-size(layout.size()));
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: `ptr` was allocated by `System` with `layout`; the caller upholds the rest.
         let new = unsafe { System.realloc(ptr, layout, new_size) };
         if !new.is_null() {
-            if new_size >= layout.size() {
-                LIVE.fetch_add(new_size - layout.size(), Ordering::Relaxed);
-            } else {
-                LIVE.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
-            }
+            count(size(new_size) - size(layout.size()));
         }
         new
     }
@@ -63,8 +96,10 @@ unsafe impl GlobalAlloc for Counting {
 /// Bytes allocated and not freed, when the counting allocator is installed.
 pub fn live() -> Option<usize> {
     match LIVE.load(Ordering::Relaxed) {
+        // Nothing reported yet: the counting allocator is not installed (or nothing reached a
+        // step, which `cai` passes long before a script runs).
         0 => None,
-        bytes => Some(bytes),
+        bytes => Some(usize::try_from(bytes).unwrap_or(0)),
     }
 }
 
