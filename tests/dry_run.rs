@@ -20,6 +20,7 @@ print(`start predicted ${started.done}`);
 let changed = units::install("containai-docker.service");
 print(`unit changed ${changed}`);
 units::daemon_reload();
+units::enable("containai-docker.service");
 units::restart("containai-docker.service");
 units::stop("containai-docker.service");
 packages::install_deb("/var/cache/containai/sysbox.deb");
@@ -186,7 +187,7 @@ fn dry_run_of_every_mutating_primitive_changes_nothing_and_plans_every_call() {
         mutating_primitives(&f.host),
         "the plan must list every mutating primitive"
     );
-    assert_eq!(plan.len(), 16);
+    assert_eq!(plan.len(), 17);
     // Predicted results reach the script; print goes to stderr under --json.
     assert!(stderr.contains("stop predicted [\"agent-1\"]"), "{stderr}");
     assert!(stderr.contains("unit changed true"), "{stderr}");
@@ -220,7 +221,7 @@ fn dry_run_of_every_mutating_primitive_changes_nothing_and_plans_every_call() {
     ]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains("dry run: 16 planned actions; nothing was changed"),
+        stdout.contains("dry run: 17 planned actions; nothing was changed"),
         "{stdout}"
     );
     for kind in mutating_primitives(&f.host) {
@@ -283,6 +284,7 @@ fn the_same_script_live_changes_the_host_and_is_journalled() {
     let root = format!("[--root={}]", f.host.root().display());
     for call in [
         format!("systemctl {root} [daemon-reload]"),
+        format!("systemctl {root} [enable] [containai-docker.service]"),
         format!("systemctl {root} [restart] [containai-docker.service]"),
         format!("dpkg {root} [-i] ["),
     ] {
@@ -305,7 +307,7 @@ fn the_same_script_live_changes_the_host_and_is_journalled() {
         .iter()
         .map(|l| format!("{}{}", l["phase"].as_str().unwrap(), l["seq"]))
         .collect();
-    let expected: Vec<String> = (1..=16)
+    let expected: Vec<String> = (1..=17)
         .flat_map(|n| [format!("intent{n}"), format!("outcome{n}")])
         .collect();
     assert_eq!(phases, expected, "{journal}");

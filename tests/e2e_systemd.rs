@@ -282,6 +282,26 @@ fn resume_after_a_reboot_mid_update_starts_the_recorded_containers() {
     m.finish();
 }
 
+/// The unit `cai update` installs is enabled: after a reboot the engine runs again without anyone
+/// starting it (an engine that stays down after a reboot leaves every agent down).
+#[test]
+fn the_engine_cai_installed_starts_at_boot() {
+    let mut m = Machine::boot_with(Root::Persistent);
+    m.install(SYSBOX_OLD);
+    assert_eq!(
+        m.ok(&format!("systemctl is-enabled {ENGINE}")).trim(),
+        "enabled"
+    );
+    timed("reboot", || m.reboot());
+    assert!(
+        m.wait_for(Duration::from_secs(30), |m| m.prop(ENGINE, "ActiveState")
+            == "active"),
+        "the engine did not start at boot:\n{}",
+        m.journal(Some(ENGINE))
+    );
+    m.finish();
+}
+
 /// Test 3 [P77]: the unit allows 3 starts in 60 s and every start counts (only a daemon-reload,
 /// which the sysbox package's scripts run, forgets them). After the install and two restarts (the
 /// package's scripts, an earlier attempt), an update of the dockerd bundle restarts the engine a

@@ -140,6 +140,13 @@ pub fn restart(_: Approval, host: &Host, name: &str) -> Result<(), UnitError> {
     }
 }
 
+/// `systemctl enable NAME`: the unit starts at boot (its `WantedBy=`). Only units `cai` writes;
+/// an installed engine that does not come back after a reboot leaves every agent down.
+pub fn enable(_: Approval, host: &Host, name: &str) -> Result<(), UnitError> {
+    check_writable(name)?;
+    systemctl(host, &["enable", name])
+}
+
 /// `systemctl stop NAME`: the update stops the engine before a package whose scripts would
 /// restart it, so that it starts once, after everything is in place.
 pub fn stop(_: Approval, host: &Host, name: &str) -> Result<(), UnitError> {

@@ -11,7 +11,7 @@
 /// argv, env)` and `ssh::spawn_detached(container, argv)`; 1.7 added `volumes::managed()`,
 /// `volumes::scan(name[, limit])`, `volumes::protected_hardlinks()` and
 /// `volumes::chown(name, from, to)`; 1.8 added `containers::list(all)`,
-/// `containers::stopped_at_engine_start()`, `units::stop(name)`, `packages::check_deb(path,
+/// `containers::stopped_at_engine_start()`, `units::stop(name)`, `units::enable(name)`, `packages::check_deb(path,
 /// expected)`, `dockerd::check_bundle(bundle[, version])`, `update::verify()`,
 /// `prompt::confirm_stop(containers)`, `containers::user_ids(name, user)`,
 /// `containers::root_taint(name)`, `units::state(name)`, `dockerd::config_state()`,

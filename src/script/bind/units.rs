@@ -130,6 +130,22 @@ pub fn register(reg: &mut Registrar, catalog: &Rc<Catalog>) {
 
     reg.gated(
         Doc {
+            signature: "units::enable(name: string)",
+            doc: "systemctl enable NAME (only units cai writes): the unit starts at boot, through its WantedBy=",
+            example: "units::enable(\"containai-example.service\")",
+        },
+        |_: &Host, name: &str| -> Answer<Effect<()>> {
+            systemd::check_writable(name)?;
+            let action = Action::new("units.enable", name, json!({}));
+            let name = name.to_string();
+            Ok(Effect::act(action, || (), move |h, ok| {
+                systemd::enable(ok, h, &name)
+            }))
+        },
+    );
+
+    reg.gated(
+        Doc {
             signature: "units::stop(name: string)",
             doc: "systemctl stop NAME (containai-* units and the sysbox services only); the engine's stop hook stops its containers first",
             example: "units::stop(\"containai-example.service\")",
