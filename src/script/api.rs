@@ -11,12 +11,12 @@
 /// argv, env)` and `ssh::spawn_detached(container, argv)`; 1.7 added `volumes::managed()`,
 /// `volumes::scan(name[, limit])`, `volumes::protected_hardlinks()` and
 /// `volumes::chown(name, from, to)`; 1.8 added `containers::list(all)`,
-/// `containers::stopped_at_engine_start()`, `units::stop(name)`, `units::enable(name)`, `packages::check_deb(path,
-/// expected)`, `dockerd::check_bundle(bundle[, version])`, `update::verify()`,
-/// `prompt::confirm_stop(containers)`, `containers::user_ids(name, user)`,
-/// `containers::root_taint(name)`, `units::state(name)`, `dockerd::config_state()`,
-/// `sysbox::status()`, `run::refused()` and `run::updates_available()`, and made the update's safety rules stricter without
-/// changing a signature (the record only grows, `containers::stop` under the lock takes recorded
-/// full IDs, `update::clear` needs verified installs, `prompt::confirm` no longer consents to
-/// stopping containers).
+/// `containers::stopped_at_engine_start()`, `containers::user_ids(name, user)`,
+/// `containers::root_taint(name)`, `units::state(name)`, `units::stop(name)`,
+/// `units::enable(name)`, `packages::check_deb(path, expected)`, `dockerd::config_state()`,
+/// `dockerd::check_bundle(bundle[, version])`, `sysbox::status()`, `update::verify()`,
+/// `prompt::confirm_stop(containers)`, `run::refused()` and `run::updates_available()`, and made
+/// the update's safety rules stricter without changing a signature (the record only grows,
+/// `containers::stop` under the lock takes recorded full IDs, `update::clear` needs verified
+/// installs, `prompt::confirm` no longer consents to stopping containers).
 pub const API_VERSION: semver::Version = semver::Version::new(1, 8, 0);
