@@ -320,6 +320,9 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             // script asks nothing changes, and it never takes the live lock (a read-only
             // `/run` or a user still gets 0 or 100).
             let ctx = Ctx::probe(&cli, mode(args.dry_run || args.check))?;
+            if !args.dry_run && !args.check {
+                ctx.require_root("cai update", "it installs packages and restarts the engine")?;
+            }
             if !args.check {
                 ctx.take_update_lock()?;
             }
@@ -348,6 +351,10 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         }
         Command::System(SystemCommand::Resume) => {
             let ctx = Ctx::probe(&cli, Mode::Live)?;
+            ctx.require_root(
+                "cai system resume",
+                "it takes the update lock and starts the engine and the containers an update stopped",
+            )?;
             ctx.take_update_lock()?;
             let script = ctx.catalog.resolve("update")?;
             let opts = update_opts(&UpdateArgs::default(), true);
@@ -407,8 +414,25 @@ fn doctor(cli: &Cli, args: &DoctorArgs) -> Result<u8, Error> {
         Selection::Container(name) => vec!["--container".to_string(), name],
         Selection::Unsupported => Vec::new(),
     };
+    if !args.dry_run {
+        ctx.require_root(
+            "cai doctor --repair",
+            "it changes the owner of files in managed volumes",
+        )?;
+    }
     let script = ctx.catalog.resolve("repair")?;
     ctx.run_script(&script, script_args, script::opts(args), args.json)
+}
+
+/// An argument as a shell takes it back: bare when it is plain, else in single quotes.
+fn shell_word(arg: OsString) -> String {
+    let arg = arg.to_string_lossy();
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_./=:,@+-".contains(c);
+    if !arg.is_empty() && arg.chars().all(plain) {
+        arg.into_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
 }
 
 /// `OPTS` of update.rhai: `cai update`'s flags, and `resume` (true for `cai system resume`:
@@ -565,6 +589,22 @@ impl Ctx {
             host: Rc::new(host),
             catalog: Rc::new(catalog),
         })
+    }
+
+    /// Refuses a live command that changes the machine when not run as root, in one line, before
+    /// it touches anything. On macOS the changes happen inside the Lima VM (through `sudo -n`
+    /// there), so the Mac user need not be root.
+    fn require_root(&self, command: &str, why: &str) -> Result<(), Error> {
+        if self.host.platform == crate::plan::platform::Platform::Macos
+            || rustix::process::geteuid().is_root()
+        {
+            return Ok(());
+        }
+        let typed: Vec<String> = std::env::args_os().skip(1).map(shell_word).collect();
+        Err(Error::Input(format!(
+            "{command} needs root ({why})\nhelp: sudo cai {}",
+            typed.join(" ")
+        )))
     }
 
     /// Takes the update lock before the update script runs (a dry run only checks it), so the
@@ -764,5 +804,15 @@ mod tests {
             .map(Dynamic::cast::<String>)
             .collect();
         assert_eq!(ids, ["a", "b"]);
+    }
+
+    #[test]
+    fn the_sudo_help_line_quotes_only_what_a_shell_would_split() {
+        let word = |a: &str| shell_word(OsString::from(a));
+        assert_eq!(word("--root"), "--root");
+        assert_eq!(word("/tmp/a-b_c.d"), "/tmp/a-b_c.d");
+        assert_eq!(word("a b"), "'a b'");
+        assert_eq!(word("it's"), r"'it'\''s'");
+        assert_eq!(word(""), "''");
     }
 }
