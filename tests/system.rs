@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use support::{Dockerd, TEST_IMAGE, TestHost};
@@ -130,28 +129,10 @@ fn system_unit_prints_exactly_what_install_would_write() {
     }
 }
 
-/// `cai --root ROOT ARGS` as uid and gid 65534 with no supplementary groups: (code, stdout, stderr).
-fn cai_as_nobody(host: &TestHost, args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(support::require("setpriv"))
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(support::cai_bin())
-        .arg("--root")
-        .arg(host.root())
-        .args(args)
-        .env("HOME", host.root())
-        .env("PATH", host.fakes.path_env())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run cai through setpriv");
-    support::decode(out)
-}
-
 #[test]
 fn live_commands_that_change_the_host_say_first_that_they_need_root() {
     support::require_root();
     let host = TestHost::new();
-    // The temporary root is 0700; the user must be able to read it to get as far as the check.
-    std::fs::set_permissions(host.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let before = host.snapshot_files();
     let root = host.root().display().to_string();
     for (args, command, why) in [
@@ -176,7 +157,7 @@ fn live_commands_that_change_the_host_say_first_that_they_need_root() {
             "it changes the owner of files in managed volumes",
         ),
     ] {
-        let (code, stdout, stderr) = cai_as_nobody(&host, args);
+        let (code, stdout, stderr) = host.run_as_nobody(args);
         assert_eq!(code, 1, "{args:?}: {stdout}{stderr}");
         assert_eq!(
             stderr,
@@ -189,7 +170,7 @@ fn live_commands_that_change_the_host_say_first_that_they_need_root() {
     }
     // Reading and planning stay open to everyone.
     for args in [&["update", "--dry-run"][..], &["update", "--check"][..]] {
-        let (_, stdout, stderr) = cai_as_nobody(&host, args);
+        let (_, stdout, stderr) = host.run_as_nobody(args);
         assert!(!stderr.contains("needs root"), "{args:?}: {stderr}");
         // The plan is shown (stdout for --check, stderr for --dry-run).
         assert!(

@@ -424,17 +424,6 @@ fn doctor(cli: &Cli, args: &DoctorArgs) -> Result<u8, Error> {
     ctx.run_script(&script, script_args, script::opts(args), args.json)
 }
 
-/// An argument as a shell takes it back: bare when it is plain, else in single quotes.
-fn shell_word(arg: OsString) -> String {
-    let arg = arg.to_string_lossy();
-    let plain = |c: char| c.is_ascii_alphanumeric() || "_./=:,@+-".contains(c);
-    if !arg.is_empty() && arg.chars().all(plain) {
-        arg.into_owned()
-    } else {
-        format!("'{}'", arg.replace('\'', r"'\''"))
-    }
-}
-
 /// `OPTS` of update.rhai: `cai update`'s flags, and `resume` (true for `cai system resume`:
 /// only restart what an interrupted update stopped).
 fn update_opts(args: &UpdateArgs, resume: bool) -> script::Opts {
@@ -600,10 +589,9 @@ impl Ctx {
         {
             return Ok(());
         }
-        let typed: Vec<String> = std::env::args_os().skip(1).map(shell_word).collect();
         Err(Error::Input(format!(
-            "{command} needs root ({why})\nhelp: sudo cai {}",
-            typed.join(" ")
+            "{command} needs root ({why})\nhelp: {}",
+            term::as_root_again()
         )))
     }
 
@@ -804,15 +792,5 @@ mod tests {
             .map(Dynamic::cast::<String>)
             .collect();
         assert_eq!(ids, ["a", "b"]);
-    }
-
-    #[test]
-    fn the_sudo_help_line_quotes_only_what_a_shell_would_split() {
-        let word = |a: &str| shell_word(OsString::from(a));
-        assert_eq!(word("--root"), "--root");
-        assert_eq!(word("/tmp/a-b_c.d"), "/tmp/a-b_c.d");
-        assert_eq!(word("a b"), "'a b'");
-        assert_eq!(word("it's"), r"'it'\''s'");
-        assert_eq!(word(""), "''");
     }
 }
