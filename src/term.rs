@@ -130,6 +130,28 @@ pub fn quoted(value: impl AsRef<std::ffi::OsStr>) -> String {
     format!("{:?}", value.as_ref())
 }
 
+/// This very command again under `sudo`, as a `help:` line gives it (`sudo cai update
+/// --stop-containers`): what the operator typed, quoted for a shell where needed.
+pub fn as_root_again() -> String {
+    let typed: Vec<String> = std::env::args_os().skip(1).map(shell_word).collect();
+    if typed.is_empty() {
+        "sudo cai".into()
+    } else {
+        format!("sudo cai {}", typed.join(" "))
+    }
+}
+
+/// An argument as a shell takes it back: bare when it is plain, else in single quotes.
+fn shell_word(arg: std::ffi::OsString) -> String {
+    let arg = arg.to_string_lossy();
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_./=:,@+-".contains(c);
+    if !arg.is_empty() && arg.chars().all(plain) {
+        arg.into_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
 /// What a [`Progress`] line counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Count {
@@ -341,5 +363,15 @@ mod tests {
     fn escaping_twice_changes_nothing_more() {
         let once = line("x\x1b\u{202e}\n").into_owned();
         assert_eq!(line(&once), once);
+    }
+
+    #[test]
+    fn the_sudo_help_line_quotes_only_what_a_shell_would_split() {
+        let word = |a: &str| shell_word(std::ffi::OsString::from(a));
+        assert_eq!(word("--root"), "--root");
+        assert_eq!(word("/tmp/a-b_c.d"), "/tmp/a-b_c.d");
+        assert_eq!(word("a b"), "'a b'");
+        assert_eq!(word("it's"), r"'it'\''s'");
+        assert_eq!(word(""), "''");
     }
 }

@@ -408,3 +408,20 @@ fn a_malformed_artifact_url_or_sha256_in_config_is_refused_at_load() {
         "a refused config changed the host"
     );
 }
+
+#[test]
+fn prompt_confirm_without_a_terminal_says_there_was_none_and_answers_no() {
+    let host = TestHost::new();
+    let script = host.script(
+        "ask.rhai",
+        "//! version: 1.0.0\n//! api: 1\nif prompt::confirm(\"go on?\") { print(\"yes\"); } else { print(\"no\"); }\n0\n",
+    );
+    // `TestHost::cai` gives the binary a null stdin: nobody to ask.
+    let (code, stdout, stderr) = host.run(&["run", script.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "no\n");
+    assert_eq!(
+        stderr, "info: no terminal to ask \"go on?\"; the answer is no\n",
+        "{stderr}"
+    );
+}

@@ -395,3 +395,82 @@ print(`refused=${refused} planned=${run::plan().len()}`);
     assert_eq!(engine.state("victim"), "running");
     assert_eq!(engine.docker(&["volume", "ls", "-q"]), volumes_before);
 }
+
+/// What the system said about the engine socket, not the client library's "client error
+/// (Connect)": a file that is not a socket, a socket nobody listens on, one this user may not
+/// open (root's, mode 0660) and none at all each get their own line and their own help.
+#[test]
+fn engine_socket_problems_are_told_apart_in_the_systems_words() {
+    use std::os::unix::fs::PermissionsExt;
+    support::require_root();
+    let host = TestHost::new();
+    let script = host.script("list.rhai", LIST_SCRIPT);
+    // The script lives in HOME, which the unprivileged run must read too.
+    std::fs::set_permissions(host.home.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script = script.to_str().unwrap();
+    let socket = host.socket();
+    let sock = socket.display();
+    let listed = |stderr: &str| {
+        assert!(!stderr.contains("hyper"), "{stderr}");
+        assert!(!stderr.contains("client error"), "{stderr}");
+    };
+
+    std::fs::write(&socket, "not a socket\n").unwrap();
+    let (code, _, stderr) = host.run(&["run", script]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot reach the engine at {sock}: it is not a socket but a regular file\nhelp: look at it with `ls -l {sock}`; remove it, then `systemctl restart containai-docker`\n"
+        )),
+        "{stderr}"
+    );
+    listed(&stderr);
+    std::fs::remove_file(&socket).unwrap();
+
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    let (code, _, stderr) = host.run(&["run", script]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot reach the engine at {sock}: nothing listens on it (connection refused), so the engine is not running\nhelp: systemctl restart containai-docker\n"
+        )),
+        "{stderr}"
+    );
+    listed(&stderr);
+    std::fs::remove_file(&socket).unwrap();
+
+    let _listening = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o660)).unwrap();
+    let root = host.root().display();
+    let (code, _, stderr) = host.run_as_nobody(&["run", script]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "permission denied on {sock}: the containai-docker engine socket is open to root only\nhelp: sudo cai --root {root} run {script}\n"
+        )),
+        "{stderr}"
+    );
+    listed(&stderr);
+    let (code, stdout, stderr) = host.run_as_nobody(&["doctor", "--check", "engine.socket"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("permission denied on {sock}")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "help: sudo cai --root {root} doctor --check engine.socket"
+        )),
+        "{stdout}"
+    );
+    listed(&stdout);
+    std::fs::remove_file(&socket).unwrap();
+
+    let (code, _, stderr) = host.run(&["run", script]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("{sock} does not exist")),
+        "{stderr}"
+    );
+    listed(&stderr);
+}

@@ -128,3 +128,55 @@ fn system_unit_prints_exactly_what_install_would_write() {
         );
     }
 }
+
+#[test]
+fn live_commands_that_change_the_host_say_first_that_they_need_root() {
+    support::require_root();
+    let host = TestHost::new();
+    let before = host.snapshot_files();
+    let root = host.root().display().to_string();
+    for (args, command, why) in [
+        (
+            &["update"][..],
+            "cai update",
+            "it installs packages and restarts the engine",
+        ),
+        (
+            &["update", "--stop-containers"][..],
+            "cai update",
+            "it installs packages and restarts the engine",
+        ),
+        (
+            &["system", "resume"][..],
+            "cai system resume",
+            "it takes the update lock and starts the engine and the containers an update stopped",
+        ),
+        (
+            &["doctor", "--repair", "--all"][..],
+            "cai doctor --repair",
+            "it changes the owner of files in managed volumes",
+        ),
+    ] {
+        let (code, stdout, stderr) = host.run_as_nobody(args);
+        assert_eq!(code, 1, "{args:?}: {stdout}{stderr}");
+        assert_eq!(
+            stderr,
+            format!(
+                "error: {command} needs root ({why})\nhelp: sudo cai --root {root} {}\n",
+                args.join(" ")
+            ),
+            "{args:?}"
+        );
+    }
+    // Reading and planning stay open to everyone.
+    for args in [&["update", "--dry-run"][..], &["update", "--check"][..]] {
+        let (_, stdout, stderr) = host.run_as_nobody(args);
+        assert!(!stderr.contains("needs root"), "{args:?}: {stderr}");
+        // The plan is shown (stdout for --check, stderr for --dry-run).
+        assert!(
+            format!("{stdout}{stderr}").contains("sysbox: none -> "),
+            "{args:?}: {stdout}{stderr}"
+        );
+    }
+    assert_eq!(host.snapshot_files(), before);
+}

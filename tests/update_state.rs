@@ -171,3 +171,25 @@ fn the_record_of_stopped_containers_survives_the_run_and_is_planned_in_a_dry_run
     assert_eq!(code, 1);
     assert!(stderr.contains("each container is #{id, name}"), "{stderr}");
 }
+
+#[test]
+fn a_corrupt_update_state_is_named_with_its_path_and_left_untouched_by_resume() {
+    let host = TestHost::new();
+    let _engine = Dockerd::start(&host);
+    let state = host.root().join("var/lib/containai/update-state.json");
+    std::fs::create_dir_all(state.parent().unwrap()).unwrap();
+    let corrupt =
+        r#"{"phase": "stopping", "containers": [{"id": "", "name": "agent-1"}], "run": "r1"}"#;
+    std::fs::write(&state, corrupt).unwrap();
+    let (code, stdout, stderr) = host.run(&["system", "resume"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let path = state.display();
+    assert!(
+        stderr.contains(&format!(
+            "the update state file {path} is malformed: container 1 has id \"\", not a full 64-hex container ID; nothing was changed\nhelp: inspect it with `cat {path}`; once the containers it lists are running again, remove it with `rm {path}`\n"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("invalid container name or id"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), corrupt);
+}

@@ -320,6 +320,9 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             // script asks nothing changes, and it never takes the live lock (a read-only
             // `/run` or a user still gets 0 or 100).
             let ctx = Ctx::probe(&cli, mode(args.dry_run || args.check))?;
+            if !args.dry_run && !args.check {
+                ctx.require_root("cai update", "it installs packages and restarts the engine")?;
+            }
             if !args.check {
                 ctx.take_update_lock()?;
             }
@@ -348,6 +351,10 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         }
         Command::System(SystemCommand::Resume) => {
             let ctx = Ctx::probe(&cli, Mode::Live)?;
+            ctx.require_root(
+                "cai system resume",
+                "it takes the update lock and starts the engine and the containers an update stopped",
+            )?;
             ctx.take_update_lock()?;
             let script = ctx.catalog.resolve("update")?;
             let opts = update_opts(&UpdateArgs::default(), true);
@@ -407,6 +414,12 @@ fn doctor(cli: &Cli, args: &DoctorArgs) -> Result<u8, Error> {
         Selection::Container(name) => vec!["--container".to_string(), name],
         Selection::Unsupported => Vec::new(),
     };
+    if !args.dry_run {
+        ctx.require_root(
+            "cai doctor --repair",
+            "it changes the owner of files in managed volumes",
+        )?;
+    }
     let script = ctx.catalog.resolve("repair")?;
     ctx.run_script(&script, script_args, script::opts(args), args.json)
 }
@@ -565,6 +578,21 @@ impl Ctx {
             host: Rc::new(host),
             catalog: Rc::new(catalog),
         })
+    }
+
+    /// Refuses a live command that changes the machine when not run as root, in one line, before
+    /// it touches anything. On macOS the changes happen inside the Lima VM (through `sudo -n`
+    /// there), so the Mac user need not be root.
+    fn require_root(&self, command: &str, why: &str) -> Result<(), Error> {
+        if self.host.platform == crate::plan::platform::Platform::Macos
+            || rustix::process::geteuid().is_root()
+        {
+            return Ok(());
+        }
+        Err(Error::Input(format!(
+            "{command} needs root ({why})\nhelp: {}",
+            term::as_root_again()
+        )))
     }
 
     /// Takes the update lock before the update script runs (a dry run only checks it), so the

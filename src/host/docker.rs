@@ -45,6 +45,19 @@ pub enum DockerError {
     )]
     Unreachable { socket: PathBuf, reason: String },
     #[error(
+        "permission denied on {socket}: the containai-docker engine socket is open to root only\nhelp: {}",
+        crate::term::as_root_again()
+    )]
+    SocketDenied { socket: PathBuf },
+    #[error(
+        "cannot reach the engine at {socket}: it is not a socket but {kind}\nhelp: look at it with `ls -l {socket}`; remove it, then `systemctl restart containai-docker`"
+    )]
+    NotASocket { socket: PathBuf, kind: &'static str },
+    #[error(
+        "cannot reach the engine at {socket}: nothing listens on it (connection refused), so the engine is not running\nhelp: systemctl restart containai-docker"
+    )]
+    NoListener { socket: PathBuf },
+    #[error(
         "the containai-docker engine is not running: {socket} does not exist, and containers (stopped ones too) cannot be listed without it\nhelp: systemctl start containai-docker"
     )]
     EngineDown { socket: PathBuf },
@@ -219,6 +232,8 @@ pub struct EngineStatus {
     pub version: String,
     pub api_version: String,
     pub error: String,
+    /// What to do about `error` (its `help:` line without the prefix), or empty.
+    pub help: String,
 }
 
 /// A lazily connected client of the `containai-docker` engine, bound to one socket and carrying
@@ -258,6 +273,44 @@ impl Client {
         }
     }
 
+    /// Why the engine cannot be reached, as the system says it, once the client failed: a
+    /// regular file (or anything else) at the socket path, a socket nobody listens on, one this
+    /// user may not open, or none at all. One plain `connect()`, closed at once; `None` when
+    /// the socket accepts it (then the client's own error is the one to show).
+    fn diagnose(&self) -> Option<DockerError> {
+        use std::os::unix::fs::FileTypeExt;
+        let path = self.connect_path().ok()?;
+        let socket = self.socket.clone();
+        let kind = match std::fs::symlink_metadata(path) {
+            Ok(m) => m.file_type(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Some(self.unreachable("the socket does not exist"));
+            }
+            Err(_) => return None,
+        };
+        if !kind.is_socket() {
+            let kind = if kind.is_file() {
+                "a regular file"
+            } else if kind.is_dir() {
+                "a directory"
+            } else if kind.is_symlink() {
+                "a symlink"
+            } else {
+                "another kind of file"
+            };
+            return Some(DockerError::NotASocket { socket, kind });
+        }
+        match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => None,
+            Err(e) => match e.kind() {
+                std::io::ErrorKind::PermissionDenied => Some(DockerError::SocketDenied { socket }),
+                std::io::ErrorKind::ConnectionRefused => Some(DockerError::NoListener { socket }),
+                std::io::ErrorKind::NotFound => Some(self.unreachable("the socket does not exist")),
+                _ => Some(self.unreachable(e)),
+            },
+        }
+    }
+
     fn connect_path(&self) -> Result<&Path, DockerError> {
         self.connect
             .as_ref()
@@ -287,12 +340,15 @@ impl Client {
         let path = self.connect_path()?.to_string_lossy().into_owned();
         // Long client timeout: per-call timeouts below are the ones that matter, and a stop with a
         // 100 s container timeout must not be cut short by the transport.
-        let docker = Docker::connect_with_unix(&path, 3600, bollard::API_DEFAULT_VERSION)
-            .map_err(|e| self.unreachable(e))?;
+        // On failure the socket is probed once to say why in the system's words; a working
+        // engine costs no extra connection.
+        let failed = |e: BollardError| self.diagnose().unwrap_or_else(|| self.unreachable(e));
+        let docker =
+            Docker::connect_with_unix(&path, 3600, bollard::API_DEFAULT_VERSION).map_err(failed)?;
         let docker = rt
             .block_on(async { tokio::time::timeout(API_TIMEOUT, docker.negotiate_version()).await })
             .map_err(|_| self.unreachable("no answer within 30 s"))?
-            .map_err(|e| self.unreachable(e))?;
+            .map_err(failed)?;
         Ok(self.client.get_or_init(|| docker))
     }
 
@@ -319,6 +375,7 @@ impl Client {
             version: String::new(),
             api_version: String::new(),
             error: String::new(),
+            help: String::new(),
         };
         match self.socket_present() {
             Ok(true) => {}
@@ -328,7 +385,7 @@ impl Client {
                 return status;
             }
             Err(e) => {
-                status.error = first_line(&e.to_string());
+                (status.error, status.help) = error_and_help(&e.to_string());
                 return status;
             }
         }
@@ -341,7 +398,7 @@ impl Client {
                 status.version = version.version.unwrap_or_default();
                 status.api_version = version.api_version.unwrap_or_default();
             }
-            Err(e) => status.error = first_line(&e.to_string()),
+            Err(e) => (status.error, status.help) = error_and_help(&e.to_string()),
         }
         status
     }
@@ -772,6 +829,15 @@ fn enum_text<T: Serialize>(value: &Option<T>) -> String {
         .and_then(|v| serde_json::to_value(v).ok())
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default()
+}
+
+/// An error's first line, and the text of its `help:` line if it has one.
+fn error_and_help(text: &str) -> (String, String) {
+    let help = text
+        .lines()
+        .find_map(|l| l.strip_prefix("help: "))
+        .unwrap_or("");
+    (first_line(text), help.to_string())
 }
 
 fn first_line(text: &str) -> String {

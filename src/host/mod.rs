@@ -352,9 +352,14 @@ impl Host {
         yes
     }
 
-    /// The question on stderr and a person's answer from the terminal; no without one.
+    /// The question on stderr and a person's answer from the terminal; no without one, said in
+    /// one line, so a refusal that follows is not a mystery.
     fn ask(&self, question: &str) -> bool {
         if !self.interactive || !std::io::stdin().is_terminal() {
+            crate::term::err(&format!(
+                "info: no terminal to ask \"{}\"; the answer is no",
+                crate::term::line(question)
+            ));
             return false;
         }
         crate::term::err_raw(&format!("{} [y/N] ", crate::term::line(question)));

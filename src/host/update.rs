@@ -96,7 +96,7 @@ pub enum UpdateError {
     )]
     FetchAfterStop,
     #[error(
-        "the update state {path} is malformed ({reason})\nhelp: restart the containers it lists with `cai run` or docker, then remove the file"
+        "the update state file {path} is malformed: {reason}; nothing was changed\nhelp: inspect it with `cat {path}`; once the containers it lists are running again, remove it with `rm {path}`"
     )]
     Malformed { path: String, reason: String },
 }
@@ -305,12 +305,37 @@ pub fn read_state(host: &Host) -> Result<Option<UpdateState>, UpdateError> {
     let Some(text) = host.root().read_to_string(path)? else {
         return Ok(None);
     };
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| UpdateError::Malformed {
-            path: host.root().display_path(path).display().to_string(),
-            reason: e.to_string(),
-        })
+    let malformed = |reason: String| UpdateError::Malformed {
+        path: host.root().display_path(path).display().to_string(),
+        reason,
+    };
+    let state: UpdateState = serde_json::from_str(&text).map_err(|e| malformed(e.to_string()))?;
+    // Only `record` writes it, with full IDs and engine names: anything else was edited or torn,
+    // and acting on it would start or keep the wrong container.
+    for (n, c) in state.containers.iter().enumerate() {
+        if !is_full_id(&c.id) {
+            return Err(malformed(format!(
+                "container {} has id {:?}, not a full 64-hex container ID",
+                n + 1,
+                c.id
+            )));
+        }
+        if !is_container_name(&c.name) {
+            return Err(malformed(format!(
+                "container {} has name {:?}, not a container name",
+                n + 1,
+                c.name
+            )));
+        }
+    }
+    Ok(Some(state))
+}
+
+/// A container name as the engine accepts it: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+fn is_container_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 /// Entries checked against the engine: each is the full ID and current name of a container that

@@ -171,6 +171,24 @@ impl TestHost {
         Run::new(self).args(args).run()
     }
 
+    /// Runs `cai --root ROOT ARGS` as uid and gid 65534 with no supplementary groups (through
+    /// `setpriv`), HOME the root, stdin null; the root is made 0755 so that user reaches it.
+    pub fn run_as_nobody(&self, args: &[&str]) -> (i32, String, String) {
+        std::fs::set_permissions(self.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = Command::new(require("setpriv"))
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(cai_bin())
+            .arg("--root")
+            .arg(self.root())
+            .args(args)
+            .env("HOME", self.root())
+            .env("PATH", self.fakes.path_env())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run cai through setpriv");
+        decode(out)
+    }
+
     /// Every file under the root except the engine's own state, with what identifies its
     /// content and metadata.
     pub fn snapshot_files(&self) -> BTreeMap<String, String> {

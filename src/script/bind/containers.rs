@@ -19,7 +19,7 @@ pub fn register(reg: &mut Registrar) {
     reg.reads(
         Doc {
             signature: "containers::engine_status() -> map",
-            doc: "engine socket path, whether it exists and answers, engine version",
+            doc: "engine socket path, whether it exists and answers, engine version; when it does not answer, `error` says why and `help` what to do",
             example: "containers::engine_status()",
         },
         |h: &Host| Ok::<_, String>(h.docker().status()),
