@@ -1550,3 +1550,23 @@ fn flags_after_run_dashes_are_refused_not_ignored() {
     }
     assert_eq!(host.snapshot_files(), before);
 }
+
+/// Without systemd as init, `cai update --dry-run` shows the whole plan (what would be fetched,
+/// stopped, installed and restarted) before the reason the live run refuses, with the live run's
+/// exit code (1).
+#[test]
+fn a_dry_run_without_systemd_shows_the_whole_plan_then_refuses_like_the_live_run() {
+    let f = fixture(None);
+    std::fs::remove_dir_all(f.host.root().join("run/systemd")).unwrap();
+    let (live, _, _) = f.host.run(&["update", "--stop-containers"]);
+    let (code, stdout, stderr) = f.host.run(&["update", "--stop-containers", "--dry-run"]);
+    assert_eq!(code, live, "{stdout}{stderr}");
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    for planned in ["would update sysbox:", "would restart"] {
+        assert!(stderr.contains(planned), "{planned}: {stderr}");
+    }
+    let reason = stderr.find("cai update needs systemd as init").expect(&stderr);
+    assert!(stderr.find("would update sysbox:").unwrap() < reason, "{stderr}");
+    assert!(stdout.contains("containai-docker.service"), "{stdout}");
+    assert_eq!(f.engine.state("agent-1"), "running");
+}
