@@ -1612,3 +1612,41 @@ fn a_refused_update_puts_its_reason_and_the_blocking_containers_into_the_json_er
     assert!(!stderr.contains("error: help:"), "{stderr}");
     assert_eq!(f.engine.state("agent-1"), "running");
 }
+
+/// Without systemd as init, `cai update --dry-run --json` carries the whole plan and the reason
+/// the live run refuses (its `error`, with the fix in `refusal.help`), and the live run's exit
+/// code (1); a person reads `help: …`, never `error: help: …`.
+#[test]
+fn a_dry_run_without_systemd_puts_the_reason_into_the_json_error() {
+    let f = fixture(None);
+    std::fs::remove_dir_all(f.host.root().join("run/systemd")).unwrap();
+    let (code, stdout, stderr) =
+        f.host
+            .run(&["update", "--stop-containers", "--dry-run", "--json"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["exit_code"], 1, "{stdout}");
+    let error = doc["error"].as_str().expect(&stdout);
+    assert!(
+        error.contains("cai update needs systemd as init"),
+        "{error}"
+    );
+    assert_eq!(
+        doc["refusal"]["help"], "run cai update on a host booted with systemd",
+        "{stdout}"
+    );
+    assert!(
+        doc["plan"].as_array().is_some_and(|p| !p.is_empty()),
+        "{stdout}"
+    );
+
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l == "help: run cai update on a host booted with systemd"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("error: help:"), "{stderr}");
+}

@@ -213,7 +213,9 @@ fn evaluate(
             interrupted: false,
         })
     })?;
-    if finished.outcome == Outcome::Refused {
+    // Only a script that ended with its refusal carries it (one that refused and went on to
+    // succeed does not).
+    if crate::error::exit_code(finished.outcome) != 0 {
         finished.refusal = refusal;
     }
     Ok(finished)

@@ -21,6 +21,10 @@ pub struct Refusal {
     pub help: Option<String>,
     /// The containers that block the flow, by name.
     pub containers: Vec<String>,
+    /// The exit code, when it is not the documented refusal's (2): a failure the script
+    /// explains, such as a host without systemd (1).
+    #[serde(skip)]
+    pub code: Option<u8>,
 }
 
 thread_local! {
@@ -39,8 +43,9 @@ fn refuse(refusal: Refusal) -> Dynamic {
     if let Some(help) = &refusal.help {
         term::err(&format!("help: {}", term::text(help)));
     }
+    let outcome = refusal.code.map_or(Outcome::Refused, Outcome::Code);
     REFUSAL.with(|r| r.replace(Some(refusal)));
-    Dynamic::from(Outcome::Refused)
+    Dynamic::from(outcome)
 }
 
 fn refusal_from_map(map: &Map) -> Result<Refusal, String> {
@@ -67,10 +72,22 @@ fn refusal_from_map(map: &Map) -> Result<Refusal, String> {
             .map(|s| s.to_string())
             .collect(),
     };
+    let code = match map.get("code") {
+        None => None,
+        Some(v) if v.is_unit() => None,
+        Some(v) => Some(
+            v.as_int()
+                .ok()
+                .and_then(|c| u8::try_from(c).ok())
+                .filter(|c| *c != 0)
+                .ok_or("run::refuse: `code` must be an exit code 1..=255")?,
+        ),
+    };
     Ok(Refusal {
         message,
         help: text("help")?,
         containers,
+        code,
     })
 }
 
@@ -127,7 +144,7 @@ pub fn register(reg: &mut Registrar, args: &Rc<Vec<String>>, json: bool) {
     reg.run_state(
         Doc {
             signature: "run::refuse(message: string, help: string) -> outcome",
-            doc: "the outcome of a flow that refused to act and changed nothing, with its reason: prints `error: message` and `help: help`, and --json documents carry them as their error; exit(run::refuse(...)) ends the script with the documented exit code (2). The map form takes message (string), help (string, optional) and containers (the names that block the flow, optional; in the --json refusal)",
+            doc: "the outcome of a flow that refused to act and changed nothing, with its reason: prints `error: message` and `help: help`, and --json documents carry them as their error; exit(run::refuse(...)) ends the script with the documented exit code (2). The map form takes message (string), help (string, optional) and containers (the names that block the flow, optional; in the --json refusal) and code (an exit code 1..=255 instead of 2, optional, for a failure the script explains)",
             example: "run::refuse(\"containers are running; nothing was changed\", \"cai update --stop-containers\")",
         },
         |_: &Host, message: &str, help: &str| {
@@ -135,6 +152,7 @@ pub fn register(reg: &mut Registrar, args: &Rc<Vec<String>>, json: bool) {
                 message: message.to_string(),
                 help: (!help.is_empty()).then(|| help.to_string()),
                 containers: Vec::new(),
+                code: None,
             }))
         },
     );
