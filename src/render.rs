@@ -111,6 +111,8 @@ pub struct RunDocument<'a> {
     pub exit_code: u8,
     /// Why the script failed, when it did.
     pub error: Option<&'a str>,
+    /// A refusal's message, help and blocking containers (`run::refuse`), when the flow refused.
+    pub refusal: Option<&'a serde_json::Value>,
 }
 
 /// The JSON document printed by `cai run --json`.
@@ -123,6 +125,7 @@ pub fn run_json(doc: &RunDocument<'_>) -> String {
         "result": doc.result,
         "exit_code": doc.exit_code,
         "error": doc.error,
+        "refusal": doc.refusal,
     });
     terminal_safe_json(&serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".to_string()))
 }
@@ -308,6 +311,7 @@ mod tests {
             result: &serde_json::Value::Null,
             exit_code: 0,
             error: None,
+            refusal: None,
         };
         let text = run_json(&doc);
         assert!(!text.contains(['\x1b', '\u{202e}', '\u{9b}']), "{text}");

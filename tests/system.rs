@@ -180,3 +180,34 @@ fn live_commands_that_change_the_host_say_first_that_they_need_root() {
     }
     assert_eq!(host.snapshot_files(), before);
 }
+
+/// A dry run of the stop hook says what it would stop, by name, and its plan line names each
+/// container (with a short ID), never a 64-hex ID; it never claims to have stopped anything.
+#[test]
+fn a_dry_run_stop_hook_says_would_stop_by_name() {
+    let host = TestHost::new();
+    let engine = Dockerd::start(&host);
+    engine.run_agent("agent-1");
+    engine.docker(&["tag", TEST_IMAGE, "containai:latest"]);
+    engine.run("legacy-1", &[], "containai:latest", &["sleep", "600"]);
+
+    let (code, stdout, stderr) = host.run(&["system", "stop-containers", "--dry-run"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("would stop agent-1, legacy-1"), "{stderr}");
+    assert!(!stderr.contains("stopped"), "{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("containers.stop"))
+        .expect(&stdout);
+    assert!(
+        line.contains("agent-1 (") && line.contains("legacy-1 ("),
+        "{line}"
+    );
+    let long_hex = line
+        .split(|c: char| !c.is_ascii_hexdigit())
+        .any(|w| w.len() >= 64);
+    assert!(!long_hex, "{line}");
+    for name in ["agent-1", "legacy-1"] {
+        assert_eq!(engine.state(name), "running", "{name}");
+    }
+}

@@ -1550,3 +1550,103 @@ fn flags_after_run_dashes_are_refused_not_ignored() {
     }
     assert_eq!(host.snapshot_files(), before);
 }
+
+/// Without systemd as init, `cai update --dry-run` shows the whole plan (what would be fetched,
+/// stopped, installed and restarted) before the reason the live run refuses, with the live run's
+/// exit code (1).
+#[test]
+fn a_dry_run_without_systemd_shows_the_whole_plan_then_refuses_like_the_live_run() {
+    let f = fixture(None);
+    std::fs::remove_dir_all(f.host.root().join("run/systemd")).unwrap();
+    let (live, _, _) = f.host.run(&["update", "--stop-containers"]);
+    let (code, stdout, stderr) = f.host.run(&["update", "--stop-containers", "--dry-run"]);
+    assert_eq!(code, live, "{stdout}{stderr}");
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    for planned in ["would update sysbox:", "would restart"] {
+        assert!(stderr.contains(planned), "{planned}: {stderr}");
+    }
+    let reason = stderr
+        .find("cai update needs systemd as init")
+        .expect(&stderr);
+    assert!(
+        stderr.find("would update sysbox:").unwrap() < reason,
+        "{stderr}"
+    );
+    assert!(stdout.contains("containai-docker.service"), "{stdout}");
+    assert_eq!(f.engine.state("agent-1"), "running");
+}
+
+/// A refused update says why in its `--json` document too: `error` carries the reason with the
+/// blocking containers by name, and `refusal` the message, the fix and the containers apart; a
+/// person reads `error: …` and `help: …` (never `error: help: …`), and the exit code is 2.
+#[test]
+fn a_refused_update_puts_its_reason_and_the_blocking_containers_into_the_json_error() {
+    let f = fixture(None);
+    let (code, stdout, stderr) = f.host.run(&["update", "--dry-run", "--json"]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["exit_code"], 2, "{stdout}");
+    let error = doc["error"].as_str().expect(&stdout);
+    assert!(error.contains("containers are running: agent-1"), "{error}");
+    assert!(error.contains("nothing was changed"), "{error}");
+    assert_eq!(doc["refusal"]["containers"][0], "agent-1", "{stdout}");
+    assert!(
+        doc["refusal"]["help"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("cai update --stop-containers")),
+        "{stdout}"
+    );
+
+    let (code, _, stderr) = f.host.run(&["update"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("error: containers are running: agent-1;"),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("help: cai update --stop-containers")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("error: help:"), "{stderr}");
+    assert_eq!(f.engine.state("agent-1"), "running");
+}
+
+/// Without systemd as init, `cai update --dry-run --json` carries the whole plan and the reason
+/// the live run refuses (its `error`, with the fix in `refusal.help`), and the live run's exit
+/// code (1); a person reads `help: …`, never `error: help: …`.
+#[test]
+fn a_dry_run_without_systemd_puts_the_reason_into_the_json_error() {
+    let f = fixture(None);
+    std::fs::remove_dir_all(f.host.root().join("run/systemd")).unwrap();
+    let (code, stdout, stderr) =
+        f.host
+            .run(&["update", "--stop-containers", "--dry-run", "--json"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["exit_code"], 1, "{stdout}");
+    let error = doc["error"].as_str().expect(&stdout);
+    assert!(
+        error.contains("cai update needs systemd as init"),
+        "{error}"
+    );
+    assert_eq!(
+        doc["refusal"]["help"], "run cai update on a host booted with systemd",
+        "{stdout}"
+    );
+    assert!(
+        doc["plan"].as_array().is_some_and(|p| !p.is_empty()),
+        "{stdout}"
+    );
+
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l == "help: run cai update on a host booted with systemd"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("error: help:"), "{stderr}");
+}

@@ -186,7 +186,7 @@ fn a_corrupt_update_state_is_named_with_its_path_and_left_untouched_by_resume() 
     let path = state.display();
     assert!(
         stderr.contains(&format!(
-            "the update state file {path} is malformed: container 1 has id \"\", not a full 64-hex container ID; nothing was changed\nhelp: inspect it with `cat {path}`; once the containers it lists are running again, remove it with `rm {path}`\n"
+            "the update state file {path} is malformed: container 1 has id \"\", not a container ID; nothing was changed\nhelp: inspect it with `cat {path}`; once the containers it lists are running again, remove it with `rm {path}`\n"
         )),
         "{stderr}"
     );

@@ -686,10 +686,17 @@ impl Ctx {
                         script::Outcome::Done => serde_json::Value::Null,
                         _ => serde_json::Value::from(code),
                     };
-                    (value, code, None)
+                    // A refusal's reason is the document's error, as a failure's is.
+                    let reason = finished.refusal.as_ref().map(|r| r.message.clone());
+                    (value, code, reason)
                 }
                 Err(e) => (serde_json::Value::Null, e.code(), Some(e.to_string())),
             };
+            let refusal = outcome
+                .as_ref()
+                .ok()
+                .and_then(|f| f.refusal.as_ref())
+                .map(|r| serde_json::to_value(r).unwrap_or_default());
             let doc = render::RunDocument {
                 mode: gate.mode(),
                 plan: &gate.plan(),
@@ -698,6 +705,7 @@ impl Ctx {
                 result: &result,
                 exit_code,
                 error: error.as_deref(),
+                refusal: refusal.as_ref(),
             };
             term::out(&render::run_json(&doc));
         } else if gate.is_dry_run() && (show == ShowPlan::Always || !gate.plan().is_empty()) {

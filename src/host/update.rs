@@ -310,12 +310,14 @@ pub fn read_state(host: &Host) -> Result<Option<UpdateState>, UpdateError> {
         reason,
     };
     let state: UpdateState = serde_json::from_str(&text).map_err(|e| malformed(e.to_string()))?;
-    // Only `record` writes it, with full IDs and engine names: anything else was edited or torn,
-    // and acting on it would start or keep the wrong container.
+    // `record` writes full IDs and engine names. A record an earlier `cai` let a script write may
+    // hold a short ID (its name then decides whether the container is gone); anything that is not
+    // a container reference at all was edited or torn, and acting on it would start or keep the
+    // wrong container.
     for (n, c) in state.containers.iter().enumerate() {
-        if !is_full_id(&c.id) {
+        if super::docker::validate_ref(&c.id).is_err() {
             return Err(malformed(format!(
-                "container {} has id {:?}, not a full 64-hex container ID",
+                "container {} has id {:?}, not a container ID",
                 n + 1,
                 c.id
             )));

@@ -18,5 +18,6 @@
 /// `prompt::confirm_stop(containers)`, `run::refused()` and `run::updates_available()`, and made
 /// the update's safety rules stricter without changing a signature (the record only grows,
 /// `containers::stop` under the lock takes recorded full IDs, `update::clear` needs verified
-/// installs, `prompt::confirm` no longer consents to stopping containers).
-pub const API_VERSION: semver::Version = semver::Version::new(1, 8, 0);
+/// installs, `prompt::confirm` no longer consents to stopping containers); 1.9 added
+/// `run::refuse(message, help)` and `run::refuse(#{ message, help, containers, code })`.
+pub const API_VERSION: semver::Version = semver::Version::new(1, 9, 0);

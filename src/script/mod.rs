@@ -31,6 +31,8 @@ pub use outcome::Outcome;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finished {
     pub outcome: Outcome,
+    /// Why the script refused, when it ended with `exit(run::refuse(...))`.
+    pub refusal: Option<bind::run::Refusal>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -200,15 +202,23 @@ fn evaluate(
     let mut ast = engine::compile(&engine, &scope, &script.text)
         .map_err(|e| error::from_compile(&e, &file, &script.text, &limits))?;
     ast.set_source(file.clone());
+    bind::run::take_refusal();
     let value = engine
         .eval_ast_with_scope::<Dynamic>(&mut scope, &ast)
-        .map_err(|e| error::from_eval(&e, &file, &script.text, budget_secs, &limits))?;
-    finish(value).map_err(|message| {
+        .map_err(|e| error::from_eval(&e, &file, &script.text, budget_secs, &limits));
+    let refusal = bind::run::take_refusal();
+    let mut finished = finish(value?).map_err(|message| {
         RunError::Script(ScriptError {
             message: format!("{file}: {message}"),
             interrupted: false,
         })
-    })
+    })?;
+    // Only a script that ended with its refusal carries it (one that refused and went on to
+    // succeed does not).
+    if crate::error::exit_code(finished.outcome) != 0 {
+        finished.refusal = refusal;
+    }
+    Ok(finished)
 }
 
 /// The constants every script starts with: `ARGS`, the arguments after `--`, and `OPTS`, the
@@ -235,7 +245,10 @@ fn options(host: &Host, args: Vec<String>, json: bool) -> EngineOptions {
 
 /// Reads a script's value (the argument of `exit(...)` or its last expression) as its outcome.
 pub fn finish(value: Dynamic) -> Result<Finished, String> {
-    Outcome::from_value(value).map(|outcome| Finished { outcome })
+    Outcome::from_value(value).map(|outcome| Finished {
+        outcome,
+        refusal: None,
+    })
 }
 
 #[cfg(test)]

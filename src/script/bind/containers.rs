@@ -148,9 +148,9 @@ pub fn register(reg: &mut Registrar) {
             doc: "starts a set concurrently; done, gone, failed",
             example: "containers::start([\"cai-example\"])",
         },
-        |_: &Host, ids: Array| -> Answer<Effect<SetReport>> {
+        |h: &Host, ids: Array| -> Answer<Effect<SetReport>> {
             let ids = set("containers::start", ids)?;
-            let action = Action::new("containers.start", ids.join(" "), json!({ "ids": ids }));
+            let action = Action::new("containers.start", named(h, &ids), json!({ "ids": ids }));
             let predicted = predicted_set(&ids);
             Ok(Effect::act(action, predicted, move |h, ok| {
                 h.docker().start(ok, &ids)
@@ -168,6 +168,27 @@ fn set(what: &str, ids: Array) -> Result<Vec<String>, String> {
     Ok(ids)
 }
 
+/// A set as plan and journal lines show it: `agent-1 (0123456789ab), legacy-1 (…)`, each member
+/// named by the engine (its full ID stays in the details). A member the engine does not list, or
+/// an engine that does not answer, shows as given.
+fn named(h: &Host, ids: &[String]) -> String {
+    let listed = h.docker().list(true).ok().flatten().unwrap_or_default();
+    ids.iter()
+        .map(|id| {
+            let found = listed.iter().find(|c| {
+                c.id == *id || c.name == *id || (id.len() >= 12 && c.id.starts_with(id.as_str()))
+            });
+            match found {
+                Some(c) if !c.name.is_empty() => {
+                    format!("{} ({})", c.name, c.id.get(..12).unwrap_or(&c.id))
+                }
+                _ => id.clone(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A dry run predicts every member done.
 fn predicted_set(ids: &[String]) -> impl FnOnce() -> SetReport + 'static {
     let done = ids.to_vec();
@@ -183,7 +204,7 @@ fn stop(h: &Host, ids: Array, secs: i64) -> Answer<Effect<SetReport>> {
     crate::host::update::check_stoppable(h, &ids).map_err(|e| format!("containers::stop: {e}"))?;
     let action = Action::new(
         "containers.stop",
-        ids.join(" "),
+        named(h, &ids),
         json!({ "ids": ids, "timeout_secs": secs }),
     );
     let predicted = predicted_set(&ids);

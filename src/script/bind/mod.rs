@@ -24,7 +24,7 @@ mod platform;
 mod prompt;
 mod release;
 mod report;
-mod run;
+pub mod run;
 mod ssh;
 mod sysbox;
 mod units;

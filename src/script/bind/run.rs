@@ -2,13 +2,94 @@
 //! the typed outcomes a script ends with when the exit code is a documented one
 //! ([`crate::error::exit_code`] decides it).
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
-use rhai::Dynamic;
+use rhai::{Dynamic, Map};
+use serde::Serialize;
 
 use super::{Doc, Registrar};
 use crate::host::Host;
 use crate::script::outcome::Outcome;
+use crate::term;
+
+/// Why a flow refused, as `run::refuse` said it: `--json` documents carry it as their `error`
+/// (and `refusal`), and a person reads it as `error: …` and `help: …` on stderr.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Refusal {
+    pub message: String,
+    pub help: Option<String>,
+    /// The containers that block the flow, by name.
+    pub containers: Vec<String>,
+    /// The exit code, when it is not the documented refusal's (2): a failure the script
+    /// explains, such as a host without systemd (1).
+    #[serde(skip)]
+    pub code: Option<u8>,
+}
+
+thread_local! {
+    /// The refusal of the script running on this thread (scripts run on the thread that starts
+    /// them), until [`take_refusal`] reads it when the script has finished.
+    static REFUSAL: RefCell<Option<Refusal>> = const { RefCell::new(None) };
+}
+
+/// The refusal the script that just finished on this thread gave, if any; clears it.
+pub fn take_refusal() -> Option<Refusal> {
+    REFUSAL.with(|r| r.borrow_mut().take())
+}
+
+fn refuse(refusal: Refusal) -> Dynamic {
+    term::err(&format!("error: {}", term::text(&refusal.message)));
+    if let Some(help) = &refusal.help {
+        term::err(&format!("help: {}", term::text(help)));
+    }
+    let outcome = refusal.code.map_or(Outcome::Refused, Outcome::Code);
+    REFUSAL.with(|r| r.replace(Some(refusal)));
+    Dynamic::from(outcome)
+}
+
+fn refusal_from_map(map: &Map) -> Result<Refusal, String> {
+    let text = |key: &str| -> Result<Option<String>, String> {
+        match map.get(key) {
+            None => Ok(None),
+            Some(v) if v.is_unit() => Ok(None),
+            Some(v) => v
+                .clone()
+                .into_string()
+                .map(Some)
+                .map_err(|t| format!("run::refuse: `{key}` must be a string, not {t}")),
+        }
+    };
+    let message = text("message")?.ok_or("run::refuse: the map needs a `message` string")?;
+    let containers = match map.get("containers") {
+        None => Vec::new(),
+        Some(v) if v.is_unit() => Vec::new(),
+        Some(v) => v
+            .clone()
+            .into_typed_array::<rhai::ImmutableString>()
+            .map_err(|_| "run::refuse: `containers` must be an array of names".to_string())?
+            .into_iter()
+            .map(|s| s.to_string())
+            .collect(),
+    };
+    let code = match map.get("code") {
+        None => None,
+        Some(v) if v.is_unit() => None,
+        Some(v) => Some(
+            v.as_int()
+                .ok()
+                .and_then(|c| u8::try_from(c).ok())
+                .filter(|c| *c != 0)
+                .ok_or("run::refuse: `code` must be an exit code 1..=255")?,
+        ),
+    };
+    Ok(Refusal {
+        message,
+        help: text("help")?,
+        containers,
+        code,
+    })
+}
 
 pub fn register(reg: &mut Registrar, args: &Rc<Vec<String>>, json: bool) {
     let a = args.clone();
@@ -59,6 +140,25 @@ pub fn register(reg: &mut Registrar, args: &Rc<Vec<String>>, json: bool) {
             example: "run::refused()",
         },
         |_: &Host| Ok::<_, String>(Dynamic::from(Outcome::Refused)),
+    );
+    reg.run_state(
+        Doc {
+            signature: "run::refuse(message: string, help: string) -> outcome",
+            doc: "the outcome of a flow that refused to act and changed nothing, with its reason: prints `error: message` and `help: help`, and --json documents carry them as their error; exit(run::refuse(...)) ends the script with the documented exit code (2). The map form takes message (string), help (string, optional) and containers (the names that block the flow, optional; in the --json refusal) and code (an exit code 1..=255 instead of 2, optional, for a failure the script explains)",
+            example: "run::refuse(\"containers are running; nothing was changed\", \"cai update --stop-containers\")",
+        },
+        |_: &Host, message: &str, help: &str| {
+            Ok::<_, String>(refuse(Refusal {
+                message: message.to_string(),
+                help: (!help.is_empty()).then(|| help.to_string()),
+                containers: Vec::new(),
+                code: None,
+            }))
+        },
+    );
+    reg.overload(
+        "run::refuse(refusal: map) -> outcome",
+        |_: &Host, map: Map| refusal_from_map(&map).map(refuse),
     );
     reg.reads(
         Doc {
