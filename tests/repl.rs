@@ -21,6 +21,9 @@ fn repl_multiline_definition_call_history_plan_and_live() {
     p.send_line("fn add(a, b) {").unwrap();
     p.send_line("  a + b }").unwrap();
     p.exp_string("cai[dry-run]> ").unwrap();
+    // The prompt is drawn before the editor switches the terminal back to raw mode, which
+    // discards input typed ahead of it: give it that moment.
+    std::thread::sleep(std::time::Duration::from_millis(200));
     p.send_line("add(40, 2)").unwrap();
     p.exp_string("=> 42").unwrap();
     p.exp_string("cai[dry-run]> ").unwrap();

@@ -215,7 +215,7 @@ fn evaluate(
     })?;
     // Only a script that ended with its refusal carries it (one that refused and went on to
     // succeed does not).
-    if crate::error::exit_code(finished.outcome) != 0 {
+    if !finished.outcome.succeeded() {
         finished.refusal = refusal;
     }
     Ok(finished)

@@ -20,6 +20,11 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Whether the script ended as a success, exit code 0 (`error::exit_code` decides the others).
+    pub fn succeeded(self) -> bool {
+        matches!(self, Outcome::Done | Outcome::Code(0))
+    }
+
     /// Reads a script's value: `()`, an integer 0..=255, or an outcome a `run::` primitive made.
     /// Anything else is refused rather than read as success.
     pub fn from_value(value: Dynamic) -> Result<Outcome, String> {
