@@ -111,6 +111,8 @@ pub struct Host {
     pub gate: Gate,
     /// Reports (e.g. doctor checks) collected for the one JSON document of a `--json` run.
     pub reports: std::cell::RefCell<Vec<serde_json::Value>>,
+    /// The refusal the running script gave with `run::refuse`, read when it has finished.
+    pub refusal: std::cell::RefCell<Option<Refusal>>,
     /// Set by Ctrl-C; scripts stop at their next operation.
     pub interrupted: Arc<AtomicBool>,
     /// The running script's wall-clock budget, which native waits honour [P71].
@@ -149,6 +151,20 @@ pub enum TargetError {
     Release(#[from] ReleaseError),
     #[error(transparent)]
     Lima(#[from] lima::LimaError),
+}
+
+/// Why a flow refused, as `run::refuse` said it: `--json` documents carry it as their `error`
+/// (and `refusal`), and a person reads it as `error: …` and `help: …` on stderr.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Refusal {
+    pub message: String,
+    pub help: Option<String>,
+    /// The containers that block the flow, by name.
+    pub containers: Vec<String>,
+    /// The exit code, when it is not the documented refusal's (2): a failure the script
+    /// explains, such as a host without systemd (1).
+    #[serde(skip)]
+    pub code: Option<u8>,
 }
 
 /// What the operator agreed to stop in this run (see [`Host::stop_consent`]).
@@ -212,6 +228,7 @@ impl Host {
             interrupted: Arc::new(AtomicBool::new(false)),
             script_clock: wait::ScriptClock::default(),
             reports: std::cell::RefCell::new(Vec::new()),
+            refusal: std::cell::RefCell::new(None),
             update_lock: update::LockSlot::default(),
             installs: installs::Installs::default(),
             stop_consent: std::cell::RefCell::default(),

@@ -322,7 +322,7 @@ pub fn read_state(host: &Host) -> Result<Option<UpdateState>, UpdateError> {
                 c.id
             )));
         }
-        if !is_container_name(&c.name) {
+        if super::docker::validate_ref(&c.name).is_err() {
             return Err(malformed(format!(
                 "container {} has name {:?}, not a container name",
                 n + 1,
@@ -331,13 +331,6 @@ pub fn read_state(host: &Host) -> Result<Option<UpdateState>, UpdateError> {
         }
     }
     Ok(Some(state))
-}
-
-/// A container name as the engine accepts it: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
-fn is_container_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 /// Entries checked against the engine: each is the full ID and current name of a container that

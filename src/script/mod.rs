@@ -32,7 +32,7 @@ pub use outcome::Outcome;
 pub struct Finished {
     pub outcome: Outcome,
     /// Why the script refused, when it ended with `exit(run::refuse(...))`.
-    pub refusal: Option<bind::run::Refusal>,
+    pub refusal: Option<crate::host::Refusal>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -202,11 +202,11 @@ fn evaluate(
     let mut ast = engine::compile(&engine, &scope, &script.text)
         .map_err(|e| error::from_compile(&e, &file, &script.text, &limits))?;
     ast.set_source(file.clone());
-    bind::run::take_refusal();
+    host.refusal.take();
     let value = engine
         .eval_ast_with_scope::<Dynamic>(&mut scope, &ast)
         .map_err(|e| error::from_eval(&e, &file, &script.text, budget_secs, &limits));
-    let refusal = bind::run::take_refusal();
+    let refusal = host.refusal.take();
     let mut finished = finish(value?).map_err(|message| {
         RunError::Script(ScriptError {
             message: format!("{file}: {message}"),

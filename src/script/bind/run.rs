@@ -2,49 +2,23 @@
 //! the typed outcomes a script ends with when the exit code is a documented one
 //! ([`crate::error::exit_code`] decides it).
 
-use std::cell::RefCell;
 use std::rc::Rc;
 
 use rhai::{Dynamic, Map};
-use serde::Serialize;
 
 use super::{Doc, Registrar};
-use crate::host::Host;
+use crate::host::{Host, Refusal};
 use crate::script::outcome::Outcome;
 use crate::term;
 
-/// Why a flow refused, as `run::refuse` said it: `--json` documents carry it as their `error`
-/// (and `refusal`), and a person reads it as `error: …` and `help: …` on stderr.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
-pub struct Refusal {
-    pub message: String,
-    pub help: Option<String>,
-    /// The containers that block the flow, by name.
-    pub containers: Vec<String>,
-    /// The exit code, when it is not the documented refusal's (2): a failure the script
-    /// explains, such as a host without systemd (1).
-    #[serde(skip)]
-    pub code: Option<u8>,
-}
-
-thread_local! {
-    /// The refusal of the script running on this thread (scripts run on the thread that starts
-    /// them), until [`take_refusal`] reads it when the script has finished.
-    static REFUSAL: RefCell<Option<Refusal>> = const { RefCell::new(None) };
-}
-
-/// The refusal the script that just finished on this thread gave, if any; clears it.
-pub fn take_refusal() -> Option<Refusal> {
-    REFUSAL.with(|r| r.borrow_mut().take())
-}
-
-fn refuse(refusal: Refusal) -> Dynamic {
+/// Prints the refusal for a person and keeps it on the host for the run's result.
+fn refuse(host: &Host, refusal: Refusal) -> Dynamic {
     term::err(&format!("error: {}", term::text(&refusal.message)));
     if let Some(help) = &refusal.help {
         term::err(&format!("help: {}", term::text(help)));
     }
     let outcome = refusal.code.map_or(Outcome::Refused, Outcome::Code);
-    REFUSAL.with(|r| r.replace(Some(refusal)));
+    host.refusal.replace(Some(refusal));
     Dynamic::from(outcome)
 }
 
@@ -147,8 +121,10 @@ pub fn register(reg: &mut Registrar, args: &Rc<Vec<String>>, json: bool) {
             doc: "the outcome of a flow that refused to act and changed nothing, with its reason: prints `error: message` and `help: help`, and --json documents carry them as their error; exit(run::refuse(...)) ends the script with the documented exit code (2). The map form takes message (string), help (string, optional) and containers (the names that block the flow, optional; in the --json refusal) and code (an exit code 1..=255 instead of 2, optional, for a failure the script explains)",
             example: "run::refuse(\"containers are running; nothing was changed\", \"cai update --stop-containers\")",
         },
-        |_: &Host, message: &str, help: &str| {
-            Ok::<_, String>(refuse(Refusal {
+        |h: &Host, message: &str, help: &str| {
+            Ok::<_, String>(refuse(
+                h,
+                Refusal {
                 message: message.to_string(),
                 help: (!help.is_empty()).then(|| help.to_string()),
                 containers: Vec::new(),
@@ -158,7 +134,7 @@ pub fn register(reg: &mut Registrar, args: &Rc<Vec<String>>, json: bool) {
     );
     reg.overload(
         "run::refuse(refusal: map) -> outcome",
-        |_: &Host, map: Map| refusal_from_map(&map).map(refuse),
+        |h: &Host, map: Map| refusal_from_map(&map).map(|r| refuse(h, r)),
     );
     reg.reads(
         Doc {
