@@ -605,6 +605,12 @@ mod tests {
     }
 
     /// Names in the cache directory (temporary files included).
+    /// Nothing, not even a temporary file, is left in the cache after a failure.
+    fn assert_cache_empty(root: &Path) {
+        let names = cache_names(root);
+        assert!(names.is_empty(), "{names:?}");
+    }
+
     fn cache_names(root: &Path) -> Vec<String> {
         match std::fs::read_dir(root.join("var/cache/containai")) {
             Ok(entries) => entries
@@ -799,11 +805,7 @@ mod tests {
         );
         assert!(err.starts_with(&first), "{err}");
         assert!(err.contains("\nhelp: "), "{err}");
-        assert!(
-            cache_names(tree.path()).is_empty(),
-            "{:?}",
-            cache_names(tree.path())
-        );
+        assert_cache_empty(tree.path());
         assert_eq!(server.requests().len(), 1, "a mismatch is not retried");
     }
 
@@ -893,11 +895,7 @@ mod tests {
             "{err}"
         );
         assert_eq!(endless.requests().len(), 1);
-        assert!(
-            cache_names(tree.path()).is_empty(),
-            "{:?}",
-            cache_names(tree.path())
-        );
+        assert_cache_empty(tree.path());
 
         // At the ceiling exactly is fine.
         let body = vec![b'x'; 1 << 20];
@@ -932,11 +930,7 @@ mod tests {
             3,
             "a truncated transfer is retried"
         );
-        assert!(
-            cache_names(tree.path()).is_empty(),
-            "{:?}",
-            cache_names(tree.path())
-        );
+        assert_cache_empty(tree.path());
     }
 
     #[test]
@@ -966,11 +960,7 @@ mod tests {
             "{err}"
         );
         assert!(took < Duration::from_secs(5), "took {took:?}");
-        assert!(
-            cache_names(tree.path()).is_empty(),
-            "{:?}",
-            cache_names(tree.path())
-        );
+        assert_cache_empty(tree.path());
     }
 
     #[test]
