@@ -144,6 +144,14 @@ pub struct UpdateArgs {
     /// Do not restart the containers that were stopped
     #[arg(long)]
     pub no_restart: bool,
+    /// Restore what the last update replaced (bundle, unit, daemon.json, sysbox package) and
+    /// restart the engine and the containers; with --dry-run, show the plan
+    #[arg(long, conflicts_with_all = ["check", "require_rollback"])]
+    pub rollback: bool,
+    /// Refuse to update, before anything stops, when something could not be rolled back (e.g.
+    /// the installed sysbox's package is not cached)
+    #[arg(long)]
+    pub require_rollback: bool,
 }
 
 /// Also `OPTS` of doctor.rhai and repair.rhai.
@@ -332,6 +340,8 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
                 (args.force, "--force"),
                 (args.check, "--check"),
                 (args.no_restart, "--no-restart"),
+                (args.rollback, "--rollback"),
+                (args.require_rollback, "--require-rollback"),
             ];
             let plan = if args.check && !args.dry_run {
                 ShowPlan::WhenNotEmpty

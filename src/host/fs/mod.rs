@@ -407,6 +407,19 @@ impl Root {
             Err(e) => Err(self.error("remove", absolute, Resolve::Errno(e))),
         }
     }
+    /// Removes the empty directory `absolute` inside the root; one that does not exist is fine.
+    pub fn remove_dir(&self, absolute: &Path) -> Result<(), FsError> {
+        let (parent, name) = self.split(absolute, "remove")?;
+        let dir = match self.resolve(&join(&parent), PATH_ONLY | OFlags::DIRECTORY) {
+            Err(Resolve::Errno(Errno::NOENT)) => return Ok(()),
+            other => other.map_err(|e| self.error("remove", absolute, e))?,
+        };
+        match rustix::fs::unlinkat(&dir, &name, AtFlags::REMOVEDIR) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(self.error("remove", absolute, Resolve::Errno(e))),
+        }
+    }
+
 
     /// A directory under the root, created with its parents (0755) when missing, opened for
     /// `*at` calls. A symlink on the way resolves inside the root.
