@@ -144,7 +144,7 @@ pub fn check_verified(host: &Host) -> Result<(), Unverified> {
             Some(Ok(())) => {}
             Some(Err(why)) => open.push(format!("the health check after the engine restart failed: {why}")),
             None => open.push(
-                "this run restarted the engine and did not check its health (update::health())".into(),
+                "this run changed the engine and did not check its health (update::health())".into(),
             ),
         }
     }

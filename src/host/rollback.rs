@@ -440,8 +440,8 @@ fn restore_links(
     };
     if dockerd::installed(host).ok().flatten().as_ref() != Some(kept) {
         dockerd::activate(approval.again(), host, kept)?;
+        account.restored.push(format!("dockerd {kept}"));
     }
-    account.restored.push(format!("dockerd {kept}"));
     Ok(())
 }
 
@@ -464,15 +464,15 @@ fn restore_files(
         let text = copy(UNIT_COPY)?;
         if systemd::read(host, ENGINE_UNIT)?.as_deref() != Some(&text) {
             systemd::write(approval.again(), host, ENGINE_UNIT, &text)?;
+            account.restored.push(ENGINE_UNIT.to_string());
         }
-        account.restored.push(format!("{ENGINE_UNIT}"));
     }
     if manifest.config {
         let text = copy(CONFIG_COPY)?;
         if dockerd::read_config(host)?.as_deref() != Some(&text) {
             dockerd::write_config(approval.again(), host, &text)?;
+            account.restored.push("daemon.json".into());
         }
-        account.restored.push("daemon.json".into());
     }
     if systemd::running(host)? {
         systemd::daemon_reload(approval.again(), host)?;
@@ -492,7 +492,6 @@ fn restore_sysbox(
     };
     let now = sysbox::installed_version(host).ok().flatten().map(|v| v.full);
     if same_sysbox(now.as_deref(), kept) {
-        account.restored.push(format!("sysbox {kept}"));
         return Ok(());
     }
     if !manifest.sysbox_deb {

@@ -85,14 +85,16 @@ pub fn register(reg: &mut Registrar) {
             example: "let h = update::health(); if !h.ok { update::rollback(h.failures[0]) }",
         },
         |h: &Host| {
-            let recorded: Vec<String> = update::read_state(h)?
-                .map(|s| s.containers.into_iter().map(|c| c.name).collect())
+            let recorded = update::read_state(h)?
+                .map(|s| s.containers)
                 .unwrap_or_default();
+            let ids: Vec<&str> = recorded.iter().map(|c| c.id.as_str()).collect();
             let action = Action::new(
                 "update.health",
                 "containai-docker.service",
-                json!({ "start": recorded, "wait_secs": update::HEALTH_WAIT_SECS }),
+                json!({ "start": recorded.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), "ids": ids, "wait_secs": update::HEALTH_WAIT_SECS }),
             );
+            let recorded: Vec<String> = recorded.into_iter().map(|c| c.name).collect();
             let predicted = update::Health {
                 ok: true,
                 failures: Vec::new(),
