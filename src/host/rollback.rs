@@ -384,7 +384,23 @@ pub fn run(approval: Approval, host: &Host, reason: &str) -> Result<Account, Rol
 /// What [`run`] would restore, read only (a dry run's plan): the current set, each piece it
 /// would put back, what it could not, and the recorded containers it would start.
 pub fn preview(host: &Host, reason: &str) -> Result<Account, RollbackError> {
-    let manifest = current(host)?;
+    let manifest = match current(host) {
+        // A dry run kept nothing: what it would restore is the set this run would have kept.
+        Err(RollbackError::NoSet) if host.gate.is_dry_run() => {
+            let plan = plan(host)?;
+            Manifest {
+                run: host.gate.run_id().to_string(),
+                created: 0,
+                dockerd: plan.dockerd,
+                unit: plan.unit,
+                config: plan.config,
+                sysbox: plan.sysbox,
+                sysbox_deb: plan.sysbox_package.is_some(),
+                restored: false,
+            }
+        }
+        other => other?,
+    };
     let mut account = Account {
         reason: reason.to_string(),
         set: host
