@@ -31,7 +31,7 @@ use super::dockerd::{self, DockerdError, CACHE_DIR};
 use super::fs::FsError;
 use super::packages::{self, PackageError};
 use super::systemd::{self, ENGINE_UNIT, UnitError};
-use super::update::{self, UpdateError};
+use super::update::{self, RollbackProgress as Progress, UpdateError};
 use super::{Host, sysbox};
 use crate::effects::Approval;
 use crate::plan::release::PackageIdentity;
@@ -68,18 +68,6 @@ pub enum RollbackError {
     Docker(#[from] DockerError),
     #[error(transparent)]
     File(#[from] super::files::FileError),
-}
-
-/// A rollback in progress, as the update state records it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Progress {
-    /// The rollback set (a run id under [`ROLLBACK_DIR`]).
-    pub set: String,
-    /// The phase about to start (one of [`PHASES`]).
-    pub phase: String,
-    /// Why the rollback happens.
-    pub reason: String,
 }
 
 /// What a rollback set holds.

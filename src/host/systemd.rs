@@ -126,20 +126,11 @@ pub fn daemon_reload(_: Approval, host: &Host) -> Result<(), UnitError> {
 /// `systemctl restart NAME`. When systemd refuses because the unit hit its start limit [P77]
 /// (`StartLimitBurst=` counts every start, manual or not: an update's restart, the sysbox
 /// package's scripts restarting the engine through `PartOf=`, a retry), the count is reset with
-/// An update that restarts or stops the engine (or sysbox, which takes it along) must pass the
-/// health gate before its record clears.
-fn note_engine(host: &Host, name: &str) {
-    if super::update::holds_lock(host) && (name == ENGINE_UNIT || name.starts_with("sysbox")) {
-        super::installs::engine_restarted(host);
-    }
-}
-
 /// `systemctl reset-failed NAME` and the restart tried once more: a restart cai needs must not
 /// be refused by starts it did not make. Only the unit's `Result` property decides that, never
 /// systemctl's message.
 pub fn restart(_: Approval, host: &Host, name: &str) -> Result<(), UnitError> {
     check_restartable(name)?;
-    note_engine(host, name);
     match systemctl(host, &["restart", name]) {
         Err(_) if start_limit_hit(host, name) => {
             systemctl(host, &["reset-failed", name])?;
@@ -167,7 +158,6 @@ pub fn enable(_: Approval, host: &Host, name: &str) -> Result<(), UnitError> {
 /// restart it, so that it starts once, after everything is in place.
 pub fn stop(_: Approval, host: &Host, name: &str) -> Result<(), UnitError> {
     check_restartable(name)?;
-    note_engine(host, name);
     systemctl(host, &["stop", name])
 }
 

@@ -101,6 +101,18 @@ pub enum UpdateError {
     Malformed { path: String, reason: String },
 }
 
+/// A rollback in progress, as the update state records it (see `host::rollback`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackProgress {
+    /// The rollback set (a run id under `/var/lib/containai/rollback`).
+    pub set: String,
+    /// The phase about to start.
+    pub phase: String,
+    /// Why the rollback happens.
+    pub reason: String,
+}
+
 /// A container an update stops and must start again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -121,7 +133,7 @@ pub struct UpdateState {
     /// A rollback in progress: the phase it is about to start, written before each phase, so a
     /// crash during it is finished by `cai system resume`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rollback: Option<super::rollback::Progress>,
+    pub rollback: Option<RollbackProgress>,
 }
 
 /// The lock a live run holds until the process ends.
@@ -248,12 +260,17 @@ pub fn check_all_recorded(host: &Host, running: &[EngineContainer]) -> Result<()
 /// Before restarting or stopping the engine (or sysbox, which takes the engine with it) while
 /// this run holds the update lock: that stops every running container on the engine, labelled or
 /// not, so each must be recorded by its full ID. Touches the engine socket and `systemctl`.
+///
+/// Passing it, the run is about to change the engine: from then on its record clears only after
+/// the health gate ([`health`]) passed.
 pub fn check_engine_stop(host: &Host) -> Result<(), UpdateError> {
     if !holds_lock(host) {
         return Ok(());
     }
     let running = super::docker::list_checked(host, false)?;
-    check_all_recorded(host, &running)
+    check_all_recorded(host, &running)?;
+    super::installs::engine_restarted(host);
+    Ok(())
 }
 
 fn join(refs: &[&String]) -> String {
@@ -441,7 +458,7 @@ fn write_state(host: &Host, state: &UpdateState) -> Result<(), UpdateError> {
 pub fn record_rollback(
     _: Approval,
     host: &Host,
-    progress: super::rollback::Progress,
+    progress: RollbackProgress,
 ) -> Result<(), UpdateError> {
     lock(host)?;
     let mut state = read_state(host)?.unwrap_or_else(|| UpdateState {
