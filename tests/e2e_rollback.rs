@@ -67,13 +67,22 @@ fn host_with_agents() -> (Machine, (String, String)) {
 
 /// After a failed update: exit 1, the account names `failure`, every agent runs again on the
 /// versions that ran `before`, the engine is active and nothing is left recorded.
-fn assert_rolled_back(m: &Machine, out: &support::nspawn::Out, failure: &str, before: &(String, String)) {
+fn assert_rolled_back(
+    m: &Machine,
+    out: &support::nspawn::Out,
+    failure: &str,
+    before: &(String, String),
+) {
     assert_eq!(out.code, 1, "{out}\n{}", m.journal(None));
     assert!(out.stderr.contains("the update failed"), "{out}");
-    assert!(out.stderr.contains(failure), "the account does not name {failure:?}: {out}");
+    assert!(
+        out.stderr.contains(failure),
+        "the account does not name {failure:?}: {out}"
+    );
     assert!(out.stderr.contains("rolling back"), "{out}");
     assert!(
-        out.stderr.contains("every agent runs again on the previous engine"),
+        out.stderr
+            .contains("every agent runs again on the previous engine"),
         "{out}\n{}",
         m.journal(Some(ENGINE))
     );
@@ -103,9 +112,15 @@ fn a_dockerd_bundle_that_dies_at_once_rolls_back_to_the_old_engine() {
     let digest_before = digest(&m);
     let dry = m.sh("cai update --dry-run --stop-containers");
     assert!(dry.ok(), "{dry}");
-    assert_eq!(digest(&m), digest_before, "the dry run changed the host: {dry}");
+    assert_eq!(
+        digest(&m),
+        digest_before,
+        "the dry run changed the host: {dry}"
+    );
 
-    m.ok(&format!("systemctl restart {ENGINE} && systemctl restart {ENGINE}"));
+    m.ok(&format!(
+        "systemctl restart {ENGINE} && systemctl restart {ENGINE}"
+    ));
     m.docker("start a1 a2");
     let out = m.sh("cai update --stop-containers");
     assert_rolled_back(&m, &out, ENGINE, &before);
@@ -131,11 +146,19 @@ fn a_sysbox_package_whose_postinst_fails_rolls_back() {
     let digest_before = digest(&m);
     let dry = m.sh("cai update --dry-run --stop-containers");
     assert!(dry.ok(), "{dry}");
-    assert_eq!(digest(&m), digest_before, "the dry run changed the host: {dry}");
+    assert_eq!(
+        digest(&m),
+        digest_before,
+        "the dry run changed the host: {dry}"
+    );
 
     let out = m.sh("cai update --stop-containers");
     assert_rolled_back(&m, &out, "dpkg", &before);
-    assert!(out.stderr.contains(&format!("restored sysbox {SYSBOX_OLD}")), "{out}");
+    assert!(
+        out.stderr
+            .contains(&format!("restored sysbox {SYSBOX_OLD}")),
+        "{out}"
+    );
     assert_eq!(
         m.ok("dpkg-query -W -f '${Version}' sysbox-ce").trim(),
         format!("{SYSBOX_OLD}-0")
@@ -152,7 +175,11 @@ fn a_sysbox_that_reports_another_build_rolls_back() {
     let digest_before = digest(&m);
     let dry = m.sh("cai update --dry-run --stop-containers");
     assert!(dry.ok(), "{dry}");
-    assert_eq!(digest(&m), digest_before, "the dry run changed the host: {dry}");
+    assert_eq!(
+        digest(&m),
+        digest_before,
+        "the dry run changed the host: {dry}"
+    );
 
     let out = m.sh("cai update --stop-containers");
     assert_rolled_back(
@@ -180,10 +207,19 @@ fn an_agent_that_does_not_start_on_the_new_engine_rolls_back_every_agent() {
     let digest_before = digest(&m);
     let dry = m.sh("cai update --dry-run --stop-containers");
     assert!(dry.ok(), "{dry}");
-    assert_eq!(digest(&m), digest_before, "the dry run changed the host: {dry}");
+    assert_eq!(
+        digest(&m),
+        digest_before,
+        "the dry run changed the host: {dry}"
+    );
 
     let out = m.sh("cai update --stop-containers");
-    assert_rolled_back(&m, &out, "container a2 did not start on the new engine", &before);
+    assert_rolled_back(
+        &m,
+        &out,
+        "container a2 did not start on the new engine",
+        &before,
+    );
     m.finish();
 }
 
@@ -201,13 +237,19 @@ fn resume_finishes_a_rollback_that_was_killed() {
     if !m.wait_for(Duration::from_secs(120), in_postinst) {
         release(&m);
         let _ = update.kill();
-        panic!("dpkg never reached the update's postinst\n{}", m.journal(None));
+        panic!(
+            "dpkg never reached the update's postinst\n{}",
+            m.journal(None)
+        );
     }
     m.ok("rm -f /run/cai-e2e/hold-postinst; sleep 0.5; rm -f /run/cai-e2e/in-postinst; : > /run/cai-e2e/hold-postinst");
     if !m.wait_for(Duration::from_secs(120), in_postinst) {
         release(&m);
         let out = update.wait_with_output().expect("reap cai");
-        panic!("the rollback never reinstalled the kept package: {out:?}\n{}", m.journal(None));
+        panic!(
+            "the rollback never reinstalled the kept package: {out:?}\n{}",
+            m.journal(None)
+        );
     }
     let rec = record(&m);
     if !(rec.contains("\"phase\": \"sysbox\"") && rec.contains("a1") && rec.contains("a2")) {
@@ -248,9 +290,9 @@ fn rollback_on_purpose_after_a_good_update() {
     let refused = m.sh("cai update --stop-containers --require-rollback");
     assert_eq!(refused.code, 1, "{refused}");
     assert!(
-        refused
-            .stderr
-            .contains(&format!("sysbox {SYSBOX_OLD} cannot be restored: its package is not cached")),
+        refused.stderr.contains(&format!(
+            "sysbox {SYSBOX_OLD} cannot be restored: its package is not cached"
+        )),
         "{refused}"
     );
     assert_eq!(m.state("a1"), "running 0");
@@ -268,8 +310,16 @@ fn rollback_on_purpose_after_a_good_update() {
     let digest_before = digest(&m);
     let dry = m.sh("cai update --rollback --dry-run --stop-containers");
     assert!(dry.ok(), "{dry}");
-    assert!(dry.stderr.contains(&format!("would restore sysbox {SYSBOX_OLD}")), "{dry}");
-    assert_eq!(digest(&m), digest_before, "the dry run changed the host: {dry}");
+    assert!(
+        dry.stderr
+            .contains(&format!("would restore sysbox {SYSBOX_OLD}")),
+        "{dry}"
+    );
+    assert_eq!(
+        digest(&m),
+        digest_before,
+        "the dry run changed the host: {dry}"
+    );
 
     let out = m.sh("cai update --rollback --stop-containers");
     assert!(out.ok(), "{out}\n{}", m.journal(None));

@@ -1657,3 +1657,39 @@ fn a_dry_run_without_systemd_puts_the_reason_into_the_json_error() {
     );
     assert!(!stderr.contains("error: help:"), "{stderr}");
 }
+
+/// A rollback that fails itself (here systemd refuses `reset-failed` before the engine's restart)
+/// says so, keeps the record with the phase it reached, and `cai system resume` finishes it from
+/// there: the engine restarts and the recorded container runs again.
+#[test]
+fn a_rollback_that_fails_is_finished_by_resume() {
+    let f = fixture(None);
+    // The package holds the old build: the health gate fails and the update rolls back.
+    publish(&f.host, OLD_SYSBOX, None);
+    let refuse = f.host.root().join("refuse-reset-failed");
+    std::fs::write(&refuse, "").unwrap();
+    f.host.fakes.add(
+        "systemctl",
+        &format!(
+            "case \"$*\" in *reset-failed*) [ -e {} ] && {{ echo 'Failed to reset failed state' >&2; exit 1; }} ;; esac; exit 0",
+            refuse.display()
+        ),
+    );
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("rolling back"), "{stderr}");
+    assert!(stderr.contains("the rollback failed"), "{stderr}");
+    assert!(stderr.contains("cai system resume"), "{stderr}");
+    let state = f.host.root().join("var/lib/containai/update-state.json");
+    let recorded = std::fs::read_to_string(&state).expect("the record is kept");
+    assert!(recorded.contains("\"phase\": \"engine\""), "{recorded}");
+    assert!(recorded.contains("agent-1"), "{recorded}");
+    assert_eq!(f.engine.state("agent-1"), "exited");
+
+    std::fs::remove_file(&refuse).unwrap();
+    let (code, _, stderr) = f.host.run(&["system", "resume"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("interrupted rollback"), "{stderr}");
+    assert_eq!(f.engine.state("agent-1"), "running");
+    assert!(!state.exists(), "{stderr}");
+}

@@ -566,8 +566,7 @@ pub fn activate(_: Approval, host: &Host, version: &str) -> Result<Vec<String>, 
                 &format!("{shown_dir}/dockerd"),
             )?;
             check_found(&shown_dir, found, version)?;
-            let args: Vec<std::ffi::OsString> =
-                vec!["-1".into(), complete.as_os_str().to_owned()];
+            let args: Vec<std::ffi::OsString> = vec!["-1".into(), complete.as_os_str().to_owned()];
             let out = host
                 .run("ls", &args, None, AsRoot::Yes, VM_STEP_TIMEOUT)?
                 .checked()?;
@@ -604,13 +603,15 @@ pub fn activate(_: Approval, host: &Host, version: &str) -> Result<Vec<String>, 
             let found = version_in(&dir, &format!("{shown_dir}/dockerd"))?;
             check_found(&shown_dir, found, version)?;
             let mut names = Vec::new();
-            let mut entries = rustix::fs::Dir::read_from(&dir).map_err(|e| DockerdError::NotInstalled {
-                dir: shown_dir.clone(),
-                reason: std::io::Error::from(e).to_string(),
-            })?;
+            let mut entries =
+                rustix::fs::Dir::read_from(&dir).map_err(|e| DockerdError::NotInstalled {
+                    dir: shown_dir.clone(),
+                    reason: std::io::Error::from(e).to_string(),
+                })?;
             while let Some(Ok(entry)) = entries.next() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if entry.file_type() == rustix::fs::FileType::RegularFile && !name.starts_with('.') {
+                if entry.file_type() == rustix::fs::FileType::RegularFile && !name.starts_with('.')
+                {
                     names.push(name);
                 }
             }

@@ -142,9 +142,12 @@ pub fn check_verified(host: &Host) -> Result<(), Unverified> {
     if needs_health(host) {
         match &*host.installs.health.borrow() {
             Some(Ok(())) => {}
-            Some(Err(why)) => open.push(format!("the health check after the engine restart failed: {why}")),
+            Some(Err(why)) => open.push(format!(
+                "the health check after the engine restart failed: {why}"
+            )),
             None => open.push(
-                "this run changed the engine and did not check its health (update::health())".into(),
+                "this run changed the engine and did not check its health (update::health())"
+                    .into(),
             ),
         }
     }

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::docker::DockerError;
-use super::dockerd::{self, DockerdError, CACHE_DIR};
+use super::dockerd::{self, CACHE_DIR, DockerdError};
 use super::fs::FsError;
 use super::packages::{self, PackageError};
 use super::systemd::{self, ENGINE_UNIT, UnitError};
@@ -52,7 +52,9 @@ pub enum RollbackError {
         "nothing to roll back to: no update kept a rollback set under {ROLLBACK_DIR} (or the last one was restored already)\nhelp: cai update keeps one before it changes anything; cai doctor shows what runs now"
     )]
     NoSet,
-    #[error("the rollback set {dir} is unusable: {reason}\nhelp: inspect it; cai update installs the release target again")]
+    #[error(
+        "the rollback set {dir} is unusable: {reason}\nhelp: inspect it; cai update installs the release target again"
+    )]
     BadSet { dir: String, reason: String },
     #[error(transparent)]
     Fs(#[from] FsError),
@@ -356,6 +358,7 @@ pub fn run(approval: Approval, host: &Host, reason: &str) -> Result<Account, Rol
         match host.docker().inspect(&c.id) {
             Ok(d) if d.running => account.running.push(c.name.clone()),
             Err(DockerError::NotFound(_)) => {}
+            _ if host.no_restart.get() => {}
             _ => account.not_running.push(c.name.clone()),
         }
     }
@@ -494,7 +497,10 @@ fn restore_sysbox(
     let Some(kept) = &manifest.sysbox else {
         return Ok(());
     };
-    let now = sysbox::installed_version(host).ok().flatten().map(|v| v.full);
+    let now = sysbox::installed_version(host)
+        .ok()
+        .flatten()
+        .map(|v| v.full);
     if same_sysbox(now.as_deref(), kept) {
         return Ok(());
     }
@@ -527,6 +533,10 @@ fn restart_engine(approval: &Approval, host: &Host) -> Result<(), RollbackError>
 }
 
 fn start_recorded(approval: &Approval, host: &Host) -> Result<(), RollbackError> {
+    // `--no-restart`: the operator chose to leave them stopped, on either engine.
+    if host.no_restart.get() {
+        return Ok(());
+    }
     let ids: Vec<String> = update::read_state(host)?
         .map(|s| s.containers.into_iter().map(|c| c.id).collect())
         .unwrap_or_default();
@@ -584,3 +594,90 @@ pub fn prune(approval: Approval, host: &Host, what: &Pruned) -> Result<(), Rollb
 
 impl crate::effects::FailedMembers for Pruned {}
 impl crate::effects::FailedMembers for Plan {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::effects::Mode;
+    use crate::host::HostOptions;
+
+    fn manifest(run: &str, created: u64, dockerd: &str) -> Manifest {
+        Manifest {
+            run: run.into(),
+            created,
+            dockerd: Some(dockerd.into()),
+            unit: true,
+            config: true,
+            sysbox: Some("0.6.7+containai.1".into()),
+            sysbox_deb: false,
+            restored: false,
+        }
+    }
+
+    /// Sets are read newest first; only complete ones (with a manifest naming their own run)
+    /// count; pruning keeps the newest two sets and the bundle the newest set names, and removes
+    /// the rest, files and directories.
+    #[test]
+    fn pruning_keeps_the_newest_two_sets_and_the_previous_bundle() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::new(HostOptions::for_tests(dir.path(), Mode::Live)).unwrap();
+        for (m, extra) in [
+            (manifest("r1", 100, "1.0.0"), true),
+            (manifest("r3", 300, "3.0.0"), false),
+            (manifest("r2", 200, "2.0.0"), false),
+        ] {
+            write_manifest(&host, &m).unwrap();
+            if extra {
+                let unit = dir
+                    .path()
+                    .join(format!("var/lib/containai/rollback/{}", m.run));
+                std::fs::write(unit.join(UNIT_COPY), "[Unit]\n").unwrap();
+            }
+        }
+        // Incomplete (no manifest) and foreign (a manifest of another run): never used.
+        std::fs::create_dir_all(dir.path().join("var/lib/containai/rollback/r9")).unwrap();
+        let copied = dir.path().join("var/lib/containai/rollback/r8");
+        std::fs::create_dir_all(&copied).unwrap();
+        std::fs::copy(
+            dir.path()
+                .join("var/lib/containai/rollback/r3/manifest.json"),
+            copied.join(MANIFEST),
+        )
+        .unwrap();
+        for v in ["1.0.0", "2.0.0", "3.0.0", ".4.0.0.cai-new-1"] {
+            std::fs::create_dir_all(dir.path().join("opt/containai/docker").join(v)).unwrap();
+        }
+
+        let runs: Vec<String> = sets(&host).unwrap().into_iter().map(|m| m.run).collect();
+        assert_eq!(runs, ["r3", "r2", "r1"]);
+        assert_eq!(current(&host).unwrap().run, "r3");
+
+        let what = prunable(&host).unwrap();
+        assert_eq!(what.sets, ["r1"]);
+        // No active bundle here: only the newest set's version stays.
+        assert_eq!(what.bundles, ["1.0.0", "2.0.0"]);
+        host.gate
+            .apply(
+                crate::effects::Action::new("update.prune", ROLLBACK_DIR, serde_json::json!({})),
+                || (),
+                |ok| prune(ok, &host, &what).map_err(|e| e.to_string()),
+            )
+            .unwrap();
+        let left = |sub: &str| {
+            let mut names: Vec<String> = std::fs::read_dir(dir.path().join(sub))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(left("var/lib/containai/rollback"), ["r2", "r3", "r8", "r9"]);
+        assert_eq!(left("opt/containai/docker"), [".4.0.0.cai-new-1", "3.0.0"]);
+
+        // Restored, the newest set is not offered again.
+        let mut restored = manifest("r3", 300, "3.0.0");
+        restored.restored = true;
+        write_manifest(&host, &restored).unwrap();
+        assert!(matches!(current(&host), Err(RollbackError::NoSet)));
+    }
+}

@@ -613,20 +613,22 @@ impl crate::effects::FailedMembers for Health {
 /// ([`super::installs::check_verified`]).
 pub fn health(approval: Approval, host: &Host, wait_secs: i64) -> Result<Health, UpdateError> {
     let mut out = Health::default();
-    let answered = matches!(
-        super::docker::wait_engine(host, wait_secs),
-        Ok(Ok(true))
-    );
+    let answered = matches!(super::docker::wait_engine(host, wait_secs), Ok(Ok(true)));
     if answered {
         match host.docker().default_runtime() {
             Ok(runtime) if runtime == "sysbox-runc" => {}
             Ok(runtime) => out.failures.push(format!(
                 "the engine's default runtime is {}, expected sysbox-runc",
-                if runtime.is_empty() { "not set" } else { &runtime }
+                if runtime.is_empty() {
+                    "not set"
+                } else {
+                    &runtime
+                }
             )),
-            Err(e) => out
-                .failures
-                .push(format!("cannot read the engine's default runtime: {}", first_line(&e.to_string()))),
+            Err(e) => out.failures.push(format!(
+                "cannot read the engine's default runtime: {}",
+                first_line(&e.to_string())
+            )),
         }
     } else {
         out.failures.push(format!(
@@ -666,8 +668,10 @@ pub fn health(approval: Approval, host: &Host, wait_secs: i64) -> Result<Health,
                 if standing(host, c) == Standing::Stopped
                     && !out.failures.iter().any(|f| f.contains(&c.name))
                 {
-                    out.failures
-                        .push(format!("container {} is not running on the new engine", c.name));
+                    out.failures.push(format!(
+                        "container {} is not running on the new engine",
+                        c.name
+                    ));
                 }
             }
         }

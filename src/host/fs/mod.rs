@@ -420,7 +420,6 @@ impl Root {
         }
     }
 
-
     /// A directory under the root, created with its parents (0755) when missing, opened for
     /// `*at` calls. A symlink on the way resolves inside the root.
     pub fn make_dir_all(&self, absolute: &Path) -> Result<OwnedFd, FsError> {
