@@ -35,6 +35,15 @@ fn digest(m: &Machine) -> String {
     )
 }
 
+/// Runs the dry run `command`, which must succeed and leave [`digest`] as it was; returns it.
+fn dry_run_changes_nothing(m: &Machine, command: &str) -> support::nspawn::Out {
+    let before = digest(m);
+    let dry = m.sh(command);
+    assert!(dry.ok(), "{dry}");
+    assert_eq!(digest(m), before, "the dry run changed the host: {dry}");
+    dry
+}
+
 /// What runs now: the sysbox build `sysbox-runc` reports and the active dockerd version.
 fn versions(m: &Machine) -> (String, String) {
     let sysbox = m
@@ -109,14 +118,7 @@ fn assert_rolled_back(
 fn a_dockerd_bundle_that_dies_at_once_rolls_back_to_the_old_engine() {
     let (m, before) = host_with_agents();
     m.target_with(SYSBOX_OLD, Some(DOCKERD_DIES));
-    let digest_before = digest(&m);
-    let dry = m.sh("cai update --dry-run --stop-containers");
-    assert!(dry.ok(), "{dry}");
-    assert_eq!(
-        digest(&m),
-        digest_before,
-        "the dry run changed the host: {dry}"
-    );
+    dry_run_changes_nothing(&m, "cai update --dry-run --stop-containers");
 
     m.ok(&format!(
         "systemctl restart {ENGINE} && systemctl restart {ENGINE}"
@@ -143,14 +145,7 @@ fn a_dockerd_bundle_that_dies_at_once_rolls_back_to_the_old_engine() {
 fn a_sysbox_package_whose_postinst_fails_rolls_back() {
     let (m, before) = host_with_agents();
     m.target(SYSBOX_POSTINST_FAILS);
-    let digest_before = digest(&m);
-    let dry = m.sh("cai update --dry-run --stop-containers");
-    assert!(dry.ok(), "{dry}");
-    assert_eq!(
-        digest(&m),
-        digest_before,
-        "the dry run changed the host: {dry}"
-    );
+    dry_run_changes_nothing(&m, "cai update --dry-run --stop-containers");
 
     let out = m.sh("cai update --stop-containers");
     assert_rolled_back(&m, &out, "dpkg", &before);
@@ -172,14 +167,7 @@ fn a_sysbox_package_whose_postinst_fails_rolls_back() {
 fn a_sysbox_that_reports_another_build_rolls_back() {
     let (m, before) = host_with_agents();
     m.target(SYSBOX_MISREPORTS);
-    let digest_before = digest(&m);
-    let dry = m.sh("cai update --dry-run --stop-containers");
-    assert!(dry.ok(), "{dry}");
-    assert_eq!(
-        digest(&m),
-        digest_before,
-        "the dry run changed the host: {dry}"
-    );
+    dry_run_changes_nothing(&m, "cai update --dry-run --stop-containers");
 
     let out = m.sh("cai update --stop-containers");
     assert_rolled_back(
@@ -204,14 +192,7 @@ fn an_agent_that_does_not_start_on_the_new_engine_rolls_back_every_agent() {
     ));
     let before = versions(&m);
     m.target(SYSBOX_REFUSES_MARKED);
-    let digest_before = digest(&m);
-    let dry = m.sh("cai update --dry-run --stop-containers");
-    assert!(dry.ok(), "{dry}");
-    assert_eq!(
-        digest(&m),
-        digest_before,
-        "the dry run changed the host: {dry}"
-    );
+    dry_run_changes_nothing(&m, "cai update --dry-run --stop-containers");
 
     let out = m.sh("cai update --stop-containers");
     assert_rolled_back(
@@ -307,18 +288,11 @@ fn rollback_on_purpose_after_a_good_update() {
     assert_eq!(refused.code, 2, "{refused}");
     assert!(refused.stderr.contains("a1"), "{refused}");
 
-    let digest_before = digest(&m);
-    let dry = m.sh("cai update --rollback --dry-run --stop-containers");
-    assert!(dry.ok(), "{dry}");
+    let dry = dry_run_changes_nothing(&m, "cai update --rollback --dry-run --stop-containers");
     assert!(
         dry.stderr
             .contains(&format!("would restore sysbox {SYSBOX_OLD}")),
         "{dry}"
-    );
-    assert_eq!(
-        digest(&m),
-        digest_before,
-        "the dry run changed the host: {dry}"
     );
 
     let out = m.sh("cai update --rollback --stop-containers");

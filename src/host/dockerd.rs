@@ -437,17 +437,47 @@ pub fn install(
         root.rename_in_dir(Path::new(BUNDLE_DIR), &staging, version)?;
     }
 
-    for name in &names {
-        let link = Path::new(BIN_DIR).join(name);
-        let target = Path::new("../docker").join(version).join(name);
-        root.replace_symlink(&link, &target)?;
+    switch_links(host, version, &names)?;
+    Ok(names)
+}
+
+/// Switches each link in `bin/` to `../docker/<version>/NAME`, atomically one by one (a new link
+/// renamed over the old: locally inside the root, in the VM with `ln -sfn` to a temporary name
+/// and `mv -T`), then notes the version in `VERSION`.
+fn switch_links(host: &Host, version: &str, names: &[String]) -> Result<(), DockerdError> {
+    match host.machine() {
+        Machine::Lima { .. } => {
+            let vm = |args: &[&str]| -> Result<(), DockerdError> {
+                let (program, rest) = args.split_first().expect("a program");
+                let rest: Vec<std::ffi::OsString> = rest.iter().map(Into::into).collect();
+                host.run(program, &rest, None, AsRoot::Yes, VM_STEP_TIMEOUT)?
+                    .checked()?;
+                Ok(())
+            };
+            vm(&["mkdir", "-p", BIN_DIR])?;
+            for name in names {
+                let link = format!("{BIN_DIR}/{name}");
+                let temporary = format!("{link}.cai-new");
+                let target = format!("../docker/{version}/{name}");
+                vm(&["ln", "-sfn", &target, &temporary])?;
+                vm(&["mv", "-Tf", &temporary, &link])?;
+            }
+        }
+        Machine::Local => {
+            for name in names {
+                let link = Path::new(BIN_DIR).join(name);
+                let target = Path::new("../docker").join(version).join(name);
+                host.root().replace_symlink(&link, &target)?;
+            }
+        }
     }
-    root.write_atomic(
+    files::write_atomic(
+        host,
         Path::new(VERSION_FILE),
         format!("{version}\n").as_bytes(),
         0o644,
     )?;
-    Ok(names)
+    Ok(())
 }
 
 /// [`install`] inside the Lima VM: unpacked here by the same rules, then written into the VM.
@@ -533,20 +563,7 @@ fn install_in_vm(
     } else {
         vm("mv", &["-T", &staging, &complete], None)?;
     }
-    vm("mkdir", &["-p", BIN_DIR], None)?;
-    for name in &names {
-        let link = format!("{BIN_DIR}/{name}");
-        let temporary = format!("{link}.cai-new");
-        let target = format!("../docker/{version}/{name}");
-        vm("ln", &["-sfn", &target, &temporary], None)?;
-        vm("mv", &["-Tf", &temporary, &link], None)?;
-    }
-    files::write_atomic(
-        host,
-        Path::new(VERSION_FILE),
-        format!("{version}\n").as_bytes(),
-        0o644,
-    )?;
+    switch_links(host, version, &names)?;
     Ok(names)
 }
 
@@ -570,44 +587,25 @@ pub fn activate(_: Approval, host: &Host, version: &str) -> Result<Vec<String>, 
             let out = host
                 .run("ls", &args, None, AsRoot::Yes, VM_STEP_TIMEOUT)?
                 .checked()?;
-            let names: Vec<String> = out.stdout.lines().map(str::to_string).collect();
-            let vm = |args: &[&str]| -> Result<(), DockerdError> {
-                let (program, rest) = args.split_first().expect("a program");
-                let rest: Vec<std::ffi::OsString> = rest.iter().map(Into::into).collect();
-                host.run(program, &rest, None, AsRoot::Yes, VM_STEP_TIMEOUT)?
-                    .checked()?;
-                Ok(())
-            };
-            for name in &names {
-                let link = format!("{BIN_DIR}/{name}");
-                let temporary = format!("{link}.cai-new");
-                let target = format!("../docker/{version}/{name}");
-                vm(&["ln", "-sfn", &target, &temporary])?;
-                vm(&["mv", "-Tf", &temporary, &link])?;
-            }
-            names
+            out.stdout.lines().map(str::to_string).collect()
         }
         Machine::Local => {
-            let root = host.root();
-            let versions = root.make_dir_all(Path::new(BUNDLE_DIR))?;
+            let versions = host.root().make_dir_all(Path::new(BUNDLE_DIR))?;
+            let not_installed = |e: rustix::io::Errno| DockerdError::NotInstalled {
+                dir: shown_dir.clone(),
+                reason: std::io::Error::from(e).to_string(),
+            };
             let dir = rustix::fs::openat(
                 &versions,
                 version,
                 OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::empty(),
             )
-            .map_err(|e| DockerdError::NotInstalled {
-                dir: shown_dir.clone(),
-                reason: std::io::Error::from(e).to_string(),
-            })?;
+            .map_err(not_installed)?;
             let found = version_in(&dir, &format!("{shown_dir}/dockerd"))?;
             check_found(&shown_dir, found, version)?;
             let mut names = Vec::new();
-            let mut entries =
-                rustix::fs::Dir::read_from(&dir).map_err(|e| DockerdError::NotInstalled {
-                    dir: shown_dir.clone(),
-                    reason: std::io::Error::from(e).to_string(),
-                })?;
+            let mut entries = rustix::fs::Dir::read_from(&dir).map_err(not_installed)?;
             while let Some(Ok(entry)) = entries.next() {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if entry.file_type() == rustix::fs::FileType::RegularFile && !name.starts_with('.')
@@ -616,20 +614,10 @@ pub fn activate(_: Approval, host: &Host, version: &str) -> Result<Vec<String>, 
                 }
             }
             names.sort();
-            for name in &names {
-                let link = Path::new(BIN_DIR).join(name);
-                let target = Path::new("../docker").join(version).join(name);
-                root.replace_symlink(&link, &target)?;
-            }
             names
         }
     };
-    files::write_atomic(
-        host,
-        Path::new(VERSION_FILE),
-        format!("{version}\n").as_bytes(),
-        0o644,
-    )?;
+    switch_links(host, version, &names)?;
     Ok(names)
 }
 
