@@ -53,6 +53,10 @@ pub enum RollbackError {
     )]
     NoSet,
     #[error(
+        "cannot roll back: this run changed the engine without keeping a rollback set first (update::keep() before the first change), and an older set would restore what ran before an earlier update\nhelp: cai doctor shows what runs now; cai update installs the release target again"
+    )]
+    NotKept,
+    #[error(
         "the rollback set {dir} is unusable: {reason}\nhelp: inspect it; cai update installs the release target again"
     )]
     BadSet { dir: String, reason: String },
@@ -279,14 +283,22 @@ pub fn sets(host: &Host) -> Result<Vec<Manifest>, RollbackError> {
     Ok(out)
 }
 
-/// The set a rollback now restores: the one a rollback in progress names, else the newest set
-/// not restored yet.
+/// The set a rollback now restores: the one a rollback in progress names; else the one this run
+/// kept; else, when this run has not changed the engine (`cai update --rollback`), the newest set
+/// not restored yet. A run that changed the engine without keeping a set has nothing to go back
+/// to: an older set would restore what ran before an earlier update.
 pub fn current(host: &Host) -> Result<Manifest, RollbackError> {
     if let Some(progress) = update::read_state(host)?.and_then(|s| s.rollback) {
         return load(host, &progress.set);
     }
-    sets(host)?
-        .into_iter()
+    let sets = sets(host)?;
+    if let Some(own) = sets.iter().find(|m| m.run == host.gate.run_id()) {
+        return Ok(own.clone());
+    }
+    if super::installs::needs_health(host) {
+        return Err(RollbackError::NotKept);
+    }
+    sets.into_iter()
         .next()
         .filter(|m| !m.restored)
         .ok_or(RollbackError::NoSet)
@@ -377,7 +389,7 @@ pub fn run(approval: Approval, host: &Host, reason: &str) -> Result<Account, Rol
 pub fn preview(host: &Host, reason: &str) -> Result<Account, RollbackError> {
     let manifest = match current(host) {
         // A dry run kept nothing: what it would restore is the set this run would have kept.
-        Err(RollbackError::NoSet) if host.gate.is_dry_run() => {
+        Err(RollbackError::NoSet | RollbackError::NotKept) if host.gate.is_dry_run() => {
             let plan = plan(host)?;
             Manifest {
                 run: host.gate.run_id().to_string(),
@@ -679,5 +691,13 @@ mod tests {
         restored.restored = true;
         write_manifest(&host, &restored).unwrap();
         assert!(matches!(current(&host), Err(RollbackError::NoSet)));
+
+        // A run that changed the engine restores only its own set, never an older one.
+        write_manifest(&host, &manifest("r2", 200, "2.0.0")).unwrap();
+        crate::host::installs::engine_restarted(&host);
+        assert!(matches!(current(&host), Err(RollbackError::NotKept)));
+        let own = manifest(host.gate.run_id(), 50, "5.0.0");
+        write_manifest(&host, &own).unwrap();
+        assert_eq!(current(&host).unwrap(), own);
     }
 }
