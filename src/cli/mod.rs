@@ -334,6 +334,7 @@ where
             return code;
         }
     };
+    let read_only = read_only(&cli.command);
     let code = match on_script_stack(move || dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
@@ -344,14 +345,34 @@ where
             e.code()
         }
     };
-    if term::stdout_lost() {
-        // The command ran to its end; only its output is incomplete.
+    if term::stdout_lost() && !read_only {
+        // The command ran to its end; only its output is incomplete. A command that only reads
+        // ends quietly instead, as `cai doctor | head -1` expects: its reader has what it wanted.
         term::err("error: standard output was closed before all output was written");
         if code == exit::OK {
             return exit::FAILURE;
         }
     }
     code
+}
+
+/// Whether the command only reads (prints a report, a plan, a listing): when its reader goes
+/// away early (`cai doctor | head -1`) it ends quietly. A live flow keeps going and says that
+/// its output was cut short.
+fn read_only(command: &Command) -> bool {
+    match command {
+        Command::Scripts(_) | Command::Completions { .. } | Command::Man => true,
+        Command::Run(args) => args.dry_run,
+        Command::Update(args) => args.dry_run || args.check,
+        Command::Doctor(args) => !args.repair || args.dry_run,
+        Command::System(SystemCommand::StopContainers { dry_run, .. })
+        | Command::System(SystemCommand::Resume { dry_run }) => *dry_run,
+        Command::System(SystemCommand::Unit { .. }) => true,
+        Command::Repl
+        | Command::Shell(_)
+        | Command::Exec(_)
+        | Command::Packaging(_) => false,
+    }
 }
 
 /// Runs a command on a thread whose stack fits the deepest value the sandbox lets a script
@@ -751,6 +772,19 @@ impl Ctx {
             if let Some(name) = arg.strip_suffix(".rhai").filter(|n| !n.contains('/')) {
                 // `cai run update.rhai` outside stdlib/ means the catalog's update script.
                 if let Ok(script) = self.catalog.resolve(name) {
+                    let version = script
+                        .header()
+                        .map(|h| format!(" {}", h.version))
+                        .unwrap_or_default();
+                    let from = match &script.path {
+                        Some(path) => format!("{}{version}, {}", script.source.as_str(), path.display()),
+                        None => format!("{}{version}", script.source.as_str()),
+                    };
+                    term::err(&format!(
+                        "note: no file {}; running catalog script {name} ({})",
+                        term::line(&Path::new(".").join(path).display().to_string()),
+                        term::line(&from)
+                    ));
                     return Ok(script);
                 }
             }

@@ -79,6 +79,11 @@ fn list(ctx: &Ctx, json: bool) -> Result<u8, Error> {
     for (name, resolved) in ctx.catalog.list() {
         rows.push(match resolved {
             Err(e) => failed(name, first_line(e)),
+            // An override without a valid header cannot run: its error names its file.
+            Ok(script) if script.header().is_err() => {
+                let e = script.header().err().map(first_line).unwrap_or_default();
+                failed(name, e)
+            }
             Ok(script) => {
                 let version = script.header().ok().map(|h| h.version);
                 let bundled = catalog::Catalog::bundled_version(&name);
