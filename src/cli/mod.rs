@@ -356,13 +356,14 @@ where
     code
 }
 
-/// Whether the command only reads (prints a report, a plan, a listing): when its reader goes
-/// away early (`cai doctor | head -1`) it ends quietly. A live flow keeps going and says that
-/// its output was cut short.
+/// Whether the command is one of cai's own reports (a health report, a plan, a listing): when
+/// its reader goes away early (`cai doctor | head -1`) it ends quietly. A live flow keeps going
+/// and says that its output was cut short; so does `cai run`, whose script's output may be the
+/// data its caller wanted whole.
 fn read_only(command: &Command) -> bool {
     match command {
         Command::Scripts(_) | Command::Completions { .. } | Command::Man => true,
-        Command::Run(args) => args.dry_run,
+        Command::Run(_) => false,
         Command::Update(args) => args.dry_run || args.check,
         Command::Doctor(args) => !args.repair || args.dry_run,
         Command::System(SystemCommand::StopContainers { dry_run, .. })
