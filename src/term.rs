@@ -444,7 +444,10 @@ mod tests {
             operator("a: Permission denied (os error 13); b: x (os error 2)"),
             "a: Permission denied; b: x"
         );
-        assert_eq!(operator("keep (os error x) and (os error 5"), "keep (os error x) and (os error 5");
+        assert_eq!(
+            operator("keep (os error x) and (os error 5"),
+            "keep (os error x) and (os error 5"
+        );
         assert_eq!(operator("plain"), "plain");
     }
 }

@@ -48,7 +48,9 @@ fn every_failing_json_document_carries_its_reason() {
     let (_, stdout, stderr) = Run::script(
         &host,
         "inline.rhai",
-        &format!("{HEADER}log::error(\"nothing was changed; help: cai update again\");\nexit(1);\n"),
+        &format!(
+            "{HEADER}log::error(\"nothing was changed; help: cai update again\");\nexit(1);\n"
+        ),
     )
     .arg("--json")
     .run();
@@ -63,7 +65,10 @@ fn every_failing_json_document_carries_its_reason() {
         .arg("--json")
         .run();
     assert_eq!(code, 4);
-    let error = json(&stdout)["error"].as_str().unwrap_or_default().to_string();
+    let error = json(&stdout)["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(
         error.ends_with("silent.rhai ended with exit code 4"),
         "{stdout}"
@@ -85,7 +90,9 @@ fn every_failing_json_document_carries_its_reason() {
         "cai doctor --list-checks shows every id"
     );
     assert!(
-        stderr.contains("error: unknown check id nope\nhelp: cai doctor --list-checks shows every id\n"),
+        stderr.contains(
+            "error: unknown check id nope\nhelp: cai doctor --list-checks shows every id\n"
+        ),
         "{stderr}"
     );
     assert_operator_text(&stderr);
@@ -277,12 +284,20 @@ fn run_of_a_missing_file_says_it_runs_the_catalog_script() {
     assert_eq!(code, 0, "{stderr}");
     let version = {
         let text = include_str!("../stdlib/detect.rhai");
-        let line = text.lines().find(|l| l.starts_with("//! version:")).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("//! version:"))
+            .unwrap();
         line.trim_start_matches("//! version:").trim().to_string()
     };
     assert_eq!(
         stderr.lines().next(),
-        Some(format!("note: no file ./detect.rhai; running catalog script detect (bundled {version})").as_str()),
+        Some(
+            format!(
+                "note: no file ./detect.rhai; running catalog script detect (bundled {version})"
+            )
+            .as_str()
+        ),
         "{stderr}"
     );
 }
@@ -295,7 +310,11 @@ fn config_values_are_checked_when_read_naming_their_file() {
     let config = host.home.path().join("relative.toml");
     std::fs::write(&config, "socket = \"run/x.sock\"\n").unwrap();
     let path = config.to_str().unwrap();
-    for args in [&["doctor"][..], &["system", "unit"][..], &["update", "--check"][..]] {
+    for args in [
+        &["doctor"][..],
+        &["system", "unit"][..],
+        &["update", "--check"][..],
+    ] {
         let (code, stdout, stderr) = Run::new(&host).config(&config).args(args).run();
         assert_eq!(code, 1, "{args:?}: {stdout}{stderr}");
         assert_eq!(
@@ -367,7 +386,10 @@ fn scripts_list_marks_old_overrides_and_names_failing_ones() {
             .contains(detect.to_str().unwrap()),
         "{stdout}"
     );
-    assert!(rows.iter().any(|r| r["name"] == "units/containai-docker.service"));
+    assert!(
+        rows.iter()
+            .any(|r| r["name"] == "units/containai-docker.service")
+    );
 }
 
 fn bundled(name: &str) -> String {
@@ -375,7 +397,10 @@ fn bundled(name: &str) -> String {
         "update" => include_str!("../stdlib/update.rhai"),
         _ => panic!("{name}"),
     };
-    let line = text.lines().find(|l| l.starts_with("//! version:")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("//! version:"))
+        .unwrap();
     line.trim_start_matches("//! version:").trim().to_string()
 }
 
@@ -385,18 +410,31 @@ fn man_page_and_help_meet_what_the_ecosystem_expects() {
     let (code, man, _) = host.run(&["man"]);
     assert_eq!(code, 0);
     assert!(man.contains(".TH cai 1"), "{man}");
-    assert!(man.contains("GLOBAL OPTIONS") && man.contains("update"), "{man}");
+    assert!(
+        man.contains("GLOBAL OPTIONS") && man.contains("update"),
+        "{man}"
+    );
 
     let (_, help, _) = host.run(&["--help"]);
     let global = help.split("Global options:").nth(1).unwrap_or_default();
     for option in ["--root", "--config", "--yes", "--verbose"] {
         assert!(global.contains(option), "{help}");
     }
-    assert!(!help.split("Global options:").next().unwrap().contains("--root <DIR>"), "{help}");
+    assert!(
+        !help
+            .split("Global options:")
+            .next()
+            .unwrap()
+            .contains("--root <DIR>"),
+        "{help}"
+    );
 
     for (args, wanted) in [
         (&["scripts", "show", "--help"][..], "A catalog script"),
-        (&["scripts", "check", "--help"][..], ".rhai scripts and NAME.service"),
+        (
+            &["scripts", "check", "--help"][..],
+            ".rhai scripts and NAME.service",
+        ),
         (&["scripts", "list", "--help"][..], "--json"),
         (&["system", "resume", "--help"][..], "--dry-run"),
     ] {
@@ -410,7 +448,10 @@ fn man_page_and_help_meet_what_the_ecosystem_expects() {
         assert!(out.contains("Exit codes:\n  0 "), "{command}: {out}");
     }
     let (_, out, _) = host.run(&["update", "--help"]);
-    assert!(out.contains("  100  --check: updates are available"), "{out}");
+    assert!(
+        out.contains("  100  --check: updates are available"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -419,7 +460,10 @@ fn system_resume_dry_run_needs_no_root_and_changes_nothing() {
     let before = host.snapshot_files();
     let (code, stdout, stderr) = host.run_as_nobody(&["system", "resume", "--dry-run"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stderr.contains("no interrupted update to resume"), "{stderr}");
+    assert!(
+        stderr.contains("no interrupted update to resume"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("needs root"), "{stderr}");
     assert_eq!(host.snapshot_files(), before);
 }

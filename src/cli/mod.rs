@@ -294,7 +294,10 @@ fn exec_without_separator(args: &[OsString], e: &clap::Error) -> Option<String> 
     let mut typed: Vec<String> = words[..=container].to_vec();
     typed.push("--".into());
     typed.extend_from_slice(&words[container + 1..]);
-    let shown: Vec<String> = typed.into_iter().map(|w| term::shell_word(w.into())).collect();
+    let shown: Vec<String> = typed
+        .into_iter()
+        .map(|w| term::shell_word(w.into()))
+        .collect();
     Some(format!("cai {}", shown.join(" ")))
 }
 
@@ -369,10 +372,7 @@ fn read_only(command: &Command) -> bool {
         Command::System(SystemCommand::StopContainers { dry_run, .. })
         | Command::System(SystemCommand::Resume { dry_run }) => *dry_run,
         Command::System(SystemCommand::Unit { .. }) => true,
-        Command::Repl
-        | Command::Shell(_)
-        | Command::Exec(_)
-        | Command::Packaging(_) => false,
+        Command::Repl | Command::Shell(_) | Command::Exec(_) | Command::Packaging(_) => false,
     }
 }
 
@@ -778,7 +778,9 @@ impl Ctx {
                         .map(|h| format!(" {}", h.version))
                         .unwrap_or_default();
                     let from = match &script.path {
-                        Some(path) => format!("{}{version}, {}", script.source.as_str(), path.display()),
+                        Some(path) => {
+                            format!("{}{version}, {}", script.source.as_str(), path.display())
+                        }
                         None => format!("{}{version}", script.source.as_str()),
                     };
                     term::err(&format!(
@@ -865,8 +867,8 @@ impl Ctx {
                     // least which script ended with which code.
                     let reason = match &finished.refusal {
                         Some(r) => Some(r.message.clone()),
-                        None if code == exit::OK || finished.outcome
-                            == script::Outcome::UpdatesAvailable =>
+                        None if code == exit::OK
+                            || finished.outcome == script::Outcome::UpdatesAvailable =>
                         {
                             None
                         }
@@ -946,6 +948,30 @@ mod tests {
             .collect();
         out.sort();
         out
+    }
+
+    /// `--help` and the manual page describe every subcommand and every argument.
+    #[test]
+    fn every_subcommand_and_argument_has_a_description() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                if arg.get_help().is_none() && !arg.is_hide_set() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() {
+                    missing.push(path.clone());
+                }
+                walk(sub, &path, missing);
+            }
+        }
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut missing = Vec::new();
+        walk(&cmd, "cai", &mut missing);
+        assert!(missing.is_empty(), "no description: {missing:?}");
     }
 
     /// Scripts get what clap typed, one key per option, never a string to parse again.
