@@ -42,12 +42,22 @@ pub fn err_raw(text: &str) {
     write_stderr(text, false);
 }
 
+/// Set once anything was written (or tried) to stdout.
+static STDOUT_USED: AtomicBool = AtomicBool::new(false);
+
+/// True once anything was written to stdout (or a write was tried): a `--json` run that failed
+/// before printing its document prints one then.
+pub fn stdout_used() -> bool {
+    STDOUT_USED.load(Ordering::SeqCst)
+}
+
 /// True once some output meant for stdout could not be written.
 pub fn stdout_lost() -> bool {
     STDOUT_LOST.load(Ordering::SeqCst)
 }
 
 fn write_stdout(text: &str, newline: bool) {
+    STDOUT_USED.store(true, Ordering::SeqCst);
     // After the first failure every later write would fail the same way.
     if stdout_lost() {
         return;

@@ -74,6 +74,46 @@ fn every_failing_json_document_carries_its_reason() {
         "{stdout}"
     );
 
+    // The bundled update script's own failures (logged, then exit 1) carry their reason too.
+    let (code, stdout, stderr) = host.run(&[
+        "run",
+        "update",
+        "--dry-run",
+        "--json",
+        "--",
+        "--stop-containers",
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    let error = json(&stdout)["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        error.starts_with(
+            "update.rhai takes its options from cai update, not from arguments after --"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("\nhelp: cai update --check (or --stop-containers"),
+        "{stderr}"
+    );
+    assert_operator_text(&stderr);
+
+    // Refused before any script ran (root): still one document with the reason.
+    let (code, stdout, stderr) = host.run_as_nobody(&["update", "--json"]);
+    assert_eq!(code, 1, "{stderr}");
+    let doc = json(&stdout);
+    assert_eq!(
+        doc["error"], "cai update needs root (it installs packages and restarts the engine)",
+        "{stdout}"
+    );
+    assert_eq!(doc["mode"], "live");
+    assert!(
+        stderr.starts_with("error: cai update needs root"),
+        "{stderr}"
+    );
+
     // Success keeps `error: null`.
     let (code, stdout, _) = Run::script(&host, "fine.rhai", &format!("{HEADER}exit(0);\n"))
         .arg("--json")

@@ -338,9 +338,26 @@ where
         }
     };
     let read_only = read_only(&cli.command);
+    let json_mode = json_mode(&cli.command);
     let code = match on_script_stack(move || dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
+            if let Some(mode) = json_mode.filter(|_| !term::stdout_used()) {
+                // Refused before its script ran (root, lock, config): tools reading stdout
+                // still get one document, with the reason.
+                let message = term::operator(&e.to_string()).into_owned();
+                let error = message.split("\nhelp: ").next().unwrap_or_default();
+                term::out(&render::run_json(&render::RunDocument {
+                    mode,
+                    plan: &[],
+                    journal: &[],
+                    reports: &[],
+                    result: &serde_json::Value::Null,
+                    exit_code: e.code(),
+                    error: Some(error),
+                    refusal: None,
+                }));
+            }
             term::err(&format!(
                 "error: {}",
                 term::text(&term::operator(&e.to_string()))
@@ -357,6 +374,17 @@ where
         }
     }
     code
+}
+
+/// The mode of the one JSON document a `--json` command prints, when it was asked for one.
+fn json_mode(command: &Command) -> Option<Mode> {
+    let (json, dry_run) = match command {
+        Command::Run(args) => (args.json, args.dry_run),
+        Command::Update(args) => (args.json, args.dry_run || args.check),
+        Command::Doctor(args) => (args.json && !args.list_checks, args.dry_run),
+        _ => (false, false),
+    };
+    json.then(|| mode(dry_run))
 }
 
 /// Whether the command is one of cai's own reports (a health report, a plan, a listing): when
