@@ -264,6 +264,11 @@ fn exec_without_separator(args: &[OsString], e: &clap::Error) -> Option<String> 
     if e.kind() != clap::error::ErrorKind::UnknownArgument || args.iter().any(|a| a == "--") {
         return None;
     }
+    // An unknown option may be a typo of one of exec's own: clap's message says both.
+    let unexpected = e.get(clap::error::ContextKind::InvalidArg)?.to_string();
+    if unexpected.starts_with('-') {
+        return None;
+    }
     let words: Vec<String> = args
         .iter()
         .skip(1)
