@@ -231,6 +231,8 @@ fn doctor_alias_reports_stable_check_ids_in_text_and_json() {
     assert_eq!(
         ids,
         [
+            "systemd.init",
+            "privileges",
             "lima.vm",
             "engine.socket",
             "containers.managed",
