@@ -816,7 +816,7 @@ fn regression_p17_the_vms_running_containers_refuse_the_update() {
     let (code, _, stderr) = mac.host.run(&["update"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
-        stderr.contains("managed containers are running: [\"agent-1\"]"),
+        stderr.contains("managed containers are running: agent-1"),
         "{stderr}"
     );
     assert!(

@@ -109,7 +109,7 @@ fn running_containers_refuse_the_update_before_anything_is_fetched() {
     let (code, stdout, stderr) = f.host.run(&["update"]);
     assert_eq!(code, 2, "{stdout}{stderr}");
     assert!(
-        stderr.contains("managed containers are running: [\"agent-1\"]"),
+        stderr.contains("managed containers are running: agent-1"),
         "{stderr}"
     );
     assert!(
@@ -465,7 +465,7 @@ fn killed_between_stop_and_restart_the_next_run_restarts_the_journalled_containe
     set_sysbox(&f.host, OLD_SYSBOX);
     let (code, _, stderr) = f.host.run(&["update"]);
     assert!(
-        stderr.contains("an interrupted update stopped [\"agent-1\"]; starting them again"),
+        stderr.contains("an interrupted update stopped agent-1; starting them again"),
         "{stderr}"
     );
     assert_eq!(f.engine.state("agent-1"), "running");
@@ -553,7 +553,7 @@ fn no_restart_leaves_the_stopped_containers_stopped_and_clears_the_record() {
     let (code, _, stderr) = f.host.run(&["update", "--stop-containers", "--no-restart"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stderr.contains("--no-restart: leaving [\"agent-1\"] stopped"),
+        stderr.contains("--no-restart: leaving agent-1 stopped"),
         "{stderr}"
     );
     assert_eq!(f.engine.state("agent-1"), "exited");
@@ -1196,12 +1196,12 @@ fn p63_unlabelled_containers_are_refused_recorded_and_restarted() {
     let (code, stdout, stderr) = f.host.run(&["update"]);
     assert_eq!(code, 2, "{stdout}{stderr}");
     assert!(
-        stderr.contains("managed containers are running: [\"agent-1\"]"),
+        stderr.contains("managed containers are running: agent-1"),
         "{stderr}"
     );
     assert!(
         stderr.contains(
-            "containers not managed by ContainAI are running: [\"other\"] (restarting the engine stops them too)"
+            "containers not managed by ContainAI are running: other (restarting the engine stops them too)"
         ),
         "{stderr}"
     );
