@@ -72,8 +72,13 @@ impl Trust {
             Kind::File => "the file",
             Kind::Directory => "the directory",
         };
-        owner_and_mode(&self.owners, stat.st_uid, stat.st_mode, kind)
-            .map_err(|reason| self.unsafe_path(path, format!("{what} {reason}")))
+        owner_and_mode(
+            &self.owners,
+            stat.st_uid,
+            super::fs::raw_mode(stat.st_mode),
+            kind,
+        )
+        .map_err(|reason| self.unsafe_path(path, format!("{what} {reason}")))
     }
 
     pub(crate) fn unsafe_path(&self, path: &Path, reason: String) -> TrustError {
