@@ -37,10 +37,13 @@ pub fn git_commit(crate_dir: &Path) -> Option<(String, String)> {
     )?;
     let valid_hash = hash.len() >= 7 && hash.bytes().all(|b| b.is_ascii_hexdigit());
     let valid_date = date.len() == 10
-        && date
-            .bytes()
-            .enumerate()
-            .all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+        && date.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
     (valid_hash && valid_date).then_some((hash, date))
 }
 

@@ -42,7 +42,10 @@ fn repository(dir: &Path) -> String {
     git(dir, &["init", "-q"]);
     std::fs::write(dir.join("Cargo.toml"), "[package]\n").unwrap();
     git(dir, &["add", "Cargo.toml"]);
-    git(dir, &["-c", "commit.gpgsign=false", "commit", "-q", "-m", "one"]);
+    git(
+        dir,
+        &["-c", "commit.gpgsign=false", "commit", "-q", "-m", "one"],
+    );
     git(dir, &["rev-parse", "--short=7", "HEAD"])
 }
 
@@ -99,9 +102,8 @@ fn cai_version_shows_the_commit_and_date_of_a_git_build() {
         .ok()
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    let in_git = top.is_some_and(|t| {
-        Path::new(&t).canonicalize().ok() == crate_dir.canonicalize().ok()
-    });
+    let in_git =
+        top.is_some_and(|t| Path::new(&t).canonicalize().ok() == crate_dir.canonicalize().ok());
     if !in_git {
         assert_eq!(line, format!("cai {PACKAGE}"));
         return;
