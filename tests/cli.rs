@@ -245,6 +245,7 @@ fn doctor_alias_reports_stable_check_ids_in_text_and_json() {
             "fs.protected_hardlinks",
             "sysbox.installed",
             "sysbox.target",
+            "release.checksums",
             "fuse.fusermount3",
             "unit.engine",
             "unit.daemon_config"
