@@ -20,7 +20,7 @@ pub mod trusted;
 
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -525,6 +525,7 @@ impl Root {
 /// the kernel goes through the very descriptor that was resolved inside the root.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn proc_fd_dir(dir: &OwnedFd) -> std::io::Result<PathBuf> {
+    use std::os::fd::AsRawFd;
     Ok(PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())))
 }
 
@@ -540,6 +541,7 @@ fn proc_fd_dir(dir: &OwnedFd) -> std::io::Result<PathBuf> {
 
 #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "macos")))]
 fn proc_fd_dir(dir: &OwnedFd) -> std::io::Result<PathBuf> {
+    use std::os::fd::AsRawFd;
     Ok(PathBuf::from(format!("/dev/fd/{}", dir.as_raw_fd())))
 }
 
