@@ -477,8 +477,12 @@ fn wsl2_with_an_outdated_sysbox_needs_an_update() {
 #[test]
 fn a_source_build_names_each_unpinned_artifact_and_the_key_that_pins_it() {
     let host = TestHost::new();
-    host.fakes
-        .add_standard("sysbox-runc\n\tedition: \tCommunity Edition (CE)\n\tversion: \t0.6.7\n");
+    // No engine, and its unit inactive: nothing runs that the update would have to stop.
+    host.fakes.add("systemctl", "echo inactive; exit 3");
+    host.fakes.add(
+        "sysbox-runc",
+        "printf 'sysbox-runc\\n\\tedition: \\tCommunity Edition (CE)\\n\\tversion: \\t0.6.7\\n'",
+    );
     let (t, _) = target_of(&host, &mut host.cai());
     let unpinned: Vec<(&str, &str)> = t["unpinned"]
         .as_array()

@@ -72,13 +72,11 @@ impl Trust {
             Kind::File => "the file",
             Kind::Directory => "the directory",
         };
-        owner_and_mode(
-            &self.owners,
-            stat.st_uid,
-            super::fs::raw_mode(stat.st_mode),
-            kind,
-        )
-        .map_err(|reason| self.unsafe_path(path, format!("{what} {reason}")))
+        // `st_mode` is a `u32` on Linux and a `u16` on macOS.
+        #[allow(clippy::useless_conversion)]
+        let mode = u32::from(stat.st_mode);
+        owner_and_mode(&self.owners, stat.st_uid, mode, kind)
+            .map_err(|reason| self.unsafe_path(path, format!("{what} {reason}")))
     }
 
     pub(crate) fn unsafe_path(&self, path: &Path, reason: String) -> TrustError {

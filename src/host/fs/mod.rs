@@ -42,12 +42,6 @@ pub fn mode(bits: u32) -> Mode {
     Mode::from_raw_mode((bits & 0o7777) as rustix::fs::RawMode)
 }
 
-/// `st_mode` as a `u32` on every platform (`u16` on macOS).
-#[allow(clippy::useless_conversion)]
-pub fn raw_mode(st_mode: rustix::fs::RawMode) -> u32 {
-    u32::from(st_mode)
-}
-
 /// The host tree given by `--root` (often `/`), opened once.
 #[derive(Debug)]
 pub struct Root {
