@@ -39,7 +39,7 @@ const GLOBAL: &str = "Global options";
 #[derive(Debug, Parser)]
 #[command(
     name = "cai",
-    version,
+    version = env!("CAI_VERSION"),
     about = "Keeps ContainAI hosts safe to update and repair",
     long_about = None,
     propagate_version = true,

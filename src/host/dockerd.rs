@@ -767,7 +767,7 @@ fn unpack_into(
             dir,
             name,
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(mode),
+            super::fs::mode(mode),
         )
         .map_err(|e| unpack_error(shown, e.into()))?;
         let mut out = std::fs::File::from(fd);
@@ -780,7 +780,7 @@ fn unpack_into(
             out.write_all(&buf[..n])
                 .map_err(|e| unpack_error(shown, e))?;
         }
-        rustix::fs::fchmod(&out, Mode::from_raw_mode(mode))
+        rustix::fs::fchmod(&out, super::fs::mode(mode))
             .map_err(|e| unpack_error(shown, e.into()))?;
         out.sync_all().map_err(|e| unpack_error(shown, e))?;
         names.push(name.to_string());
