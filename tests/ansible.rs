@@ -43,6 +43,17 @@ fn need(program: &str) -> PathBuf {
         })
 }
 
+/// The system's python3, which Debian's python3-jsonschema and ansible-core use (and which the
+/// plays name as `ansible_python_interpreter`).
+fn python3() -> PathBuf {
+    let path = PathBuf::from("/usr/bin/python3");
+    assert!(
+        path.is_file(),
+        "/usr/bin/python3 is required for this test but is not installed; install with: {ANSIBLE_HINT}"
+    );
+    path
+}
+
 fn sha256(bytes: &[u8]) -> String {
     hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes))
 }
@@ -205,7 +216,7 @@ for e in errors:
     print("%s: %s" % ("/".join(str(p) for p in e.absolute_path) or "(document)", e.message))
 sys.exit(1 if errors else 0)
 "#;
-    let mut child = Command::new(need("python3"))
+    let mut child = Command::new(python3())
         .arg("-c")
         .arg(CHECK)
         .arg(repo().join("docs/schemas"))
@@ -689,7 +700,7 @@ fn ansible_doc_renders_every_module_and_they_compile() {
         .collect();
     files.push(repo().join("contrib/ansible/plugins/module_utils/cai.py"));
     let cache = tempfile::tempdir().unwrap();
-    let out = Command::new(need("python3"))
+    let out = Command::new(python3())
         .args(["-m", "py_compile"])
         .args(&files)
         .env("PYTHONPYCACHEPREFIX", cache.path())
@@ -703,4 +714,105 @@ fn ansible_doc_renders_every_module_and_they_compile() {
         .output()
         .expect("run ansible-playbook");
     assert!(out.status.success(), "rolling-update.yml: {out:?}");
+}
+
+/// Runs `playbook` (YAML or JSON text) on localhost; (exit code, recap line, output).
+fn run_playbook(host: &TestHost, c: &Collection, playbook: &str) -> (i32, String, String) {
+    let path = host.home.path().join("play.yml");
+    std::fs::write(&path, playbook).unwrap();
+    let out = ansible(host, c, "ansible-playbook")
+        .args(["-c", "local", "-i", "localhost,"])
+        .args(["-e", "ansible_python_interpreter=/usr/bin/python3"])
+        .arg(&path)
+        .output()
+        .expect("run ansible-playbook");
+    let output = String::from_utf8_lossy(&out.stdout).into_owned()
+        + String::from_utf8_lossy(&out.stderr).as_ref();
+    let recap = output
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("localhost") && l.contains("ok="))
+        .unwrap_or_default()
+        .to_string();
+    (out.status.code().unwrap_or(-1), recap, output)
+}
+
+#[test]
+fn the_host_role_installs_cai_from_an_archive_verified_against_sha256sums() {
+    use std::os::unix::fs::PermissionsExt;
+    let c = Collection::install();
+    let host = TestHost::new();
+    let rel = host.home.path().join("release");
+    let stage = rel.join("stage");
+    std::fs::create_dir_all(&stage).unwrap();
+    let binary = "#!/bin/sh\necho cai 9.9.9\n";
+    std::fs::write(stage.join("cai"), binary).unwrap();
+    std::fs::set_permissions(stage.join("cai"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let archive = rel.join("cai-9.9.9-linux.tar.gz");
+    let status = Command::new("tar")
+        .arg("-C")
+        .arg(&stage)
+        .arg("-czf")
+        .arg(&archive)
+        .arg("cai")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let bytes = std::fs::read(&archive).unwrap();
+    // A second archive that SHA256SUMS names with another checksum.
+    std::fs::copy(&archive, rel.join("cai-9.9.8-linux.tar.gz")).unwrap();
+    std::fs::write(
+        rel.join("SHA256SUMS"),
+        format!(
+            "{}  cai-9.9.9-linux.tar.gz\n{}  cai-9.9.8-linux.tar.gz\n",
+            sha256(&bytes),
+            "0".repeat(64)
+        ),
+    )
+    .unwrap();
+    let play = |version: &str, dir: &Path| {
+        json!([{
+            "hosts": "localhost",
+            "gather_facts": false,
+            "roles": [{
+                "role": "containai.cai.host",
+                "cai_install_dir": dir,
+                "cai_download_dir": dir.join("download"),
+                "cai_archive_url": format!("file://{}/cai-{version}-linux.tar.gz", rel.display()),
+                "cai_sha256sums_url": format!("file://{}/SHA256SUMS", rel.display()),
+            }],
+        }])
+        .to_string()
+    };
+    let bin = host.home.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let (code, recap, output) = run_playbook(&host, &c, &play("9.9.9", &bin));
+    assert_eq!(code, 0, "{output}");
+    assert!(!recap.contains("changed=0"), "{recap}");
+    assert_eq!(std::fs::read_to_string(bin.join("cai")).unwrap(), binary);
+    let mode = std::fs::metadata(bin.join("cai"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755);
+    // Again: nothing to do.
+    let (code, recap, output) = run_playbook(&host, &c, &play("9.9.9", &bin));
+    assert_eq!(code, 0, "{output}");
+    assert!(recap.contains("changed=0"), "{recap}");
+
+    // A checksum that does not match: the task fails and nothing is installed.
+    let other = host.home.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let (code, _, output) = run_playbook(&host, &c, &play("9.9.8", &other));
+    assert_eq!(code, 2, "{output}");
+    assert!(output.contains("did not match"), "{output}");
+    assert!(!other.join("cai").exists());
+    // An archive SHA256SUMS does not name: refused before any download.
+    let (code, _, output) = run_playbook(&host, &c, &play("9.9.7", &other));
+    assert_eq!(code, 2, "{output}");
+    assert!(
+        output.contains("has no sha256 for cai-9.9.7-linux.tar.gz"),
+        "{output}"
+    );
+    assert!(!other.join("cai").exists());
 }
