@@ -277,6 +277,10 @@ fn every_json_document_carries_its_schema_and_matches_it() {
     changed["schema"] = json!(2);
     assert!(validate("doctor", &changed).is_err(), "schema 2 passed");
 
+    let (code, doc) = f.cai_json(&["doctor", "--list-checks", "--json"]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_valid("doctor", &doc);
+
     let (code, doc) = f.cai_json(&["doctor", "--repair", "--all", "--dry-run", "--json"]);
     assert_eq!(code, 0, "{doc:#}");
     assert_valid("repair", &doc);
@@ -329,6 +333,32 @@ fn every_json_document_carries_its_schema_and_matches_it() {
     assert_eq!(code, 0, "{doc:#}");
     assert_valid("update", &doc);
     assert!(reports(&doc, "update").is_empty(), "{doc:#}");
+
+    // A repair that walks a volume, with a file owned by nobody in it.
+    f.engine.run_with(
+        "agent-2",
+        &["containai.managed=true"],
+        &["-v", "agent-2-data:/data"],
+        support::TEST_IMAGE,
+        &[
+            "sh",
+            "-c",
+            "touch /data/f && chown 65534:65534 /data/f && exec sleep 600",
+        ],
+    );
+    let (code, doc) = f.cai_json(&["doctor", "--repair", "--all", "--dry-run", "--json"]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_valid("repair", &doc);
+    let repair = reports(&doc, "repair")[0];
+    assert_eq!(repair["summary"]["repaired"], 1, "{doc:#}");
+    let volumes: Vec<&Value> = repair["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["volumes"].as_array().unwrap())
+        .collect();
+    assert_eq!(volumes.len(), 1, "{doc:#}");
+    assert_eq!(volumes[0]["destination"], "/data", "{doc:#}");
 }
 
 // --- Ansible -------------------------------------------------------------------------------------
