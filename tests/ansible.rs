@@ -696,6 +696,61 @@ fn a_refusal_fails_the_task_naming_the_container_and_doctor_and_facts_match_cai(
     assert_eq!(strict["errors"], json!(["sysbox.installed"]), "{strict:#}");
     assert_eq!(strict["checks"].as_array().unwrap().len(), 1, "{strict:#}");
     assert_eq!(f.digest(), before);
+
+    // The ownership repair: check mode shows it and changes nothing, a real run repairs, a
+    // second run is ok.
+    f.engine.run_with(
+        "agent-2",
+        &["containai.managed=true"],
+        &["-v", "agent-2-data:/data"],
+        support::TEST_IMAGE,
+        &[
+            "sh",
+            "-c",
+            "touch /data/f && chown 65534:65534 /data/f && exec sleep 600",
+        ],
+    );
+    let owner = || {
+        f.engine
+            .docker(&["exec", "agent-2", "stat", "-c", "%u", "/data/f"])
+    };
+    let repair = json!({ "repair": "all", "checks": ["volumes.ownership"] });
+    let p = f.play(
+        &c,
+        &[("containai.cai.doctor", repair.clone(), "would")],
+        &["--check"],
+    );
+    assert_eq!(p.code, 0, "{}", p.why());
+    assert_eq!(p.count("changed"), 1, "{}", p.why());
+    assert_eq!(p.results["would"]["repair"]["dry_run"], true, "{}", p.why());
+    assert_eq!(owner(), "65534");
+    assert_eq!(f.digest(), before, "check mode wrote the journal");
+    let p = f.play(
+        &c,
+        &[("containai.cai.doctor", repair.clone(), "repaired")],
+        &[],
+    );
+    assert_eq!(p.code, 0, "{}", p.why());
+    assert_eq!(p.count("changed"), 1, "{}", p.why());
+    // The owner the repair chose for agent-2's volumes, as it reported it.
+    let target = p.results["repaired"]["repair"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["container"] == "agent-2")
+        .map(|c| c["target"]["uid"].to_string())
+        .unwrap_or_else(|| panic!("{}", p.why()));
+    assert_eq!(owner(), target);
+    assert_ne!(target, "65534");
+    assert_eq!(
+        p.results["repaired"]["checks"][0]["status"],
+        "ok",
+        "{}",
+        p.why()
+    );
+    let p = f.play(&c, &[("containai.cai.doctor", repair, "again")], &[]);
+    assert_eq!(p.code, 0, "{}", p.why());
+    assert_eq!(p.count("changed"), 0, "{}", p.why());
 }
 
 #[test]
