@@ -39,6 +39,8 @@ declare -A needs=(
 	# The end-to-end tests boot a machine with systemd as PID 1 (tests/e2e_systemd.rs).
 	[systemd-nspawn]=systemd-container
 	[mmdebstrap]=mmdebstrap
+	# The Ansible collection's tests (tests/ansible.rs).
+	[ansible-playbook]=ansible-core
 )
 missing=()
 for program in "${!needs[@]}"; do
@@ -49,6 +51,10 @@ done
 # busybox must be the static build: the test image has no libc.
 if ! dpkg -s busybox-static >/dev/null 2>&1; then
 	missing+=(busybox-static)
+fi
+# The --json schemas are checked with the system python3's jsonschema (tests/ansible.rs).
+if ! /usr/bin/python3 -c 'import jsonschema' >/dev/null 2>&1; then
+	missing+=(python3-jsonschema)
 fi
 if [[ ${#missing[@]} -gt 0 ]]; then
 	# --no-install-recommends matters: systemd-container recommends libnss-mymachines, which

@@ -117,9 +117,13 @@ pub struct RunDocument<'a> {
     pub refusal: Option<&'a serde_json::Value>,
 }
 
+/// The version of the `--json` document's shape (docs/schemas/); raised with every change of it.
+pub const JSON_SCHEMA: u32 = 1;
+
 /// The JSON document printed by `cai run --json`.
 pub fn run_json(doc: &RunDocument<'_>) -> String {
     let doc = json!({
+        "schema": JSON_SCHEMA,
         "mode": doc.mode,
         "reports": doc.reports,
         "plan": doc.plan,
