@@ -841,7 +841,11 @@ mod tests {
         assert_eq!(path, dir.path().join("master-2222"));
         assert_eq!(master_greets(&path), Master::Absent);
         drop(UnixListener::bind(&path).unwrap());
-        assert_eq!(master_greets(&path), Master::Stale, "a dead master's socket");
+        assert_eq!(
+            master_greets(&path),
+            Master::Stale,
+            "a dead master's socket"
+        );
         std::fs::remove_file(&path).unwrap();
         std::fs::write(&path, "x").unwrap();
         assert_eq!(master_greets(&path), Master::Stale, "not a socket");

@@ -29,7 +29,15 @@ pub fn register(reg: &mut Registrar) {
             signature: "update::state() -> map or ()",
             doc: "what an interrupted update left: phase, containers (id, name) it stopped, run; () when none",
             example: "update::state()",
-        },
+        }
+        .returns(
+            &[
+                ("phase", "string", "where the update was, e.g. stopping or installing"),
+                ("containers", "array", "#{id, name} of each container it stopped (full ID)"),
+                ("run", "string", "the journal's id of the run that wrote it"),
+            ],
+            r#"#{phase: "stopping", containers: [#{id: "4f2c9b0e1d7a4c3b8e6f5a2d1c0b9a8e7f6d5c4b3a291807f6e5d4c3b2a19080", name: "agent-1"}], run: "20260127T091403Z-4242"}"#,
+        ),
         |h: &Host| update::read_state(h),
     );
 
