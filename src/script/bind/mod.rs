@@ -80,6 +80,39 @@ impl Primitive {
     pub fn path(&self) -> String {
         format!("{}::{}", self.module, self.name)
     }
+
+    /// The primitive as `cai scripts api` prints it: kind, signature and doc on one line, then
+    /// its other signatures, the fields of the map it returns and an example of that map.
+    pub fn describe(&self) -> String {
+        let kind = if self.mutating {
+            "mutating"
+        } else {
+            "read-only"
+        };
+        let mut out = format!("{kind:<9} {:<62} {}", self.signature, self.doc);
+        let indent = " ".repeat(10);
+        for overload in &self.overloads {
+            out.push_str(&format!("\n{indent}{overload}"));
+        }
+        if !self.fields.is_empty() {
+            let each = if return_type(self.signature).starts_with("array") {
+                "each map has"
+            } else {
+                "the map has"
+            };
+            out.push_str(&format!("\n{indent}{each}:"));
+            let name_width = self.fields.iter().map(|f| f.name.len()).max().unwrap_or(0);
+            let type_width = self.fields.iter().map(|f| f.ty.len()).max().unwrap_or(0);
+            for f in &self.fields {
+                out.push_str(&format!(
+                    "\n{indent}  {:<name_width$}  {:<type_width$}  {}",
+                    f.name, f.ty, f.doc
+                ));
+            }
+            out.push_str(&format!("\n{indent}e.g. {}", self.returns_example));
+        }
+        out
+    }
 }
 
 /// What a registration says about its primitive besides the function itself.
@@ -697,6 +730,17 @@ fn register_families(
     reg
 }
 
+/// Every primitive's signatures (the documented one, then its overloads) by path, for the
+/// message of a call that matches none of them. The registrations are fixed at build time, so
+/// the first [`install`] fills it for the whole process.
+static SIGNATURES: std::sync::OnceLock<BTreeMap<String, Vec<&'static str>>> =
+    std::sync::OnceLock::new();
+
+/// Every primitive's signatures by path, once an engine was built.
+pub fn signatures() -> Option<&'static BTreeMap<String, Vec<&'static str>>> {
+    SIGNATURES.get()
+}
+
 /// Installs every primitive on `engine` and returns their documentation.
 pub fn install(
     engine: &mut Engine,
@@ -713,6 +757,17 @@ pub fn install(
     for (name, module) in modules {
         engine.register_static_module(name, module.into());
     }
+    SIGNATURES.get_or_init(|| {
+        primitives
+            .iter()
+            .map(|p| {
+                let all = std::iter::once(p.signature)
+                    .chain(p.overloads.iter().copied())
+                    .collect();
+                (p.path(), all)
+            })
+            .collect()
+    });
     primitives
 }
 
