@@ -28,8 +28,8 @@ const CONTAINER: &[Field] = &[
     ("running", "bool", "whether it runs now"),
     (
         "managed_by",
-        "string or ()",
-        "\"label\" (containai.managed=true), \"legacy\" (a ContainAI image without the label); () for one ContainAI does not manage (containers::list only)",
+        "string",
+        "\"label\" (containai.managed=true) or \"legacy\" (a ContainAI image without the label)",
     ),
     (
         "ssh_port",
@@ -37,6 +37,29 @@ const CONTAINER: &[Field] = &[
         "its containai.ssh-port label; () without one",
     ),
     ("labels", "map", "every label, name to value"),
+];
+/// Any container on the engine (`list`).
+const ENGINE_CONTAINER: &[Field] = &[
+    ("id", "string", "full container ID (64 hex digits)"),
+    ("name", "string", "name without the leading /"),
+    ("image", "string", "image the container was created from"),
+    (
+        "state",
+        "string",
+        "engine state: created, running, paused, restarting, exited, dead",
+    ),
+    ("running", "bool", "whether it runs now"),
+    (
+        "managed_by",
+        "string or ()",
+        "\"label\", \"legacy\", or () for a container ContainAI does not manage",
+    ),
+    ("labels", "map", "every label, name to value"),
+    (
+        "mounts",
+        "array",
+        "#{kind, name, source, destination} per mount (kind: volume, bind, tmpfs, ...)",
+    ),
 ];
 const CONTAINER_EXAMPLE: &str = r#"#{id: "4f2c9b0e1d7a4c3b8e6f5a2d1c0b9a8e7f6d5c4b3a291807f6e5d4c3b2a19080", name: "agent-1", image: "containai:latest", state: "running", running: true, managed_by: "label", ssh_port: "2222", labels: #{"containai.managed": "true", "containai.ssh-port": "2222"}}"#;
 
@@ -146,7 +169,10 @@ pub fn register(reg: &mut Registrar) {
             doc: "every container on the engine, labelled or not (managed_by is () for one ContainAI does not manage: an engine restart stops it too); all=false lists running ones; fail-closed like list_managed, and all=true fails while the engine is down",
             example: "containers::list(false).filter(|c| c.managed_by == ())",
         }
-        .returns(CONTAINER, CONTAINER_EXAMPLE),
+        .returns(
+            ENGINE_CONTAINER,
+            r#"#{id: "9a8b7c6d5e4f30211203f4e5d6c7b8a99a8b7c6d5e4f30211203f4e5d6c7b8a9", name: "postgres", image: "postgres:16", state: "running", running: true, managed_by: (), labels: #{}, mounts: [#{kind: "volume", name: "pgdata", source: "/var/lib/containai-docker/volumes/pgdata/_data", destination: "/var/lib/postgresql/data"}]}"#,
+        ),
         |h: &Host, all: bool| docker::list_checked(h, all),
     );
 
