@@ -153,19 +153,24 @@ bare_ssh
 docker_exec
 "$cai" exec --help >/dev/null
 
-now() { date +%s%N; }
-start=$(now)
-for _ in $(seq "$runs"); do cai_exec; done
-cai_ns=$(($(now) - start))
-start=$(now)
-for _ in $(seq "$runs"); do mux_ssh; done
-mux_ns=$(($(now) - start))
-start=$(now)
-for _ in $(seq "$runs"); do bare_ssh; done
-ssh_ns=$(($(now) - start))
-start=$(now)
-for _ in $(seq "$runs"); do docker_exec; done
-docker_ns=$(($(now) - start))
+# Interleaved, one command of each per round, so a load that comes and goes on the machine
+# weighs on all four alike. Microseconds from bash's clock, no process per reading.
+cai_us=0 mux_us=0 ssh_us=0 docker_us=0
+for _ in $(seq "$runs"); do
+	start=${EPOCHREALTIME/./}
+	cai_exec
+	cai_us=$((cai_us + ${EPOCHREALTIME/./} - start))
+	start=${EPOCHREALTIME/./}
+	mux_ssh
+	mux_us=$((mux_us + ${EPOCHREALTIME/./} - start))
+	start=${EPOCHREALTIME/./}
+	bare_ssh
+	ssh_us=$((ssh_us + ${EPOCHREALTIME/./} - start))
+	start=${EPOCHREALTIME/./}
+	docker_exec
+	docker_us=$((docker_us + ${EPOCHREALTIME/./} - start))
+done
+cai_ns=$((cai_us * 1000)) mux_ns=$((mux_us * 1000)) ssh_ns=$((ssh_us * 1000)) docker_ns=$((docker_us * 1000))
 
 awk -v c="$cai_ns" -v m="$mux_ns" -v s="$ssh_ns" -v d="$docker_ns" -v n="$runs" 'BEGIN {
 	printf "%d x cai exec NAME -- true:             %8.1f ms (%.1f ms each)\n", n, c / 1e6, c / 1e6 / n
