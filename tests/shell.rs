@@ -719,3 +719,68 @@ fn p69_piped_shell_ends_when_last_command_reads_the_terminal() {
     assert!(stdout(&out).contains("status 1"), "{}", stdout(&out));
     let _ = std::fs::remove_file(file);
 }
+
+/// Whether a live control master greets at `path` (the multiplexing hello, as `ssh` sees it).
+fn master_greets(path: &Path) -> bool {
+    use std::io::Read;
+    let Ok(mut stream) = std::os::unix::net::UnixStream::connect(path) else {
+        return false;
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut hello = [0_u8; 12];
+    stream.read_exact(&mut hello).is_ok() && hello[4..8] == [0, 0, 0, 1]
+}
+
+/// Ends the control master at `path`.
+fn stop_master(path: &Path) {
+    let status = Command::new("ssh")
+        .args(["-F", "/dev/null", "-o"])
+        .arg(format!("ControlPath={}", path.display()))
+        .args(["-O", "exit", "127.0.0.1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "ssh -O exit");
+}
+
+/// A control socket that nobody answers on (a master that died and left it), or a file in its
+/// place, is removed and a new master takes its place: the command runs, and the next one finds
+/// a live master there.
+#[test]
+fn a_stale_master_socket_is_replaced() {
+    let f = Fixture::shared();
+    let home = f.sshd.home(&f.sshd.known_hosts());
+    let dir = home.path().join("containai-ssh");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let socket = dir.join(format!("master-{}", f.sshd.port));
+    let exec = || {
+        f.cai_home(home.path())
+            .args(["exec", "agent-1", "--", "echo", "reached"])
+            .output()
+            .unwrap()
+    };
+
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    assert!(!master_greets(&socket), "the socket is stale");
+    let out = exec();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out), "reached\n");
+    assert!(master_greets(&socket), "a new master listens in its place");
+    // The next command reuses it.
+    let out = exec();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(master_greets(&socket));
+    stop_master(&socket);
+
+    std::fs::write(&socket, "not a socket").unwrap();
+    let out = exec();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out), "reached\n");
+    assert!(master_greets(&socket), "a new master listens in its place");
+    stop_master(&socket);
+}
