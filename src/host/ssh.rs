@@ -566,17 +566,24 @@ impl Session {
         }
     }
 
-    /// Runs `remote` with the caller's stdin, stdout and stderr, and returns its exit status:
-    /// a PTY (`-tt`) when `tty`, else none (`-T`) and the three streams stay apart.
+    /// Runs `remote` with the caller's stdin, stdout and stderr: a PTY (`-tt`) when `tty`, else
+    /// none (`-T`) and the three streams stay apart. `ssh` takes this process's place (nothing
+    /// is left to do once it runs, and a process less is as fast as `ssh` alone), so its exit
+    /// status is the command's, as it is passed through; this returns only when `ssh` cannot
+    /// be started.
     pub fn attached(&self, tty: bool, remote: &OsStr) -> Result<u8, SshError> {
-        let status = self
+        use std::io::Write;
+        use std::os::unix::process::CommandExt;
+        // What this process buffered is written before ssh replaces it.
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        let error = self
             .command("ControlMaster=no")?
             .arg(if tty { "-tt" } else { "-T" })
             .arg(HOST)
             .arg(remote)
-            .status()
-            .map_err(SshError::Spawn)?;
-        Ok(exit_code(status))
+            .exec();
+        Err(SshError::Spawn(error))
     }
 
     /// Runs the login shell with a PTY (`-tt`) while stdin is not a terminal (`cai shell` fed
