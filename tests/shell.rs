@@ -784,3 +784,94 @@ fn a_stale_master_socket_is_replaced() {
     assert!(master_greets(&socket), "a new master listens in its place");
     stop_master(&socket);
 }
+
+/// A proxy in front of the engine's socket that counts the HTTP requests passing through it.
+struct CountingProxy {
+    requests: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CountingProxy {
+    fn start(listen: &Path, engine: &Path) -> Self {
+        use std::io::{Read, Write};
+        use std::os::unix::net::{UnixListener, UnixStream};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = UnixListener::bind(listen).unwrap();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counted = requests.clone();
+        let engine = engine.to_path_buf();
+        // Ends with the test process; each connection ends when either side closes.
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { return };
+                let mut server = UnixStream::connect(&engine).unwrap();
+                let (mut client_back, mut server_back) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut server_back, &mut client_back);
+                    let _ = client_back.shutdown(std::net::Shutdown::Write);
+                });
+                let counted = counted.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0_u8; 65536];
+                    loop {
+                        let n = match client.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        // Every request carries exactly one request line.
+                        let lines = buf[..n]
+                            .windows(11)
+                            .filter(|w| w.starts_with(b" HTTP/1.") && w.ends_with(b"\r\n"))
+                            .count();
+                        counted.fetch_add(lines, Ordering::SeqCst);
+                        if server.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = server.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        CountingProxy { requests }
+    }
+
+    fn take(&self) -> usize {
+        self.requests.swap(0, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// `cai exec NAME` asks the engine once: one request resolves the container (no version
+/// negotiation before it), and the connection is checked without a second `ssh`.
+#[test]
+fn exec_resolves_the_container_in_one_engine_request() {
+    let f = Fixture::shared();
+    let proxy_socket = f.host.root().join("var/run/counting.sock");
+    let proxy = CountingProxy::start(&proxy_socket, &f.host.socket());
+    let config = f.home.path().join("counting.toml");
+    std::fs::write(&config, "socket = \"/var/run/counting.sock\"\n").unwrap();
+    let exec = |name: &str| {
+        f.cai()
+            .arg("--config")
+            .arg(&config)
+            .args(["exec", name, "--", "echo", "reached"])
+            .output()
+            .unwrap()
+    };
+    // The first one may make the connection; count the next.
+    let out = exec("agent-1");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    proxy.take();
+    let out = exec("agent-1");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out), "reached\n");
+    assert_eq!(proxy.take(), 1, "engine requests of one cai exec");
+    // A container the engine does not have is told as before, through the engine client.
+    let out = exec("nosuch");
+    assert_eq!(code(&out), 125);
+    assert!(
+        stderr(&out).contains("container nosuch not found on the containai-docker engine"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_file(&proxy_socket).unwrap();
+}
