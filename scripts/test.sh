@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs what CI runs, on this machine: `cargo fmt --check`, `cargo clippy --all-targets -D warnings`
-# and the whole cai test suite.
+# Runs what CI runs, on this machine: `cargo fmt --check`, `cargo clippy --all-targets -D warnings`,
+# `cargo check` and `cargo clippy` of both macOS targets (type-checked here, so a Linux-only call
+# cannot land), and the whole cai test suite.
 #
 # The tests use real components: a private dockerd, busybox-static for the test image, sshd,
 # systemd-analyze, dpkg-deb, and a machine booted with systemd-nspawn from a tree mmdebstrap
@@ -38,6 +39,8 @@ declare -A needs=(
 	# The end-to-end tests boot a machine with systemd as PID 1 (tests/e2e_systemd.rs).
 	[systemd-nspawn]=systemd-container
 	[mmdebstrap]=mmdebstrap
+	# The Ansible collection's tests (tests/ansible.rs).
+	[ansible-playbook]=ansible-core
 )
 missing=()
 for program in "${!needs[@]}"; do
@@ -48,6 +51,10 @@ done
 # busybox must be the static build: the test image has no libc.
 if ! dpkg -s busybox-static >/dev/null 2>&1; then
 	missing+=(busybox-static)
+fi
+# The --json schemas are checked with the system python3's jsonschema (tests/ansible.rs).
+if ! /usr/bin/python3 -c 'import jsonschema' >/dev/null 2>&1; then
+	missing+=(python3-jsonschema)
 fi
 if [[ ${#missing[@]} -gt 0 ]]; then
 	# --no-install-recommends matters: systemd-container recommends libnss-mymachines, which
@@ -91,6 +98,19 @@ for subcommand in "${!components[@]}"; do
 	fi
 done
 
+# macOS is type-checked here: the standard libraries of both Apple targets (no Apple C compiler
+# is needed: no dependency builds C for macOS).
+macos_targets=(aarch64-apple-darwin x86_64-apple-darwin)
+if command -v rustup >/dev/null 2>&1; then
+	installed_targets="$(rustup target list --installed)"
+	for target in "${macos_targets[@]}"; do
+		if ! grep -qx "$target" <<<"$installed_targets"; then
+			echo "test.sh: adding the $target target" >&2
+			rustup target add "$target" >&2
+		fi
+	done
+fi
+
 export PATH="$PATH:/usr/sbin:/sbin"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
@@ -112,6 +132,16 @@ else
 	echo "help: fix them, then cargo clippy --all-targets --locked -- -D warnings" >&2
 	checks_failed+=("cargo clippy|cargo clippy --all-targets --locked -- -D warnings")
 fi
+for target in "${macos_targets[@]}"; do
+	if cargo check --all-targets --locked --target "$target" &&
+		cargo clippy --all-targets --locked --target "$target" -- -D warnings; then
+		checks_passed=$((checks_passed + 1))
+	else
+		echo "error: cai does not build cleanly for $target (listed above)" >&2
+		echo "help: keep Linux-only calls behind #[cfg(target_os = \"linux\")], then cargo clippy --all-targets --locked --target $target -- -D warnings" >&2
+		checks_failed+=("cargo check/clippy --target $target|rustup target add $target; cargo clippy --all-targets --locked --target $target -- -D warnings")
+	fi
+done
 
 # The machine's tree for tests/e2e_systemd.rs, built once and cached under /var/tmp/cai-e2e
 # (about 30 s the first time); a failure here shows again, with its cause, in those tests.

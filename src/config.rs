@@ -138,10 +138,21 @@ impl Config {
         if file.platform.is_some() {
             self.platform = file.platform;
         }
-        if file.socket.is_some() {
-            self.socket = file.socket;
+        // Paths are checked here, once, as the engine unit needs them, so every command refuses
+        // the same value and names the file it came from.
+        let unit_path = |key: &'static str, value: &Path| {
+            crate::plan::unit::UnitPath::new(key, value, "").map_err(|e| ConfigError::Value {
+                path: path.to_path_buf(),
+                key,
+                message: format!("{} ({})", e.reason, crate::term::quoted(value)),
+            })
+        };
+        if let Some(socket) = file.socket {
+            unit_path("socket", &socket)?;
+            self.socket = Some(socket);
         }
         if let Some(data_root) = file.data_root {
+            unit_path("data_root", &data_root)?;
             self.data_root = data_root;
         }
         let invalid = |message: String| ConfigError::Parse {

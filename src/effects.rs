@@ -20,6 +20,15 @@ pub struct Approval {
     _private: (),
 }
 
+impl Approval {
+    /// The same approval for the next step of one approved action made of several steps (a
+    /// rollback restores links, files, a package and the engine under one journal entry). Only
+    /// a holder of an approval can have another.
+    pub fn again(&self) -> Approval {
+        Approval { _private: () }
+    }
+}
+
 /// One side effect, described before it happens.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Action {

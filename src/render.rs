@@ -75,7 +75,9 @@ pub fn journal_human(journal: &[JournalEntry]) -> String {
         let outcome = match (&entry.outcome, &entry.error) {
             (crate::effects::Outcome::Done, _) => "done".to_string(),
             // A failure can quote a program's stderr, framed over several lines.
-            (crate::effects::Outcome::Failed, Some(e)) => format!("failed: {}", term::text(e)),
+            (crate::effects::Outcome::Failed, Some(e)) => {
+                format!("failed: {}", term::text(&term::operator(e)))
+            }
             (crate::effects::Outcome::Failed, None) => "failed".to_string(),
         };
         out.push_str(&format!(
@@ -115,9 +117,13 @@ pub struct RunDocument<'a> {
     pub refusal: Option<&'a serde_json::Value>,
 }
 
+/// The version of the `--json` document's shape (docs/schemas/); raised with every change of it.
+pub const JSON_SCHEMA: u32 = 1;
+
 /// The JSON document printed by `cai run --json`.
 pub fn run_json(doc: &RunDocument<'_>) -> String {
     let doc = json!({
+        "schema": JSON_SCHEMA,
         "mode": doc.mode,
         "reports": doc.reports,
         "plan": doc.plan,
@@ -187,14 +193,14 @@ pub fn checks_human(records: &[CheckRecord]) -> String {
             "{:<8} {:<22} {}\n",
             r.status.as_str(),
             term::line(&r.id),
-            term::line(&r.summary)
+            term::line(&term::operator(&r.summary))
         ));
         for line in r.remediation.lines().filter(|l| !l.trim().is_empty()) {
             out.push_str(&format!(
                 "{:<8} {:<22} help: {}\n",
                 "",
                 "",
-                term::line(line)
+                term::line(&term::operator(line))
             ));
         }
     }

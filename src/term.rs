@@ -42,12 +42,22 @@ pub fn err_raw(text: &str) {
     write_stderr(text, false);
 }
 
+/// Set once anything was written (or tried) to stdout.
+static STDOUT_USED: AtomicBool = AtomicBool::new(false);
+
+/// True once anything was written to stdout (or a write was tried): a `--json` run that failed
+/// before printing its document prints one then.
+pub fn stdout_used() -> bool {
+    STDOUT_USED.load(Ordering::SeqCst)
+}
+
 /// True once some output meant for stdout could not be written.
 pub fn stdout_lost() -> bool {
     STDOUT_LOST.load(Ordering::SeqCst)
 }
 
 fn write_stdout(text: &str, newline: bool) {
+    STDOUT_USED.store(true, Ordering::SeqCst);
     // After the first failure every later write would fail the same way.
     if stdout_lost() {
         return;
@@ -68,6 +78,65 @@ fn write_to(stream: &mut dyn Write, text: &str, newline: bool) -> std::io::Resul
     }
     // Flushed at once, so a failure is seen by the write that caused it.
     stream.flush()
+}
+
+/// The `log::error` lines the running script printed, in order, and its `help:` lines: a
+/// script that ends with a failure code without `run::refuse` has them as its `--json`
+/// document's error. Process-wide like the stream they went to.
+static SCRIPT_ERRORS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Prints a script's error line: `error: message`, or `help: …` for a line that is advice
+/// (`log::error("help: …")`, or the part after `; help: `), never `error: help: …`. The error
+/// part is kept for [`take_script_errors`].
+pub fn script_error(message: &str) {
+    let (error, help) = match message.strip_prefix("help: ") {
+        Some(help) => ("", Some(help)),
+        None => match message.split_once("; help: ") {
+            Some((error, help)) => (error, Some(help)),
+            None => (message, None),
+        },
+    };
+    if !error.is_empty() {
+        let error = operator(error);
+        err(&format!("error: {}", text(&error)));
+        if let Ok(mut errors) = SCRIPT_ERRORS.lock() {
+            errors.push(error.trim().to_string());
+        }
+    }
+    if let Some(help) = help {
+        err(&format!("help: {}", text(&operator(help))));
+    }
+}
+
+/// The error lines [`script_error`] printed since the last call, emptied.
+pub fn take_script_errors() -> Vec<String> {
+    SCRIPT_ERRORS
+        .lock()
+        .map(|mut errors| std::mem::take(&mut *errors))
+        .unwrap_or_default()
+}
+
+/// Operator text without the `(os error N)` the standard library appends to a system error:
+/// the words before it (`No such file or directory`) already say what the system said.
+pub fn operator(text: &str) -> Cow<'_, str> {
+    if !text.contains("(os error ") {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(" (os error ") {
+        let tail = &rest[at + " (os error ".len()..];
+        let digits = tail.chars().take_while(char::is_ascii_digit).count();
+        if digits > 0 && tail[digits..].starts_with(')') {
+            out.push_str(&rest[..at]);
+            rest = &tail[digits + 1..];
+        } else {
+            out.push_str(&rest[..at + 1]);
+            rest = &rest[at + 1..];
+        }
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
 }
 
 /// Escapes a one-line field (a target, an id, a summary): every control character, line breaks
@@ -142,7 +211,7 @@ pub fn as_root_again() -> String {
 }
 
 /// An argument as a shell takes it back: bare when it is plain, else in single quotes.
-fn shell_word(arg: std::ffi::OsString) -> String {
+pub fn shell_word(arg: std::ffi::OsString) -> String {
     let arg = arg.to_string_lossy();
     let plain = |c: char| c.is_ascii_alphanumeric() || "_./=:,@+-".contains(c);
     if !arg.is_empty() && arg.chars().all(plain) {
@@ -373,5 +442,22 @@ mod tests {
         assert_eq!(word("a b"), "'a b'");
         assert_eq!(word("it's"), r"'it'\''s'");
         assert_eq!(word(""), "''");
+    }
+
+    #[test]
+    fn operator_text_drops_os_error_numbers_only() {
+        assert_eq!(
+            operator("cannot open /x: No such file or directory (os error 2)"),
+            "cannot open /x: No such file or directory"
+        );
+        assert_eq!(
+            operator("a: Permission denied (os error 13); b: x (os error 2)"),
+            "a: Permission denied; b: x"
+        );
+        assert_eq!(
+            operator("keep (os error x) and (os error 5"),
+            "keep (os error x) and (os error 5"
+        );
+        assert_eq!(operator("plain"), "plain");
     }
 }

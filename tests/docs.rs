@@ -10,7 +10,10 @@
 //! - `sh runnable exit=N`: every line must exit N (a documented failure, such as `cai update`
 //!   while no release manifest is bundled);
 //! - `rhai runnable file=NAME` (any language but `sh`): not run, saved as NAME for the commands
-//!   of later blocks on the same page, in a directory of the page's own.
+//!   of later blocks on the same page, in a directory of the page's own;
+//! - `text runnable stderr` (any language but `sh`), right after an `sh runnable` block: an
+//!   error the page quotes; every line of it must be a line of the stderr of that block's last
+//!   command, exactly, so a quoted error cannot drift from what `cai` prints.
 //!
 //! Empty lines, lines starting with `#` and text after a ` #` are comments. Only plain `cai`
 //! commands can be marked runnable (no other programs, pipes, redirections or variables), so what
@@ -32,6 +35,8 @@ enum Block {
     Commands { exit: i32, commands: Vec<Line> },
     /// A file the page's later commands use.
     File { name: String, text: String },
+    /// Lines the stderr of the previous block's last command must have.
+    Stderr { at: String, lines: Vec<String> },
 }
 
 /// One `cai` command: where it is, as written, and its arguments after `cai`.
@@ -145,8 +150,13 @@ fn block(
     };
     let mut exit = None;
     let mut file = None;
+    let mut stderr = false;
     for attribute in attributes {
         if *attribute == "runnable" {
+            continue;
+        }
+        if *attribute == "stderr" {
+            stderr = true;
             continue;
         }
         if let Some(code) = attribute.strip_prefix("exit=") {
@@ -161,9 +171,26 @@ fn block(
             file = Some(name.to_string());
         } else {
             return fail(format!(
-                "unknown attribute {attribute:?} (a runnable block takes exit=N or file=NAME)"
+                "unknown attribute {attribute:?} (a runnable block takes exit=N, file=NAME or stderr)"
             ));
         }
+    }
+    if stderr {
+        if language == "sh" || file.is_some() || exit.is_some() {
+            return fail("a quoted stderr is a text block with no file= or exit=".into());
+        }
+        let lines: Vec<String> = body
+            .into_iter()
+            .map(|(_, l)| l)
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        if lines.is_empty() {
+            return fail("a quoted stderr block is empty".into());
+        }
+        return Ok(Some(Block::Stderr {
+            at: at.to_string(),
+            lines,
+        }));
     }
     match (language, file, exit) {
         ("sh", None, exit) => {
@@ -268,7 +295,7 @@ fn every_runnable_example_in_the_docs_runs() {
         .flat_map(|(_, blocks)| blocks)
         .map(|b| match b {
             Block::Commands { commands, .. } => commands.len(),
-            Block::File { .. } => 0,
+            Block::File { .. } | Block::Stderr { .. } => 0,
         })
         .sum();
     assert!(
@@ -314,9 +341,30 @@ fn every_runnable_example_in_the_docs_runs() {
             .join(page.replace('/', "_"));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // The stderr of the last command run on this page, for a quoted error that follows.
+        let mut last_stderr: Option<String> = None;
         for block in blocks {
             match block {
+                Block::Stderr { at, lines } => {
+                    let Some(stderr) = last_stderr.take() else {
+                        failures.push(format!(
+                            "{at}: a quoted stderr must follow an `sh runnable` block"
+                        ));
+                        continue;
+                    };
+                    let missing: Vec<&String> = lines
+                        .iter()
+                        .filter(|l| !stderr.lines().any(|s| s == l.as_str()))
+                        .collect();
+                    if !missing.is_empty() {
+                        failures.push(format!(
+                            "{at}: the page quotes lines cai does not print: {missing:?}\n  stderr:\n{}",
+                            framed(&stderr)
+                        ));
+                    }
+                }
                 Block::File { name, text } => {
+                    last_stderr = None;
                     let path = dir.join(name);
                     std::fs::write(&path, text).unwrap();
                     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
@@ -332,6 +380,7 @@ fn every_runnable_example_in_the_docs_runs() {
                             .output()
                             .expect("run cai");
                         let (code, _, stderr) = support::decode(out);
+                        last_stderr = Some(stderr.clone());
                         let mut wrong = Vec::new();
                         if code != *exit {
                             wrong.push(format!("exit {code}, the page says {exit}"));
@@ -393,6 +442,11 @@ fn markers_are_read_from_the_fence_info_string() {
         ````\n\
         ```rhai runnable file=my.rhai\n\
         //! api: 1\n\
+        ```\n\
+        ```text runnable stderr\n\
+        error: x\n\
+        \n\
+        help: y\n\
         ```\n";
     let blocks = runnable_blocks("p.md", page).unwrap();
     let line = |at: &str, text: &str, args: &[&str]| Line {
@@ -425,6 +479,10 @@ fn markers_are_read_from_the_fence_info_string() {
             Block::File {
                 name: "my.rhai".into(),
                 text: "//! api: 1\n".into(),
+            },
+            Block::Stderr {
+                at: "p.md:21".into(),
+                lines: vec!["error: x".into(), "help: y".into()],
             },
         ]
     );
@@ -477,6 +535,11 @@ fn malformed_markers_fail_instead_of_being_skipped() {
             "p.md:2: `sudo` is not `cai`",
         ),
         ("```sh runnable\ncai doctor\n", "never closed"),
+        (
+            "```sh runnable stderr\ncai doctor\n```\n",
+            "no file= or exit=",
+        ),
+        ("```text runnable stderr\n\n```\n", "stderr block is empty"),
     ] {
         let errors = runnable_blocks("p.md", page).unwrap_err();
         assert!(

@@ -138,7 +138,7 @@ fn volumes_ownership_warns_with_the_dry_run_command_and_check_runs_only_those() 
     assert_eq!(lines.len(), 4, "{stdout}");
     assert!(stdout.contains("warn     volumes.ownership"), "{stdout}");
     assert!(
-        stdout.contains("in 1 volume(s): [\"vol (1 of 2 entries)\"]"),
+        stdout.contains("in 1 volume(s): vol (1 of 2 entries)\n"),
         "{stdout}"
     );
     assert!(

@@ -31,10 +31,18 @@ print(`config changed ${dockerd::install_config()}`);
 // The record names a container by what the engine says (agent-2 runs again once started).
 let a2 = containers::inspect("agent-2");
 update::record("stopping", [#{id: a2.id, name: a2.name}]);
-// The record clears only once the core verified what this run installed.
-let failed = update::verify();
-if failed.len() > 0 { throw `${failed}`; }
+// The record clears only once the core's health gate passed after what this run installed.
+let health = update::health();
+if !health.ok { throw `${health.failures}`; }
 update::clear();
+let pruned = update::prune();
+print(`prune predicted ${pruned.bundles.len()} bundles`);
+// What is installed now is kept, and a rollback to that set (nothing differs, so it restores
+// nothing) runs through every phase.
+let kept = update::keep();
+print(`keep predicted sysbox ${kept.sysbox}`);
+let back = update::rollback("the gate's test");
+print(`rollback predicted complete ${back.complete}`);
 // agent-1 has no SSH port label, so the live run's calls fail; the dry run plans them.
 try { ssh::exec("agent-1", ["touch", "/tmp/ssh-was-here"], #{}); } catch {}
 try { ssh::spawn_detached("agent-1", ["sleep", "30"]); } catch {}
@@ -163,9 +171,16 @@ fn dry_run_of_every_mutating_primitive_changes_nothing_and_plans_every_call() {
         states_before,
         "container states changed in a dry run"
     );
+    // Reading the installed sysbox version (what a rollback set would name) is a read.
+    let changing = |log: String| -> String {
+        log.lines()
+            .filter(|l| *l != "sysbox-runc [--version]")
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
     assert_eq!(
-        f.host.fakes.log(),
-        log_before,
+        changing(f.host.fakes.log()),
+        changing(log_before),
         "a fake command ran in a dry run"
     );
     assert!(
@@ -187,7 +202,7 @@ fn dry_run_of_every_mutating_primitive_changes_nothing_and_plans_every_call() {
         mutating_primitives(&f.host),
         "the plan must list every mutating primitive"
     );
-    assert_eq!(plan.len(), 17);
+    assert_eq!(plan.len(), 21);
     // Predicted results reach the script; print goes to stderr under --json.
     assert!(stderr.contains("stop predicted [\"agent-1\"]"), "{stderr}");
     assert!(stderr.contains("unit changed true"), "{stderr}");
@@ -221,7 +236,7 @@ fn dry_run_of_every_mutating_primitive_changes_nothing_and_plans_every_call() {
     ]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains("dry run: 17 planned actions; nothing was changed"),
+        stdout.contains("dry run: 21 planned actions; nothing was changed"),
         "{stdout}"
     );
     for kind in mutating_primitives(&f.host) {
@@ -307,7 +322,7 @@ fn the_same_script_live_changes_the_host_and_is_journalled() {
         .iter()
         .map(|l| format!("{}{}", l["phase"].as_str().unwrap(), l["seq"]))
         .collect();
-    let expected: Vec<String> = (1..=17)
+    let expected: Vec<String> = (1..=21)
         .flat_map(|n| [format!("intent{n}"), format!("outcome{n}")])
         .collect();
     assert_eq!(phases, expected, "{journal}");

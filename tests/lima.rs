@@ -702,10 +702,14 @@ fn update_refuses_each_unusable_vm_with_its_own_message_and_asks_it_nothing_else
         set_up(&mac);
         let (code, stdout, stderr) = mac.host.run(&["update"]);
         assert_eq!(code, 1, "{state}: {stdout}{stderr}");
-        // The script's `help:` is its second `error:` line.
+        // One `error:` line, then the script's advice as a `help:` line (never `error: help:`).
         assert_eq!(
             error_lines(&stderr),
-            [error.to_string(), format!("error: {help}")],
+            [error.to_string()],
+            "{state}: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("{error}\n{help}\n")),
             "{state}: {stderr}"
         );
         let log = mac.host.fakes.log();
@@ -812,7 +816,7 @@ fn regression_p17_the_vms_running_containers_refuse_the_update() {
     let (code, _, stderr) = mac.host.run(&["update"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
-        stderr.contains("managed containers are running: [\"agent-1\"]"),
+        stderr.contains("managed containers are running: agent-1"),
         "{stderr}"
     );
     assert!(

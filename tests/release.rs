@@ -69,8 +69,9 @@ fn the_bundled_target_is_reported_for_this_architecture() {
             "version": "0.6.7+containai.20260127",
             "semver": "0.6.7",
             "url": url,
+            // A build from source: nothing pinned, and GitHub publishes no checksum file.
             "sha256": null,
-            "sha256_url": format!("{url}.sha256"),
+            "sha256_url": null,
             "source": "bundled",
             "sha256_key": "sysbox_sha256",
         })
@@ -467,4 +468,130 @@ fn wsl2_with_an_outdated_sysbox_needs_an_update() {
         "sysbox 0.6.6+containai.20251201 is older than the target 0.6.7+containai.20260127"
     );
     assert_eq!(check["remediation"], "cai update --dry-run");
+}
+
+/// A build from source (this one: `stdlib/release.toml` has empty `sha256` fields) cannot verify
+/// the bundled artifacts. `--check` warns, a dry run refuses like the live run, naming each
+/// artifact, its URL and the key that pins it, and nothing on the host changes; `cai doctor`'s
+/// `release.checksums` says the same. Pinned in config, every one of them goes quiet.
+#[test]
+fn a_source_build_names_each_unpinned_artifact_and_the_key_that_pins_it() {
+    let host = TestHost::new();
+    // No engine, and its unit inactive: nothing runs that the update would have to stop.
+    host.fakes.add("systemctl", "echo inactive; exit 3");
+    host.fakes.add(
+        "sysbox-runc",
+        "printf 'sysbox-runc\\n\\tedition: \\tCommunity Edition (CE)\\n\\tversion: \\t0.6.7\\n'",
+    );
+    let (t, _) = target_of(&host, &mut host.cai());
+    let unpinned: Vec<(&str, &str)> = t["unpinned"]
+        .as_array()
+        .expect("unpinned is a list")
+        .iter()
+        .map(|a| {
+            (
+                a["component"].as_str().unwrap(),
+                a["sha256_key"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        unpinned,
+        [("sysbox", "sysbox_sha256"), ("dockerd", "dockerd_sha256")]
+    );
+    let docker_url = t["dockerd"]["url"].as_str().unwrap().to_string();
+
+    let before = host.snapshot_files();
+    let (code, stdout, stderr) = host.run(&["update", "--check"]);
+    assert_eq!(code, 100, "{stdout}\n{stderr}");
+    assert!(stdout.contains("dockerd: none -> 28.2.2"), "{stdout}");
+    assert!(
+        stderr.contains(
+            "warning: dockerd docker-28.2.2.tgz has no pinned sha256 in this cai (a build from source)"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("warning: pin it: set dockerd_sha256 in /etc/containai/config.toml"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&docker_url), "{stderr}");
+
+    let (code, stdout, stderr) = host.run(&["update", "--dry-run"]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("error: cannot verify ")
+            && stderr.contains("docker-28.2.2.tgz: no sha256 is pinned (this cai was built from source); nothing was changed"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("help: set "), "{stderr}");
+    assert!(stderr.contains("dockerd_sha256"), "{stderr}");
+    assert_eq!(
+        host.snapshot_files(),
+        before,
+        "the dry run changed the host"
+    );
+
+    let check = doctor_check(&host, "release.checksums");
+    assert_eq!(check["status"], "warn", "{check}");
+    let summary = check["summary"].as_str().unwrap();
+    assert!(summary.contains(&docker_url), "{summary}");
+    assert!(
+        check["remediation"]
+            .as_str()
+            .unwrap()
+            .contains("set sysbox_sha256 and dockerd_sha256 in /etc/containai/config.toml"),
+        "{check}"
+    );
+
+    // Pinned in config (the URLs stay the manifest's): nothing to warn about.
+    write_config(
+        &host,
+        &format!("sysbox_sha256 = \"{SHA}\"\ndockerd_sha256 = \"{SHA}\"\n"),
+    );
+    let (t, _) = target_of(&host, &mut host.cai());
+    assert_eq!(t["unpinned"], serde_json::json!([]));
+    assert_eq!(t["dockerd"]["url"], docker_url.as_str());
+    let (code, _, stderr) = host.run(&["update", "--check"]);
+    assert_eq!(code, 100, "{stderr}");
+    assert!(!stderr.contains("no pinned sha256"), "{stderr}");
+    let check = doctor_check(&host, "release.checksums");
+    assert_eq!(check["status"], "ok", "{check}");
+    assert_eq!(
+        check["summary"],
+        "sysbox pinned (config), dockerd pinned (config)"
+    );
+}
+
+/// With agents running and consent to stop them, a source build's update still refuses before
+/// any container is stopped or recorded: the running agent is untouched.
+#[test]
+fn an_unpinned_update_refuses_before_any_container_stops() {
+    support::require_root();
+    let host = TestHost::new();
+    host.fakes
+        .add_standard("sysbox-runc\n\tedition: \tCommunity Edition (CE)\n\tversion: \t0.6.7\n");
+    let engine = support::Dockerd::start(&host);
+    engine.run_agent("agent-1");
+    let (code, stdout, stderr) = host.run(&["--yes", "update", "--stop-containers"]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("cannot verify ") && stderr.contains("dockerd_sha256"),
+        "{stderr}"
+    );
+    assert_eq!(engine.state("agent-1"), "running");
+    assert!(
+        !host
+            .root()
+            .join("var/lib/containai/update-state.json")
+            .exists(),
+        "a record of stopped containers was written"
+    );
+}
+
+fn doctor_check(host: &TestHost, id: &str) -> serde_json::Value {
+    let (_, stdout, stderr) = host.run(&["doctor", "--json", "--check", id]);
+    let doc: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+    doc["reports"][0]["checks"][0].clone()
 }

@@ -964,6 +964,14 @@ fn p75_repair_with_the_engine_down_fails_and_says_how_to_start_it() {
     f.host
         .fakes
         .add("systemctl", r#"[ "$1" = is-active ] && exit 3; exit 0"#);
+    // The unit is installed, so starting it is the advice (without it: `cai update`).
+    std::fs::write(
+        f.host
+            .root()
+            .join("etc/systemd/system/containai-docker.service"),
+        "[Unit]\n",
+    )
+    .unwrap();
 
     for args in [&["--all"][..], &["--container", "asleep"][..]] {
         let (code, stdout, stderr) = f.repair(args);

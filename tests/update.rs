@@ -109,7 +109,7 @@ fn running_containers_refuse_the_update_before_anything_is_fetched() {
     let (code, stdout, stderr) = f.host.run(&["update"]);
     assert_eq!(code, 2, "{stdout}{stderr}");
     assert!(
-        stderr.contains("managed containers are running: [\"agent-1\"]"),
+        stderr.contains("managed containers are running: agent-1"),
         "{stderr}"
     );
     assert!(
@@ -154,7 +154,9 @@ fn dry_run_prints_the_whole_plan_and_changes_nothing() {
         "dockerd.install",
         "packages.install_deb",
         "units.restart",
-        "containers.start",
+        // The core's health gate, which starts the recorded containers.
+        "update.health",
+        "update.keep",
         "update.clear",
     ] {
         assert!(stdout.contains(kind), "{kind} missing from {stdout}");
@@ -228,7 +230,9 @@ fn stop_containers_updates_everything_verifies_and_restarts_them() {
         at("containers.stop") < at("packages.install_deb"),
         "{kinds:?}"
     );
-    assert!(at("units.restart") < at("containers.start"), "{kinds:?}");
+    assert!(at("update.keep") < at("containers.stop"), "{kinds:?}");
+    // The containers start in the core's health gate, after the engine restart.
+    assert!(at("units.restart") < at("update.health"), "{kinds:?}");
 
     // Now current: nothing to do, and the containers are not touched [P10].
     let (code, stdout, stderr) = f.host.run(&["update", "--check"]);
@@ -260,7 +264,7 @@ fn a_corrupt_artifact_aborts_with_nothing_stopped() {
 }
 
 #[test]
-fn a_wrong_installed_version_fails_verification_and_the_next_run_resumes() {
+fn a_wrong_installed_version_fails_the_health_gate_and_rolls_back() {
     let f = fixture(None);
     // The package holds the old build again [P24].
     publish(&f.host, OLD_SYSBOX, None);
@@ -268,22 +272,20 @@ fn a_wrong_installed_version_fails_verification_and_the_next_run_resumes() {
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains(&format!(
-            "verification failed: sysbox is {OLD_SYSBOX}, expected {TARGET_SYSBOX}"
+            "the update failed: sysbox is {OLD_SYSBOX}, expected {TARGET_SYSBOX}"
         )),
         "{stderr}"
     );
-    assert_eq!(f.engine.state("agent-1"), "exited");
+    assert!(stderr.contains("rolling back"), "{stderr}");
+    // The rollback started the agent again and the record went with it.
+    assert_eq!(f.engine.state("agent-1"), "running");
     let state = f.host.root().join("var/lib/containai/update-state.json");
-    assert!(state.is_file(), "the stopped containers must stay recorded");
+    assert!(!state.exists(), "{stderr}");
 
-    // The next run restarts exactly the recorded containers before anything else.
+    // The next run with the right package completes.
     publish(&f.host, TARGET_SYSBOX, None);
     let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(
-        stderr.contains("an interrupted update stopped [\"agent-1\"]"),
-        "{stderr}"
-    );
     assert_eq!(f.engine.state("agent-1"), "running");
     assert!(!state.exists());
 }
@@ -463,7 +465,7 @@ fn killed_between_stop_and_restart_the_next_run_restarts_the_journalled_containe
     set_sysbox(&f.host, OLD_SYSBOX);
     let (code, _, stderr) = f.host.run(&["update"]);
     assert!(
-        stderr.contains("an interrupted update stopped [\"agent-1\"]; starting them again"),
+        stderr.contains("an interrupted update stopped agent-1; starting them again"),
         "{stderr}"
     );
     assert_eq!(f.engine.state("agent-1"), "running");
@@ -551,7 +553,7 @@ fn no_restart_leaves_the_stopped_containers_stopped_and_clears_the_record() {
     let (code, _, stderr) = f.host.run(&["update", "--stop-containers", "--no-restart"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stderr.contains("--no-restart: leaving [\"agent-1\"] stopped"),
+        stderr.contains("--no-restart: leaving agent-1 stopped"),
         "{stderr}"
     );
     assert_eq!(f.engine.state("agent-1"), "exited");
@@ -585,7 +587,7 @@ fn a_unit_path_that_is_a_directory_refuses_before_any_container_stops() {
 }
 
 #[test]
-fn a_read_only_opt_fails_the_install_and_keeps_the_containers_recorded() {
+fn a_read_only_opt_fails_the_install_and_rolls_back() {
     let f = fixture(None);
     let opt = f.host.root().join("opt");
     let mount = |args: &[&str]| {
@@ -602,11 +604,16 @@ fn a_read_only_opt_fails_the_install_and_keeps_the_containers_recorded() {
     let _ = std::process::Command::new("umount").arg(&opt).status();
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("Read-only file system"), "{stderr}");
-    // Stopped, but recorded: the next run (or `cai system resume`) starts it again.
-    assert_eq!(f.engine.state("agent-1"), "exited");
-    let (code, _, stderr) = f.host.run(&["system", "resume"]);
-    assert_eq!(code, 0, "{stderr}");
+    // The failed install rolled back and started the agent again; nothing is left recorded.
+    assert!(stderr.contains("rolling back"), "{stderr}");
     assert_eq!(f.engine.state("agent-1"), "running");
+    assert!(
+        !f.host
+            .root()
+            .join("var/lib/containai/update-state.json")
+            .exists(),
+        "{stderr}"
+    );
 }
 
 /// Two `cai update` processes at once: the second is refused at once with the first one's PID
@@ -1189,12 +1196,12 @@ fn p63_unlabelled_containers_are_refused_recorded_and_restarted() {
     let (code, stdout, stderr) = f.host.run(&["update"]);
     assert_eq!(code, 2, "{stdout}{stderr}");
     assert!(
-        stderr.contains("managed containers are running: [\"agent-1\"]"),
+        stderr.contains("managed containers are running: agent-1"),
         "{stderr}"
     );
     assert!(
         stderr.contains(
-            "containers not managed by ContainAI are running: [\"other\"] (restarting the engine stops them too)"
+            "containers not managed by ContainAI are running: other (restarting the engine stops them too)"
         ),
         "{stderr}"
     );
@@ -1213,7 +1220,10 @@ fn p63_unlabelled_containers_are_refused_recorded_and_restarted() {
     f.engine.docker(&["stop", "-t", "0", "agent-1"]);
     let (code, _, stderr) = f.host.run(&["update"]);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("[\"other\"]"), "{stderr}");
+    assert!(
+        stderr.contains("containers not managed by ContainAI are running: other "),
+        "{stderr}"
+    );
     f.engine.docker(&["start", "agent-1"]);
 
     // A script that records only the managed ones cannot restart the engine under the other.
@@ -1252,7 +1262,7 @@ fn p63_unlabelled_containers_are_refused_recorded_and_restarted() {
     );
     let journal =
         std::fs::read_to_string(f.host.root().join("var/lib/containai/actions.jsonl")).unwrap();
-    for kind in ["update.record", "containers.stop", "containers.start"] {
+    for kind in ["update.record", "containers.stop", "update.health"] {
         assert!(
             journal
                 .lines()
@@ -1327,9 +1337,9 @@ fn p64_install_deb_under_the_lock_needs_every_running_container_recorded() {
 /// P24: post-install verification is in the core. A site `update.rhai` that records and stops the
 /// containers, installs the dockerd bundle and the sysbox package, starts the containers again
 /// and clears the record without the core's check of what it installed is refused: the record
-/// is kept and names what was not verified. The same script with `update::verify()` (whose
-/// checks run `dockerd --version` and `sysbox-runc --version` against the release target) clears
-/// it.
+/// is kept and names what was not verified. The same script with the core's health gate,
+/// `update::health()` (whose checks run `dockerd --version` and `sysbox-runc --version` against
+/// the release target, read the engine's default runtime and start the containers), clears it.
 #[test]
 fn p24_a_site_update_script_that_skips_verification_cannot_clear_the_record() {
     use std::os::unix::fs::PermissionsExt;
@@ -1406,7 +1416,7 @@ update::clear();
 
     // The core's check passes: the record goes.
     publish(&f.host, TARGET_SYSBOX, None);
-    write_site("let failed = update::verify();\nif failed.len() > 0 { throw `${failed}`; }");
+    write_site("let h = update::health();\nif !h.ok { throw `${h.failures}`; }");
     let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(!state.exists(), "{stderr}");
@@ -1649,4 +1659,40 @@ fn a_dry_run_without_systemd_puts_the_reason_into_the_json_error() {
         "{stderr}"
     );
     assert!(!stderr.contains("error: help:"), "{stderr}");
+}
+
+/// A rollback that fails itself (here systemd refuses `reset-failed` before the engine's restart)
+/// says so, keeps the record with the phase it reached, and `cai system resume` finishes it from
+/// there: the engine restarts and the recorded container runs again.
+#[test]
+fn a_rollback_that_fails_is_finished_by_resume() {
+    let f = fixture(None);
+    // The package holds the old build: the health gate fails and the update rolls back.
+    publish(&f.host, OLD_SYSBOX, None);
+    let refuse = f.host.root().join("refuse-reset-failed");
+    std::fs::write(&refuse, "").unwrap();
+    f.host.fakes.add(
+        "systemctl",
+        &format!(
+            "case \"$*\" in *reset-failed*) [ -e {} ] && {{ echo 'Failed to reset failed state' >&2; exit 1; }} ;; esac; exit 0",
+            refuse.display()
+        ),
+    );
+    let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("rolling back"), "{stderr}");
+    assert!(stderr.contains("the rollback failed"), "{stderr}");
+    assert!(stderr.contains("cai system resume"), "{stderr}");
+    let state = f.host.root().join("var/lib/containai/update-state.json");
+    let recorded = std::fs::read_to_string(&state).expect("the record is kept");
+    assert!(recorded.contains("\"phase\": \"engine\""), "{recorded}");
+    assert!(recorded.contains("agent-1"), "{recorded}");
+    assert_eq!(f.engine.state("agent-1"), "exited");
+
+    std::fs::remove_file(&refuse).unwrap();
+    let (code, _, stderr) = f.host.run(&["system", "resume"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("interrupted rollback"), "{stderr}");
+    assert_eq!(f.engine.state("agent-1"), "running");
+    assert!(!state.exists(), "{stderr}");
 }

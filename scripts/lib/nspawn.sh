@@ -44,11 +44,16 @@ if [[ -z "${NSPAWN_SOURCES:-}" ]]; then
 fi
 NSPAWN_PACKAGES=systemd,systemd-sysv,dbus,docker.io,busybox-static,procps
 # Bump when the tree's post-processing or the fixtures change: a new key builds a new cache.
-NSPAWN_RECIPE=7
+NSPAWN_RECIPE=8
 # The version of the newer dockerd bundle among the fixtures (fixtures/docker-<V>.tgz).
 NSPAWN_NEWER_DOCKERD=99.0.0
+# A bundle whose dockerd reports this version and otherwise exits 1 at once: an engine that
+# never comes up, for the rollback tests.
+NSPAWN_DEAD_DOCKERD=99.0.1
 # The sysbox builds the tests and the benchmark install: an older and a newer ContainAI build.
 NSPAWN_SYSBOX_VERSIONS="0.6.7+containai.20260127 0.6.7+containai.20260301"
+# Broken sysbox builds, for the rollback tests (see nspawn_sysbox_deb): VERSION:FLAW.
+NSPAWN_SYSBOX_BROKEN="0.6.7+containai.20260302:postinst-fails 0.6.7+containai.20260303:misreports 0.6.7+containai.20260304:refuses-marked"
 
 nspawn_install_hint() {
 	echo "apt-get install --no-install-recommends systemd-container mmdebstrap"
@@ -67,7 +72,7 @@ nspawn_require() {
 }
 
 nspawn_key() {
-	printf '%s\n' "$NSPAWN_RECIPE" "$NSPAWN_SUITE" "$NSPAWN_PACKAGES" "$NSPAWN_SYSBOX_VERSIONS" \
+	printf '%s\n' "$NSPAWN_RECIPE" "$NSPAWN_SUITE" "$NSPAWN_PACKAGES" "$NSPAWN_SYSBOX_VERSIONS" "$NSPAWN_SYSBOX_BROKEN" \
 		"$(dpkg --print-architecture)" | sha256sum | cut -c1-16
 }
 
@@ -100,9 +105,18 @@ tree_path() {
 # simple long-running services; the maintainer scripts start them on install and restart them on
 # upgrade, as debhelper's --restart-after-upgrade makes the real package do. While
 # /run/cai-e2e/hold-postinst exists, postinst waits (after creating /run/cai-e2e/in-postinst).
+# FLAW (optional) makes a broken build: `postinst-fails` (configure exits 1, a dpkg error),
+# `misreports` (sysbox-runc --version reports build 20260399 instead of VERSION), `refuses-marked`
+# (sysbox-runc refuses to create a container whose OCI config holds CAI_E2E_REFUSE=1).
 nspawn_sysbox_deb() {
-	local out=$1 version=$2 arch stage
+	local out=$1 version=$2 flaw=${3:-} arch stage reports create_check=
 	arch=$(dpkg --print-architecture)
+	reports=$version
+	[[ "$flaw" == misreports ]] && reports=${version%.*}.20260399
+	if [[ "$flaw" == refuses-marked ]]; then
+		# shellcheck disable=SC2016 # expanded by the package's sysbox-runc, not here
+		create_check='for a in "$@"; do case $prev in --bundle|-b) grep -q CAI_E2E_REFUSE=1 "$a/config.json" 2>/dev/null && { echo "sysbox-runc: refusing a marked container (cai e2e)" >&2; exit 1; };; esac; prev=$a; done'
+	fi
 	stage=$(mktemp -d)
 	mkdir -p "$stage/DEBIAN" "$stage/usr/bin" "$stage/lib/systemd/system"
 	cat >"$stage/DEBIAN/control" <<-EOF
@@ -118,9 +132,10 @@ nspawn_sysbox_deb() {
 	cat >"$stage/usr/bin/sysbox-runc" <<-EOF
 		#!/bin/sh
 		if [ "\$1" = --version ]; then
-		  printf 'sysbox-runc\n\tedition: \tCommunity Edition (CE)\n\tversion: \t%s\n\tcommit: \tcai-e2e\n\tbuilt at: \tthe cai e2e harness\n\tbuilt by: \tdpkg-deb\n\toci-specs: \t1.0.2-dev\n' '$version'
+		  printf 'sysbox-runc\n\tedition: \tCommunity Edition (CE)\n\tversion: \t%s\n\tcommit: \tcai-e2e\n\tbuilt at: \tthe cai e2e harness\n\tbuilt by: \tdpkg-deb\n\toci-specs: \t1.0.2-dev\n' '$reports'
 		  exit 0
 		fi
+		$create_check
 		exec /usr/sbin/runc "\$@"
 	EOF
 	for daemon in sysbox-mgr sysbox-fs; do
@@ -167,6 +182,9 @@ nspawn_sysbox_deb() {
 		fi
 		exit 0
 	EOF
+	if [[ "$flaw" == postinst-fails ]]; then
+		sed -i 's/^exit 0$/echo "sysbox-ce postinst: failing on purpose (cai e2e)" >\&2; exit 1/' "$stage/DEBIAN/postinst"
+	fi
 	cat >"$stage/DEBIAN/prerm" <<-'EOF'
 		#!/bin/sh
 		set -e
@@ -216,6 +234,14 @@ nspawn_fixtures() {
 		exec /usr/sbin/dockerd "\$@"
 	EOF
 	tar -C "$stage" -cf - docker | gzip -1 >"$out/docker-$NSPAWN_NEWER_DOCKERD.tgz" || return 1
+	# A bundle whose engine never comes up: its dockerd answers --version and exits 1 otherwise.
+	cat >"$stage/docker/dockerd" <<-EOF
+		#!/bin/sh
+		if [ "\$1" = --version ]; then echo "Docker version $NSPAWN_DEAD_DOCKERD, build 0ca1e2e"; exit 0; fi
+		echo "dockerd: failing at once (cai e2e)" >&2
+		exit 1
+	EOF
+	tar -C "$stage" -cf - docker | gzip -1 >"$out/docker-$NSPAWN_DEAD_DOCKERD.tgz" || return 1
 	rm -rf "$stage"
 
 	# The image's root: busybox and the links the tests use, root and agent (1000:1000).
@@ -232,6 +258,9 @@ nspawn_fixtures() {
 
 	for version in $NSPAWN_SYSBOX_VERSIONS; do
 		nspawn_sysbox_deb "$out" "$version" || return 1
+	done
+	for version in $NSPAWN_SYSBOX_BROKEN; do
+		nspawn_sysbox_deb "$out" "${version%%:*}" "${version#*:}" || return 1
 	done
 	chmod 0755 "$out"
 	chmod 0644 "$out"/*

@@ -33,26 +33,30 @@ use crate::script::catalog::{Catalog, Script};
 use crate::script::sandbox::limits;
 use crate::term;
 
+/// The heading of the options every subcommand takes.
+const GLOBAL: &str = "Global options";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "cai",
-    version,
+    version = env!("CAI_VERSION"),
     about = "Keeps ContainAI hosts safe to update and repair",
     long_about = None,
-    propagate_version = true
+    propagate_version = true,
+    after_help = "Exit codes: 0 success, 1 failure or bad input, 2 refused (nothing changed), 100 updates available (cai update --check), 125 cai shell/exec failed itself, 130 interrupted.\nMore: `cai COMMAND --help`, `cai man`."
 )]
 pub struct Cli {
     /// Resolve every absolute host path (config, units, data root, socket) under DIR
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR", help_heading = GLOBAL)]
     pub root: Option<PathBuf>,
     /// Read this config file after /etc/containai/config.toml and ~/.config/containai/config.toml
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE", help_heading = GLOBAL)]
     pub config: Option<PathBuf>,
     /// Answer yes to every confirmation
-    #[arg(long, short = 'y', global = true)]
+    #[arg(long, short = 'y', global = true, help_heading = GLOBAL)]
     pub yes: bool,
     /// Print more detail (log::verbose lines)
-    #[arg(long, short = 'v', global = true)]
+    #[arg(long, short = 'v', global = true, help_heading = GLOBAL)]
     pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,
@@ -67,14 +71,18 @@ pub enum Command {
     /// Inspect the script catalog
     #[command(subcommand)]
     Scripts(ScriptsCommand),
-    /// Print shell completions
+    /// Print shell completions (see docs/setup-guide.md for where each shell reads them)
     Completions {
         /// bash, zsh, fish, elvish or powershell
         shell: clap_complete::Shell,
     },
+    /// Print the manual page (roff), e.g. `cai man | man -l -`
+    Man,
     /// Bring sysbox, the dockerd bundle and the engine unit to the pinned target (runs update.rhai)
+    #[command(after_help = UPDATE_HELP)]
     Update(UpdateArgs),
     /// Health report of this host (runs doctor.rhai)
+    #[command(after_help = DOCTOR_HELP)]
     Doctor(DoctorArgs),
     /// Interactive login shell in a managed container, always with a PTY; exits with the shell's
     /// status (125: cai itself failed)
@@ -108,13 +116,26 @@ pub struct RunArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ScriptsCommand {
-    /// Name, version, source and sha256 of every script and unit template (units/NAME)
-    List,
+    /// Name, version, source and sha256 of every script and unit template (units/NAME); an
+    /// override older than the bundled script it shadows is marked
+    List {
+        /// Print as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the effective text of a script, or of a unit template as `units/NAME`
-    Show { name: String },
+    Show {
+        /// A catalog script (update, doctor, lib/common, ...), a .rhai file, or units/NAME
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
     /// Compile and check the API version without running; render and check unit templates
     /// (NAME.service files); every catalog script and template when no FILE
-    Check { files: Vec<PathBuf> },
+    Check {
+        /// .rhai scripts and NAME.service unit templates to check (default: the whole catalog)
+        #[arg(value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
     /// List the primitives scripts can call
     Api {
         /// Print as JSON
@@ -144,6 +165,14 @@ pub struct UpdateArgs {
     /// Do not restart the containers that were stopped
     #[arg(long)]
     pub no_restart: bool,
+    /// Restore what the last update replaced (bundle, unit, daemon.json, sysbox package) and
+    /// restart the engine and the containers; with --dry-run, show the plan
+    #[arg(long, conflicts_with_all = ["check", "require_rollback"])]
+    pub rollback: bool,
+    /// Refuse to update, before anything stops, when something could not be rolled back (e.g.
+    /// the installed sysbox's package is not cached)
+    #[arg(long)]
+    pub require_rollback: bool,
 }
 
 /// Also `OPTS` of doctor.rhai and repair.rhai.
@@ -198,7 +227,11 @@ pub enum SystemCommand {
     },
     /// Start the containers an interrupted `cai update` stopped, and forget them (runs update.rhai
     /// with --resume)
-    Resume,
+    Resume {
+        /// Print what would be started and change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print each unit cai manages and the engine's daemon.json exactly as they would be written
     /// (or only NAME)
     Unit {
@@ -210,7 +243,10 @@ pub enum SystemCommand {
 #[derive(Debug, Subcommand)]
 pub enum PackagingCommand {
     /// Patch every deb/*/control under DIR to depend on fuse3 instead of fuse
-    PatchControl { dir: PathBuf },
+    PatchControl {
+        /// The unpacked sysbox release
+        dir: PathBuf,
+    },
 }
 
 /// Whether the command line names `shell` or `exec` as its subcommand (the first argument that
@@ -228,6 +264,54 @@ fn remote_command(args: &[OsString]) -> bool {
         }
     }
     false
+}
+
+/// `cai exec [OPTIONS] CONTAINER CMD...` typed without `--` (clap found CMD unexpected): the same
+/// command line with `--` after the container, for the `help:` line.
+fn exec_without_separator(args: &[OsString], e: &clap::Error) -> Option<String> {
+    if e.kind() != clap::error::ErrorKind::UnknownArgument || args.iter().any(|a| a == "--") {
+        return None;
+    }
+    // An unknown option may be a typo of one of exec's own: clap's message says both.
+    let unexpected = e.get(clap::error::ContextKind::InvalidArg)?.to_string();
+    if unexpected.starts_with('-') {
+        return None;
+    }
+    let words: Vec<String> = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let exec = words.iter().position(|w| w == "exec")?;
+    if !remote_command(args) {
+        return None;
+    }
+    // The container is the first word after `exec` that is neither an option nor its value.
+    let mut i = exec + 1;
+    let mut container = None;
+    while i < words.len() {
+        match words[i].as_str() {
+            "-e" | "--env" => i += 1,
+            w if w.starts_with('-') => {}
+            _ => {
+                container = Some(i);
+                break;
+            }
+        }
+        i += 1;
+    }
+    let container = container?;
+    if container + 1 >= words.len() {
+        return None;
+    }
+    let mut typed: Vec<String> = words[..=container].to_vec();
+    typed.push("--".into());
+    typed.extend_from_slice(&words[container + 1..]);
+    let shown: Vec<String> = typed
+        .into_iter()
+        .map(|w| term::shell_word(w.into()))
+        .collect();
+    Some(format!("cai {}", shown.join(" ")))
 }
 
 /// Parses arguments, runs the command, prints any error and returns the exit code.
@@ -249,26 +333,88 @@ where
             } else {
                 exit::FAILURE
             };
+            if let Some(typed) = exec_without_separator(&args, &e) {
+                // The docker habit: `cai exec NAME ls` means `cai exec NAME -- ls`.
+                let first = e
+                    .get(clap::error::ContextKind::InvalidArg)
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                term::err(&format!(
+                    "error: unexpected argument {} for cai exec: the command goes after `--`\nhelp: {typed}",
+                    term::quoted(&first)
+                ));
+                return code;
+            }
             // clap's own rendering already says what is wrong and how to get help.
             let _ = e.print();
             return code;
         }
     };
+    let read_only = read_only(&cli.command);
+    let json_mode = json_mode(&cli.command);
     let code = match on_script_stack(move || dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            term::err(&format!("error: {}", term::text(&e.to_string())));
+            if let Some(mode) = json_mode.filter(|_| !term::stdout_used()) {
+                // Refused before its script ran (root, lock, config): tools reading stdout
+                // still get one document, with the reason.
+                let message = term::operator(&e.to_string()).into_owned();
+                let error = message.split("\nhelp: ").next().unwrap_or_default();
+                term::out(&render::run_json(&render::RunDocument {
+                    mode,
+                    plan: &[],
+                    journal: &[],
+                    reports: &[],
+                    result: &serde_json::Value::Null,
+                    exit_code: e.code(),
+                    error: Some(error),
+                    refusal: None,
+                }));
+            }
+            term::err(&format!(
+                "error: {}",
+                term::text(&term::operator(&e.to_string()))
+            ));
             e.code()
         }
     };
-    if term::stdout_lost() {
-        // The command ran to its end; only its output is incomplete.
+    if term::stdout_lost() && !read_only {
+        // The command ran to its end; only its output is incomplete. A command that only reads
+        // ends quietly instead, as `cai doctor | head -1` expects: its reader has what it wanted.
         term::err("error: standard output was closed before all output was written");
         if code == exit::OK {
             return exit::FAILURE;
         }
     }
     code
+}
+
+/// The mode of the one JSON document a `--json` command prints, when it was asked for one.
+fn json_mode(command: &Command) -> Option<Mode> {
+    let (json, dry_run) = match command {
+        Command::Run(args) => (args.json, args.dry_run),
+        Command::Update(args) => (args.json, args.dry_run || args.check),
+        Command::Doctor(args) => (args.json && !args.list_checks, args.dry_run),
+        _ => (false, false),
+    };
+    json.then(|| mode(dry_run))
+}
+
+/// Whether the command is one of cai's own reports (a health report, a plan, a listing): when
+/// its reader goes away early (`cai doctor | head -1`) it ends quietly. A live flow keeps going
+/// and says that its output was cut short; so does `cai run`, whose script's output may be the
+/// data its caller wanted whole.
+fn read_only(command: &Command) -> bool {
+    match command {
+        Command::Scripts(_) | Command::Completions { .. } | Command::Man => true,
+        Command::Run(_) => false,
+        Command::Update(args) => args.dry_run || args.check,
+        Command::Doctor(args) => !args.repair || args.dry_run,
+        Command::System(SystemCommand::StopContainers { dry_run, .. })
+        | Command::System(SystemCommand::Resume { dry_run }) => *dry_run,
+        Command::System(SystemCommand::Unit { .. }) => true,
+        Command::Repl | Command::Shell(_) | Command::Exec(_) | Command::Packaging(_) => false,
+    }
 }
 
 /// Runs a command on a thread whose stack fits the deepest value the sandbox lets a script
@@ -302,6 +448,15 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             term::out_raw(&String::from_utf8_lossy(&text));
             Ok(exit::OK)
         }
+        Command::Man => {
+            // Into memory first, like completions.
+            let mut text = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut text)
+                .map_err(|e| Error::Input(format!("cannot render the manual page: {e}")))?;
+            term::out_raw(&String::from_utf8_lossy(&text));
+            Ok(exit::OK)
+        }
         Command::Packaging(PackagingCommand::PatchControl { dir }) => {
             let code = packaging::patch_control(dir).map_err(Error::from)?;
             Ok(u8::try_from(code).unwrap_or(exit::FAILURE))
@@ -332,6 +487,8 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
                 (args.force, "--force"),
                 (args.check, "--check"),
                 (args.no_restart, "--no-restart"),
+                (args.rollback, "--rollback"),
+                (args.require_rollback, "--require-rollback"),
             ];
             let plan = if args.check && !args.dry_run {
                 ShowPlan::WhenNotEmpty
@@ -349,15 +506,21 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             let opts = script::opts(&serde_json::json!({ "timeout": timeout, "dry_run": dry_run }));
             ctx.run_script(&script, args, opts, false)
         }
-        Command::System(SystemCommand::Resume) => {
-            let ctx = Ctx::probe(&cli, Mode::Live)?;
-            ctx.require_root(
-                "cai system resume",
-                "it takes the update lock and starts the engine and the containers an update stopped",
-            )?;
+        Command::System(SystemCommand::Resume { dry_run }) => {
+            let ctx = Ctx::probe(&cli, mode(*dry_run))?;
+            if !dry_run {
+                ctx.require_root(
+                    "cai system resume",
+                    "it takes the update lock and starts the engine and the containers an update stopped",
+                )?;
+            }
             ctx.take_update_lock()?;
             let script = ctx.catalog.resolve("update")?;
-            let opts = update_opts(&UpdateArgs::default(), true);
+            let args = UpdateArgs {
+                dry_run: *dry_run,
+                ..UpdateArgs::default()
+            };
+            let opts = update_opts(&args, true);
             ctx.run_script(&script, vec!["--resume".into()], opts, false)
         }
         Command::System(SystemCommand::Unit { name }) => {
@@ -407,7 +570,7 @@ fn doctor(cli: &Cli, args: &DoctorArgs) -> Result<u8, Error> {
         if args.list_checks {
             script_args.push("--list-checks".into());
         }
-        return ctx.run_script(&script, script_args, script::opts(args), args.json);
+        return ctx.run_script(&script, script_args, doctor_opts(args), args.json);
     };
     let script_args = match chosen {
         Selection::All => vec!["--all".to_string()],
@@ -421,7 +584,46 @@ fn doctor(cli: &Cli, args: &DoctorArgs) -> Result<u8, Error> {
         )?;
     }
     let script = ctx.catalog.resolve("repair")?;
-    ctx.run_script(&script, script_args, script::opts(args), args.json)
+    ctx.run_script(&script, script_args, doctor_opts(args), args.json)
+}
+
+/// Examples and exit codes at the end of `cai update --help`.
+const UPDATE_HELP: &str = "\
+Examples:
+  cai update --check                  # exit 100 when updates are available, 0 when current
+  cai update --dry-run                # the whole plan; nothing changes
+  sudo cai update --stop-containers   # stop running agents, update, start them again
+  cai update --dry-run --json         # the plan, or why it would refuse, as one JSON document
+
+Exit codes:
+  0    up to date, or the update finished
+  1    failure or bad input (the error line says which; --json has it as `error`)
+  2    refused: containers are running and no --stop-containers; nothing was changed
+  100  --check: updates are available
+  130  interrupted (Ctrl-C)";
+
+/// Examples and exit codes at the end of `cai doctor --help`.
+const DOCTOR_HELP: &str = "\
+Examples:
+  cai doctor                                  # every check, with a help: line for each problem
+  cai doctor --check engine.socket --json     # one check, as JSON
+  cai doctor --list-checks                    # every check id and what fixes it
+  sudo cai doctor --repair --all --dry-run    # what an ownership repair would change
+
+Exit codes:
+  0    no check is `error` (or the repair finished)
+  1    a check is `error`, a repair failed, or bad input (--json has the reason as `error`)
+  130  interrupted (Ctrl-C)";
+
+/// `OPTS` of doctor.rhai and repair.rhai: `cai doctor`'s flags, and `as_root` (whether this
+/// process runs as root, so the report can say which checks were partial).
+fn doctor_opts(args: &DoctorArgs) -> script::Opts {
+    let mut opts = script::opts(args);
+    opts.insert(
+        "as_root".into(),
+        rustix::process::geteuid().is_root().into(),
+    );
+    opts
 }
 
 /// `OPTS` of update.rhai: `cai update`'s flags, and `resume` (true for `cai system resume`:
@@ -614,6 +816,21 @@ impl Ctx {
             if let Some(name) = arg.strip_suffix(".rhai").filter(|n| !n.contains('/')) {
                 // `cai run update.rhai` outside stdlib/ means the catalog's update script.
                 if let Ok(script) = self.catalog.resolve(name) {
+                    let version = script
+                        .header()
+                        .map(|h| format!(" {}", h.version))
+                        .unwrap_or_default();
+                    let from = match &script.path {
+                        Some(path) => {
+                            format!("{}{version}, {}", script.source.as_str(), path.display())
+                        }
+                        None => format!("{}{version}", script.source.as_str()),
+                    };
+                    term::err(&format!(
+                        "note: no file {}; running catalog script {name} ({})",
+                        term::line(&Path::new(".").join(path).display().to_string()),
+                        term::line(&from)
+                    ));
                     return Ok(script);
                 }
             }
@@ -673,9 +890,11 @@ impl Ctx {
         show: ShowPlan,
     ) -> Result<u8, Error> {
         self.install_interrupt_handler();
+        term::take_script_errors();
         let outcome =
             script::run(&self.host, &self.catalog, script, args, opts, json).map_err(Error::from);
         let gate = &self.host.gate;
+        let logged = term::take_script_errors();
         if json {
             // Tools reading stdout get one document whether the script finished or failed.
             let (result, exit_code, error) = match &outcome {
@@ -686,11 +905,29 @@ impl Ctx {
                         script::Outcome::Done => serde_json::Value::Null,
                         _ => serde_json::Value::from(code),
                     };
-                    // A refusal's reason is the document's error, as a failure's is.
-                    let reason = finished.refusal.as_ref().map(|r| r.message.clone());
+                    // A refusal's reason is the document's error, as a failure's is; a script
+                    // that failed without `run::refuse` has the error lines it logged, or at
+                    // least which script ended with which code.
+                    let reason = match &finished.refusal {
+                        Some(r) => Some(r.message.clone()),
+                        None if code == exit::OK
+                            || finished.outcome == script::Outcome::UpdatesAvailable =>
+                        {
+                            None
+                        }
+                        None if logged.is_empty() => Some(format!(
+                            "{} ended with exit code {code}",
+                            script.display_name()
+                        )),
+                        None => Some(logged.join("; ")),
+                    };
                     (value, code, reason)
                 }
-                Err(e) => (serde_json::Value::Null, e.code(), Some(e.to_string())),
+                Err(e) => (
+                    serde_json::Value::Null,
+                    e.code(),
+                    Some(term::operator(&e.to_string()).into_owned()),
+                ),
             };
             let refusal = outcome
                 .as_ref()
@@ -754,6 +991,30 @@ mod tests {
             .collect();
         out.sort();
         out
+    }
+
+    /// `--help` and the manual page describe every subcommand and every argument.
+    #[test]
+    fn every_subcommand_and_argument_has_a_description() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                if arg.get_help().is_none() && !arg.is_hide_set() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() {
+                    missing.push(path.clone());
+                }
+                walk(sub, &path, missing);
+            }
+        }
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut missing = Vec::new();
+        walk(&cmd, "cai", &mut missing);
+        assert!(missing.is_empty(), "no description: {missing:?}");
     }
 
     /// Scripts get what clap typed, one key per option, never a string to parse again.

@@ -13,7 +13,7 @@ const UNITS_PREFIX: &str = "units/";
 
 pub(super) fn run(ctx: &Ctx, cmd: &ScriptsCommand) -> Result<u8, Error> {
     match cmd {
-        ScriptsCommand::List => list(ctx),
+        ScriptsCommand::List { json } => list(ctx, *json),
         ScriptsCommand::Show { name } => {
             // `units/NAME` is a unit template: the catalog's name for it, not a relative path.
             let text = match name.strip_prefix(UNITS_PREFIX) {
@@ -42,64 +42,122 @@ pub(super) fn run(ctx: &Ctx, cmd: &ScriptsCommand) -> Result<u8, Error> {
     }
 }
 
-fn list(ctx: &Ctx) -> Result<u8, Error> {
-    // (name, version, source, sha256, path) per entry, or why it is refused.
-    type Row = (String, Result<[String; 4], String>);
-    let shown = |path: &Option<std::path::PathBuf>| {
-        path.as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "(embedded)".into())
-    };
+/// One row of `cai scripts list`: a script or a unit template as it resolved, or why not.
+#[derive(serde::Serialize)]
+struct Row {
+    name: String,
+    /// `-` for unit templates (their version is the cai that renders them).
+    version: Option<String>,
+    source: Option<&'static str>,
+    sha256: Option<String>,
+    /// The file, or `None` for embedded text.
+    path: Option<String>,
+    /// For an override: the version of the bundled script it shadows, when that is newer.
+    older_than_bundled: Option<String>,
+    /// Why the entry does not resolve (it then cannot run).
+    error: Option<String>,
+}
+
+fn list(ctx: &Ctx, json: bool) -> Result<u8, Error> {
     let first_line =
         |e: catalog::CatalogError| e.to_string().lines().next().unwrap_or("").to_string();
+    let failed = |name: String, error: String| Row {
+        name,
+        version: None,
+        source: None,
+        sha256: None,
+        path: None,
+        older_than_bundled: None,
+        error: Some(error),
+    };
     let mut rows: Vec<Row> = Vec::new();
     for (name, resolved) in ctx.catalog.list() {
-        let row = resolved.map_err(first_line).map(|script| {
-            let version = script
-                .header()
-                .map(|h| h.version.to_string())
-                .unwrap_or_else(|_| "?".into());
-            [
-                version,
-                script.source.as_str().to_string(),
-                script.sha256(),
-                shown(&script.path),
-            ]
+        rows.push(match resolved {
+            Err(e) => failed(name, first_line(e)),
+            // An override without a valid header cannot run: its error names its file.
+            Ok(script) if script.header().is_err() => {
+                let e = script.header().err().map(first_line).unwrap_or_default();
+                failed(name, e)
+            }
+            Ok(script) => {
+                let version = script.header().ok().map(|h| h.version);
+                let bundled = catalog::Catalog::bundled_version(&name);
+                let older = match (&version, bundled) {
+                    (Some(v), Some(b)) if script.source != catalog::Origin::Bundled && *v < b => {
+                        Some(b.to_string())
+                    }
+                    _ => None,
+                };
+                Row {
+                    name,
+                    version: Some(version.map_or("?".into(), |v| v.to_string())),
+                    source: Some(script.source.as_str()),
+                    sha256: Some(script.sha256()),
+                    path: script.path.as_ref().map(|p| p.display().to_string()),
+                    older_than_bundled: older,
+                    error: None,
+                }
+            }
         });
-        rows.push((name, row));
     }
-    // Unit templates have no version header: their version is the cai that renders them.
     for (name, resolved) in ctx.catalog.unit_templates() {
-        let row = resolved.map_err(first_line).map(|unit| {
-            [
-                "-".to_string(),
-                unit.source.as_str().to_string(),
-                unit.sha256(),
-                shown(&unit.path),
-            ]
+        let name = format!("{UNITS_PREFIX}{name}");
+        rows.push(match resolved {
+            Err(e) => failed(name, first_line(e)),
+            Ok(unit) => Row {
+                name,
+                version: Some("-".into()),
+                source: Some(unit.source.as_str()),
+                sha256: Some(unit.sha256()),
+                path: unit.path.as_ref().map(|p| p.display().to_string()),
+                older_than_bundled: None,
+                error: None,
+            },
         });
-        rows.push((format!("{UNITS_PREFIX}{name}"), row));
+    }
+    let code = if rows.iter().any(|r| r.error.is_some()) {
+        exit::FAILURE
+    } else {
+        exit::OK
+    };
+    if json {
+        let doc = serde_json::json!({ "scripts": rows });
+        term::out(&format!("{doc:#}"));
+        return Ok(code);
     }
 
-    let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0).max(12);
+    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(0).max(12);
     term::out(&format!(
         "{:<width$} {:<9} {:<8} {:<64} path",
         "name", "version", "source", "sha256"
     ));
-    let mut code = exit::OK;
-    for (name, row) in rows {
-        match row {
-            Ok([version, source, sha256, path]) => {
-                let path = term::line(&path);
-                term::out(&format!(
-                    "{name:<width$} {version:<9} {source:<8} {sha256} {path}"
-                ));
-            }
-            Err(reason) => {
-                term::err(&format!("error: {name}: {}", term::line(&reason)));
-                code = exit::FAILURE;
-            }
+    for row in &rows {
+        let name = &row.name;
+        if let Some(reason) = &row.error {
+            term::err(&format!("error: {name}: {}", term::line(reason)));
+            continue;
         }
+        let version = row.version.as_deref().unwrap_or("?");
+        let source = row.source.unwrap_or("");
+        let sha256 = row.sha256.as_deref().unwrap_or("");
+        let path = term::line(row.path.as_deref().unwrap_or("(embedded)")).into_owned();
+        let older = match &row.older_than_bundled {
+            Some(b) => format!("  (older than bundled {b})"),
+            None => String::new(),
+        };
+        term::out(&format!(
+            "{name:<width$} {version:<9} {source:<8} {sha256} {path}{older}"
+        ));
+    }
+    for row in rows.iter().filter(|r| r.older_than_bundled.is_some()) {
+        term::err(&format!(
+            "warning: {} {} is older than the bundled {} it shadows\nhelp: compare them (`cai scripts show {}` shows the override), then update or remove {}",
+            term::line(row.path.as_deref().unwrap_or(&row.name)),
+            row.version.as_deref().unwrap_or("?"),
+            row.older_than_bundled.as_deref().unwrap_or("?"),
+            row.name,
+            term::line(row.path.as_deref().unwrap_or(&row.name)),
+        ));
     }
     Ok(code)
 }

@@ -404,6 +404,14 @@ impl Client {
         status
     }
 
+    /// The engine's default runtime, as `docker info` reports it (`sysbox-runc` on a ContainAI
+    /// engine).
+    pub fn default_runtime(&self) -> Result<String, DockerError> {
+        let docker = self.client()?;
+        let info = timed(&self.rt, "info", API_TIMEOUT, docker.info())?;
+        Ok(info.default_runtime.unwrap_or_default())
+    }
+
     /// Every container on the engine, labelled or not, sorted by name. `all` includes stopped
     /// ones. `Ok(None)` means the socket does not exist, as for [`Client::list_managed`]; any
     /// failure once the socket exists is an error.

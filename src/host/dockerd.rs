@@ -93,6 +93,10 @@ pub enum DockerdError {
         found: String,
         expected: String,
     },
+    #[error(
+        "cannot use the installed dockerd bundle {dir}: {reason}\nhelp: it was pruned or moved; cai update installs the release target again"
+    )]
+    NotInstalled { dir: String, reason: String },
     #[error("cannot run {binary} --version: {reason}")]
     RunVersion { binary: String, reason: String },
     #[error("cannot read the version of {binary}: {source}")]
@@ -433,17 +437,47 @@ pub fn install(
         root.rename_in_dir(Path::new(BUNDLE_DIR), &staging, version)?;
     }
 
-    for name in &names {
-        let link = Path::new(BIN_DIR).join(name);
-        let target = Path::new("../docker").join(version).join(name);
-        root.replace_symlink(&link, &target)?;
+    switch_links(host, version, &names)?;
+    Ok(names)
+}
+
+/// Switches each link in `bin/` to `../docker/<version>/NAME`, atomically one by one (a new link
+/// renamed over the old: locally inside the root, in the VM with `ln -sfn` to a temporary name
+/// and `mv -T`), then notes the version in `VERSION`.
+fn switch_links(host: &Host, version: &str, names: &[String]) -> Result<(), DockerdError> {
+    match host.machine() {
+        Machine::Lima { .. } => {
+            let vm = |args: &[&str]| -> Result<(), DockerdError> {
+                let (program, rest) = args.split_first().expect("a program");
+                let rest: Vec<std::ffi::OsString> = rest.iter().map(Into::into).collect();
+                host.run(program, &rest, None, AsRoot::Yes, VM_STEP_TIMEOUT)?
+                    .checked()?;
+                Ok(())
+            };
+            vm(&["mkdir", "-p", BIN_DIR])?;
+            for name in names {
+                let link = format!("{BIN_DIR}/{name}");
+                let temporary = format!("{link}.cai-new");
+                let target = format!("../docker/{version}/{name}");
+                vm(&["ln", "-sfn", &target, &temporary])?;
+                vm(&["mv", "-Tf", &temporary, &link])?;
+            }
+        }
+        Machine::Local => {
+            for name in names {
+                let link = Path::new(BIN_DIR).join(name);
+                let target = Path::new("../docker").join(version).join(name);
+                host.root().replace_symlink(&link, &target)?;
+            }
+        }
     }
-    root.write_atomic(
+    files::write_atomic(
+        host,
         Path::new(VERSION_FILE),
         format!("{version}\n").as_bytes(),
         0o644,
     )?;
-    Ok(names)
+    Ok(())
 }
 
 /// [`install`] inside the Lima VM: unpacked here by the same rules, then written into the VM.
@@ -529,21 +563,122 @@ fn install_in_vm(
     } else {
         vm("mv", &["-T", &staging, &complete], None)?;
     }
-    vm("mkdir", &["-p", BIN_DIR], None)?;
-    for name in &names {
-        let link = format!("{BIN_DIR}/{name}");
-        let temporary = format!("{link}.cai-new");
-        let target = format!("../docker/{version}/{name}");
-        vm("ln", &["-sfn", &target, &temporary], None)?;
-        vm("mv", &["-Tf", &temporary, &link], None)?;
-    }
-    files::write_atomic(
-        host,
-        Path::new(VERSION_FILE),
-        format!("{version}\n").as_bytes(),
-        0o644,
-    )?;
+    switch_links(host, version, &names)?;
     Ok(names)
+}
+
+/// Points every link in `bin/` back at the installed `version` (a rollback to the version an
+/// update replaced): the directory `/opt/containai/docker/<version>` must exist and its `dockerd
+/// --version` must report `version` (checked before any link moves), then each link is switched
+/// atomically and `VERSION` notes it. Returns the names of the linked binaries.
+pub fn activate(_: Approval, host: &Host, version: &str) -> Result<Vec<String>, DockerdError> {
+    validate_version(version)?;
+    let complete = Path::new(BUNDLE_DIR).join(version);
+    let shown_dir = files::shown(host, &complete);
+    let names = match host.machine() {
+        Machine::Lima { .. } => {
+            let found = vm_version(
+                host,
+                &format!("{}/dockerd", complete.display()),
+                &format!("{shown_dir}/dockerd"),
+            )?;
+            check_found(&shown_dir, found, version)?;
+            let args: Vec<std::ffi::OsString> = vec!["-1".into(), complete.as_os_str().to_owned()];
+            let out = host
+                .run("ls", &args, None, AsRoot::Yes, VM_STEP_TIMEOUT)?
+                .checked()?;
+            out.stdout.lines().map(str::to_string).collect()
+        }
+        Machine::Local => {
+            let versions = host.root().make_dir_all(Path::new(BUNDLE_DIR))?;
+            let not_installed = |e: rustix::io::Errno| DockerdError::NotInstalled {
+                dir: shown_dir.clone(),
+                reason: std::io::Error::from(e).to_string(),
+            };
+            let dir = rustix::fs::openat(
+                &versions,
+                version,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(not_installed)?;
+            let found = version_in(&dir, &format!("{shown_dir}/dockerd"))?;
+            check_found(&shown_dir, found, version)?;
+            let mut names = Vec::new();
+            let mut entries = rustix::fs::Dir::read_from(&dir).map_err(not_installed)?;
+            while let Some(Ok(entry)) = entries.next() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if entry.file_type() == rustix::fs::FileType::RegularFile && !name.starts_with('.')
+                {
+                    names.push(name);
+                }
+            }
+            names.sort();
+            names
+        }
+    };
+    switch_links(host, version, &names)?;
+    Ok(names)
+}
+
+fn check_found(dir: &str, found: String, expected: &str) -> Result<(), DockerdError> {
+    if found == expected {
+        Ok(())
+    } else {
+        Err(DockerdError::WrongInstalled {
+            dir: dir.to_string(),
+            found,
+            expected: expected.to_string(),
+        })
+    }
+}
+
+/// The bundle versions unpacked under `/opt/containai/docker`, sorted (staging directories of
+/// an install in progress are not versions).
+pub fn versions(host: &Host) -> Result<Vec<String>, DockerdError> {
+    let mut out: Vec<String> = match host.machine() {
+        Machine::Lima { .. } => {
+            if !files::is_dir(host, Path::new(BUNDLE_DIR))? {
+                return Ok(Vec::new());
+            }
+            let args: Vec<std::ffi::OsString> = vec!["-1".into(), BUNDLE_DIR.into()];
+            host.run("ls", &args, None, AsRoot::Yes, VM_STEP_TIMEOUT)?
+                .checked()?
+                .stdout
+                .lines()
+                .map(str::to_string)
+                .collect()
+        }
+        Machine::Local => host
+            .root()
+            .list_dir(Path::new(BUNDLE_DIR))?
+            .unwrap_or_default()
+            .into_iter()
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect(),
+    };
+    out.retain(|n| !n.starts_with('.') && validate_version(n).is_ok());
+    out.sort();
+    Ok(out)
+}
+
+/// Removes the unpacked bundle `version` (never the active one: the caller keeps it). Used to
+/// prune versions nobody can roll back to any more.
+pub fn remove_version(_: Approval, host: &Host, version: &str) -> Result<(), DockerdError> {
+    validate_version(version)?;
+    match host.machine() {
+        Machine::Lima { .. } => {
+            let dir = format!("{BUNDLE_DIR}/{version}");
+            let args: Vec<std::ffi::OsString> = vec!["-rf".into(), dir.into()];
+            host.run("rm", &args, None, AsRoot::Yes, VM_STEP_TIMEOUT)?
+                .checked()?;
+        }
+        Machine::Local => {
+            let versions = host.root().make_dir_all(Path::new(BUNDLE_DIR))?;
+            remove_tree(&versions, version);
+        }
+    }
+    Ok(())
 }
 
 /// Where [`unpack_into`] puts what it reads.
@@ -632,7 +767,7 @@ fn unpack_into(
             dir,
             name,
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(mode),
+            super::fs::mode(mode),
         )
         .map_err(|e| unpack_error(shown, e.into()))?;
         let mut out = std::fs::File::from(fd);
@@ -645,7 +780,7 @@ fn unpack_into(
             out.write_all(&buf[..n])
                 .map_err(|e| unpack_error(shown, e))?;
         }
-        rustix::fs::fchmod(&out, Mode::from_raw_mode(mode))
+        rustix::fs::fchmod(&out, super::fs::mode(mode))
             .map_err(|e| unpack_error(shown, e.into()))?;
         out.sync_all().map_err(|e| unpack_error(shown, e))?;
         names.push(name.to_string());

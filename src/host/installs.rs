@@ -49,6 +49,10 @@ enum Check {
 #[derive(Debug, Default)]
 pub struct Installs {
     entries: RefCell<Vec<(Component, Check)>>,
+    /// This run restarted (or stopped) the engine while holding the update lock.
+    engine_restarted: std::cell::Cell<bool>,
+    /// The outcome of the last health gate (`update::health`), when one ran.
+    health: RefCell<Option<Result<(), String>>>,
 }
 
 /// An install of this run that was not verified, named by [`check_verified`].
@@ -97,11 +101,30 @@ pub fn settle(host: &Host, component: Component, outcome: Result<(), String>) {
     }
 }
 
-/// Every install of this run was verified by `update::verify` (trivially so when there was none);
+/// Records that this run restarted or stopped the engine: from then on the record clears only
+/// after a health gate passed.
+pub fn engine_restarted(host: &Host) {
+    host.installs.engine_restarted.set(true);
+    *host.installs.health.borrow_mut() = None;
+}
+
+/// Records the outcome of the core's health gate after the engine restart (`update::health`).
+pub fn settle_health(host: &Host, outcome: Result<(), String>) {
+    *host.installs.health.borrow_mut() = Some(outcome);
+}
+
+/// Whether this run must pass the health gate before its record clears: it installed something
+/// or restarted the engine.
+pub fn needs_health(host: &Host) -> bool {
+    host.installs.engine_restarted.get() || !host.installs.entries.borrow().is_empty()
+}
+
+/// Every install of this run was verified by `update::verify` (trivially so when there was none),
+/// and, when it installed anything or restarted the engine, the health gate passed after that;
 /// otherwise what was not, each with why.
 pub fn check_verified(host: &Host) -> Result<(), Unverified> {
     let entries = host.installs.entries.borrow();
-    let open: Vec<String> = entries
+    let mut open: Vec<String> = entries
         .iter()
         .filter_map(|(component, check)| match check {
             Check::Verified => None,
@@ -115,6 +138,19 @@ pub fn check_verified(host: &Host) -> Result<(), Unverified> {
             )),
         })
         .collect();
+    drop(entries);
+    if needs_health(host) {
+        match &*host.installs.health.borrow() {
+            Some(Ok(())) => {}
+            Some(Err(why)) => open.push(format!(
+                "the health check after the engine restart failed: {why}"
+            )),
+            None => open.push(
+                "this run changed the engine and did not check its health (update::health())"
+                    .into(),
+            ),
+        }
+    }
     if open.is_empty() {
         Ok(())
     } else {

@@ -17,6 +17,7 @@ pub mod installs;
 pub mod lima;
 pub mod packages;
 pub mod pty;
+pub mod rollback;
 pub mod ssh;
 pub mod state;
 pub mod sysbox;

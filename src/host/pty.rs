@@ -24,11 +24,26 @@ pub struct LocalPty {
     pub terminal: OwnedFd,
 }
 
+#[cfg(target_os = "linux")]
+fn open_controller() -> std::io::Result<OwnedFd> {
+    Ok(rustix::pty::openpt(
+        OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC,
+    )?)
+}
+
+/// macOS's `posix_openpt` takes no close-on-exec flag: it is set right after, before any child
+/// is spawned by this thread.
+#[cfg(not(target_os = "linux"))]
+fn open_controller() -> std::io::Result<OwnedFd> {
+    let fd = rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY)?;
+    rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC)?;
+    Ok(fd)
+}
+
 /// Opens a pair with the kernel's default modes and an 80x24 window (what a remote program
 /// sees as its size; a pipe has none).
 pub fn open() -> std::io::Result<LocalPty> {
-    let controller =
-        rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
+    let controller = open_controller()?;
     rustix::pty::grantpt(&controller)?;
     rustix::pty::unlockpt(&controller)?;
     let name = rustix::pty::ptsname(&controller, Vec::new())?;

@@ -140,6 +140,13 @@ pub fn restart(_: Approval, host: &Host, name: &str) -> Result<(), UnitError> {
     }
 }
 
+/// `systemctl reset-failed NAME`: forgets the unit's failed state and its start-limit count, so
+/// the next start is not refused by starts made before (a rollback after a failed update).
+pub fn reset_failed(_: Approval, host: &Host, name: &str) -> Result<(), UnitError> {
+    check_restartable(name)?;
+    systemctl(host, &["reset-failed", name])
+}
+
 /// `systemctl enable NAME`: the unit starts at boot (its `WantedBy=`). Only units `cai` writes;
 /// an installed engine that does not come back after a reboot leaves every agent down.
 pub fn enable(_: Approval, host: &Host, name: &str) -> Result<(), UnitError> {

@@ -72,7 +72,10 @@ impl Trust {
             Kind::File => "the file",
             Kind::Directory => "the directory",
         };
-        owner_and_mode(&self.owners, stat.st_uid, stat.st_mode, kind)
+        // `st_mode` is a `u32` on Linux and a `u16` on macOS.
+        #[allow(clippy::useless_conversion)]
+        let mode = u32::from(stat.st_mode);
+        owner_and_mode(&self.owners, stat.st_uid, mode, kind)
             .map_err(|reason| self.unsafe_path(path, format!("{what} {reason}")))
     }
 

@@ -101,6 +101,18 @@ pub enum UpdateError {
     Malformed { path: String, reason: String },
 }
 
+/// A rollback in progress, as the update state records it (see `host::rollback`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackProgress {
+    /// The rollback set (a run id under `/var/lib/containai/rollback`).
+    pub set: String,
+    /// The phase about to start.
+    pub phase: String,
+    /// Why the rollback happens.
+    pub reason: String,
+}
+
 /// A container an update stops and must start again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -118,6 +130,10 @@ pub struct UpdateState {
     pub containers: Vec<Stopped>,
     /// The run that wrote it (the journal's run id).
     pub run: String,
+    /// A rollback in progress: the phase it is about to start, written before each phase, so a
+    /// crash during it is finished by `cai system resume`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackProgress>,
 }
 
 /// The lock a live run holds until the process ends.
@@ -244,12 +260,17 @@ pub fn check_all_recorded(host: &Host, running: &[EngineContainer]) -> Result<()
 /// Before restarting or stopping the engine (or sysbox, which takes the engine with it) while
 /// this run holds the update lock: that stops every running container on the engine, labelled or
 /// not, so each must be recorded by its full ID. Touches the engine socket and `systemctl`.
+///
+/// Passing it, the run is about to change the engine: from then on its record clears only after
+/// the health gate ([`health`]) passed.
 pub fn check_engine_stop(host: &Host) -> Result<(), UpdateError> {
     if !holds_lock(host) {
         return Ok(());
     }
     let running = super::docker::list_checked(host, false)?;
-    check_all_recorded(host, &running)
+    check_all_recorded(host, &running)?;
+    super::installs::engine_restarted(host);
+    Ok(())
 }
 
 fn join(refs: &[&String]) -> String {
@@ -393,7 +414,9 @@ pub fn resolve(host: &Host, entries: &[Stopped]) -> Result<Resolved, UpdateError
 /// The record as it will be written: what is on disk, then each new container not already in it.
 /// The record only grows while the lock is held; entries leave it only through [`clear`].
 fn union(on_disk: Option<UpdateState>, phase: &str, run: &str, new: &Resolved) -> UpdateState {
-    let mut containers = on_disk.map(|s| s.containers).unwrap_or_default();
+    let (mut containers, rollback) = on_disk
+        .map(|s| (s.containers, s.rollback))
+        .unwrap_or_default();
     for c in new.containers() {
         if !containers.iter().any(|old| old.id == c.id) {
             containers.push(c.clone());
@@ -403,6 +426,7 @@ fn union(on_disk: Option<UpdateState>, phase: &str, run: &str, new: &Resolved) -
         phase: phase.to_string(),
         containers,
         run: run.to_string(),
+        rollback,
     }
 }
 
@@ -415,13 +439,46 @@ pub fn record(_: Approval, host: &Host, phase: &str, new: &Resolved) -> Result<(
     lock(host)?;
     // Read under the lock: nobody else writes it now.
     let state = union(read_state(host)?, phase, host.gate.run_id(), new);
-    let mut text = serde_json::to_string_pretty(&state).map_err(|e| UpdateError::Malformed {
+    write_state(host, &state)
+}
+
+fn write_state(host: &Host, state: &UpdateState) -> Result<(), UpdateError> {
+    let mut text = serde_json::to_string_pretty(state).map_err(|e| UpdateError::Malformed {
         path: STATE_FILE.into(),
         reason: e.to_string(),
     })?;
     text.push('\n');
     host.root()
         .write_atomic(Path::new(STATE_FILE), text.as_bytes(), 0o600)?;
+    Ok(())
+}
+
+/// Writes the phase a rollback is about to start into the state (created, naming no container,
+/// when there is none), durably, before the phase starts. The containers it names stay.
+pub fn record_rollback(
+    _: Approval,
+    host: &Host,
+    progress: RollbackProgress,
+) -> Result<(), UpdateError> {
+    lock(host)?;
+    let mut state = read_state(host)?.unwrap_or_else(|| UpdateState {
+        phase: "rollback".into(),
+        containers: Vec::new(),
+        run: host.gate.run_id().to_string(),
+        rollback: None,
+    });
+    state.phase = "rollback".into();
+    state.rollback = Some(progress);
+    write_state(host, &state)
+}
+
+/// Removes the state once a rollback brought every container it names back (or they are gone):
+/// the rollback is its own verification (the versions it restored are checked), so this run's
+/// installs, which it undid, are not asked about.
+pub fn clear_after_rollback(_: Approval, host: &Host) -> Result<(), UpdateError> {
+    lock(host)?;
+    check_clearable(host)?;
+    host.root().remove(Path::new(STATE_FILE))?;
     Ok(())
 }
 
@@ -526,6 +583,111 @@ pub fn verify(host: &Host) -> Vec<String> {
     failures
 }
 
+/// How long the health gate waits for the engine to answer after its restart.
+pub const HEALTH_WAIT_SECS: i64 = 120;
+
+/// What the health gate after an engine restart found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Health {
+    /// Every check passed and every recorded container runs again (or the run has
+    /// `--no-restart`).
+    pub ok: bool,
+    /// What failed, one line each.
+    pub failures: Vec<String>,
+    /// The recorded containers it started (names).
+    pub started: Vec<String>,
+}
+
+impl crate::effects::FailedMembers for Health {
+    fn failed_members(&self) -> Option<String> {
+        (!self.ok).then(|| self.failures.join("; "))
+    }
+}
+
+/// The health gate after the engine restart, in the core so no script can skip it: the engine
+/// answers within `wait_secs`, `docker info` names `sysbox-runc` as the default runtime, every
+/// install of this run reports the release target's full version ([`verify`]), and every
+/// container the update recorded starts again (unless `--no-restart`). Containers are started
+/// only once the engine passed the rest: on a broken engine they wait for the rollback. The
+/// outcome is kept for this run: the record clears only after it passed
+/// ([`super::installs::check_verified`]).
+pub fn health(approval: Approval, host: &Host, wait_secs: i64) -> Result<Health, UpdateError> {
+    let mut out = Health::default();
+    let answered = matches!(super::docker::wait_engine(host, wait_secs), Ok(Ok(true)));
+    if answered {
+        match host.docker().default_runtime() {
+            Ok(runtime) if runtime == "sysbox-runc" => {}
+            Ok(runtime) => out.failures.push(format!(
+                "the engine's default runtime is {}, expected sysbox-runc",
+                if runtime.is_empty() {
+                    "not set"
+                } else {
+                    &runtime
+                }
+            )),
+            Err(e) => out.failures.push(format!(
+                "cannot read the engine's default runtime: {}",
+                first_line(&e.to_string())
+            )),
+        }
+    } else {
+        out.failures.push(format!(
+            "the engine did not answer within {wait_secs} s after its restart"
+        ));
+    }
+    out.failures.extend(verify(host));
+    if out.failures.is_empty() && !host.no_restart.get() {
+        let recorded = read_state(host)?.map(|s| s.containers).unwrap_or_default();
+        if !recorded.is_empty() {
+            let ids: Vec<String> = recorded.iter().map(|c| c.id.clone()).collect();
+            let report = host.docker().start(approval, &ids);
+            let name_of = |id: &str| {
+                recorded
+                    .iter()
+                    .find(|c| c.id == id)
+                    .map_or_else(|| id.to_string(), |c| c.name.clone())
+            };
+            match report {
+                Ok(report) => {
+                    for f in &report.failed {
+                        out.failures.push(format!(
+                            "container {} did not start on the new engine: {}",
+                            name_of(&f.id),
+                            first_line(&f.error)
+                        ));
+                    }
+                    out.started = report.done.iter().map(|id| name_of(id)).collect();
+                }
+                Err(e) => out.failures.push(format!(
+                    "cannot start the recorded containers: {}",
+                    first_line(&e.to_string())
+                )),
+            }
+            // Started is not enough: each must still run (a runtime can fail just after).
+            for c in &recorded {
+                if standing(host, c) == Standing::Stopped
+                    && !out.failures.iter().any(|f| f.contains(&c.name))
+                {
+                    out.failures.push(format!(
+                        "container {} is not running on the new engine",
+                        c.name
+                    ));
+                }
+            }
+        }
+    }
+    out.ok = out.failures.is_empty();
+    super::installs::settle_health(
+        host,
+        if out.ok {
+            Ok(())
+        } else {
+            Err(out.failures.join("; "))
+        },
+    );
+    Ok(out)
+}
+
 /// Whether what is installed of `component` now is the release target, and why not.
 fn check(host: &Host, component: Component) -> Result<(), String> {
     let target = host
@@ -572,6 +734,7 @@ mod tests {
                 phase: "stopping".into(),
                 containers: vec![entry("a", "agent-1"), entry("b", "agent-2")],
                 run: "r1".into(),
+                rollback: None,
             })
         };
         let cases = [

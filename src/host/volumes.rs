@@ -33,14 +33,20 @@
 //! follow a symlink, cross a mount, or change an entry it did not check.
 
 use std::collections::BTreeMap;
+#[cfg(target_os = "linux")]
 use std::ffi::{CStr, CString};
+#[cfg(target_os = "linux")]
 use std::mem::MaybeUninit;
+#[cfg(target_os = "linux")]
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+#[cfg(target_os = "linux")]
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
+#[cfg(target_os = "linux")]
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir, ResolveFlags, Stat, StatxFlags};
+#[cfg(target_os = "linux")]
 use rustix::io::Errno;
 use serde::Serialize;
 
@@ -54,8 +60,10 @@ use crate::term::{Count, Progress};
 /// The ownership broken id-mapped mounts leave behind (`nobody:nogroup`).
 pub const NOBODY: u32 = 65534;
 /// How many skipped or failed entries a report names; the rest are counted.
+#[cfg(target_os = "linux")]
 const MAX_SAMPLES: usize = 20;
 /// A `getdents` buffer per worker.
+#[cfg(target_os = "linux")]
 const DIR_BUF: usize = 32 * 1024;
 
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +102,10 @@ pub enum VolumeError {
     },
     #[error(transparent)]
     Fs(#[from] FsError),
+    #[error(
+        "cannot walk volume {0}: cai walks volumes only on Linux, where the engine keeps them; on macOS they live inside the Lima VM containai-docker\nhelp: cai does not scan or repair volumes on macOS; look at them inside the VM: limactl shell containai-docker"
+    )]
+    NotLinux(String),
 }
 
 /// A uid and gid.
@@ -116,6 +128,7 @@ pub enum Change {
     },
 }
 
+#[cfg(target_os = "linux")]
 impl Change {
     fn from(&self) -> Owner {
         match *self {
@@ -500,7 +513,12 @@ fn with_progress(name: &str, walk: impl FnOnce(&AtomicU64) -> VolumeReport + Sen
 pub struct Volume {
     name: String,
     shown: String,
+    #[cfg(target_os = "linux")]
     dir: OwnedFd,
+    /// There is no walk off Linux (on macOS the volumes live inside the Lima VM), so no
+    /// `Volume` can exist there: [`Volume::open`] refuses.
+    #[cfg(not(target_os = "linux"))]
+    never: std::convert::Infallible,
 }
 
 impl Volume {
@@ -510,6 +528,7 @@ impl Volume {
     /// crossed: `<name>/_data` must be real directories on the mount of `volumes`
     /// (`RESOLVE_NO_XDEV`, and device and mount ids compared), so a volume whose `_data` has
     /// something mounted on it is refused [P65].
+    #[cfg(target_os = "linux")]
     pub fn open(root: &Root, data_root: &Path, name: &str) -> Result<Volume, VolumeError> {
         validate_name(name)?;
         let shown_root = root.display_path(data_root);
@@ -562,6 +581,15 @@ impl Volume {
         })
     }
 
+    /// Off Linux the engine's volumes are not on this machine (on macOS they live inside the
+    /// Lima VM `containai-docker`) and the walk needs Linux's `openat2` and `statx`: refused
+    /// with what to do, after the name is checked.
+    #[cfg(not(target_os = "linux"))]
+    pub fn open(_: &Root, _: &Path, name: &str) -> Result<Volume, VolumeError> {
+        validate_name(name)?;
+        Err(VolumeError::NotLinux(name.to_string()))
+    }
+
     /// The volume's directory as a host path, for messages.
     pub fn shown(&self) -> &str {
         &self.shown
@@ -569,8 +597,14 @@ impl Volume {
 
     /// Counts ownership (and, for a chown that was approved, changes it). `limit` stops after
     /// that many entries (0: no limit); `progress` is bumped once per entry.
+    #[cfg(target_os = "linux")]
     pub fn walk(&self, opts: &WalkOptions, progress: &AtomicU64) -> VolumeReport {
         walk(self, opts, progress)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn walk(&self, _: &WalkOptions, _: &AtomicU64) -> VolumeReport {
+        match self.never {}
     }
 
     /// Changes what is owned by `from` to `to`; the gate's approval proves it may.
@@ -590,13 +624,14 @@ impl Volume {
             },
             ..opts
         };
-        walk(self, &opts, progress)
+        self.walk(&opts, progress)
     }
 }
 
 /// Opens `rel` beneath `base` without following any symlink or `..`, and, with `no_xdev`,
 /// without crossing a mount; one component at a time where `openat2` is unavailable (the caller
 /// compares mount ids then).
+#[cfg(target_os = "linux")]
 fn open_below(base: &OwnedFd, rel: &str, flags: OFlags, no_xdev: bool) -> Result<OwnedFd, Errno> {
     let mut resolve =
         ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
@@ -640,11 +675,13 @@ impl WalkOptions {
 
 /// A directory's place in the tree, for messages: its name and its parent's node. Only nodes of
 /// directories still to visit (and their ancestors) are alive.
+#[cfg(target_os = "linux")]
 struct PathNode {
     name: CString,
     parent: Option<Arc<PathNode>>,
 }
 
+#[cfg(target_os = "linux")]
 impl Drop for PathNode {
     /// Unlinks the chain iteratively: dropping a 20,000-deep chain recursively would overflow
     /// the stack.
@@ -659,6 +696,7 @@ impl Drop for PathNode {
     }
 }
 
+#[cfg(target_os = "linux")]
 fn render_path(node: Option<&Arc<PathNode>>, leaf: Option<&CStr>) -> String {
     let mut parts: Vec<&[u8]> = Vec::new();
     if let Some(leaf) = leaf {
@@ -678,6 +716,7 @@ fn render_path(node: Option<&Arc<PathNode>>, leaf: Option<&CStr>) -> String {
 }
 
 /// A path for messages: valid UTF-8 as is (escaped for the terminal later), other bytes as `\xNN`.
+#[cfg(target_os = "linux")]
 fn escape_bytes(bytes: &[u8]) -> String {
     let mut out = String::new();
     for chunk in bytes.utf8_chunks() {
@@ -691,6 +730,7 @@ fn escape_bytes(bytes: &[u8]) -> String {
 
 /// A directory to visit: its parent's descriptor, its name there, and the inode the parent's
 /// listing gave (the fallback checks it).
+#[cfg(target_os = "linux")]
 struct Item {
     parent: Arc<OwnedFd>,
     parent_dev: u64,
@@ -699,12 +739,14 @@ struct Item {
     ino: u64,
 }
 
+#[cfg(target_os = "linux")]
 struct Queue {
     items: Vec<Item>,
     busy: usize,
     stop: bool,
 }
 
+#[cfg(target_os = "linux")]
 struct Shared<'a> {
     queue: Mutex<Queue>,
     wake: Condvar,
@@ -713,6 +755,7 @@ struct Shared<'a> {
     seen: &'a AtomicU64,
 }
 
+#[cfg(target_os = "linux")]
 #[derive(Default)]
 struct Tally {
     scanned: u64,
@@ -727,6 +770,7 @@ struct Tally {
     gids: BTreeMap<u32, u64>,
 }
 
+#[cfg(target_os = "linux")]
 impl Tally {
     fn owner(&mut self, uid: u32, gid: u32) {
         *self.uids.entry(uid).or_default() += 1;
@@ -783,15 +827,20 @@ impl Tally {
 }
 
 /// A regular file with more than one link may share its inode with a file outside the volume.
+#[cfg(target_os = "linux")]
 const HARD_LINK: &str = "hard link";
 /// The walk never crosses a mount (tmpfs, bind mounts of the same file system included).
+#[cfg(target_os = "linux")]
 const MOUNT: &str = "mount point";
 /// Replaced between the listing and the change (a directory swapped for a symlink, say); never
 /// followed.
+#[cfg(target_os = "linux")]
 const SWAPPED: &str = "changed during the walk";
+#[cfg(target_os = "linux")]
 const UNREADABLE: &str = "unreadable";
 
 /// Whether `openat2` with the walk's resolve flags works here.
+#[cfg(target_os = "linux")]
 fn kernel_has_openat2(dir: &OwnedFd) -> bool {
     !matches!(
         open_beneath(dir.as_fd(), c".", OFlags::PATH | OFlags::DIRECTORY),
@@ -799,6 +848,7 @@ fn kernel_has_openat2(dir: &OwnedFd) -> bool {
     )
 }
 
+#[cfg(target_os = "linux")]
 fn open_beneath(dir: BorrowedFd<'_>, name: &CStr, flags: OFlags) -> Result<OwnedFd, Errno> {
     let resolve = ResolveFlags::BENEATH
         | ResolveFlags::NO_SYMLINKS
@@ -821,6 +871,7 @@ fn open_beneath(dir: BorrowedFd<'_>, name: &CStr, flags: OFlags) -> Result<Owned
 }
 
 /// The mount id of an open file, where the kernel reports it.
+#[cfg(target_os = "linux")]
 fn mount_id(fd: BorrowedFd<'_>) -> Option<u64> {
     let stx = rustix::fs::statx(fd, c"", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID).ok()?;
     (stx.stx_mask & StatxFlags::MNT_ID.bits() != 0).then_some(stx.stx_mnt_id)
@@ -829,6 +880,7 @@ fn mount_id(fd: BorrowedFd<'_>) -> Option<u64> {
 /// Lets this process hold as many descriptors as its hard limit allows: a directory's descriptor
 /// stays open while a subdirectory of it waits to be visited, so a deep tree with siblings at
 /// every level needs one per level. What still does not fit is reported as unreadable.
+#[cfg(target_os = "linux")]
 fn raise_open_files() {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
@@ -844,6 +896,7 @@ fn raise_open_files() {
     }
 }
 
+#[cfg(target_os = "linux")]
 fn walk(volume: &Volume, opts: &WalkOptions, seen: &AtomicU64) -> VolumeReport {
     raise_open_files();
     let kernel = opts.resolver == Resolver::Auto && kernel_has_openat2(&volume.dir);
@@ -920,6 +973,7 @@ fn walk(volume: &Volume, opts: &WalkOptions, seen: &AtomicU64) -> VolumeReport {
     finish(report, tally, truncated)
 }
 
+#[cfg(target_os = "linux")]
 fn finish(mut report: VolumeReport, tally: Tally, truncated: bool) -> VolumeReport {
     report.scanned = tally.scanned;
     report.matched = tally.matched;
@@ -947,6 +1001,7 @@ fn finish(mut report: VolumeReport, tally: Tally, truncated: bool) -> VolumeRepo
 }
 
 /// Marks one item done; wakes everyone when the walk is over.
+#[cfg(target_os = "linux")]
 fn finish_item(shared: &Shared<'_>) {
     let mut q = shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
     q.busy -= 1;
@@ -955,6 +1010,7 @@ fn finish_item(shared: &Shared<'_>) {
     }
 }
 
+#[cfg(target_os = "linux")]
 fn worker(shared: &Shared<'_>) -> Tally {
     let mut tally = Tally::default();
     let mut buf = vec![MaybeUninit::<u8>::uninit(); DIR_BUF];
@@ -983,6 +1039,7 @@ fn worker(shared: &Shared<'_>) -> Tally {
 }
 
 /// Opens a directory found in a listing and visits it.
+#[cfg(target_os = "linux")]
 fn enter(shared: &Shared<'_>, item: Item, tally: &mut Tally, buf: &mut [MaybeUninit<u8>]) {
     let Item {
         parent,
@@ -1061,6 +1118,7 @@ fn enter(shared: &Shared<'_>, item: Item, tally: &mut Tally, buf: &mut [MaybeUni
 
 /// Counts and (maybe) changes an open directory, then lists it: subdirectories go on the stack,
 /// everything else is looked at here.
+#[cfg(target_os = "linux")]
 fn visit_dir(
     shared: &Shared<'_>,
     fd: &Arc<OwnedFd>,
@@ -1147,6 +1205,7 @@ fn visit_dir(
 /// Counts one entry against the limit; false (and the walk stops) once the limit is reached.
 /// The shared counter (progress and limit) is bumped in batches, so the cores do not fight over
 /// one cache line per entry; a limit may be passed by a batch per worker.
+#[cfg(target_os = "linux")]
 fn count(shared: &Shared<'_>, tally: &mut Tally) -> bool {
     const BATCH: u64 = 64;
     tally.scanned += 1;
@@ -1158,6 +1217,7 @@ fn count(shared: &Shared<'_>, tally: &mut Tally) -> bool {
 }
 
 /// Adds what a worker counted to the shared counter; false once the limit is passed.
+#[cfg(target_os = "linux")]
 fn flush(shared: &Shared<'_>, tally: &mut Tally) -> bool {
     let n = shared.seen.fetch_add(tally.unflushed, Ordering::Relaxed) + tally.unflushed;
     tally.unflushed = 0;
@@ -1170,13 +1230,16 @@ fn flush(shared: &Shared<'_>, tally: &mut Tally) -> bool {
     true
 }
 
+#[cfg(target_os = "linux")]
 type NewIds = (Option<rustix::fs::Uid>, Option<rustix::fs::Gid>);
 
 /// The new (uid, gid) for an entry owned by `from` (uid or gid), or `None` when it stays.
+#[cfg(target_os = "linux")]
 fn wanted(opts: &WalkOptions, st: &Stat) -> Option<NewIds> {
     wanted_ids(opts, st.st_uid, st.st_gid)
 }
 
+#[cfg(target_os = "linux")]
 fn wanted_ids(opts: &WalkOptions, uid: u32, gid: u32) -> Option<NewIds> {
     let from = opts.change.from();
     let (uid, gid) = (uid == from.uid, gid == from.gid);
@@ -1195,6 +1258,7 @@ fn wanted_ids(opts: &WalkOptions, uid: u32, gid: u32) -> Option<NewIds> {
 }
 
 /// What the walk needs to know about an entry before it changes it.
+#[cfg(target_os = "linux")]
 struct Meta {
     uid: u32,
     gid: u32,
@@ -1206,6 +1270,7 @@ struct Meta {
     mount_root: Option<bool>,
 }
 
+#[cfg(target_os = "linux")]
 impl Meta {
     fn from_stat(st: &Stat) -> Self {
         Self {
@@ -1222,6 +1287,7 @@ impl Meta {
 
 /// Looks at one entry without following it: `statx`, which also says whether it is a mount
 /// root (Linux 5.8), else `fstatat`.
+#[cfg(target_os = "linux")]
 fn pre_stat(dir: BorrowedFd<'_>, name: &CStr) -> Result<Meta, Errno> {
     use rustix::fs::StatxAttributes;
     let mask = StatxFlags::TYPE
@@ -1251,6 +1317,7 @@ fn pre_stat(dir: BorrowedFd<'_>, name: &CStr) -> Result<Meta, Errno> {
 }
 
 /// Performs (or predicts) one change and counts it.
+#[cfg(target_os = "linux")]
 fn apply(
     opts: &WalkOptions,
     tally: &mut Tally,
@@ -1270,6 +1337,7 @@ fn apply(
 
 /// Looks at one entry that is not a directory (or no longer one): counts its owner and, when it
 /// matches, changes it through a descriptor of that inode opened beneath the parent.
+#[cfg(target_os = "linux")]
 #[allow(clippy::too_many_arguments)]
 fn visit_entry(
     shared: &Shared<'_>,
@@ -1497,12 +1565,14 @@ mod tests {
         }
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn paths_in_reports_escape_bytes_that_are_not_utf8() {
         assert_eq!(escape_bytes(b"ok/na\xffme"), "ok/na\\xffme");
         assert_eq!(escape_bytes("two\nlines".as_bytes()), "two\nlines");
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn a_deep_path_chain_drops_without_recursion() {
         let mut node: Option<Arc<PathNode>> = None;
@@ -1513,5 +1583,21 @@ mod tests {
             }));
         }
         drop(node);
+    }
+
+    /// Off Linux no volume is walked: the name is still checked, then the walk is refused with
+    /// where the volumes are.
+    #[cfg(not(target_os = "linux"))]
+    #[test]
+    fn off_linux_a_volume_is_refused_with_where_it_lives() {
+        let root = Root::open(Path::new("/")).unwrap();
+        assert!(matches!(
+            Volume::open(&root, Path::new("/var/lib/docker"), "../x"),
+            Err(VolumeError::InvalidName(_))
+        ));
+        // `Volume` is uninhabited off Linux, so `Err` is the only possible answer.
+        let Err(e) = Volume::open(&root, Path::new("/var/lib/docker"), "vol");
+        let text = e.to_string();
+        assert!(text.contains("Lima VM containai-docker"), "{text}");
     }
 }

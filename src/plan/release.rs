@@ -128,7 +128,8 @@ pub fn dockerd_version(text: &str) -> Result<semver::Version, String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Asset {
     pub url: Url,
-    /// Filled by the release workflow; `None` means the `<url>.sha256` file verifies it.
+    /// Filled by the release workflow (`scripts/pin-release.sh`); `None` in a build from source,
+    /// which cannot verify the artifact (see [`SysboxTarget`]).
     pub sha256: Option<Sha256>,
 }
 
@@ -434,9 +435,13 @@ pub enum Layer {
     Env,
 }
 
-/// The sysbox build to install. Exactly one of `sha256` and `sha256_url` is set: an artifact is
-/// never fetched without a way to verify it (and `artifacts::fetch` reads a `sha256_url` only
-/// over https or from a file, so an `http://` URL needs `sha256`, set with `sha256_key`).
+/// The sysbox build to install. At most one of `sha256` and `sha256_url` is set, and an artifact
+/// is never fetched without one (`artifacts::fetch` reads a `sha256_url` only over https or from a
+/// file, so an `http://` URL needs `sha256`, set with `sha256_key`). An override without a sha256
+/// is verified against `<url>.sha256`. The bundled manifest's artifacts are verified only by the
+/// sha256 the release workflow pins: their servers publish no checksum file, so in a build from
+/// source (empty `sha256` in `stdlib/release.toml`) both are `None` and the artifact cannot be
+/// fetched until `sha256_key` pins it ([`UpdateTarget::unpinned`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SysboxTarget {
     pub tag: Tag,
@@ -471,6 +476,39 @@ pub struct UpdateTarget {
     pub arch: Arch,
 }
 
+/// An artifact of the target that nothing can verify: the bundled one of a build from source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unpinned {
+    /// `sysbox` or `dockerd`, as `cai update` names the component.
+    pub component: &'static str,
+    pub url: Url,
+    /// Where the operator pins it: `sysbox_sha256` or `dockerd_sha256`.
+    pub sha256_key: &'static str,
+}
+
+impl UpdateTarget {
+    /// The artifacts with neither a pinned sha256 nor a checksum file, which `artifacts::fetch`
+    /// refuses: said before an update starts, and by `cai doctor`.
+    pub fn unpinned(&self) -> Vec<Unpinned> {
+        let mut out = Vec::new();
+        if self.sysbox.sha256.is_none() && self.sysbox.sha256_url.is_none() {
+            out.push(Unpinned {
+                component: "sysbox",
+                url: self.sysbox.url.clone(),
+                sha256_key: self.sysbox.sha256_key,
+            });
+        }
+        if self.dockerd.sha256.is_none() && self.dockerd.sha256_url.is_none() {
+            out.push(Unpinned {
+                component: "dockerd",
+                url: self.dockerd.url.clone(),
+                sha256_key: self.dockerd.sha256_key,
+            });
+        }
+        out
+    }
+}
+
 /// A target and the warnings its overrides deserve (one line each, without `warning: `).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolution {
@@ -502,7 +540,7 @@ pub fn resolve(
         )?
     } else {
         let asset = asset(&manifest.sysbox.assets, arch)?;
-        let (sha256, sha256_url) = checksum(&asset.url, asset.sha256.clone());
+        let (sha256, sha256_url) = (asset.sha256.clone(), None);
         SysboxTarget {
             tag: manifest.sysbox.tag.clone(),
             version: manifest.sysbox.version.full.clone(),
@@ -605,7 +643,7 @@ fn dockerd_target(
 ) -> Result<DockerdTarget, ReleaseError> {
     if layer.is_empty() {
         let asset = asset(&bundled.assets, arch)?;
-        let (sha256, sha256_url) = checksum(&asset.url, asset.sha256.clone());
+        let (sha256, sha256_url) = (asset.sha256.clone(), None);
         return Ok(DockerdTarget {
             version: bundled.version.to_string(),
             url: asset.url.clone(),
@@ -962,7 +1000,7 @@ mod tests {
     }
 
     #[test]
-    fn without_overrides_the_target_is_the_bundled_one_and_verifiable() {
+    fn without_overrides_the_target_is_the_bundled_one() {
         let m = bundled();
         for arch in Arch::ALL {
             let r = resolve(&m, arch, &Overrides::default(), &SysboxOverride::default()).unwrap();
@@ -973,12 +1011,19 @@ mod tests {
             assert_eq!(t.sysbox.version, "0.6.7+containai.20260127");
             assert_eq!(t.sysbox.semver, "0.6.7");
             assert_eq!(t.sysbox.url, m.sysbox.assets[&arch].url);
-            // Nothing pinned yet: the published checksum file verifies the download.
+            // Nothing pinned (a build from source): nothing can verify either artifact.
             assert_eq!(t.sysbox.sha256, None);
+            assert_eq!(t.sysbox.sha256_url, None);
+            assert_eq!(t.dockerd.sha256_url, None);
+            let unpinned = t.unpinned();
             assert_eq!(
-                t.sysbox.sha256_url.unwrap().as_str(),
-                format!("{}.sha256", t.sysbox.url)
+                unpinned
+                    .iter()
+                    .map(|u| (u.component, u.sha256_key))
+                    .collect::<Vec<_>>(),
+                [("sysbox", "sysbox_sha256"), ("dockerd", "dockerd_sha256")]
             );
+            assert_eq!(unpinned[1].url, t.dockerd.url);
             assert_eq!(t.dockerd.source, Layer::Bundled);
             assert_eq!(t.dockerd.version, "28.2.2");
             assert!(t.dockerd.url.as_str().contains(arch.machine()));
@@ -994,10 +1039,42 @@ mod tests {
         )
         .unwrap()
         .target;
+        assert!(t.unpinned().is_empty(), "{:?}", t.unpinned());
         assert_eq!(t.sysbox.sha256.unwrap().as_str(), SHA);
         assert_eq!(t.sysbox.sha256_url, None);
         assert_eq!(t.dockerd.sha256.unwrap().as_str(), SHA);
         assert_eq!(t.dockerd.sha256_url, None);
+    }
+
+    /// A source build's bundled artifact is pinned by its config key alone (the URL stays the
+    /// manifest's); an override without a sha256 is verified by its checksum file.
+    #[test]
+    fn a_config_sha256_alone_pins_the_bundled_artifact() {
+        let m = bundled();
+        let config = Overrides {
+            dockerd: DockerdOverride {
+                sha256: Some(Sha256::parse(SHA).unwrap()),
+                ..DockerdOverride::default()
+            },
+            ..Overrides::default()
+        };
+        let t = resolve(&m, Arch::Amd64, &config, &SysboxOverride::default())
+            .unwrap()
+            .target;
+        assert_eq!(t.dockerd.url, m.dockerd.assets[&Arch::Amd64].url);
+        assert_eq!(t.dockerd.source, Layer::Config);
+        let unpinned: Vec<_> = t.unpinned().iter().map(|u| u.component).collect();
+        assert_eq!(unpinned, ["sysbox"]);
+        let mirror = SysboxOverride {
+            url: Some(Url::parse("https://mirror.example/s.deb").unwrap()),
+            ..SysboxOverride::default()
+        };
+        let t = resolve(&m, Arch::Amd64, &config, &mirror).unwrap().target;
+        assert_eq!(
+            t.sysbox.sha256_url.as_ref().map(Url::as_str),
+            Some("https://mirror.example/s.deb.sha256")
+        );
+        assert!(t.unpinned().is_empty());
     }
 
     #[test]

@@ -19,5 +19,9 @@
 /// the update's safety rules stricter without changing a signature (the record only grows,
 /// `containers::stop` under the lock takes recorded full IDs, `update::clear` needs verified
 /// installs, `prompt::confirm` no longer consents to stopping containers); 1.9 added
-/// `run::refuse(message, help)` and `run::refuse(#{ message, help, containers, code })`.
-pub const API_VERSION: semver::Version = semver::Version::new(1, 9, 0);
+/// `run::refuse(message, help)` and `run::refuse(#{ message, help, containers, code })`; 1.10
+/// added `update::health()`, `update::rollback_plan()`, `update::keep()`,
+/// `update::rollback_set()`, `update::rollback(reason)` and `update::prune()`, and made
+/// `update::clear()` wait for the health gate whenever the run installed something or restarted
+/// the engine.
+pub const API_VERSION: semver::Version = semver::Version::new(1, 10, 0);

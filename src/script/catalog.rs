@@ -418,6 +418,15 @@ impl Catalog {
         })
     }
 
+    /// The version the bundled script `name` declares, when there is one.
+    pub fn bundled_version(name: &str) -> Option<semver::Version> {
+        BUNDLED
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, text)| parse_header(text).ok())
+            .map(|h| h.version)
+    }
+
     /// Every script name that resolves, with its effective copy (or the error that refuses it).
     pub fn list(&self) -> Vec<(String, Result<Script, CatalogError>)> {
         let mut names: BTreeMap<String, ()> = BUNDLED

@@ -550,6 +550,12 @@ impl Dockerd {
                 "--ip6tables=false",
                 "--bridge=none",
                 "--shutdown-timeout=1",
+                // As the engine's daemon.json has it, so the update's health gate finds sysbox-runc
+                // as the default runtime (here a name for runc: sysbox itself cannot run here).
+                "--add-runtime",
+                "sysbox-runc=runc",
+                "--default-runtime",
+                "sysbox-runc",
             ])
             .env_remove("DOCKER_HOST")
             .stdin(Stdio::null())

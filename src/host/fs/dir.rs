@@ -139,7 +139,7 @@ impl NewFile<'_> {
             return Ok(());
         };
         let done = (|| -> std::io::Result<()> {
-            rustix::fs::fchmod(&self.file, Mode::from_raw_mode(self.mode))?;
+            rustix::fs::fchmod(&self.file, super::mode(self.mode))?;
             rustix::fs::fsync(&self.file)?;
             rustix::fs::renameat(&self.dir.fd, tmp.as_str(), &self.dir.fd, &self.name)?;
             Ok(())

@@ -20,7 +20,7 @@ pub mod trusted;
 
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -34,6 +34,13 @@ use self::resolve::{
     require_regular,
 };
 use super::trust::{Trust, TrustError};
+
+/// Permission bits as a [`Mode`]. `mode_t` is `u32` on Linux and `u16` on macOS; the bits kept
+/// (0o7777: permissions, setuid, setgid, sticky) fit both.
+#[allow(clippy::unnecessary_cast)]
+pub fn mode(bits: u32) -> Mode {
+    Mode::from_raw_mode((bits & 0o7777) as rustix::fs::RawMode)
+}
 
 /// The host tree given by `--root` (often `/`), opened once.
 #[derive(Debug)]
@@ -324,7 +331,11 @@ impl Root {
             Ok(_) | Err(Errno::NOENT) => {}
             Err(e) => return Err(self.error("reach", absolute, Resolve::Errno(e))),
         }
-        let mut path = proc_fd_dir(&dir);
+        let mut path = proc_fd_dir(&dir).map_err(|source| FsError::Io {
+            op: "reach",
+            path: self.display_path(absolute),
+            source,
+        })?;
         for part in rest {
             path.push(part);
         }
@@ -403,6 +414,18 @@ impl Root {
             other => other.map_err(|e| self.error("remove", absolute, e))?,
         };
         match rustix::fs::unlinkat(&dir, &name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(self.error("remove", absolute, Resolve::Errno(e))),
+        }
+    }
+    /// Removes the empty directory `absolute` inside the root; one that does not exist is fine.
+    pub fn remove_dir(&self, absolute: &Path) -> Result<(), FsError> {
+        let (parent, name) = self.split(absolute, "remove")?;
+        let dir = match self.resolve(&join(&parent), PATH_ONLY | OFlags::DIRECTORY) {
+            Err(Resolve::Errno(Errno::NOENT)) => return Ok(()),
+            other => other.map_err(|e| self.error("remove", absolute, e))?,
+        };
+        match rustix::fs::unlinkat(&dir, &name, AtFlags::REMOVEDIR) {
             Ok(()) | Err(Errno::NOENT) => Ok(()),
             Err(e) => Err(self.error("remove", absolute, Resolve::Errno(e))),
         }
@@ -504,14 +527,28 @@ impl Root {
     }
 }
 
+/// A path that reaches into the directory held by `dir`: on Linux through `/proc/self/fd/N`, so
+/// the kernel goes through the very descriptor that was resolved inside the root.
 #[cfg(any(target_os = "linux", target_os = "android"))]
-fn proc_fd_dir(dir: &OwnedFd) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()))
+fn proc_fd_dir(dir: &OwnedFd) -> std::io::Result<PathBuf> {
+    use std::os::fd::AsRawFd;
+    Ok(PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())))
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn proc_fd_dir(dir: &OwnedFd) -> PathBuf {
-    PathBuf::from(format!("/dev/fd/{}", dir.as_raw_fd()))
+/// macOS's `/dev/fd/N` cannot be walked through, so the path is the one the kernel gives for the
+/// descriptor that was resolved inside the root (`fcntl(F_GETPATH)`): free of symlinks, naming
+/// that directory as long as it is not moved before the socket is connected.
+#[cfg(target_os = "macos")]
+fn proc_fd_dir(dir: &OwnedFd) -> std::io::Result<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    let path = rustix::fs::getpath(dir)?;
+    Ok(PathBuf::from(OsString::from_vec(path.into_bytes())))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "macos")))]
+fn proc_fd_dir(dir: &OwnedFd) -> std::io::Result<PathBuf> {
+    use std::os::fd::AsRawFd;
+    Ok(PathBuf::from(format!("/dev/fd/{}", dir.as_raw_fd())))
 }
 
 fn os_from_bytes(bytes: &[u8]) -> OsString {
@@ -579,6 +616,9 @@ mod tests {
         ));
     }
 
+    /// Resolution inside the root is `openat2(RESOLVE_IN_ROOT)`, which only Linux has; the walk
+    /// macOS uses refuses symlinks instead (`the_fallback_refuses_symlinks_and_keeps_dotdot_inside`).
+    #[cfg(target_os = "linux")]
     #[test]
     fn absolute_symlinks_resolve_inside_the_root_and_dotdot_cannot_escape() {
         let outside = tempfile::tempdir().unwrap();
@@ -737,6 +777,9 @@ mod tests {
         }
     }
 
+    /// Resolution inside the root is `openat2(RESOLVE_IN_ROOT)`, which only Linux has; the walk
+    /// macOS uses refuses symlinks instead (`the_fallback_refuses_symlinks_and_keeps_dotdot_inside`).
+    #[cfg(target_os = "linux")]
     #[test]
     fn writes_through_symlinks_stay_inside_the_root() {
         let outside = tempfile::tempdir().unwrap();
@@ -815,7 +858,10 @@ mod tests {
             std::os::unix::net::UnixListener::bind(tree.path().join("var/run/e.sock")).unwrap();
         let root = Root::open(tree.path()).unwrap();
         let anchored = root.anchor(Path::new("/var/run/e.sock")).unwrap();
+        #[cfg(target_os = "linux")]
         assert!(anchored.path().starts_with("/proc/self/fd/"));
+        #[cfg(target_os = "macos")]
+        assert_eq!(anchored.path(), root.as_path().join("var/run/e.sock"));
         assert_eq!(anchored.shown(), tree.path().join("var/run/e.sock"));
         std::os::unix::net::UnixStream::connect(anchored.path()).unwrap();
         listener.accept().unwrap();

@@ -163,7 +163,7 @@ impl Beneath {
             let Component::Normal(part) = dirs[k] else {
                 return Err(Resolve::Errno(Errno::INVAL));
             };
-            let created = match rustix::fs::mkdirat(&dir, part, Mode::from_raw_mode(DIR_MODE)) {
+            let created = match rustix::fs::mkdirat(&dir, part, super::mode(DIR_MODE)) {
                 Ok(()) => true,
                 Err(Errno::EXIST) => false,
                 Err(e) => return Err(Resolve::Errno(e)),
@@ -184,7 +184,7 @@ impl Beneath {
                 other => other?,
             };
             if created {
-                rustix::fs::fchmod(&dir, Mode::from_raw_mode(DIR_MODE)).map_err(Resolve::Errno)?;
+                rustix::fs::fchmod(&dir, super::mode(DIR_MODE)).map_err(Resolve::Errno)?;
             }
         }
         self.resolve(&join(dirs), flags)

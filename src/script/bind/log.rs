@@ -30,11 +30,11 @@ pub fn register(reg: &mut Registrar) {
     reg.run_state(
         Doc {
             signature: "log::error(message: string)",
-            doc: "prints an error line on stderr (does not stop the script)",
+            doc: "prints an error line on stderr (does not stop the script); a message starting with `help: ` (or the part after `; help: `) prints as a `help:` line. A script that then ends with a failure code has these lines as its --json document's error",
             example: "log::error(\"oops\")",
         },
         |_: &Host, m: &str| {
-            term::err(&format!("error: {}", term::text(m)));
+            term::script_error(m);
             Ok::<_, String>(())
         },
     );
