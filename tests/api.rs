@@ -117,6 +117,7 @@ fn documented_fields_are_what_reads_return_without_an_engine() {
         "sysbox::decide(#{error: \"no sysbox-runc\"}, release::target().sysbox.version)",
         "dockerd::config_state()",
         "units::state(\"containai-docker.service\")",
+        "update::rollback_plan()",
     ];
     let got = values(&host, &calls);
     assert_eq!(got.len(), calls.len());
