@@ -254,7 +254,8 @@ fn inspect_once(host: &Host, name: &str) -> Option<Result<Target, SshError>> {
         "GET /containers/{name}/json HTTP/1.0\r\nHost: docker\r\n\r\n"
     )
     .ok()?;
-    let mut reply = Vec::new();
+    // A container's inspection is a few KiB: one read takes most of it.
+    let mut reply = Vec::with_capacity(16 << 10);
     stream
         .take(MAX_INSPECT_REPLY)
         .read_to_end(&mut reply)
