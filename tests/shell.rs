@@ -719,3 +719,159 @@ fn p69_piped_shell_ends_when_last_command_reads_the_terminal() {
     assert!(stdout(&out).contains("status 1"), "{}", stdout(&out));
     let _ = std::fs::remove_file(file);
 }
+
+/// Whether a live control master greets at `path` (the multiplexing hello, as `ssh` sees it).
+fn master_greets(path: &Path) -> bool {
+    use std::io::Read;
+    let Ok(mut stream) = std::os::unix::net::UnixStream::connect(path) else {
+        return false;
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut hello = [0_u8; 12];
+    stream.read_exact(&mut hello).is_ok() && hello[4..8] == [0, 0, 0, 1]
+}
+
+/// Ends the control master at `path`.
+fn stop_master(path: &Path) {
+    let status = Command::new("ssh")
+        .args(["-F", "/dev/null", "-o"])
+        .arg(format!("ControlPath={}", path.display()))
+        .args(["-O", "exit", "127.0.0.1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "ssh -O exit");
+}
+
+/// A control socket that nobody answers on (a master that died and left it), or a file in its
+/// place, is removed and a new master takes its place: the command runs, and the next one finds
+/// a live master there.
+#[test]
+fn a_stale_master_socket_is_replaced() {
+    let f = Fixture::shared();
+    let home = f.sshd.home(&f.sshd.known_hosts());
+    let dir = home.path().join("containai-ssh");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let socket = dir.join(format!("master-{}", f.sshd.port));
+    let exec = || {
+        f.cai_home(home.path())
+            .args(["exec", "agent-1", "--", "echo", "reached"])
+            .output()
+            .unwrap()
+    };
+
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    assert!(!master_greets(&socket), "the socket is stale");
+    let out = exec();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out), "reached\n");
+    assert!(master_greets(&socket), "a new master listens in its place");
+    // The next command reuses it.
+    let out = exec();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(master_greets(&socket));
+    stop_master(&socket);
+
+    std::fs::write(&socket, "not a socket").unwrap();
+    let out = exec();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out), "reached\n");
+    assert!(master_greets(&socket), "a new master listens in its place");
+    stop_master(&socket);
+}
+
+/// A proxy in front of the engine's socket that counts the HTTP requests passing through it.
+struct CountingProxy {
+    requests: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CountingProxy {
+    fn start(listen: &Path, engine: &Path) -> Self {
+        use std::io::{Read, Write};
+        use std::os::unix::net::{UnixListener, UnixStream};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = UnixListener::bind(listen).unwrap();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counted = requests.clone();
+        let engine = engine.to_path_buf();
+        // Ends with the test process; each connection ends when either side closes.
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { return };
+                let mut server = UnixStream::connect(&engine).unwrap();
+                let (mut client_back, mut server_back) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut server_back, &mut client_back);
+                    let _ = client_back.shutdown(std::net::Shutdown::Write);
+                });
+                let counted = counted.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0_u8; 65536];
+                    loop {
+                        let n = match client.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        // Every request carries exactly one request line.
+                        let lines = buf[..n]
+                            .windows(11)
+                            .filter(|w| w.starts_with(b" HTTP/1.") && w.ends_with(b"\r\n"))
+                            .count();
+                        counted.fetch_add(lines, Ordering::SeqCst);
+                        if server.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = server.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        CountingProxy { requests }
+    }
+
+    fn take(&self) -> usize {
+        self.requests.swap(0, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// `cai exec NAME` asks the engine once: one request resolves the container (no version
+/// negotiation before it), and the connection is checked without a second `ssh`.
+#[test]
+fn exec_resolves_the_container_in_one_engine_request() {
+    let f = Fixture::shared();
+    let proxy_socket = f.host.root().join("var/run/counting.sock");
+    let proxy = CountingProxy::start(&proxy_socket, &f.host.socket());
+    let config = f.home.path().join("counting.toml");
+    std::fs::write(&config, "socket = \"/var/run/counting.sock\"\n").unwrap();
+    let exec = |name: &str| {
+        f.cai()
+            .arg("--config")
+            .arg(&config)
+            .args(["exec", name, "--", "echo", "reached"])
+            .output()
+            .unwrap()
+    };
+    // The first one may make the connection; count the next.
+    let out = exec("agent-1");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    proxy.take();
+    let out = exec("agent-1");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out), "reached\n");
+    assert_eq!(proxy.take(), 1, "engine requests of one cai exec");
+    // A container the engine does not have is told as before, through the engine client.
+    let out = exec("nosuch");
+    assert_eq!(code(&out), 125);
+    assert!(
+        stderr(&out).contains("container nosuch not found on the containai-docker engine"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_file(&proxy_socket).unwrap();
+}

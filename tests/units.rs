@@ -377,17 +377,20 @@ fn a_script_cannot_get_its_own_text_into_a_unit() {
     }
 
     let before = host.snapshot_files();
-    for call in [
-        r#"units::write("containai-docker.service", "[Service]\nExecStart=/bin/sh -c evil\n")"#,
-        r#"units::install("containai-docker.service", "[Service]\nExecStart=/bin/sh -c evil\n")"#,
+    for (call, want) in [
+        (
+            r#"units::write("containai-docker.service", "[Service]\nExecStart=/bin/sh -c evil\n")"#,
+            "units:: has no primitive write",
+        ),
+        (
+            r#"units::install("containai-docker.service", "[Service]\nExecStart=/bin/sh -c evil\n")"#,
+            "units::install cannot be called with (string, string)",
+        ),
     ] {
         let script = format!("//! version: 1.0.0\n//! api: 1.1\n{call};\n");
         let (code, _, stderr) = run_script(&host, &script, &[], &[]);
         assert_eq!(code, 1, "{call}: {stderr}");
-        assert!(
-            first_line(&stderr).contains("function not found"),
-            "{stderr}"
-        );
+        assert!(first_line(&stderr).contains(want), "{stderr}");
     }
     // Only ContainAI's own units, and only those with a template.
     for (name, want) in [

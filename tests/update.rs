@@ -1220,7 +1220,10 @@ fn p63_unlabelled_containers_are_refused_recorded_and_restarted() {
     f.engine.docker(&["stop", "-t", "0", "agent-1"]);
     let (code, _, stderr) = f.host.run(&["update"]);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("containers not managed by ContainAI are running: other "), "{stderr}");
+    assert!(
+        stderr.contains("containers not managed by ContainAI are running: other "),
+        "{stderr}"
+    );
     f.engine.docker(&["start", "agent-1"]);
 
     // A script that records only the managed ones cannot restart the engine under the other.

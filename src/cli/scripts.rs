@@ -34,12 +34,7 @@ pub(super) fn run(ctx: &Ctx, cmd: &ScriptsCommand) -> Result<u8, Error> {
             } else {
                 term::out(&format!("primitive API {API_VERSION}"));
                 for p in &primitives {
-                    term::out(&format!(
-                        "{:<9} {:<62} {}",
-                        if p.mutating { "mutating" } else { "read-only" },
-                        p.signature,
-                        p.doc
-                    ));
+                    term::out(&p.describe());
                 }
             }
             Ok(exit::OK)

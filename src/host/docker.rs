@@ -311,7 +311,8 @@ impl Client {
         }
     }
 
-    fn connect_path(&self) -> Result<&Path, DockerError> {
+    /// The path `connect()` takes to reach the socket (anchored under the root).
+    pub fn connect_path(&self) -> Result<&Path, DockerError> {
         self.connect
             .as_ref()
             .map(Anchored::path)

@@ -181,6 +181,9 @@ pub fn select(host: &Host, name: Option<&str>) -> Result<Target, SshError> {
         };
     };
     docker::validate_ref(name)?;
+    if let Some(target) = inspect_once(host, name) {
+        return target;
+    }
     match docker.inspect(name) {
         Ok(c) => target_of(&c.name, &c.labels, c.managed_by, c.running),
         Err(DockerError::NotFound(_)) => {
@@ -204,6 +207,82 @@ pub fn select(host: &Host, name: Option<&str>) -> Result<Target, SshError> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// How long the one-request inspection waits for the engine before [`select`] asks again the
+/// usual way (which says why it does not answer).
+const INSPECT_ONCE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A named container resolved in one engine request, for the latency of `cai exec`: an
+/// unversioned `GET /containers/NAME/json` (the engine answers in its own API version), where the
+/// engine client would first negotiate the version in a request of its own. `None` unless the
+/// engine answered 200 with a container, so that [`select`] asks again through the engine client
+/// and every failure (no socket, permission, not found) reads as everywhere else. `name` is
+/// checked against the engine's grammar already, so it is safe in the request line.
+fn inspect_once(host: &Host, name: &str) -> Option<Result<Target, SshError>> {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Inspected {
+        name: String,
+        state: State,
+        config: Config,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct State {
+        running: bool,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Config {
+        #[serde(default)]
+        image: String,
+        #[serde(default)]
+        labels: Option<std::collections::HashMap<String, String>>,
+    }
+
+    let path = host.docker().connect_path().ok()?;
+    let mut stream = UnixStream::connect(path).ok()?;
+    stream.set_read_timeout(Some(INSPECT_ONCE_TIMEOUT)).ok()?;
+    stream.set_write_timeout(Some(INSPECT_ONCE_TIMEOUT)).ok()?;
+    // HTTP/1.0: the engine ends the body by closing the connection, never chunked.
+    write!(
+        stream,
+        "GET /containers/{name}/json HTTP/1.0\r\nHost: docker\r\n\r\n"
+    )
+    .ok()?;
+    // A container's inspection is a few KiB: one read takes most of it.
+    let mut reply = Vec::with_capacity(16 << 10);
+    stream
+        .take(MAX_INSPECT_REPLY)
+        .read_to_end(&mut reply)
+        .ok()?;
+    let (head, body) = split_http(&reply)?;
+    if !head.starts_with(b"HTTP/1.0 200 ") && !head.starts_with(b"HTTP/1.1 200 ") {
+        return None;
+    }
+    let c: Inspected = serde_json::from_slice(body).ok()?;
+    let labels = c.config.labels.unwrap_or_default();
+    let managed_by = crate::plan::containers::classify(&labels, &c.config.image);
+    let name = c.name.trim_start_matches('/');
+    Some(target_of(
+        name,
+        &labels.into_iter().collect(),
+        managed_by,
+        c.state.running,
+    ))
+}
+
+/// A reply to the one-request inspection larger than this is not a container's.
+const MAX_INSPECT_REPLY: u64 = 4 << 20;
+
+/// The head and body of an HTTP reply.
+fn split_http(reply: &[u8]) -> Option<(&[u8], &[u8])> {
+    let at = reply.windows(4).position(|w| w == b"\r\n\r\n")?;
+    Some((&reply[..at], &reply[at + 4..]))
 }
 
 fn names<'a>(list: impl Iterator<Item = &'a str>) -> String {
@@ -335,7 +414,7 @@ impl Session {
         opt("ForwardX11=no".into());
         opt("ClearAllForwardings=yes".into());
         opt("EscapeChar=none".into());
-        opt(format!("ControlPath={}/%C", ssh_path(&self.control_dir)?));
+        opt(format!("ControlPath={}", ssh_path(&self.control_path())?));
         opt(format!("User={USER}"));
         opt(format!("Port={}", self.port));
         Ok(args)
@@ -428,17 +507,30 @@ impl Session {
         }
     }
 
-    /// `ssh -O check`: a master for this container answers on its socket.
+    /// The control socket of this container's master: named by port, so `cai` finds it without
+    /// asking `ssh` (which `%C` would need).
+    fn control_path(&self) -> PathBuf {
+        control_path(&self.control_dir, self.port)
+    }
+
+    /// A master for this container answers on its socket: it greets a new client with the
+    /// multiplexing hello, as `ssh -O check` would see, without a second process. A socket
+    /// nobody listens on (the master died and left it) is removed, so the next master can
+    /// take its place; ssh would otherwise start one without multiplexing.
     fn master_alive(&self) -> Result<bool, SshError> {
-        let status = self
-            .command("ControlMaster=no")?
-            .args(["-O", "check", HOST])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map_err(SshError::Spawn)?;
-        Ok(status.success())
+        let path = self.control_path();
+        match master_greets(&path) {
+            Master::Alive => Ok(true),
+            Master::Absent => Ok(false),
+            Master::Stale => {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(self.path_error(&path, e)),
+                }
+                Ok(false)
+            }
+        }
     }
 
     /// Starts a master that stays in the background; `None` once it is up, else ssh's stderr.
@@ -475,17 +567,24 @@ impl Session {
         }
     }
 
-    /// Runs `remote` with the caller's stdin, stdout and stderr, and returns its exit status:
-    /// a PTY (`-tt`) when `tty`, else none (`-T`) and the three streams stay apart.
+    /// Runs `remote` with the caller's stdin, stdout and stderr: a PTY (`-tt`) when `tty`, else
+    /// none (`-T`) and the three streams stay apart. `ssh` takes this process's place (nothing
+    /// is left to do once it runs, and a process less is as fast as `ssh` alone), so its exit
+    /// status is the command's, as it is passed through; this returns only when `ssh` cannot
+    /// be started.
     pub fn attached(&self, tty: bool, remote: &OsStr) -> Result<u8, SshError> {
-        let status = self
+        use std::io::Write;
+        use std::os::unix::process::CommandExt;
+        // What this process buffered is written before ssh replaces it.
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        let error = self
             .command("ControlMaster=no")?
             .arg(if tty { "-tt" } else { "-T" })
             .arg(HOST)
             .arg(remote)
-            .status()
-            .map_err(SshError::Spawn)?;
-        Ok(exit_code(status))
+            .exec();
+        Err(SshError::Spawn(error))
     }
 
     /// Runs the login shell with a PTY (`-tt`) while stdin is not a terminal (`cai shell` fed
@@ -634,6 +733,59 @@ fn running(host: &Host, name: &str) -> Result<Target, SshError> {
     Ok(target)
 }
 
+/// The control socket of the master for the container whose SSH server listens on `port`.
+pub fn control_path(control_dir: &Path, port: u16) -> PathBuf {
+    control_dir.join(format!("master-{port}"))
+}
+
+/// What is at a control socket's path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Master {
+    /// A master accepted the connection and said hello.
+    Alive,
+    /// Nothing there.
+    Absent,
+    /// A file nobody answers on (a master that died), or one that does not speak the
+    /// protocol: in the way of a new master.
+    Stale,
+}
+
+/// How long a live master has to greet a new client; it answers at once unless it is dying.
+const GREETING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Connects to a control socket and reads the master's hello (`u32` length, `u32`
+/// `MUX_MSG_HELLO` = 1, `u32` protocol version), then hangs up; the master forgets the client.
+fn master_greets(path: &Path) -> Master {
+    use std::os::unix::net::UnixStream;
+    match std::fs::symlink_metadata(path) {
+        Err(_) => return Master::Absent,
+        Ok(meta) if !std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()) => {
+            return Master::Stale;
+        }
+        Ok(_) => {}
+    }
+    let Ok(mut stream) = UnixStream::connect(path) else {
+        return Master::Stale;
+    };
+    if stream.set_read_timeout(Some(GREETING_TIMEOUT)).is_err() {
+        return Master::Stale;
+    }
+    let mut hello = [0_u8; 12];
+    if stream.read_exact(&mut hello).is_err() {
+        return Master::Stale;
+    }
+    let length = u32::from_be_bytes([hello[0], hello[1], hello[2], hello[3]]);
+    let kind = u32::from_be_bytes([hello[4], hello[5], hello[6], hello[7]]);
+    if length >= 8 && kind == MUX_MSG_HELLO {
+        Master::Alive
+    } else {
+        Master::Stale
+    }
+}
+
+/// The first message of OpenSSH's multiplexing protocol (PROTOCOL.mux).
+const MUX_MSG_HELLO: u32 = 1;
+
 /// The directory of control sockets: `$XDG_RUNTIME_DIR/containai-ssh`, else
 /// `/tmp/cai-ssh-UID`. Either must be a directory of this user's with mode 0700 (never a
 /// symlink), since whoever can reach a socket can run commands in the container.
@@ -762,6 +914,41 @@ mod tests {
         std::fs::remove_dir(&dir).unwrap();
         std::os::unix::fs::symlink(runtime.path(), &dir).unwrap();
         assert!(control_dir(Some(runtime.path())).is_err());
+    }
+
+    /// A live master greets; a socket left by a dead one, a file that is not a socket, and a
+    /// listener that says something else are in the way; nothing is nothing.
+    #[test]
+    fn a_master_is_alive_only_when_it_greets() {
+        use std::io::Write;
+        use std::os::unix::net::UnixListener;
+        let dir = tempfile::tempdir().unwrap();
+        let path = control_path(dir.path(), 2222);
+        assert_eq!(path, dir.path().join("master-2222"));
+        assert_eq!(master_greets(&path), Master::Absent);
+        drop(UnixListener::bind(&path).unwrap());
+        assert_eq!(
+            master_greets(&path),
+            Master::Stale,
+            "a dead master's socket"
+        );
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, "x").unwrap();
+        assert_eq!(master_greets(&path), Master::Stale, "not a socket");
+        std::fs::remove_file(&path).unwrap();
+        for (answer, want) in [
+            ([0, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0, 4], Master::Alive),
+            ([0, 0, 0, 8, 0, 0, 0, 2, 0, 0, 0, 4], Master::Stale),
+        ] {
+            let listener = UnixListener::bind(&path).unwrap();
+            let server = std::thread::spawn(move || {
+                let (mut client, _) = listener.accept().unwrap();
+                client.write_all(&answer).unwrap();
+            });
+            assert_eq!(master_greets(&path), want);
+            server.join().unwrap();
+            std::fs::remove_file(&path).unwrap();
+        }
     }
 
     #[test]

@@ -103,7 +103,7 @@ pub fn from_eval_in(
     };
     let mut interrupted = false;
     // Printed after the source excerpt, as every `help:` line is.
-    let mut help = None;
+    let mut help: Option<String> = None;
     let message = match inner {
         EvalAltResult::ErrorTerminated(token, _) => {
             let token = token.clone().into_string().unwrap_or_default();
@@ -116,7 +116,8 @@ pub fn from_eval_in(
                 )
             } else if token == STOP_MEMORY {
                 help = Some(
-                    "raise script_memory_mb in the config if the flow legitimately needs more",
+                    "raise script_memory_mb in the config if the flow legitimately needs more"
+                        .into(),
                 );
                 format!(
                     "script exceeded its memory limit of {} MiB",
@@ -148,6 +149,13 @@ pub fn from_eval_in(
         {
             guard::too_deep_for("throw", "shown", limits.nesting)
         }
+        EvalAltResult::ErrorFunctionNotFound(call, _)
+            if let Some((text, how)) = super::bind::signatures()
+                .and_then(|known| unmatched_primitive_call(call, known)) =>
+        {
+            help = Some(how);
+            text
+        }
         other => {
             let mut text = without_position(other);
             if in_module {
@@ -165,6 +173,67 @@ pub fn from_eval_in(
     ScriptError {
         message,
         interrupted,
+    }
+}
+
+/// A call of a primitive that matches none of its signatures, as Rhai names it
+/// (`containers::stop (&str | ImmutableString | String, i64)`): what was passed, and a `help:`
+/// line with every signature the primitive has; for a name its module does not have, the names
+/// it has. `None` for any other function (a script's own, an imported module's).
+pub fn unmatched_primitive_call(
+    call: &str,
+    known: &std::collections::BTreeMap<String, Vec<&'static str>>,
+) -> Option<(String, String)> {
+    let (path, rest) = call.split_once(" (")?;
+    let (module, name) = path.split_once("::")?;
+    let passed: Vec<&str> = rest
+        .strip_suffix(')')?
+        .split(", ")
+        .filter(|t| !t.is_empty())
+        .map(rhai_type_name)
+        .collect();
+    let passed = format!("({})", passed.join(", "));
+    if let Some(signatures) = known.get(path) {
+        return Some((
+            format!("{path} cannot be called with {passed}"),
+            format!(
+                "call it as {}",
+                signatures
+                    .iter()
+                    .map(|s| s.split_once(" ->").map_or(*s, |(call, _)| call))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
+        ));
+    }
+    let prefix = format!("{module}::");
+    let names: Vec<&str> = known
+        .keys()
+        .filter_map(|p| p.strip_prefix(&prefix))
+        .collect();
+    (!names.is_empty()).then(|| {
+        (
+            format!("{module}:: has no primitive {name}"),
+            format!(
+                "{module}:: has {}; `cai scripts api` documents them",
+                names.join(", ")
+            ),
+        )
+    })
+}
+
+/// A Rust type as Rhai reports an argument, in the words of `cai scripts api`.
+fn rhai_type_name(rust: &str) -> &str {
+    match rust.trim() {
+        t if t.contains("String") || t.contains("&str") => "string",
+        "i64" | "i32" | "INT" => "int",
+        "f64" | "f32" | "FLOAT" => "float",
+        "bool" => "bool",
+        "char" => "char",
+        "()" => "()",
+        t if t.eq_ignore_ascii_case("map") || t.ends_with("Map") => "map",
+        t if t.eq_ignore_ascii_case("array") || t.ends_with("Array") => "array",
+        other => other,
     }
 }
 
@@ -253,6 +322,52 @@ pub fn located(file: &str, source: &str, pos: Position, message: &str) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_that_matches_no_signature_lists_the_signatures() {
+        let known: std::collections::BTreeMap<String, Vec<&'static str>> = [
+            (
+                "containers::stop".to_string(),
+                vec![
+                    "containers::stop(ids: array, timeout_secs: int) -> map",
+                    "containers::stop(ids: array) -> map",
+                ],
+            ),
+            (
+                "containers::start".to_string(),
+                vec!["containers::start(ids: array) -> map"],
+            ),
+        ]
+        .into();
+        assert_eq!(
+            unmatched_primitive_call("containers::stop (&str | ImmutableString | String, i64)", &known),
+            Some((
+                "containers::stop cannot be called with (string, int)".into(),
+                "call it as containers::stop(ids: array, timeout_secs: int) or containers::stop(ids: array)".into()
+            ))
+        );
+        assert_eq!(
+            unmatched_primitive_call("containers::start (map, f64, bool)", &known)
+                .unwrap()
+                .0,
+            "containers::start cannot be called with (map, float, bool)"
+        );
+        assert_eq!(
+            unmatched_primitive_call("containers::start ()", &known)
+                .unwrap()
+                .0,
+            "containers::start cannot be called with ()"
+        );
+        assert_eq!(
+            unmatched_primitive_call("containers::nosuch (i64)", &known),
+            Some((
+                "containers:: has no primitive nosuch".into(),
+                "containers:: has start, stop; `cai scripts api` documents them".into()
+            ))
+        );
+        assert_eq!(unmatched_primitive_call("helpers::f (i64)", &known), None);
+        assert_eq!(unmatched_primitive_call("f (i64)", &known), None);
+    }
 
     #[test]
     fn caret_points_at_the_column() {

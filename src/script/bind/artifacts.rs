@@ -27,7 +27,16 @@ pub fn register(reg: &mut Registrar) {
             signature: "artifacts::fetch(artifact: map) -> map",
             doc: "downloads #{name, url, sha256 or sha256_url, config_key} into /var/cache/containai and verifies its sha256 (reusing a verified copy); a checksum file is read only over https or file://, so an http:// url needs a pinned sha256; bodies over download_max_mb or the cache's free space are refused; returns #{path, sha256, bytes, reused}",
             example: "artifacts::fetch(#{name: \"x.deb\", url: \"https://example.com/x.deb\", sha256_url: \"https://example.com/x.deb.sha256\", config_key: \"sysbox_sha256\"})",
-        },
+        }
+        .returns(
+            &[
+                ("path", "string", "where the verified file is (what packages::install_deb takes)"),
+                ("sha256", "string", "its sha256; \"\" in a dry run when only a checksum file knows it"),
+                ("bytes", "int", "its size; 0 in a dry run unless the cache holds it"),
+                ("reused", "bool", "the cache already held the verified file and nothing was downloaded"),
+            ],
+            r#"#{path: "/var/cache/containai/x.deb", sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", bytes: 12345678, reused: false}"#,
+        ),
         |h: &Host, map: Map| -> Answer<Effect<Fetched>> {
             let artifact = from_map(map)?;
             crate::host::update::check_fetchable(h)

@@ -87,7 +87,14 @@ pub fn register(reg: &mut Registrar) {
             signature: "dockerd::config_state() -> map",
             doc: "the daemon configuration on disk against dockerd::config_render(): state (\"current\", \"differs\" or \"missing\"; trailing newlines ignored) and diff (\"\" when current)",
             example: "dockerd::config_state()",
-        },
+        }
+        .returns(
+            &[
+                ("state", "string", "\"current\", \"differs\" or \"missing\""),
+                ("diff", "string", "unified diff from the file on disk to the rendered one; \"\" when current"),
+            ],
+            r#"#{state: "differs", diff: "--- /etc/containai/docker/daemon.json\n+++ /etc/containai/docker/daemon.json (rendered)\n@@ -1 +1 @@\n-{}\n+{\"hosts\": []}\n"}"#,
+        ),
         |h: &Host| daemon_config(h).map(|c| c.compare()),
     );
 

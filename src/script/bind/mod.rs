@@ -52,17 +52,66 @@ pub struct Primitive {
     pub module: String,
     pub name: String,
     pub signature: &'static str,
+    /// The other signatures of the same primitive (an optional argument left out).
+    pub overloads: Vec<&'static str>,
     /// Registered with [`Registrar::gated`]: every call passes the effect gate.
     pub mutating: bool,
     pub doc: &'static str,
+    /// The fields of the map it returns (of each map, for an array of maps); empty when it
+    /// returns no map.
+    pub fields: Vec<FieldDoc>,
+    /// A value it returns, as a Rhai literal; empty when it returns no map.
+    pub returns_example: &'static str,
     /// A call that works in a dry run; the test suite runs every one of them.
     #[serde(skip)]
     pub example: &'static str,
 }
 
+/// One field of a returned map, as `cai scripts api --json` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldDoc {
+    pub name: &'static str,
+    #[serde(rename = "type")]
+    pub ty: &'static str,
+    pub doc: &'static str,
+}
+
 impl Primitive {
     pub fn path(&self) -> String {
         format!("{}::{}", self.module, self.name)
+    }
+
+    /// The primitive as `cai scripts api` prints it: kind, signature and doc on one line, then
+    /// its other signatures, the fields of the map it returns and an example of that map.
+    pub fn describe(&self) -> String {
+        let kind = if self.mutating {
+            "mutating"
+        } else {
+            "read-only"
+        };
+        let mut out = format!("{kind:<9} {:<62} {}", self.signature, self.doc);
+        let indent = " ".repeat(10);
+        for overload in &self.overloads {
+            out.push_str(&format!("\n{indent}{overload}"));
+        }
+        if !self.fields.is_empty() {
+            let each = if return_type(self.signature).starts_with("array") {
+                "each map has"
+            } else {
+                "the map has"
+            };
+            out.push_str(&format!("\n{indent}{each}:"));
+            let name_width = self.fields.iter().map(|f| f.name.len()).max().unwrap_or(0);
+            let type_width = self.fields.iter().map(|f| f.ty.len()).max().unwrap_or(0);
+            for f in &self.fields {
+                out.push_str(&format!(
+                    "\n{indent}  {:<name_width$}  {:<type_width$}  {}",
+                    f.name, f.ty, f.doc
+                ));
+            }
+            out.push_str(&format!("\n{indent}e.g. {}", self.returns_example));
+        }
+        out
     }
 }
 
@@ -76,6 +125,44 @@ pub struct Doc {
     pub doc: &'static str,
     /// A call that works in a dry run on an empty host.
     pub example: &'static str,
+}
+
+/// One field of a map a primitive returns: name, Rhai type (`string`, `int`, `bool`, `array`,
+/// `map`, `string or ()`, ...), meaning.
+pub type Field = (&'static str, &'static str, &'static str);
+
+/// What a primitive that returns a map (or an array of maps) says about it: every field, and a
+/// value it returns as a Rhai literal whose keys are exactly the fields.
+#[derive(Debug, Clone, Copy)]
+pub struct Returns {
+    pub fields: &'static [Field],
+    pub example: &'static str,
+}
+
+/// A registration's documentation: the [`Doc`], and for a primitive that returns a map, what is
+/// in it. A primitive whose signature returns `map` (or `array of map`) without
+/// [`Doc::returns`] is refused, so the reference cannot leave a map undocumented.
+#[derive(Debug, Clone, Copy)]
+pub struct Documented {
+    doc: Doc,
+    returns: Option<Returns>,
+}
+
+impl Doc {
+    /// The fields of the map this primitive returns (of each element, for `array of map`) and
+    /// an example of the value.
+    pub const fn returns(self, fields: &'static [Field], example: &'static str) -> Documented {
+        Documented {
+            doc: self,
+            returns: Some(Returns { fields, example }),
+        }
+    }
+}
+
+impl From<Doc> for Documented {
+    fn from(doc: Doc) -> Self {
+        Documented { doc, returns: None }
+    }
 }
 
 /// A registration that cannot be listed truthfully.
@@ -310,35 +397,35 @@ impl Registrar {
     }
 
     /// Registers a primitive that only reads the machine or this run's facts.
-    pub fn reads<Args, T, E, F>(&mut self, doc: Doc, func: F)
+    pub fn reads<Args, T, E, F>(&mut self, doc: impl Into<Documented>, func: F)
     where
         F: Native<Args, Result<T, E>>,
         T: Serialize + 'static,
         E: Into<Failure> + 'static,
     {
-        self.register(doc, Kind::Reads, func, answer::<T, E>);
+        self.register(doc.into(), Kind::Reads, func, answer::<T, E>);
     }
 
     /// Registers a primitive that changes only this run's own state (the update lock it holds,
     /// its output, the operator's answers), never what a dry run plans.
-    pub fn run_state<Args, T, E, F>(&mut self, doc: Doc, func: F)
+    pub fn run_state<Args, T, E, F>(&mut self, doc: impl Into<Documented>, func: F)
     where
         F: Native<Args, Result<T, E>>,
         T: Serialize + 'static,
         E: Into<Failure> + 'static,
     {
-        self.register(doc, Kind::RunState, func, answer::<T, E>);
+        self.register(doc.into(), Kind::RunState, func, answer::<T, E>);
     }
 
     /// Registers a primitive that changes the machine: its function returns the [`Effect`] it
     /// would have, and every call passes it through the effect gate.
-    pub fn gated<Args, T, E, F>(&mut self, doc: Doc, func: F)
+    pub fn gated<Args, T, E, F>(&mut self, doc: impl Into<Documented>, func: F)
     where
         F: Native<Args, Result<Effect<T>, E>>,
         T: Serialize + FailedMembers + 'static,
         E: Into<Failure> + 'static,
     {
-        self.register(doc, Kind::Gated, func, answer_gated::<T, E>);
+        self.register(doc.into(), Kind::Gated, func, answer_gated::<T, E>);
     }
 
     /// A second signature of a read or run-state primitive already registered (an optional
@@ -373,7 +460,8 @@ impl Registrar {
             return;
         };
         let path = format!("{module}::{name}");
-        let Some((_, kind)) = self.primitives.iter().find(|(p, _)| p.path() == path) else {
+        let Some((primitive, kind)) = self.primitives.iter_mut().find(|(p, _)| p.path() == path)
+        else {
             self.errors.push(RegistrationError::Orphan { path });
             return;
         };
@@ -381,12 +469,20 @@ impl Registrar {
             self.errors.push(RegistrationError::OverloadKind { path });
             return;
         }
+        if returns_map(signature) != returns_map(primitive.signature) {
+            self.errors.push(RegistrationError::Doc {
+                path,
+                problem: "an overload must return what its documented registration returns",
+            });
+            return;
+        }
+        primitive.overloads.push(signature);
         self.set(&module, &name, func, answer);
     }
 
     fn register<Args, R, F: Native<Args, R>>(
         &mut self,
-        doc: Doc,
+        Documented { doc, returns }: Documented,
         kind: Kind,
         func: F,
         answer: fn(&NativeCallContext, &Host, R) -> Res<Dynamic>,
@@ -395,7 +491,7 @@ impl Registrar {
             return;
         };
         let path = format!("{module}::{name}");
-        if let Some(problem) = doc_problem(&doc) {
+        if let Some(problem) = doc_problem(&doc).or_else(|| returns_problem(&doc, returns)) {
             self.errors.push(RegistrationError::Doc { path, problem });
             return;
         }
@@ -409,8 +505,18 @@ impl Registrar {
                 module,
                 name,
                 signature: doc.signature,
+                overloads: Vec::new(),
                 mutating: kind == Kind::Gated,
                 doc: doc.doc,
+                fields: returns
+                    .map(|r| {
+                        r.fields
+                            .iter()
+                            .map(|&(name, ty, doc)| FieldDoc { name, ty, doc })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                returns_example: returns.map_or("", |r| r.example),
                 example: doc.example,
             },
             kind,
@@ -561,6 +667,41 @@ fn doc_problem(doc: &Doc) -> Option<&'static str> {
     }
 }
 
+/// The return type of a signature (after `->`), "" when it returns nothing.
+fn return_type(signature: &str) -> &str {
+    signature.rsplit_once("->").map_or("", |(_, ty)| ty.trim())
+}
+
+/// Whether a signature returns a map or an array of maps (`map`, `map or ()`, `array of map`).
+fn returns_map(signature: &str) -> bool {
+    return_type(signature)
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .any(|word| word == "map")
+}
+
+/// A primitive that returns a map must say what is in it, and only such a primitive does.
+fn returns_problem(doc: &Doc, returns: Option<Returns>) -> Option<&'static str> {
+    match returns {
+        None if returns_map(doc.signature) => Some(
+            "returns a map but documents no fields; add .returns(&[(name, type, meaning), ...], example)",
+        ),
+        Some(_) if !returns_map(doc.signature) => {
+            Some("documents fields but its signature returns no map")
+        }
+        Some(r) if r.fields.is_empty() || r.example.trim().is_empty() => {
+            Some("documents a returned map without fields or an example value")
+        }
+        Some(r)
+            if r.fields
+                .iter()
+                .any(|(n, t, d)| n.is_empty() || t.is_empty() || d.is_empty()) =>
+        {
+            Some("every returned field needs a name, a type and a meaning")
+        }
+        _ => None,
+    }
+}
+
 /// Registers every primitive family; the documentation of each comes back with the modules.
 /// The catalog serves the unit templates `units::` renders.
 fn register_families(
@@ -589,6 +730,17 @@ fn register_families(
     reg
 }
 
+/// Every primitive's signatures (the documented one, then its overloads) by path, for the
+/// message of a call that matches none of them. The registrations are fixed at build time, so
+/// the first [`install`] fills it for the whole process.
+static SIGNATURES: std::sync::OnceLock<BTreeMap<String, Vec<&'static str>>> =
+    std::sync::OnceLock::new();
+
+/// Every primitive's signatures by path, once an engine was built.
+pub fn signatures() -> Option<&'static BTreeMap<String, Vec<&'static str>>> {
+    SIGNATURES.get()
+}
+
 /// Installs every primitive on `engine` and returns their documentation.
 pub fn install(
     engine: &mut Engine,
@@ -605,6 +757,17 @@ pub fn install(
     for (name, module) in modules {
         engine.register_static_module(name, module.into());
     }
+    SIGNATURES.get_or_init(|| {
+        primitives
+            .iter()
+            .map(|p| {
+                let all = std::iter::once(p.signature)
+                    .chain(p.overloads.iter().copied())
+                    .collect();
+                (p.path(), all)
+            })
+            .collect()
+    });
     primitives
 }
 
@@ -766,7 +929,7 @@ mod tests {
             |_: &Host, _: &str, _: i64, _: bool, _: Array| Ok::<_, String>(()),
         );
         reg.reads(
-            good("demo::b(installed: map or (), target: string) -> map or ()"),
+            good("demo::b(installed: map or (), target: string) -> string or ()"),
             |_: &Host, _: Dynamic, _: &str| Ok::<_, String>(()),
         );
         let errors = reg.finish().expect_err("five declared, four taken");
@@ -824,6 +987,144 @@ mod tests {
         });
         let errors = reg.finish().expect_err("a gated overload of a read");
         assert!(matches!(errors[0], RegistrationError::OverloadKind { .. }));
+    }
+
+    #[test]
+    fn a_returned_map_must_be_documented() {
+        let (_root, mut reg) = registrar();
+        let map = |_: &Host| Ok::<_, String>(std::collections::BTreeMap::<String, i64>::new());
+        reg.reads(
+            Doc {
+                signature: "demo::m() -> map",
+                ..GOOD
+            },
+            map,
+        );
+        reg.reads(
+            Doc {
+                signature: "demo::l() -> array of map or ()",
+                ..GOOD
+            },
+            map,
+        );
+        reg.reads(GOOD.returns(&[("a", "int", "a number")], "#{a: 1}"), ping);
+        reg.reads(
+            Doc {
+                signature: "demo::e() -> map",
+                ..GOOD
+            }
+            .returns(&[], "#{}"),
+            map,
+        );
+        let errors = reg.finish().expect_err("every case is refused");
+        let problems: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(problems[0].contains("demo::m: returns a map but documents no fields"));
+        assert!(problems[1].contains("demo::l: returns a map but documents no fields"));
+        assert!(
+            problems[2].contains("demo::ping: documents fields but its signature returns no map")
+        );
+        assert!(problems[3].contains("demo::e: documents a returned map without fields"));
+
+        let (_root, mut reg) = registrar();
+        let doc = Doc {
+            signature: "demo::m(x: int) -> map",
+            ..GOOD
+        };
+        reg.reads(
+            doc.returns(&[("a", "int", "a number")], "#{a: 1}"),
+            |_: &Host, _: i64| Ok::<_, String>(std::collections::BTreeMap::<String, i64>::new()),
+        );
+        reg.overload("demo::m() -> map", map);
+        reg.overload("demo::m(x: bool) -> int", |_: &Host, _: bool| {
+            Ok::<_, String>(1)
+        });
+        let errors = reg
+            .finish()
+            .expect_err("an overload returns what its primitive does");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        let (_root, mut reg) = registrar();
+        reg.reads(
+            doc.returns(&[("a", "int", "a number")], "#{a: 1}"),
+            |_: &Host, _: i64| Ok::<_, String>(std::collections::BTreeMap::<String, i64>::new()),
+        );
+        reg.overload("demo::m() -> map", map);
+        let (primitives, _) = reg.finish().unwrap();
+        assert_eq!(primitives[0].overloads, ["demo::m() -> map"]);
+        assert_eq!(
+            primitives[0].fields,
+            [FieldDoc {
+                name: "a",
+                ty: "int",
+                doc: "a number"
+            }]
+        );
+    }
+
+    /// Whether a value is of a documented type (`string`, `int`, `map or ()`, ...).
+    fn of_type(value: &Dynamic, ty: &str) -> bool {
+        ty.split(" or ").any(|t| match t.trim() {
+            "()" => value.is_unit(),
+            "string" => value.is_string(),
+            "int" => value.is_int(),
+            "bool" => value.is_bool(),
+            "map" => value.is_map(),
+            "array" => value.is_array(),
+            other => panic!("undocumented type {other:?}"),
+        })
+    }
+
+    /// Every documented example of a returned value is a map (an array of maps) whose keys are
+    /// exactly the documented fields, each of its documented type; and every primitive whose
+    /// signature returns a map has fields and such an example.
+    #[test]
+    fn every_returned_map_is_documented_with_a_matching_example() {
+        let root = tempfile::tempdir().unwrap();
+        let host = crate::script::tests::dry_run_host(root.path().to_path_buf());
+        let catalog = Rc::new(Catalog::new(
+            host.root().clone(),
+            None,
+            crate::host::trust::Trust::new(None),
+        ));
+        let engine = Engine::new();
+        let mut documented = 0;
+        for p in primitives(&host, &catalog) {
+            assert_eq!(
+                returns_map(p.signature),
+                !p.fields.is_empty(),
+                "{}",
+                p.path()
+            );
+            if p.fields.is_empty() {
+                continue;
+            }
+            documented += 1;
+            let value: Dynamic = engine
+                .eval(p.returns_example)
+                .unwrap_or_else(|e| panic!("{}: example does not parse: {e}", p.path()));
+            let map = value
+                .try_cast::<Map>()
+                .unwrap_or_else(|| panic!("{}: the example is not a map", p.path()));
+            let keys: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
+            let mut fields: Vec<&str> = p.fields.iter().map(|f| f.name).collect();
+            fields.sort_unstable();
+            assert_eq!(
+                keys,
+                fields,
+                "{}: example keys are not the fields",
+                p.path()
+            );
+            for f in &p.fields {
+                assert!(
+                    of_type(&map[f.name], f.ty),
+                    "{}: example's {} is not a {}",
+                    p.path(),
+                    f.name,
+                    f.ty
+                );
+            }
+        }
+        assert!(documented >= 20, "only {documented} maps documented");
     }
 
     /// "Mutating" means "gated" by construction: a gated primitive's call plans one action in a

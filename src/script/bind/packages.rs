@@ -19,7 +19,15 @@ pub fn register(reg: &mut Registrar) {
             signature: "packages::check_deb(path: string, expected: map) -> map or ()",
             doc: "checks a fetched .deb with the trust rules packages::install_deb applies, and that its control file names #{name (its Package), version, architecture} (a Debian revision -N is ignored); returns what it says; () in a dry run when it is not fetched yet",
             example: "packages::check_deb(\"/var/cache/containai/x.deb\", #{name: \"sysbox-ce\", version: \"0.6.7+containai.20260127\", architecture: \"amd64\"})",
-        },
+        }
+        .returns(
+            &[
+                ("name", "string", "the control file's Package"),
+                ("version", "string", "its Version"),
+                ("architecture", "string", "its Architecture"),
+            ],
+            r#"#{name: "sysbox-ce", version: "0.6.7+containai.20260127-0", architecture: "amd64"}"#,
+        ),
         |h: &Host, path: &str, expected: Map| -> Answer<Option<_>> {
             let expected = identity(&expected)?;
             let file = std::path::Path::new(path);

@@ -101,10 +101,18 @@ pub fn register(reg: &mut Registrar, args: &Rc<Vec<String>>, json: bool) {
     );
     reg.reads(
         Doc {
-            signature: "run::plan() -> array",
+            signature: "run::plan() -> array of map",
             doc: "the actions recorded so far in this dry run",
             example: "run::plan()",
-        },
+        }
+        .returns(
+            &[
+                ("kind", "string", "family and verb, e.g. containers.stop"),
+                ("target", "string", "what it acts on, as the plan line names it"),
+                ("details", "map", "the action's arguments"),
+            ],
+            r#"#{kind: "containers.stop", target: "agent-1 (4f2c9b0e1d7a)", details: #{ids: ["agent-1"], timeout_secs: 100}}"#,
+        ),
         |h: &Host| Ok::<_, String>(h.gate.plan()),
     );
     reg.reads(

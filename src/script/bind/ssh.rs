@@ -25,7 +25,15 @@ pub fn register(reg: &mut Registrar) {
             signature: "ssh::exec(container: string, argv: array, env: map) -> map",
             doc: "runs argv under bash -lc in the workspace of a running managed container over SSH, with env exported, no PTY and stdin closed; exit_code, stdout, stderr",
             example: "ssh::exec(\"cai-example\", [\"printf\", \"%s\\n\", \"a b\"], #{LANG: \"C.UTF-8\"})",
-        },
+        }
+        .returns(
+            &[
+                ("exit_code", "int", "the remote program's exit status (255 is its own, never ssh's)"),
+                ("stdout", "string", "its standard output"),
+                ("stderr", "string", "its standard error"),
+            ],
+            r#"#{exit_code: 0, stdout: "a b\n", stderr: ""}"#,
+        ),
         |h: &Host, name: &str, argv: Array, env: Map| -> Answer<Effect<ExecOutput>> {
             let (argv, env) = checked("ssh::exec", name, argv, &env)?;
             let remote = shell::remote_command(Remote::Exec, &env, &os(&argv));
@@ -48,7 +56,16 @@ pub fn register(reg: &mut Registrar) {
             signature: "ssh::spawn_detached(container: string, argv: array) -> map",
             doc: "starts argv in the background in a running managed container over SSH and confirms it; pid and running, or the early exit_code; log is its output file",
             example: "ssh::spawn_detached(\"cai-example\", [\"sleep\", \"30\"])",
-        },
+        }
+        .returns(
+            &[
+                ("pid", "int", "the job's PID while it runs; 0 once it ended"),
+                ("running", "bool", "whether it still ran when confirmed"),
+                ("exit_code", "int", "its exit status when it already ended; -1 while it runs"),
+                ("log", "string", "the file in the container that holds its stdout and stderr"),
+            ],
+            r#"#{pid: 312, running: true, exit_code: -1, log: "/tmp/cai-detached.3Xk2/output"}"#,
+        ),
         |_: &Host, name: &str, argv: Array| -> Answer<Effect<Detached>> {
             let (argv, _) = checked("ssh::spawn_detached", name, argv, &Map::new())?;
             let remote = shell::remote_command(Remote::Detach, &[], &os(&argv));

@@ -15,7 +15,15 @@ pub fn register(reg: &mut Registrar) {
             signature: "sysbox::installed_version() -> map or ()",
             doc: "version read from `sysbox-runc --version` (full, semver, containai_build); () when not installed",
             example: "try { sysbox::installed_version() } catch { () }",
-        },
+        }
+        .returns(
+            &[
+                ("full", "string", "as printed, e.g. 0.6.7+containai.20260127 (a Debian revision kept)"),
+                ("semver", "string", "the X.Y.Z part"),
+                ("containai_build", "string or ()", "the build after +containai.; () for a build that is not ContainAI's"),
+            ],
+            r#"#{full: "0.6.7+containai.20260127", semver: "0.6.7", containai_build: "20260127"}"#,
+        ),
         |h: &Host| sysbox::installed_version(h),
     );
 
@@ -24,7 +32,17 @@ pub fn register(reg: &mut Registrar) {
             signature: "sysbox::status() -> map",
             doc: "sysbox against the release target, read once: installed (what installed_version returns), error (why the version check failed, or ()), target (full version, or ()), target_error, decision (what decide returns; () only without a target)",
             example: "sysbox::status()",
-        },
+        }
+        .returns(
+            &[
+                ("installed", "map or ()", "what installed_version returns; () when not installed or the check failed"),
+                ("error", "string or ()", "why the version check failed; () when it did not"),
+                ("target", "string or ()", "the release target's full version; () when it cannot be worked out"),
+                ("target_error", "string or ()", "why there is no target; () when there is one"),
+                ("decision", "map or ()", "what decide returns; () only without a target"),
+            ],
+            r#"#{installed: (), error: (), target: "0.6.7+containai.20260127", target_error: (), decision: #{action: "install", needed: true, reason: "sysbox is not installed; the target is 0.6.7+containai.20260127"}}"#,
+        ),
         |h: &Host| Ok::<_, std::convert::Infallible>(sysbox::status(h)),
     );
 
@@ -33,7 +51,15 @@ pub fn register(reg: &mut Registrar) {
             signature: "sysbox::decide(installed: map or (), target: string) -> map",
             doc: "update decision for INSTALLED (what installed_version returned, or #{error: reason} when it threw) against the TARGET version: action, needed (() when the check failed), reason",
             example: "sysbox::decide((), \"0.6.7+containai.20260127\")",
-        },
+        }
+        .returns(
+            &[
+                ("action", "string", "install, update, rebuild, replace-upstream, up-to-date, keep-newer or check-failed"),
+                ("needed", "bool or ()", "whether the update installs sysbox; () when the check failed"),
+                ("reason", "string", "one line that says why"),
+            ],
+            r#"#{action: "install", needed: true, reason: "sysbox is not installed; the target is 0.6.7+containai.20260127"}"#,
+        ),
         |_: &Host, installed: Dynamic, target: &str| {
             let target = release::sysbox_version(target)
                 .map_err(|e| format!("sysbox::decide: target {e}"))?;

@@ -52,7 +52,14 @@ pub fn register(reg: &mut Registrar, catalog: &Rc<Catalog>) {
             signature: "units::state(name: string) -> map",
             doc: "the unit file on disk against units::render(name): state (\"current\", \"differs\" or \"missing\"; trailing newlines ignored) and diff (\"\" when current)",
             example: "units::state(\"containai-docker.service\")",
-        },
+        }
+        .returns(
+            &[
+                ("state", "string", "\"current\", \"differs\" or \"missing\""),
+                ("diff", "string", "unified diff from the file on disk to the rendered one; \"\" when current"),
+            ],
+            r#"#{state: "differs", diff: "--- /etc/containai/containai-docker.service\n+++ /etc/containai/containai-docker.service (rendered)\n@@ -1 +1 @@\n-{}\n+{\"hosts\": []}\n"}"#,
+        ),
         move |h: &Host, name: &str| Proposed::new(h, &c, name).map(|p| p.file.compare()),
     );
 
