@@ -312,7 +312,7 @@ impl Client {
     }
 
     /// The path `connect()` takes to reach the socket (anchored under the root).
-    pub fn connect_path(&self) -> Result<&Path, DockerError> {
+    fn connect_path(&self) -> Result<&Path, DockerError> {
         self.connect
             .as_ref()
             .map(Anchored::path)
@@ -479,9 +479,23 @@ impl Client {
     }
 
     pub fn inspect(&self, name: &str) -> Result<ContainerDetails, DockerError> {
+        self.inspect_with(self.client()?, name)
+    }
+
+    /// [`Client::inspect`] in one engine request, for latency-bound callers (`cai exec`): the
+    /// client speaks [`FIXED_API`] instead of first asking the engine which version it serves.
+    /// An engine that does not serve it answers with an error, and the caller asks again through
+    /// [`Client::inspect`].
+    pub fn inspect_unnegotiated(&self, name: &str) -> Result<ContainerDetails, DockerError> {
+        let path = self.connect_path()?.to_string_lossy().into_owned();
+        let docker = Docker::connect_with_unix(&path, API_TIMEOUT.as_secs(), &FIXED_API)
+            .map_err(|e| self.unreachable(e))?;
+        self.inspect_with(&docker, name)
+    }
+
+    fn inspect_with(&self, docker: &Docker, name: &str) -> Result<ContainerDetails, DockerError> {
         validate_ref(name)?;
         let rt = &self.rt;
-        let docker = self.client()?;
         let c = timed(
             rt,
             "inspect",
@@ -989,6 +1003,13 @@ pub fn timeout_secs(what: &str, secs: i64) -> Result<Duration, DockerError> {
         })
     }
 }
+
+/// The engine API version [`Client::inspect_unnegotiated`] speaks: Docker 20.10's, served by every
+/// engine a ContainAI release targets (newer engines keep serving older versions).
+const FIXED_API: bollard::ClientVersion = bollard::ClientVersion {
+    major_version: 1,
+    minor_version: 41,
+};
 
 /// The longest stop or wait timeout a script may ask for.
 pub const MAX_TIMEOUT_SECS: i64 = 3600;

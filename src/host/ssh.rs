@@ -209,80 +209,14 @@ pub fn select(host: &Host, name: Option<&str>) -> Result<Target, SshError> {
     }
 }
 
-/// How long the one-request inspection waits for the engine before [`select`] asks again the
-/// usual way (which says why it does not answer).
-const INSPECT_ONCE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A named container resolved in one engine request, for the latency of `cai exec`: an
-/// unversioned `GET /containers/NAME/json` (the engine answers in its own API version), where the
-/// engine client would first negotiate the version in a request of its own. `None` unless the
-/// engine answered 200 with a container, so that [`select`] asks again through the engine client
-/// and every failure (no socket, permission, not found) reads as everywhere else. `name` is
-/// checked against the engine's grammar already, so it is safe in the request line.
+/// A named container resolved in one engine request, for the latency of `cai exec`
+/// ([`super::docker::Client::inspect_unnegotiated`]). `None` unless the engine answered with the
+/// container, so that [`select`] asks again through the negotiating client and every failure (no
+/// socket, permission, not found, an engine that does not serve the fixed API version) reads as
+/// everywhere else.
 fn inspect_once(host: &Host, name: &str) -> Option<Result<Target, SshError>> {
-    use std::io::Write;
-    use std::os::unix::net::UnixStream;
-
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "PascalCase")]
-    struct Inspected {
-        name: String,
-        state: State,
-        config: Config,
-    }
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "PascalCase")]
-    struct State {
-        running: bool,
-    }
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "PascalCase")]
-    struct Config {
-        #[serde(default)]
-        image: String,
-        #[serde(default)]
-        labels: Option<std::collections::HashMap<String, String>>,
-    }
-
-    let path = host.docker().connect_path().ok()?;
-    let mut stream = UnixStream::connect(path).ok()?;
-    stream.set_read_timeout(Some(INSPECT_ONCE_TIMEOUT)).ok()?;
-    stream.set_write_timeout(Some(INSPECT_ONCE_TIMEOUT)).ok()?;
-    // HTTP/1.0: the engine ends the body by closing the connection, never chunked.
-    write!(
-        stream,
-        "GET /containers/{name}/json HTTP/1.0\r\nHost: docker\r\n\r\n"
-    )
-    .ok()?;
-    // A container's inspection is a few KiB: one read takes most of it.
-    let mut reply = Vec::with_capacity(16 << 10);
-    stream
-        .take(MAX_INSPECT_REPLY)
-        .read_to_end(&mut reply)
-        .ok()?;
-    let (head, body) = split_http(&reply)?;
-    if !head.starts_with(b"HTTP/1.0 200 ") && !head.starts_with(b"HTTP/1.1 200 ") {
-        return None;
-    }
-    let c: Inspected = serde_json::from_slice(body).ok()?;
-    let labels = c.config.labels.unwrap_or_default();
-    let managed_by = crate::plan::containers::classify(&labels, &c.config.image);
-    let name = c.name.trim_start_matches('/');
-    Some(target_of(
-        name,
-        &labels.into_iter().collect(),
-        managed_by,
-        c.state.running,
-    ))
-}
-
-/// A reply to the one-request inspection larger than this is not a container's.
-const MAX_INSPECT_REPLY: u64 = 4 << 20;
-
-/// The head and body of an HTTP reply.
-fn split_http(reply: &[u8]) -> Option<(&[u8], &[u8])> {
-    let at = reply.windows(4).position(|w| w == b"\r\n\r\n")?;
-    Some((&reply[..at], &reply[at + 4..]))
+    let c = host.docker().inspect_unnegotiated(name).ok()?;
+    Some(target_of(&c.name, &c.labels, c.managed_by, c.running))
 }
 
 fn names<'a>(list: impl Iterator<Item = &'a str>) -> String {
