@@ -29,7 +29,7 @@ pub(super) fn run(ctx: &Ctx, cmd: &ScriptsCommand) -> Result<u8, Error> {
             // Generated from the registrations themselves: what is listed is what is callable.
             let primitives = bind::primitives(&ctx.host, &ctx.catalog);
             if *json {
-                let doc = serde_json::json!({ "api_version": API_VERSION.to_string(), "primitives": primitives });
+                let doc = serde_json::json!({ "schema": crate::render::JSON_SCHEMA, "api_version": API_VERSION.to_string(), "primitives": primitives });
                 term::out(&format!("{doc:#}"));
             } else {
                 term::out(&format!("primitive API {API_VERSION}"));
@@ -121,7 +121,7 @@ fn list(ctx: &Ctx, json: bool) -> Result<u8, Error> {
         exit::OK
     };
     if json {
-        let doc = serde_json::json!({ "scripts": rows });
+        let doc = serde_json::json!({ "schema": crate::render::JSON_SCHEMA, "scripts": rows });
         term::out(&format!("{doc:#}"));
         return Ok(code);
     }
