@@ -1031,7 +1031,9 @@ mod tests {
                 ("force", "false"),
                 ("json", "false"),
                 ("no_restart", "true"),
+                ("require_rollback", "false"),
                 ("resume", "false"),
+                ("rollback", "false"),
                 ("stop_containers", "false"),
             ])
         );

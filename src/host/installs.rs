@@ -209,7 +209,31 @@ mod tests {
         assert!(!err.contains("dockerd"), "{err}");
 
         set(&host, Component::Sysbox, Check::Verified);
+        // Verified installs still wait for the health gate after the engine restart.
+        let err = check_verified(&host).unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "this run changed the engine and did not check its health (update::health())"
+            ),
+            "{err}"
+        );
+        settle_health(
+            &host,
+            Err("container a1 did not start on the new engine".into()),
+        );
+        let err = check_verified(&host).unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "the health check after the engine restart failed: container a1 did not start"
+            ),
+            "{err}"
+        );
+        settle_health(&host, Ok(()));
         assert!(check_verified(&host).is_ok());
+        // A restart of the engine after the gate passed needs the gate again.
+        engine_restarted(&host);
+        assert!(check_verified(&host).is_err());
+        settle_health(&host, Ok(()));
         begin(&host, Component::Dockerd);
         assert!(
             check_verified(&host)
