@@ -9,10 +9,65 @@ use std::rc::Rc;
 use rhai::Map;
 use serde_json::json;
 
-use super::{Doc, Effect, Registrar};
+use super::{Doc, Effect, Field, Registrar};
 use crate::effects::Action;
 use crate::host::Host;
 use crate::host::volumes::{self, Owner, Prepared, VolumeReport};
+
+/// What a walk of one volume found or changed (`volumes::scan`, `volumes::chown`).
+const VOLUME_REPORT: &[Field] = &[
+    ("volume", "string", "the volume's name"),
+    (
+        "scanned",
+        "int",
+        "entries looked at, its top directory included",
+    ),
+    (
+        "matched",
+        "int",
+        "entries owned by the uid or gid looked for (65534 for a scan)",
+    ),
+    (
+        "changed",
+        "int",
+        "entries changed (in a dry run: that would change); 0 for a scan",
+    ),
+    (
+        "skipped",
+        "int",
+        "entries left alone (hard link, mount point, changed during the walk, unreadable)",
+    ),
+    ("failed", "int", "entries whose change failed"),
+    ("skipped_by_reason", "map", "reason to count"),
+    (
+        "samples",
+        "array",
+        "#{path, reason} for up to a few skipped or failed entries",
+    ),
+    (
+        "uids",
+        "map",
+        "entries per owning uid (the uid as a string)",
+    ),
+    ("gids", "map", "entries per owning gid"),
+    ("truncated", "bool", "the walk stopped at its entry limit"),
+    (
+        "dry_run",
+        "bool",
+        "nothing was changed because the run is a dry run",
+    ),
+    (
+        "resolver",
+        "string",
+        "openat2 or fallback: how the walk entered directories",
+    ),
+    (
+        "skip",
+        "string or ()",
+        "why the volume was not walked; () when it was",
+    ),
+];
+const VOLUME_REPORT_EXAMPLE: &str = r#"#{volume: "agent-1-home", scanned: 1204, matched: 3, changed: 0, skipped: 1, failed: 0, skipped_by_reason: #{"hard link": 1}, samples: [#{path: "/.cache/x", reason: "hard link"}], uids: #{"1000": 1201, "65534": 3}, gids: #{"1000": 1201, "65534": 3}, truncated: false, dry_run: false, resolver: "openat2", skip: ()}"#;
 
 pub fn register(reg: &mut Registrar) {
     reg.reads(
@@ -39,25 +94,7 @@ pub fn register(reg: &mut Registrar) {
             doc: "ownership of a volume's files: scanned, matched (owned by 65534, uid or gid), skipped with reasons, uids and gids histograms; stops after LIMIT entries (0: all); a volume whose data is not under the volumes directory is not walked and has skip set to why",
             example: "try { volumes::scan(\"cai-example\", 100) } catch { () }",
         }
-        .returns(
-            &[
-                ("volume", "string", "the volume's name"),
-                ("scanned", "int", "entries looked at, its top directory included"),
-                ("matched", "int", "entries owned by the uid or gid looked for (65534 for a scan)"),
-                ("changed", "int", "entries changed (in a dry run: that would change); 0 for a scan"),
-                ("skipped", "int", "entries left alone (hard link, mount point, changed during the walk, unreadable)"),
-                ("failed", "int", "entries whose change failed"),
-                ("skipped_by_reason", "map", "reason to count"),
-                ("samples", "array", "#{path, reason} for up to a few skipped or failed entries"),
-                ("uids", "map", "entries per owning uid (the uid as a string)"),
-                ("gids", "map", "entries per owning gid"),
-                ("truncated", "bool", "the walk stopped at its entry limit"),
-                ("dry_run", "bool", "nothing was changed because the run is a dry run"),
-                ("resolver", "string", "openat2 or fallback: how the walk entered directories"),
-                ("skip", "string or ()", "why the volume was not walked; () when it was"),
-            ],
-            r#"#{volume: "agent-1-home", scanned: 1204, matched: 3, changed: 0, skipped: 1, failed: 0, skipped_by_reason: #{"hard link": 1}, samples: [#{path: "/.cache/x", reason: "hard link"}], uids: #{"1000": 1201, "65534": 3}, gids: #{"1000": 1201, "65534": 3}, truncated: false, dry_run: false, resolver: "openat2", skip: ()}"#,
-        ),
+        .returns(VOLUME_REPORT, VOLUME_REPORT_EXAMPLE),
         scan,
     );
     reg.overload(
@@ -82,25 +119,7 @@ pub fn register(reg: &mut Registrar) {
             doc: "inside a managed volume, changes the uid and gid that equal FROM #{uid, gid} to TO, never following a symlink or crossing a mount; hard-linked files skipped; scanned, matched, changed, skipped, failed; a volume whose data is not under the volumes directory, or that an unlabelled container shares, is not walked and has skip set to why",
             example: "try { volumes::chown(\"cai-example\", #{uid: 65534, gid: 65534}, #{uid: 1000, gid: 1000}) } catch { () }",
         }
-        .returns(
-            &[
-                ("volume", "string", "the volume's name"),
-                ("scanned", "int", "entries looked at, its top directory included"),
-                ("matched", "int", "entries owned by the uid or gid looked for (65534 for a scan)"),
-                ("changed", "int", "entries changed (in a dry run: that would change); 0 for a scan"),
-                ("skipped", "int", "entries left alone (hard link, mount point, changed during the walk, unreadable)"),
-                ("failed", "int", "entries whose change failed"),
-                ("skipped_by_reason", "map", "reason to count"),
-                ("samples", "array", "#{path, reason} for up to a few skipped or failed entries"),
-                ("uids", "map", "entries per owning uid (the uid as a string)"),
-                ("gids", "map", "entries per owning gid"),
-                ("truncated", "bool", "the walk stopped at its entry limit"),
-                ("dry_run", "bool", "nothing was changed because the run is a dry run"),
-                ("resolver", "string", "openat2 or fallback: how the walk entered directories"),
-                ("skip", "string or ()", "why the volume was not walked; () when it was"),
-            ],
-            r#"#{volume: "agent-1-home", scanned: 1204, matched: 3, changed: 0, skipped: 1, failed: 0, skipped_by_reason: #{"hard link": 1}, samples: [#{path: "/.cache/x", reason: "hard link"}], uids: #{"1000": 1201, "65534": 3}, gids: #{"1000": 1201, "65534": 3}, truncated: false, dry_run: false, resolver: "openat2", skip: ()}"#,
-        ),
+        .returns(VOLUME_REPORT, VOLUME_REPORT_EXAMPLE),
         chown,
     );
 }

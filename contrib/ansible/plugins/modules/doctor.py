@@ -41,18 +41,8 @@ options:
       - C(all) repairs the ownership of every managed container's named volumes; any other
         value is the name of one container to repair.
     type: str
-  cai_path:
-    description:
-      - Path of the C(cai) binary; by default C(cai) on C(PATH).
-    type: path
-  cai_root:
-    description:
-      - Passed as C(--root); for tests against a private tree.
-    type: path
-  cai_config:
-    description:
-      - Passed as C(--config).
-    type: path
+extends_documentation_fragment:
+  - containai.cai.cai
 attributes:
   check_mode:
     support: full

@@ -20,19 +20,9 @@ description:
   - Runs a read-only script with C(cai run --dry-run --json); never changes the host.
 author:
   - ContainAI contributors
-options:
-  cai_path:
-    description:
-      - Path of the C(cai) binary; by default C(cai) on C(PATH).
-    type: path
-  cai_root:
-    description:
-      - Passed as C(--root); for tests against a private tree.
-    type: path
-  cai_config:
-    description:
-      - Passed as C(--config).
-    type: path
+options: {}
+extends_documentation_fragment:
+  - containai.cai.cai
 attributes:
   check_mode:
     support: full

@@ -50,18 +50,8 @@ options:
         (C(--require-rollback)).
     type: bool
     default: false
-  cai_path:
-    description:
-      - Path of the C(cai) binary; by default C(cai) on C(PATH).
-    type: path
-  cai_root:
-    description:
-      - Passed as C(--root); for tests against a private tree.
-    type: path
-  cai_config:
-    description:
-      - Passed as C(--config); a site configuration other than C(/etc/containai/config.toml).
-    type: path
+extends_documentation_fragment:
+  - containai.cai.cai
 attributes:
   check_mode:
     support: full
