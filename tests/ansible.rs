@@ -62,38 +62,12 @@ fn sha256(bytes: &[u8]) -> String {
 
 /// A sysbox package built with the real `dpkg-deb` whose `sysbox-runc` reports `installs`.
 fn package_deb(version: &str, installs: &str) -> Vec<u8> {
-    use std::os::unix::fs::PermissionsExt;
-    let stage = tempfile::tempdir().unwrap();
-    let pkg = stage.path().join("pkg");
-    std::fs::create_dir_all(pkg.join("DEBIAN")).unwrap();
-    std::fs::create_dir_all(pkg.join("usr/bin")).unwrap();
-    std::fs::write(
-        pkg.join("DEBIAN/control"),
-        format!(
-            "Package: sysbox-ce\nVersion: {version}-0\nArchitecture: {}\nMaintainer: ContainAI <containai@example.invalid>\nDepends: fuse3\nDescription: sysbox for the ansible tests\n",
-            containai::plan::platform::deb_arch()
-        ),
+    support::fake_sysbox_deb(
+        "sysbox-ce",
+        version,
+        containai::plan::platform::deb_arch(),
+        installs,
     )
-    .unwrap();
-    let runc = pkg.join("usr/bin/sysbox-runc");
-    std::fs::write(
-        &runc,
-        format!(
-            "#!/bin/sh\nprintf 'sysbox-runc\\n\\tedition: \\tCommunity Edition (CE)\\n\\tversion: \\t{installs}\\n\\tcommit: \\tabc\\n'\n"
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&runc, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = stage.path().join("sysbox.deb");
-    let status = Command::new(support::require("dpkg-deb"))
-        .args(["--root-owner-group", "--build"])
-        .arg(&pkg)
-        .arg(&out)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "dpkg-deb --build failed");
-    std::fs::read(out).unwrap()
 }
 
 struct Fixture {

@@ -66,7 +66,7 @@ exec dpkg-deb -x "$deb" "$root""#,
 fn publish(host: &TestHost, installs: &str, deb_sha: Option<&str>) {
     let mirror = host.root().join("srv/mirror");
     std::fs::create_dir_all(&mirror).unwrap();
-    let deb = package_deb("sysbox-ce", TARGET_SYSBOX, this_deb_arch(), installs);
+    let deb = support::fake_sysbox_deb("sysbox-ce", TARGET_SYSBOX, this_deb_arch(), installs);
     std::fs::write(mirror.join(DEB), &deb).unwrap();
     let bundle = bundle_bytes();
     std::fs::write(mirror.join(BUNDLE), &bundle).unwrap();
@@ -724,42 +724,6 @@ fn a_site_update_script_cannot_skip_the_record_or_clear_it_early() {
 // --- Everything that can refuse the install is checked before the first container stops [P62];
 // --- a checksum never comes over the channel it protects [P67]; downloads are bounded [P68].
 
-/// A package built with the real `dpkg-deb` whose control file says `package`, `version` and
-/// `arch`, and whose `sysbox-runc` reports `installs` (the multi-line format).
-fn package_deb(package: &str, version: &str, arch: &str, installs: &str) -> Vec<u8> {
-    use std::os::unix::fs::PermissionsExt;
-    let stage = tempfile::tempdir().unwrap();
-    let pkg = stage.path().join("pkg");
-    std::fs::create_dir_all(pkg.join("DEBIAN")).unwrap();
-    std::fs::create_dir_all(pkg.join("usr/bin")).unwrap();
-    std::fs::write(
-        pkg.join("DEBIAN/control"),
-        format!(
-            "Package: {package}\nVersion: {version}-0\nArchitecture: {arch}\nMaintainer: ContainAI <containai@example.invalid>\nDepends: fuse3\nDescription: sysbox for the update tests\n"
-        ),
-    )
-    .unwrap();
-    let runc = pkg.join("usr/bin/sysbox-runc");
-    std::fs::write(
-        &runc,
-        format!(
-            "#!/bin/sh\nprintf 'sysbox-runc\\n\\tedition: \\tCommunity Edition (CE)\\n\\tversion: \\t{installs}\\n\\tcommit: \\tabc\\n'\n"
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&runc, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = stage.path().join("sysbox.deb");
-    let status = std::process::Command::new(support::require("dpkg-deb"))
-        .args(["--root-owner-group", "--build"])
-        .arg(&pkg)
-        .arg(&out)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "dpkg-deb --build failed");
-    std::fs::read(out).unwrap()
-}
-
 /// The Debian name of this machine's architecture, which the release target uses.
 fn this_deb_arch() -> &'static str {
     containai::plan::platform::deb_arch()
@@ -883,15 +847,15 @@ fn p62_a_package_that_is_not_the_target_refuses_before_any_container_stops() {
     let other_arch = if arch == "amd64" { "arm64" } else { "amd64" };
     for (deb, want) in [
         (
-            package_deb("sysbox", TARGET_SYSBOX, arch, TARGET_SYSBOX),
+            support::fake_sysbox_deb("sysbox", TARGET_SYSBOX, arch, TARGET_SYSBOX),
             "its package is sysbox, expected sysbox-ce".to_string(),
         ),
         (
-            package_deb("sysbox-ce", TARGET_SYSBOX, other_arch, TARGET_SYSBOX),
+            support::fake_sysbox_deb("sysbox-ce", TARGET_SYSBOX, other_arch, TARGET_SYSBOX),
             format!("its architecture is {other_arch}, expected {arch}"),
         ),
         (
-            package_deb("sysbox-ce", OLD_SYSBOX, arch, TARGET_SYSBOX),
+            support::fake_sysbox_deb("sysbox-ce", OLD_SYSBOX, arch, TARGET_SYSBOX),
             format!("its version is {OLD_SYSBOX}-0, expected {TARGET_SYSBOX}"),
         ),
     ] {
@@ -913,7 +877,7 @@ fn sysbox_over(host: &TestHost, url: &str) {
 fn p67_sidecar_checksum_over_http_is_refused() {
     let f = fixture(None);
     let server = support::HttpServer::start();
-    let deb = package_deb("sysbox-ce", TARGET_SYSBOX, this_deb_arch(), TARGET_SYSBOX);
+    let deb = support::fake_sysbox_deb("sysbox-ce", TARGET_SYSBOX, this_deb_arch(), TARGET_SYSBOX);
     let url = server.put(DEB, &deb);
     server.put(
         &format!("{DEB}.sha256"),

@@ -838,3 +838,40 @@ impl Drop for HttpServer {
         let _ = self.child.wait();
     }
 }
+
+/// A package named `package` at `version` (Debian revision `-0`) for `arch`, depending on fuse3,
+/// whose `sysbox-runc --version` reports `installs` in sysbox's multi-line format: what the
+/// update and collection tests publish as the release's sysbox.
+pub fn fake_sysbox_deb(package: &str, version: &str, arch: &str, installs: &str) -> Vec<u8> {
+    use std::os::unix::fs::PermissionsExt;
+    let stage = tempfile::tempdir().unwrap();
+    let pkg = stage.path().join("pkg");
+    std::fs::create_dir_all(pkg.join("DEBIAN")).unwrap();
+    std::fs::create_dir_all(pkg.join("usr/bin")).unwrap();
+    std::fs::write(
+        pkg.join("DEBIAN/control"),
+        format!(
+            "Package: {package}\nVersion: {version}-0\nArchitecture: {arch}\nMaintainer: ContainAI <containai@example.invalid>\nDepends: fuse3\nDescription: a stand-in for sysbox in the cai tests\n"
+        ),
+    )
+    .unwrap();
+    let runc = pkg.join("usr/bin/sysbox-runc");
+    std::fs::write(
+        &runc,
+        format!(
+            "#!/bin/sh\nprintf 'sysbox-runc\\n\\tedition: \\tCommunity Edition (CE)\\n\\tversion: \\t{installs}\\n\\tcommit: \\tabc\\n'\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&runc, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = stage.path().join("sysbox.deb");
+    let status = std::process::Command::new(require("dpkg-deb"))
+        .args(["--root-owner-group", "--build"])
+        .arg(&pkg)
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "dpkg-deb --build failed");
+    std::fs::read(out).unwrap()
+}
