@@ -309,17 +309,7 @@ fn every_json_document_carries_its_schema_and_matches_it() {
     assert!(reports(&doc, "update").is_empty(), "{doc:#}");
 
     // A repair that walks a volume, with a file owned by nobody in it.
-    f.engine.run_with(
-        "agent-2",
-        &["containai.managed=true"],
-        &["-v", "agent-2-data:/data"],
-        support::TEST_IMAGE,
-        &[
-            "sh",
-            "-c",
-            "touch /data/f && chown 65534:65534 /data/f && exec sleep 600",
-        ],
-    );
+    run_agent_with_a_file_of_nobody(&f);
     let (code, doc) = f.cai_json(&["doctor", "--repair", "--all", "--dry-run", "--json"]);
     assert_eq!(code, 0, "{doc:#}");
     assert_valid("repair", &doc);
@@ -333,6 +323,22 @@ fn every_json_document_carries_its_schema_and_matches_it() {
         .collect();
     assert_eq!(volumes.len(), 1, "{doc:#}");
     assert_eq!(volumes[0]["destination"], "/data", "{doc:#}");
+}
+
+/// Starts managed container agent-2 with volume agent-2-data, in which /data/f is owned by
+/// nobody (65534), what the ownership repair changes.
+fn run_agent_with_a_file_of_nobody(f: &Fixture) {
+    f.engine.run_with(
+        "agent-2",
+        &["containai.managed=true"],
+        &["-v", "agent-2-data:/data"],
+        support::TEST_IMAGE,
+        &[
+            "sh",
+            "-c",
+            "touch /data/f && chown 65534:65534 /data/f && exec sleep 600",
+        ],
+    );
 }
 
 // --- Ansible -------------------------------------------------------------------------------------
@@ -673,17 +679,7 @@ fn a_refusal_fails_the_task_naming_the_container_and_doctor_and_facts_match_cai(
 
     // The ownership repair: check mode shows it and changes nothing, a real run repairs, a
     // second run is ok.
-    f.engine.run_with(
-        "agent-2",
-        &["containai.managed=true"],
-        &["-v", "agent-2-data:/data"],
-        support::TEST_IMAGE,
-        &[
-            "sh",
-            "-c",
-            "touch /data/f && chown 65534:65534 /data/f && exec sleep 600",
-        ],
-    );
+    run_agent_with_a_file_of_nobody(&f);
     let owner = || {
         f.engine
             .docker(&["exec", "agent-2", "stat", "-c", "%u", "/data/f"])
