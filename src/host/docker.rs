@@ -58,7 +58,7 @@ pub enum DockerError {
     )]
     NoListener { socket: PathBuf },
     #[error(
-        "the containai-docker engine is not running: {socket} does not exist, and containers (stopped ones too) cannot be listed without it\nhelp: systemctl start containai-docker"
+        "the containai-docker engine is not running: {socket} does not exist, and containers (stopped ones too) cannot be listed without it\nhelp: systemctl start containai-docker (cai update installs the engine unit first when it is missing)"
     )]
     EngineDown { socket: PathBuf },
     #[error("container {0} not found on the containai-docker engine")]

@@ -157,7 +157,7 @@ pub fn select(host: &Host, name: Option<&str>) -> Result<Target, SshError> {
     let Some(name) = name else {
         let all = docker.list_managed(true)?.ok_or_else(|| {
             SshError::Container(format!(
-                "the containai-docker engine socket {} does not exist, so no container runs\nhelp: systemctl start containai-docker.service",
+                "the containai-docker engine socket {} does not exist, so no container runs\nhelp: systemctl start containai-docker.service (on a host without the engine unit yet, cai update installs it and starts the engine)",
                 docker.socket().display()
             ))
         })?;

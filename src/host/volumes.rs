@@ -73,7 +73,7 @@ pub enum VolumeError {
     )]
     InvalidName(String),
     #[error(
-        "the engine data root {0} does not exist\nhelp: check data_root in /etc/containai/config.toml, or start the engine once: systemctl start containai-docker.service"
+        "the engine data root {0} does not exist\nhelp: check data_root in /etc/containai/config.toml, or start the engine once: systemctl start containai-docker.service (cai update installs the unit first when it is missing)"
     )]
     NoDataRoot(String),
     #[error(
