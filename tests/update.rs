@@ -461,14 +461,26 @@ fn killed_between_stop_and_restart_the_next_run_restarts_the_journalled_containe
             .is_file()
     );
 
-    // The next run, even one that then refuses, first starts exactly the recorded containers.
+    // The next run first rolls the interrupted update back to the set it kept and starts
+    // exactly the recorded containers; the update itself is for the run after.
     set_sysbox(&f.host, OLD_SYSBOX);
     let (code, _, stderr) = f.host.run(&["update"]);
     assert!(
-        stderr.contains("an interrupted update stopped agent-1; starting them again"),
+        stderr.contains(
+            "an interrupted update stopped agent-1 after it kept what it replaces; rolling back"
+        ),
         "{stderr}"
     );
+    assert_eq!(code, 0, "{stderr}");
     assert_eq!(f.engine.state("agent-1"), "running");
+    assert!(
+        !f.host
+            .root()
+            .join("var/lib/containai/update-state.json")
+            .exists(),
+        "{stderr}"
+    );
+    let (code, _, stderr) = f.host.run(&["update"]);
     assert_eq!(code, 2, "sysbox still needs the update: {stderr}");
 }
 
@@ -1380,7 +1392,9 @@ update::clear();
 
     // The core's check passes: the record goes.
     publish(&f.host, TARGET_SYSBOX, None);
-    write_site("let h = update::health();\nif !h.ok { throw `${h.failures}`; }");
+    write_site(
+        "units::restart(\"containai-docker.service\");\nlet h = update::health();\nif !h.ok { throw `${h.failures}`; }",
+    );
     let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(!state.exists(), "{stderr}");
@@ -1625,38 +1639,31 @@ fn a_dry_run_without_systemd_puts_the_reason_into_the_json_error() {
     assert!(!stderr.contains("error: help:"), "{stderr}");
 }
 
-/// A rollback that fails itself (here systemd refuses `reset-failed` before the engine's restart)
-/// says so, keeps the record with the phase it reached, and `cai system resume` finishes it from
-/// there: the engine restarts and the recorded container runs again.
+/// A rollback step that fails (here systemd refuses `reset-failed` before the engine's restart)
+/// is named in the account, and the steps after it still run: the recorded container runs again,
+/// the record goes, and the run ends with exit 1 because the rollback is incomplete.
 #[test]
-fn a_rollback_that_fails_is_finished_by_resume() {
+fn a_failing_rollback_step_is_named_and_the_agents_still_come_back() {
     let f = fixture(None);
     // The package holds the old build: the health gate fails and the update rolls back.
     publish(&f.host, OLD_SYSBOX, None);
-    let refuse = f.host.root().join("refuse-reset-failed");
-    std::fs::write(&refuse, "").unwrap();
     f.host.fakes.add(
         "systemctl",
-        &format!(
-            "case \"$*\" in *reset-failed*) [ -e {} ] && {{ echo 'Failed to reset failed state' >&2; exit 1; }} ;; esac; exit 0",
-            refuse.display()
-        ),
+        "case \"$*\" in *reset-failed*) echo 'Failed to reset failed state' >&2; exit 1 ;; esac; exit 0",
     );
     let (code, _, stderr) = f.host.run(&["update", "--stop-containers"]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("rolling back"), "{stderr}");
-    assert!(stderr.contains("the rollback failed"), "{stderr}");
-    assert!(stderr.contains("cai system resume"), "{stderr}");
-    let state = f.host.root().join("var/lib/containai/update-state.json");
-    let recorded = std::fs::read_to_string(&state).expect("the record is kept");
-    assert!(recorded.contains("\"phase\": \"engine\""), "{recorded}");
-    assert!(recorded.contains("agent-1"), "{recorded}");
-    assert_eq!(f.engine.state("agent-1"), "exited");
-
-    std::fs::remove_file(&refuse).unwrap();
-    let (code, _, stderr) = f.host.run(&["system", "resume"]);
-    assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("interrupted rollback"), "{stderr}");
+    assert!(
+        stderr.contains("the rollback's engine step failed: systemctl"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("running again: agent-1"), "{stderr}");
+    assert!(
+        !stderr.contains("every agent runs again on the previous engine"),
+        "an incomplete rollback must not say it is complete: {stderr}"
+    );
     assert_eq!(f.engine.state("agent-1"), "running");
+    let state = f.host.root().join("var/lib/containai/update-state.json");
     assert!(!state.exists(), "{stderr}");
 }

@@ -666,6 +666,13 @@ pub fn versions(host: &Host) -> Result<Vec<String>, DockerdError> {
 /// prune versions nobody can roll back to any more.
 pub fn remove_version(_: Approval, host: &Host, version: &str) -> Result<(), DockerdError> {
     validate_version(version)?;
+    // Never the active one, whoever asks: the engine runs from it.
+    if installed(host)?.as_deref() == Some(version) {
+        return Err(DockerdError::NotInstalled {
+            dir: files::shown(host, &Path::new(BUNDLE_DIR).join(version)),
+            reason: "it is the active version; refusing to remove it".into(),
+        });
+    }
     match host.machine() {
         Machine::Lima { .. } => {
             let dir = format!("{BUNDLE_DIR}/{version}");
@@ -814,8 +821,9 @@ fn unpack_error(bundle: &str, source: std::io::Error) -> DockerdError {
     }
 }
 
-/// Removes a flat staging directory of ours (files only) and the directory itself; best effort.
-fn remove_tree(parent: &OwnedFd, name: &str) {
+/// Removes `name` under `parent` and the files directly in it (a bundle version or a rollback
+/// set: flat directories), best effort; never follows a symlink.
+pub(crate) fn remove_tree(parent: &OwnedFd, name: &str) {
     let Ok(dir) = rustix::fs::openat(
         parent,
         name,

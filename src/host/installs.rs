@@ -51,6 +51,8 @@ pub struct Installs {
     entries: RefCell<Vec<(Component, Check)>>,
     /// This run restarted (or stopped) the engine while holding the update lock.
     engine_restarted: std::cell::Cell<bool>,
+    /// ... and did so after its last install, so the engine runs what was installed.
+    restarted_since_install: std::cell::Cell<bool>,
     /// The outcome of the last health gate (`update::health`), when one ran.
     health: RefCell<Option<Result<(), String>>>,
 }
@@ -66,6 +68,9 @@ pub struct Unverified(String);
 /// until `update::verify` passes, so a failed or half-done install is never taken for a verified one.
 /// Installing it again makes it pending again.
 pub fn begin(host: &Host, component: Component) {
+    // What the engine runs changes with this install: a gate passed before it says nothing.
+    host.installs.restarted_since_install.set(false);
+    *host.installs.health.borrow_mut() = None;
     let mut entries = host.installs.entries.borrow_mut();
     match entries.iter_mut().find(|(c, _)| *c == component) {
         Some(entry) => entry.1 = Check::Pending,
@@ -105,6 +110,7 @@ pub fn settle(host: &Host, component: Component, outcome: Result<(), String>) {
 /// after a health gate passed.
 pub fn engine_restarted(host: &Host) {
     host.installs.engine_restarted.set(true);
+    host.installs.restarted_since_install.set(true);
     *host.installs.health.borrow_mut() = None;
 }
 
@@ -138,7 +144,13 @@ pub fn check_verified(host: &Host) -> Result<(), Unverified> {
             )),
         })
         .collect();
+    let installed = !entries.is_empty();
     drop(entries);
+    if installed && !host.installs.restarted_since_install.get() {
+        open.push(
+            "this run installed and did not restart the engine since, so the engine does not run what was installed (units::restart)".into(),
+        );
+    }
     if needs_health(host) {
         match &*host.installs.health.borrow() {
             Some(Ok(())) => {}
@@ -217,6 +229,9 @@ mod tests {
             ),
             "{err}"
         );
+        // ... and for an engine restarted since the last install.
+        assert!(err.contains("did not restart the engine since"), "{err}");
+        engine_restarted(&host);
         settle_health(
             &host,
             Err("container a1 did not start on the new engine".into()),
@@ -234,13 +249,12 @@ mod tests {
         engine_restarted(&host);
         assert!(check_verified(&host).is_err());
         settle_health(&host, Ok(()));
+        // An install after the gate passed: pending, not restarted, not checked.
         begin(&host, Component::Dockerd);
-        assert!(
-            check_verified(&host)
-                .unwrap_err()
-                .to_string()
-                .contains("installed dockerd")
-        );
+        let err = check_verified(&host).unwrap_err().to_string();
+        assert!(err.contains("installed dockerd"), "{err}");
+        assert!(err.contains("did not restart the engine since"), "{err}");
+        assert!(err.contains("did not check its health"), "{err}");
         assert_eq!(host.installs.entries.borrow().len(), 2);
     }
 }

@@ -208,12 +208,21 @@ pub fn keep(_: Approval, host: &Host, plan: &Plan) -> Result<Manifest, RollbackE
     let dir = set_dir(&run);
     let root = host.root();
     root.make_dir_all(&dir)?;
-    if let Some(text) = systemd::read(host, ENGINE_UNIT)? {
-        root.write_atomic(&dir.join(UNIT_COPY), text.as_bytes(), 0o644)?;
-    }
-    if let Some(text) = dockerd::read_config(host)? {
-        root.write_atomic(&dir.join(CONFIG_COPY), text.as_bytes(), 0o644)?;
-    }
+    // What the manifest claims is what was copied here, read now.
+    let unit = match systemd::read(host, ENGINE_UNIT)? {
+        Some(text) => {
+            root.write_atomic(&dir.join(UNIT_COPY), text.as_bytes(), 0o644)?;
+            true
+        }
+        None => false,
+    };
+    let config = match dockerd::read_config(host)? {
+        Some(text) => {
+            root.write_atomic(&dir.join(CONFIG_COPY), text.as_bytes(), 0o644)?;
+            true
+        }
+        None => false,
+    };
     let mut sysbox_deb = false;
     if let Some(package) = &plan.sysbox_package {
         let verified = packages::verify_deb(host, Path::new(package))?;
@@ -230,8 +239,8 @@ pub fn keep(_: Approval, host: &Host, plan: &Plan) -> Result<Manifest, RollbackE
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         dockerd: plan.dockerd.clone(),
-        unit: plan.unit,
-        config: plan.config,
+        unit,
+        config,
         sysbox: plan.sysbox.clone(),
         sysbox_deb,
         restored: false,
@@ -284,16 +293,25 @@ pub fn sets(host: &Host) -> Result<Vec<Manifest>, RollbackError> {
 }
 
 /// The set a rollback now restores: the one a rollback in progress names; else the one this run
-/// kept; else, when this run has not changed the engine (`cai update --rollback`), the newest set
-/// not restored yet. A run that changed the engine without keeping a set has nothing to go back
+/// kept; else the one the interrupted update that left the record kept; else, when this run has
+/// not changed the engine (`cai update --rollback`), the newest set not restored yet. A run that changed the engine without keeping a set has nothing to go back
 /// to: an older set would restore what ran before an earlier update.
 pub fn current(host: &Host) -> Result<Manifest, RollbackError> {
-    if let Some(progress) = update::read_state(host)?.and_then(|s| s.rollback) {
+    let state = update::read_state(host)?;
+    if let Some(progress) = state.as_ref().and_then(|s| s.rollback.as_ref()) {
         return load(host, &progress.set);
     }
     let sets = sets(host)?;
     if let Some(own) = sets.iter().find(|m| m.run == host.gate.run_id()) {
         return Ok(own.clone());
+    }
+    // An update that died after it kept its set and stopped the agents: what it may have half
+    // replaced is restored from the set it kept.
+    if let Some(interrupted) = state
+        .as_ref()
+        .and_then(|s| sets.iter().find(|m| m.run == s.run && !m.restored))
+    {
+        return Ok(interrupted.clone());
     }
     if super::installs::needs_health(host) {
         return Err(RollbackError::NotKept);
@@ -333,12 +351,21 @@ pub fn run(approval: Approval, host: &Host, reason: &str) -> Result<Account, Rol
                 reason: reason.clone(),
             },
         )?;
-        match *phase {
-            "links" => restore_links(&approval, host, &manifest, &mut account)?,
-            "files" => restore_files(&approval, host, &manifest, &dir, &mut account)?,
-            "sysbox" => restore_sysbox(&approval, host, &manifest, &dir, &mut account)?,
-            "engine" => restart_engine(&approval, host)?,
-            _ => start_recorded(&approval, host)?,
+        // A phase that fails is named in the account and the next ones still run: the engine
+        // and the agents come back on whatever could be restored, never left down for a retry
+        // of the same failing step.
+        let done = match *phase {
+            "links" => restore_links(&approval, host, &manifest, &mut account),
+            "files" => restore_files(&approval, host, &manifest, &dir, &mut account),
+            "sysbox" => restore_sysbox(&approval, host, &manifest, &dir, &mut account),
+            "engine" => restart_engine(&approval, host),
+            _ => start_recorded(&approval, host),
+        };
+        if let Err(e) = done {
+            account.missing.push(format!(
+                "the rollback's {phase} step failed: {}",
+                e.to_string().lines().next().unwrap_or_default()
+            ));
         }
     }
     // What runs now, read back from the binaries and the engine.
@@ -552,11 +579,29 @@ fn start_recorded(approval: &Approval, host: &Host) -> Result<(), RollbackError>
     let ids: Vec<String> = update::read_state(host)?
         .map(|s| s.containers.into_iter().map(|c| c.id).collect())
         .unwrap_or_default();
+    // Resumed here after the engine step, the engine may still be down.
+    if !ids.is_empty() && !host.docker().status().reachable {
+        restart_engine(approval, host)?;
+    }
     if !ids.is_empty() {
         // Failures are read back per container for the account.
         let _ = host.docker().start(approval.again(), &ids);
     }
     Ok(())
+}
+
+/// Removes this run's set when the run changed nothing (it stopped and restarted the agents
+/// only): restoring it would restore what runs, and hide the set of the update before. Best
+/// effort.
+pub fn discard_own(_: Approval, host: &Host) {
+    let run = host.gate.run_id();
+    if load(host, run).is_err() {
+        return;
+    }
+    let _ = host.root().remove(&set_dir(run).join(MANIFEST));
+    if let Ok(sets) = host.root().open_dir(Path::new(ROLLBACK_DIR)) {
+        dockerd::remove_tree(&sets, run);
+    }
 }
 
 /// What pruning would remove: rollback sets beyond the newest [`KEEP_SETS`], and bundle
@@ -569,21 +614,42 @@ pub struct Pruned {
 
 pub fn prunable(host: &Host) -> Result<Pruned, RollbackError> {
     let sets = sets(host)?;
-    let active = dockerd::installed(host).ok().flatten();
-    let keep_versions: Vec<String> = sets
-        .iter()
-        .take(KEEP_SETS - 1)
-        .filter_map(|m| m.dockerd.clone())
-        .chain(active)
-        .collect();
-    let bundles = dockerd::versions(host)?
-        .into_iter()
-        .filter(|v| !keep_versions.contains(v))
-        .collect();
-    Ok(Pruned {
-        sets: sets.iter().skip(KEEP_SETS).map(|m| m.run.clone()).collect(),
-        bundles,
-    })
+    // No bundle is pruned unless the active one is known: an active version that cannot be read
+    // must never look unused.
+    let bundles = match dockerd::installed(host) {
+        Ok(Some(active)) => {
+            let keep: Vec<String> = sets
+                .iter()
+                .take(KEEP_SETS - 1)
+                .filter_map(|m| m.dockerd.clone())
+                .chain([active])
+                .collect();
+            dockerd::versions(host)?
+                .into_iter()
+                .filter(|v| !keep.contains(v))
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+    // Sets beyond the newest two, and directories without a manifest (a keep that never
+    // finished) other than this run's.
+    let complete: Vec<&str> = sets.iter().map(|m| m.run.as_str()).collect();
+    let mut old: Vec<String> = sets.iter().skip(KEEP_SETS).map(|m| m.run.clone()).collect();
+    for name in host
+        .root()
+        .list_dir(Path::new(ROLLBACK_DIR))?
+        .unwrap_or_default()
+    {
+        let name = name.to_string_lossy().into_owned();
+        if !complete.contains(&name.as_str())
+            && name != host.gate.run_id()
+            && !name.starts_with('.')
+        {
+            old.push(name);
+        }
+    }
+    old.sort();
+    Ok(Pruned { sets: old, bundles })
 }
 
 /// Removes what [`prunable`] names.
@@ -591,15 +657,15 @@ pub fn prune(approval: Approval, host: &Host, what: &Pruned) -> Result<(), Rollb
     for version in &what.bundles {
         dockerd::remove_version(approval.again(), host, version)?;
     }
+    if what.sets.is_empty() {
+        return Ok(());
+    }
     let root = host.root();
+    let sets = root.open_dir(Path::new(ROLLBACK_DIR))?;
     for run in &what.sets {
-        let dir = set_dir(run);
         // The manifest first: a set without one is never used, whatever is left of it.
-        root.remove(&dir.join(MANIFEST))?;
-        for name in [UNIT_COPY, CONFIG_COPY, SYSBOX_COPY] {
-            root.remove(&dir.join(name))?;
-        }
-        root.remove_dir(&dir)?;
+        root.remove(&set_dir(run).join(MANIFEST))?;
+        dockerd::remove_tree(&sets, run);
     }
     Ok(())
 }

@@ -84,6 +84,8 @@ impl TestHost {
             "opt/containai",
             // A host booted with systemd, as `cai update` requires.
             "run/systemd/system",
+            // cai's own temporary files ($TMPDIR of every cai a test runs).
+            "tmp",
         ] {
             std::fs::create_dir_all(root.path().join(dir)).expect("root layout");
         }
@@ -131,8 +133,11 @@ impl TestHost {
     /// Like [`TestHost::cai`] but leaves stdio alone, for a pseudo-terminal to take over.
     pub fn cai_tty(&self) -> Command {
         let mut cmd = Command::new(cai_bin());
+        // cai's own temporary files (private package copies) under the test's root, so that a
+        // cai a test kills leaves nothing behind once the root is removed.
         cmd.arg("--root")
             .arg(self.root())
+            .env("TMPDIR", self.root().join("tmp"))
             .env("HOME", self.home.path())
             .env("PATH", self.fakes.path_env())
             .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")

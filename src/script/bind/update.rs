@@ -271,7 +271,14 @@ pub fn register(reg: &mut Registrar) {
         },
         |_: &Host| {
             let action = Action::new("update.clear", STATE_FILE, json!({}));
-            Ok::<_, String>(Effect::act(action, || (), |h, ok| update::clear(ok, h)))
+            Ok::<_, String>(Effect::act(action, || (), |h, ok| {
+                update::clear(ok.again(), h)?;
+                // A run that changed nothing leaves no rollback set behind.
+                if !crate::host::installs::needs_health(h) {
+                    rollback::discard_own(ok, h);
+                }
+                Ok::<_, update::UpdateError>(())
+            }))
         },
     );
 }
