@@ -730,9 +730,31 @@ mod tests {
         assert_eq!(runs, ["r3", "r2", "r1"]);
         assert_eq!(current(&host).unwrap().run, "r3");
 
+        // No bundle is pruned while the active version cannot be read.
+        assert!(prunable(&host).unwrap().bundles.is_empty());
+        // Active 4.0.0 (what its dockerd reports), the newest set names 3.0.0: both stay.
+        use std::os::unix::fs::PermissionsExt;
+        let active = dir.path().join("opt/containai/docker/4.0.0");
+        std::fs::create_dir_all(&active).unwrap();
+        std::fs::write(
+            active.join("dockerd"),
+            "#!/bin/sh\necho 'Docker version 4.0.0, build cai'\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            active.join("dockerd"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.path().join("opt/containai/bin")).unwrap();
+        std::os::unix::fs::symlink(
+            "../docker/4.0.0/dockerd",
+            dir.path().join("opt/containai/bin/dockerd"),
+        )
+        .unwrap();
         let what = prunable(&host).unwrap();
-        assert_eq!(what.sets, ["r1"]);
-        // No active bundle here: only the newest set's version stays.
+        // r1 is beyond the newest two; r8 and r9 never completed.
+        assert_eq!(what.sets, ["r1", "r8", "r9"]);
         assert_eq!(what.bundles, ["1.0.0", "2.0.0"]);
         host.gate
             .apply(
@@ -749,8 +771,25 @@ mod tests {
             names.sort();
             names
         };
-        assert_eq!(left("var/lib/containai/rollback"), ["r2", "r3", "r8", "r9"]);
-        assert_eq!(left("opt/containai/docker"), [".4.0.0.cai-new-1", "3.0.0"]);
+        assert_eq!(left("var/lib/containai/rollback"), ["r2", "r3"]);
+        assert_eq!(
+            left("opt/containai/docker"),
+            [".4.0.0.cai-new-1", "3.0.0", "4.0.0"]
+        );
+        // Whoever asks, the active bundle is never removed.
+        let refused = host.gate.apply(
+            crate::effects::Action::new("test.remove", "4.0.0", serde_json::json!({})),
+            || (),
+            |ok| dockerd::remove_version(ok, &host, "4.0.0").map_err(|e| e.to_string()),
+        );
+        assert!(
+            refused
+                .unwrap_err()
+                .to_string()
+                .contains("it is the active version"),
+            "the active bundle was removable"
+        );
+        assert!(active.join("dockerd").exists());
 
         // Restored, the newest set is not offered again.
         let mut restored = manifest("r3", 300, "3.0.0");
