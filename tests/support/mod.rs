@@ -63,6 +63,9 @@ pub fn require_root() {
 pub struct TestHost {
     pub root: tempfile::TempDir,
     pub home: tempfile::TempDir,
+    /// `$TMPDIR` of every cai this host runs, outside the root (private copies must never be
+    /// inside the tree cai manages), removed with the host: a cai a test kills leaves nothing.
+    tmp: tempfile::TempDir,
     pub fakes: Fakes,
     /// The engines started for this root, stopped before the root is unmounted and removed
     /// (a test's fields may drop the host before its engine).
@@ -84,8 +87,6 @@ impl TestHost {
             "opt/containai",
             // A host booted with systemd, as `cai update` requires.
             "run/systemd/system",
-            // cai's own temporary files ($TMPDIR of every cai a test runs).
-            "tmp",
         ] {
             std::fs::create_dir_all(root.path().join(dir)).expect("root layout");
         }
@@ -106,9 +107,14 @@ impl TestHost {
             .prefix("cai-home")
             .tempdir()
             .expect("temp home");
+        let tmp = tempfile::Builder::new()
+            .prefix("cai-tmp")
+            .tempdir()
+            .expect("temp dir for cai");
         Self {
             root,
             home,
+            tmp,
             fakes: Fakes::new(),
             engines: std::sync::Mutex::new(Vec::new()),
         }
@@ -137,7 +143,7 @@ impl TestHost {
         // cai a test kills leaves nothing behind once the root is removed.
         cmd.arg("--root")
             .arg(self.root())
-            .env("TMPDIR", self.root().join("tmp"))
+            .env("TMPDIR", self.tmp.path())
             .env("HOME", self.home.path())
             .env("PATH", self.fakes.path_env())
             .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
