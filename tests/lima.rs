@@ -81,6 +81,7 @@ mv)
     case "$1" in -f|-T|-Tf) exec mv "$1" "$VM$2" "$VM$3" ;; *) exit 2 ;; esac
     ;;
 mkdir) [ "$#" = 2 ] && [ "$1" = -p ] || exit 2; exec mkdir -p "$VM$2" ;;
+ls) [ "$#" = 2 ] && [ "$1" = -1 ] || exit 2; exec ls -1 "$VM$2" ;;
 ln)
     [ "$#" = 3 ] && [ "$1" = -sfn ] || exit 2
     case "$2" in /*) echo "ln: an absolute target would point outside the VM's tree" >&2; exit 2 ;; esac
@@ -944,5 +945,85 @@ fn p73_a_bundle_whose_dockerd_reports_another_version_is_refused_inside_the_vm()
     let script = "//! version: 1.0.0\n//! api: 1\nprint(`${dockerd::installed()}`);\n0\n";
     let (code, stdout, stderr) = mac.run(script, &[], &[]);
     assert_eq!((code, stdout.as_str()), (0, "28.2.2\n"), "{stderr}");
+    mac.assert_nothing_ran_on_the_mac();
+}
+
+/// A rollback on macOS: the set is kept on the Mac (the update state lives there) from what the
+/// VM holds; the bundle links switch back inside the VM after the kept version's `dockerd
+/// --version` ran there, and pruning removes the replaced version from the VM. Nothing runs on
+/// the Mac.
+#[test]
+fn a_rollback_switches_the_vms_bundle_links_back_and_prunes_there() {
+    let mac = Mac::new();
+    let cache = mac.host.root().join("var/cache/containai");
+    std::fs::create_dir_all(&cache).unwrap();
+    for dir in ["var", "var/cache", "var/cache/containai"] {
+        std::fs::set_permissions(
+            mac.host.root().join(dir),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    for version in ["28.2.2", "28.3.0"] {
+        support::dockerd_bundle(
+            &cache.join(format!("docker-{version}.tgz")),
+            &["dockerd", "containerd"],
+            version,
+            |_| {},
+        );
+    }
+    let script = r#"//! version: 1.0.0
+//! api: 1.10
+update::lock();
+dockerd::install("/var/cache/containai/docker-28.2.2.tgz", "28.2.2");
+let kept = update::keep();
+print(`kept ${kept.dockerd}`);
+dockerd::install("/var/cache/containai/docker-28.3.0.tgz", "28.3.0");
+print(`now ${dockerd::installed()}`);
+let a = update::rollback("the test's rollback");
+print(`restored ${a.restored} running ${a.dockerd} complete ${a.complete}`);
+let p = update::prune();
+print(`pruned ${p.bundles}`);
+0
+"#;
+    let (code, stdout, stderr) = mac.run(script, &[], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stdout,
+        "kept 28.2.2\nnow 28.3.0\nrestored [\"dockerd 28.2.2\"] running 28.2.2 complete true\npruned [\"28.3.0\"]\n",
+        "{stderr}"
+    );
+    let vm = mac.vm.path().join("opt/containai");
+    for name in ["dockerd", "containerd"] {
+        assert_eq!(
+            std::fs::read_link(vm.join("bin").join(name)).unwrap(),
+            Path::new("../docker/28.2.2").join(name)
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(vm.join("VERSION")).unwrap(),
+        "28.2.2\n"
+    );
+    assert!(!vm.join("docker/28.3.0").exists(), "28.3.0 was not pruned");
+    assert!(vm.join("docker/28.2.2/dockerd").exists());
+    // The kept version was checked inside the VM before any link moved.
+    assert!(
+        mac.vm_commands()
+            .iter()
+            .any(|c| c == "[/opt/containai/docker/28.2.2/dockerd] [--version]"),
+        "{:?}",
+        mac.vm_commands()
+    );
+    // The set and the state are the Mac's; the record is gone once nothing is left to start.
+    let sets = std::fs::read_dir(mac.host.root().join("var/lib/containai/rollback"))
+        .unwrap()
+        .count();
+    assert_eq!(sets, 1);
+    assert!(
+        !mac.host
+            .root()
+            .join("var/lib/containai/update-state.json")
+            .exists()
+    );
     mac.assert_nothing_ran_on_the_mac();
 }
