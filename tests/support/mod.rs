@@ -63,8 +63,9 @@ pub fn require_root() {
 pub struct TestHost {
     pub root: tempfile::TempDir,
     pub home: tempfile::TempDir,
-    /// `$TMPDIR` of every cai this host runs, outside the root (private copies must never be
-    /// inside the tree cai manages), removed with the host: a cai a test kills leaves nothing.
+    /// `$TMPDIR` and `$XDG_RUNTIME_DIR` of every cai this host runs, outside the root (private
+    /// copies must never be inside the tree cai manages), removed with the host: a cai a test
+    /// kills leaves nothing, and no control-socket lock outlives the test.
     tmp: tempfile::TempDir,
     pub fakes: Fakes,
     /// The engines started for this root, stopped before the root is unmounted and removed
@@ -144,6 +145,8 @@ impl TestHost {
         cmd.arg("--root")
             .arg(self.root())
             .env("TMPDIR", self.tmp.path())
+            // SSH control sockets and their locks too (a test may set its own).
+            .env("XDG_RUNTIME_DIR", self.tmp.path())
             .env("HOME", self.home.path())
             .env("PATH", self.fakes.path_env())
             .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
