@@ -187,6 +187,21 @@ impl Mac {
             .run()
     }
 
+    /// The Mac's artifact cache, created with the modes the trust rules want (bundles are
+    /// installed only from there).
+    fn trusted_cache(&self) -> PathBuf {
+        let cache = self.host.root().join("var/cache/containai");
+        std::fs::create_dir_all(&cache).unwrap();
+        for dir in ["var", "var/cache", "var/cache/containai"] {
+            std::fs::set_permissions(
+                self.host.root().join(dir),
+                std::fs::Permissions::from_mode(0o755),
+            )
+            .unwrap();
+        }
+        cache
+    }
+
     /// Log lines of commands run inside the VM through `limactl shell`.
     fn vm_commands(&self) -> Vec<String> {
         let prefix = "limactl [shell] [--workdir] [/] [containai-docker] [--] ";
@@ -839,15 +854,7 @@ fn regression_p17_the_vms_running_containers_refuse_the_update() {
 #[test]
 fn the_dockerd_bundle_is_installed_inside_the_vm() {
     let mac = Mac::new();
-    let cache = mac.host.root().join("var/cache/containai");
-    std::fs::create_dir_all(&cache).unwrap();
-    for dir in ["var", "var/cache", "var/cache/containai"] {
-        std::fs::set_permissions(
-            mac.host.root().join(dir),
-            std::fs::Permissions::from_mode(0o755),
-        )
-        .unwrap();
-    }
+    let cache = mac.trusted_cache();
     support::dockerd_bundle(
         &cache.join("docker-28.2.2.tgz"),
         &["dockerd", "containerd"],
@@ -886,15 +893,7 @@ fn the_dockerd_bundle_is_installed_inside_the_vm() {
 #[test]
 fn p73_a_bundle_whose_dockerd_reports_another_version_is_refused_inside_the_vm() {
     let mac = Mac::new();
-    let cache = mac.host.root().join("var/cache/containai");
-    std::fs::create_dir_all(&cache).unwrap();
-    for dir in ["var", "var/cache", "var/cache/containai"] {
-        std::fs::set_permissions(
-            mac.host.root().join(dir),
-            std::fs::Permissions::from_mode(0o755),
-        )
-        .unwrap();
-    }
+    let cache = mac.trusted_cache();
     support::dockerd_bundle(
         &cache.join("docker-28.2.2.tgz"),
         &["dockerd"],
@@ -955,15 +954,7 @@ fn p73_a_bundle_whose_dockerd_reports_another_version_is_refused_inside_the_vm()
 #[test]
 fn a_rollback_switches_the_vms_bundle_links_back_and_prunes_there() {
     let mac = Mac::new();
-    let cache = mac.host.root().join("var/cache/containai");
-    std::fs::create_dir_all(&cache).unwrap();
-    for dir in ["var", "var/cache", "var/cache/containai"] {
-        std::fs::set_permissions(
-            mac.host.root().join(dir),
-            std::fs::Permissions::from_mode(0o755),
-        )
-        .unwrap();
-    }
+    let cache = mac.trusted_cache();
     for version in ["28.2.2", "28.3.0"] {
         support::dockerd_bundle(
             &cache.join(format!("docker-{version}.tgz")),
